@@ -1,0 +1,70 @@
+"""The admin port: metrics, probes and per-route status for operators.
+
+- ``/metrics``: Prometheus text format.
+- ``/healthz``: the process is alive (always 200 while it serves).
+- ``/readyz``: 503 while Redis is unreachable, before the result subscription
+  is up, or while draining for shutdown, so that Kubernetes stops sending
+  traffic. The probe reads state kept by a background check; it never waits
+  on Redis itself.
+- ``/status``: JSON per route: backlog (waiting), pending, stream length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import problems
+from gateway.context import GATEWAY
+from tidegate import backlog
+from tidegate.errors import RedisUnavailable
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    return web.Response(
+        body=generate_latest(gw.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    reasons = []
+    if gw.draining:
+        reasons.append("draining for shutdown")
+    if not gw.redis_ok:
+        reasons.append("Redis unreachable")
+    if not gw.waiter.subscribed.is_set():
+        reasons.append("result subscription not established")
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def status(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    queued = [r for r in gw.settings.routes if r.mode != "proxy"]
+    try:
+        measured = await asyncio.gather(*(backlog.measure(gw.redis, r.name) for r in queued))
+    except RedisUnavailable:
+        return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+    routes = {}
+    for route, found in zip(queued, measured, strict=True):
+        routes[route.name] = {"mode": route.mode, **found.as_dict()}
+    for route in gw.settings.routes:
+        if route.mode == "proxy":
+            routes[route.name] = {"mode": "proxy", "upstream": route.upstream}
+    return web.json_response({"routes": routes, "waiting_requests": gw.waiter.waiting})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)

@@ -1,0 +1,129 @@
+"""Wiring and lifecycle of a gateway process.
+
+Two aiohttp applications share one ``Gateway`` context: the public one (routes
+and the job API) and the admin one. The context is opened by the public app's
+``cleanup_ctx`` (so it is closed only if it opened) and handed to the admin app.
+
+Shutdown on SIGTERM or SIGINT: ``/readyz`` turns 503 at once (Kubernetes
+stops routing new traffic), the listening sockets close, requests in flight get
+up to ``gateway.shutdown_grace_s`` to finish (a sync wait still running then
+answers 202, the job stays queued), then the pools close. Pair the grace with
+the pod's ``terminationGracePeriodSeconds`` (leave a few seconds of margin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import admin, jobs_api, problems, public
+from gateway.context import GATEWAY, Gateway, open_context
+from gateway.metrics import GatewayMetrics
+from tidegate.errors import RedisUnavailable
+from tidegate.settings import Settings, parse_listen
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_as_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as problem+json; nothing leaks a stack trace."""
+    gw = request.app[GATEWAY]
+    gw.metrics.in_flight.inc()
+    try:
+        return await handler(request)
+    except RedisUnavailable:
+        return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return problems.problem(
+            e.status,
+            "http-" + str(e.status),
+            e.reason,
+            f"{request.method} {request.path}: {e.reason}",
+        )
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return problems.problem(
+            500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
+        )
+    finally:
+        gw.metrics.in_flight.dec()
+
+
+def build_apps(
+    settings: Settings, metrics: GatewayMetrics | None = None
+) -> tuple[web.Application, web.Application]:
+    """The public and admin applications, sharing one context."""
+    limit = settings.gateway.max_header_bytes
+    public_app = web.Application(
+        middlewares=[errors_as_problems],
+        # Let aiohttp's parser take large header lines so that our own limit
+        # answers 431 problem+json; aiohttp's own limit would be a bare 400.
+        handler_args={"max_field_size": limit * 4, "max_line_size": limit * 4},
+    )
+    admin_app = web.Application()
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        gw = await open_context(settings, metrics)
+        app[GATEWAY] = gw
+        admin_app[GATEWAY] = gw
+        yield
+        await gw.close()
+
+    public_app.cleanup_ctx.append(context)
+    jobs_api.add_routes(public_app)
+    public_app.router.add_route("*", "/{tail:.*}", public.handle)
+    admin.add_routes(admin_app)
+    return public_app, admin_app
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then shut down gracefully."""
+    public_app, admin_app = build_apps(settings)
+    grace_s = settings.gateway.shutdown_grace_s
+    public_runner = web.AppRunner(public_app, shutdown_timeout=grace_s, access_log=None)
+    admin_runner = web.AppRunner(admin_app, shutdown_timeout=1.0, access_log=None)
+    await public_runner.setup()
+    await admin_runner.setup()
+    try:
+        host, port = parse_listen(settings.gateway.listen)
+        await web.TCPSite(public_runner, host, port, shutdown_timeout=grace_s).start()
+        admin_host, admin_port = parse_listen(settings.gateway.admin_listen)
+        await web.TCPSite(admin_runner, admin_host, admin_port).start()
+        log.info(
+            "gateway listening on %s (admin %s), %d route(s)",
+            settings.gateway.listen,
+            settings.gateway.admin_listen,
+            len(settings.routes),
+        )
+        await stop.wait()
+        gw: Gateway = public_app[GATEWAY]
+        gw.draining = True
+        gw.waiter.release_all()
+        log.info("shutting down: finishing requests in flight (up to %.0f s)", grace_s)
+    finally:
+        await public_runner.cleanup()
+        await admin_runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    """Entry point of ``tidegate gateway``."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,72 @@
+"""Header handling shared by every forwarding path of the gateway.
+
+Hop-by-hop headers are stripped (``tidegate.http``); the gateway adds
+``X-Forwarded-For/Proto/Host`` so the service behind it sees the original
+client. ``Prefer`` (RFC 7240) is parsed here too: it is addressed to
+the gateway and is not forwarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from tidegate.http import strip_headers
+
+# Not hop-by-hop, but recomputed or consumed by the gateway itself.
+_REQUEST_DROP = frozenset({"host", "content-length", "expect", "prefer", "idempotency-key"})
+_RESPONSE_DROP = frozenset({"content-length", "date", "server"})
+
+
+def forward_request_headers(request: web.Request) -> list[tuple[str, str]]:
+    """The client's headers as the upstream should see them."""
+    pairs = strip_headers(request.headers.items(), _REQUEST_DROP)
+    pairs = [(k, v) for k, v in pairs if not k.lower().startswith("x-forwarded-")]
+    prior = request.headers.get("X-Forwarded-For")
+    peer = request.remote or "unknown"
+    pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
+    pairs.append(("X-Forwarded-Proto", request.headers.get("X-Forwarded-Proto", request.scheme)))
+    pairs.append(("X-Forwarded-Host", request.headers.get("X-Forwarded-Host", request.host)))
+    return pairs
+
+
+def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An upstream's response headers as the client should see them."""
+    return strip_headers(headers, _RESPONSE_DROP)
+
+
+def header_bytes(headers: CIMultiDictProxy[str]) -> int:
+    """Size of the header block as sent (name, ": ", value, CRLF)."""
+    return sum(len(k) + len(v) + 4 for k, v in headers.items())
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """The preferences of RFC 7240 that the gateway honours."""
+
+    respond_async: bool = False
+    wait_s: float | None = None
+
+
+def parse_prefer(values: Iterable[str]) -> Preferences:
+    """Parse every ``Prefer`` header; unknown or malformed preferences are ignored,
+    as RFC 7240 section 2 asks."""
+    respond_async = False
+    wait_s: float | None = None
+    for value in values:
+        for item in value.split(","):
+            token, _, param = item.split(";")[0].strip().partition("=")
+            name = token.strip().lower()
+            if name == "respond-async":
+                respond_async = True
+            elif name == "wait":
+                try:
+                    seconds = float(param.strip().strip('"'))
+                except ValueError:
+                    continue
+                if seconds >= 0:
+                    wait_s = seconds
+    return Preferences(respond_async=respond_async, wait_s=wait_s)

@@ -1,0 +1,130 @@
+"""The job API under ``/_tidegate/``: the client redeems its voucher here.
+
+- ``GET /_tidegate/jobs/{id}``: the job's projection (state, attempts, times).
+- ``GET /_tidegate/jobs/{id}/result``: the stored upstream response once the
+  job has ended; 202 with ``Retry-After`` while it has not.
+- ``GET /_tidegate/jobs/{id}/events``: the job's event history.
+- ``DELETE /_tidegate/jobs/{id}``: cancel while queued; 409 once running.
+- ``GET /_tidegate/openapi.json``: this API, described.
+
+A malformed id is the same 404 as an unknown one: ids are capabilities and the
+API does not tell a guess from a typo.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway import problems
+from gateway.context import GATEWAY
+from gateway.http_headers import response_headers
+from tidegate.errors import JobNotFound, TransitionRefused
+from tidegate.ledger import TERMINAL_STATES
+
+_INT_FIELDS = ("attempts", "status")
+_TIME_FIELDS = ("accepted_at_ms", "started_at_ms", "finished_at_ms", "updated_at_ms", "deadline_ms")
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _not_found(job_id: str) -> web.Response:
+    return problems.problem(
+        404, "job-not-found", "No such job", f"No job {job_id} (unknown, or its retention ended)."
+    )
+
+
+def job_view(job_id: str, projection: dict[str, str]) -> dict[str, Any]:
+    view: dict[str, Any] = {"id": job_id, "route": job_id.partition(".")[0]}
+    view["state"] = projection.get("state", "unknown")
+    for name in _INT_FIELDS + _TIME_FIELDS:
+        if projection.get(name):
+            view[name] = int(projection[name])
+    for name in ("last_error", "consumer", "method", "path"):
+        if projection.get(name):
+            view[name] = projection[name]
+    base = "/_tidegate/jobs/" + job_id
+    view["links"] = {"self": base, "result": base + "/result", "events": base + "/events"}
+    return view
+
+
+async def get_job(request: web.Request) -> web.Response:
+    gw, job_id = request.app[GATEWAY], request.match_info["job_id"]
+    try:
+        projection = await gw.ledger.projection(job_id)
+    except JobNotFound:
+        return _not_found(job_id)
+    return _json(job_view(job_id, projection))
+
+
+async def get_result(request: web.Request) -> web.Response:
+    gw, job_id = request.app[GATEWAY], request.match_info["job_id"]
+    try:
+        projection = await gw.ledger.projection(job_id)
+        reply = await gw.ledger.result(job_id)
+    except JobNotFound:
+        return _not_found(job_id)
+    state = projection.get("state", "")
+    if reply is None:
+        if state in TERMINAL_STATES:
+            return problems.problem(
+                409, "job-" + state, f"Job {state}", f"Job {job_id} ended as {state}; no result."
+            )
+        return _json(
+            job_view(job_id, projection),
+            status=202,
+            headers={"Retry-After": "1", "Location": "/_tidegate/jobs/" + job_id},
+        )
+    headers = CIMultiDict(response_headers(reply.headers))
+    headers["Tidegate-Job"] = job_id
+    return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+
+async def get_events(request: web.Request) -> web.Response:
+    gw, job_id = request.app[GATEWAY], request.match_info["job_id"]
+    try:
+        events = await gw.ledger.events(job_id)
+    except JobNotFound:
+        return _not_found(job_id)
+    return _json({"id": job_id, "events": events})
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    gw, job_id = request.app[GATEWAY], request.match_info["job_id"]
+    try:
+        await gw.ledger.cancel(job_id)
+    except JobNotFound:
+        return _not_found(job_id)
+    except TransitionRefused as e:
+        return problems.problem(
+            409,
+            "job-not-cancellable",
+            "Job can no longer be cancelled",
+            f"Job {job_id} is {e.state}; only a queued job can be cancelled.",
+            state=e.state,
+        )
+    return _json(job_view(job_id, await gw.ledger.projection(job_id)))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = (resources.files("gateway") / "openapi.json").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/_tidegate/openapi.json", openapi)
+    app.router.add_get("/_tidegate/jobs/{job_id}", get_job)
+    app.router.add_delete("/_tidegate/jobs/{job_id}", cancel_job)
+    app.router.add_get("/_tidegate/jobs/{job_id}/result", get_result)
+    app.router.add_get("/_tidegate/jobs/{job_id}/events", get_events)

@@ -1,0 +1,56 @@
+"""RFC 9457 problem details: every error the gateway returns is one of these.
+
+Clients get a stable ``type`` URI to branch on, a short ``title`` and a
+``detail`` written for the person reading the log; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+PROBLEM_TYPE_BASE = "https://tidegate.io/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """A problem+json response; ``extra`` adds members (RFC 9457 section 3.2)."""
+    body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type=CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def redis_unavailable(retry_after_s: int) -> web.Response:
+    return problem(
+        503,
+        "redis-unavailable",
+        "Queue unavailable",
+        "The gateway cannot reach its queue right now; nothing was accepted. Retry later.",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def body_too_large(route: str, limit_bytes: int) -> web.Response:
+    return problem(
+        413,
+        "body-too-large",
+        "Request body too large",
+        f"Route {route} takes bodies of at most {limit_bytes} bytes.",
+        max_body_bytes=limit_bytes,
+    )

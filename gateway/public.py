@@ -1,0 +1,216 @@
+"""The public port: route a request, admit it, answer at once or when done.
+
+Order of checks, cheapest first, so that a request that will be refused costs
+as little as possible: header size (431), route (404), declared body size
+(413, before a byte of the body is read), then the body is read with the
+limit enforced as it streams in (413 again for chunked bodies that grow too
+large), then admission (503 when Redis is away, 422 on an Idempotency-Key
+conflict).
+
+A sync request registers for its job's end *before* admission, so the worker
+cannot finish unseen. A sync wait that runs out is not an error: the job is
+queued and the client gets the same 202 an async request gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway import problems
+from gateway.context import GATEWAY, Gateway
+from gateway.http_headers import (
+    forward_request_headers,
+    header_bytes,
+    parse_prefer,
+    response_headers,
+)
+from gateway.proxy import forward
+from tidegate.envelope import Job
+from tidegate.errors import IdempotencyConflict, RedisUnavailable
+from tidegate.keys import new_job_id
+from tidegate.ledger import TERMINAL_STATES
+from tidegate.settings import RouteSettings
+
+JOBS_PATH = "/_tidegate/jobs/"
+RETRY_AFTER_S = 1
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    """Read the body, refusing it as soon as it passes ``limit_bytes``."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(65536):
+        total += len(chunk)
+        if total > limit_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    base = JOBS_PATH + job_id
+    return {"self": base, "result": base + "/result", "events": base + "/events"}
+
+
+def accepted(job_id: str, state: str, applied: list[str]) -> web.Response:
+    headers = {"Location": JOBS_PATH + job_id, "Retry-After": str(RETRY_AFTER_S)}
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
+    body = {"id": job_id, "state": state, "links": job_links(job_id)}
+    return web.Response(
+        status=202, body=json.dumps(body).encode(), content_type="application/json", headers=headers
+    )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    limit = gw.settings.gateway.max_header_bytes
+    if header_bytes(request.headers) > limit:
+        gw.metrics.rejected.labels("", "headers_too_large").inc()
+        return problems.problem(
+            431,
+            "headers-too-large",
+            "Request header fields too large",
+            f"The request's headers exceed {limit} bytes in all.",
+        )
+    route = gw.router.match(request.method, request.path)
+    if route is None:
+        gw.metrics.rejected.labels("", "no_route").inc()
+        return problems.problem(
+            404,
+            "no-route",
+            "No route",
+            f"No route takes {request.method} {request.path}.",
+        )
+    if route.mode == "proxy":
+        return await forward(gw, route, request)
+    return await _queued(gw, route, request)
+
+
+async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> web.StreamResponse:
+    started = time.perf_counter()
+    declared = request.content_length
+    if declared is not None and declared > route.max_body_bytes:
+        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
+        return problems.body_too_large(route.name, route.max_body_bytes)
+    try:
+        body = await read_body(request, route.max_body_bytes)
+    except BodyTooLarge:
+        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
+        return problems.body_too_large(route.name, route.max_body_bytes)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        gw.metrics.rejected.labels(route.name, "bad_request").inc()
+        return problems.problem(
+            400,
+            "bad-idempotency-key",
+            "Invalid Idempotency-Key",
+            f"An Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+        )
+
+    prefer = parse_prefer(request.headers.getall("Prefer", ()))
+    wait_s = 0.0
+    applied: list[str] = []
+    if route.mode == "sync":
+        if prefer.respond_async:
+            applied.append("respond-async")
+        elif not gw.draining:  # while shutting down, nobody waits
+            wait_s = route.wait_s
+            if prefer.wait_s is not None:
+                wait_s = min(wait_s, prefer.wait_s)
+                applied.append(f"wait={prefer.wait_s:g}")
+
+    job = Job(
+        id=new_job_id(route.name),
+        route=route.name,
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        headers=tuple(forward_request_headers(request)),
+        body=body,
+    )
+    wait_id = job.id
+    waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
+    try:
+        try:
+            admitted = await gw.batcher.admit(route, job, key)
+        except RedisUnavailable:
+            gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
+            return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+        except IdempotencyConflict as e:
+            gw.metrics.rejected.labels(route.name, "idempotency_conflict").inc()
+            return problems.problem(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused with another payload",
+                f"{e}. A key identifies one request: same method, path, query and body.",
+            )
+        gw.metrics.admission_latency.labels(route.name).observe(time.perf_counter() - started)
+        if admitted.outcome == "new":
+            gw.metrics.admitted.labels(route.name).inc()
+            state = "queued"
+        else:
+            gw.metrics.duplicates.labels(route.name).inc()
+            state = await _state_of(gw, admitted.job_id)
+            if waiting is not None and state not in TERMINAL_STATES:
+                gw.waiter.unregister(wait_id, waiting)
+                wait_id = admitted.job_id
+                waiting = gw.waiter.register(wait_id)
+                state = await _state_of(gw, admitted.job_id)  # it may have ended meanwhile
+            if state in TERMINAL_STATES and route.mode == "sync" and not prefer.respond_async:
+                return await _finished(gw, admitted.job_id, state, applied)
+        if waiting is None:
+            return accepted(admitted.job_id, state, applied)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), wait_s)
+        state = await _state_of(gw, admitted.job_id) if waiting.done() else "queued"
+        if state not in TERMINAL_STATES:  # timed out, or released for shutdown
+            gw.metrics.sync_waits.labels(route.name, "timeout").inc()
+            return accepted(admitted.job_id, state, applied)
+        gw.metrics.sync_waits.labels(route.name, "result").inc()
+        return await _finished(gw, admitted.job_id, state, applied)
+    finally:
+        if waiting is not None:
+            gw.waiter.unregister(wait_id, waiting)
+
+
+async def _state_of(gw: Gateway, job_id: str) -> str:
+    try:
+        return (await gw.ledger.projection(job_id)).get("state", "queued")
+    except RedisUnavailable:
+        return "queued"
+    except Exception:  # expired between admission and now
+        return "expired"
+
+
+async def _finished(gw: Gateway, job_id: str, state: str, applied: list[str]) -> web.Response:
+    """Answer with the stored upstream response, as if proxied."""
+    try:
+        reply = await gw.ledger.result(job_id)
+    except RedisUnavailable:
+        return accepted(job_id, state, applied)
+    if reply is None:
+        return problems.problem(
+            409,
+            "job-" + state,
+            f"Job {state}",
+            f"Job {job_id} ended as {state} without a result.",
+            job=job_id,
+            links=job_links(job_id),
+        )
+    headers = CIMultiDict(response_headers(reply.headers))
+    headers["Tidegate-Job"] = job_id
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
+    return web.Response(status=reply.status, body=reply.body, headers=headers)

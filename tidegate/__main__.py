@@ -1,0 +1,7 @@
+"""``python -m tidegate``: the same as the ``tidegate`` command."""
+
+import sys
+
+from tidegate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""Measuring a route's backlog: entries waiting for a worker, and in progress.
+
+Redis 7 reports the consumer group's ``lag`` (entries not yet delivered), but
+it can be NULL: after entries were deleted or trimmed in ways that make the
+count unknowable. Unknown is never zero here. The fallbacks, in order:
+
+- no stream: nothing was ever admitted, the backlog is 0 (exact);
+- no consumer group: no worker has started, every entry waits (XLEN, exact);
+- NULL lag: count the entries after the group's last-delivered id, page by
+  page, up to ``count_cap`` (beyond it the figure is a lower bound and
+  ``exact`` is False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from tidegate.keys import GROUP, RouteKeys
+from tidegate.redis_client import unavailable_as_error
+
+
+@dataclass(frozen=True)
+class Backlog:
+    route: str
+    waiting: int
+    """Entries admitted and not yet delivered to any worker."""
+    pending: int
+    """Entries delivered to a worker and not yet acknowledged."""
+    length: int
+    """Entries in the stream (includes acknowledged, not yet trimmed ones)."""
+    exact: bool
+    """False when ``waiting`` is a lower bound (NULL lag beyond the count cap)."""
+    source: str
+    """How ``waiting`` was measured: no-stream, no-group, lag, counted."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _get(info: dict[Any, Any], name: str) -> Any:
+    return info.get(name, info.get(name.encode()))
+
+
+async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Backlog:
+    """Measure one route's backlog (two round trips; more only for NULL lag)."""
+    keys = RouteKeys(route)
+    with unavailable_as_error("measuring the backlog"):
+        length = int(await redis.xlen(keys.requests))
+        if length == 0 and not await redis.exists(keys.requests):
+            return Backlog(route, 0, 0, 0, True, "no-stream")
+        try:
+            groups = await redis.xinfo_groups(keys.requests)
+        except ResponseError as e:  # the stream vanished between the two calls
+            if "no such key" not in str(e).lower():
+                raise
+            return Backlog(route, 0, 0, 0, True, "no-stream")
+        group = next((g for g in groups if _text(_get(g, "name")) == GROUP), None)
+        if group is None:
+            return Backlog(route, length, 0, length, True, "no-group")
+        pending = int(_get(group, "pending"))
+        lag = _get(group, "lag")
+        if lag is not None:
+            return Backlog(route, int(lag), pending, length, True, "lag")
+        last = _text(_get(group, "last-delivered-id"))
+        waiting, exact = await _count_after(redis, keys.requests, last, count_cap)
+        return Backlog(route, waiting, pending, length, exact, "counted")
+
+
+async def _count_after(redis: Redis, stream: str, last_id: str, cap: int) -> tuple[int, bool]:
+    count, start = 0, "(" + last_id
+    while count < cap:
+        page = await redis.xrange(stream, start, "+", count=min(1000, cap - count))
+        if not page:
+            return count, True
+        count += len(page)
+        start = "(" + _text(page[-1][0])
+    return count, False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

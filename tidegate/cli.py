@@ -1,0 +1,147 @@
+"""The ``tidegate`` command: the one module above the parts.
+
+It parses arguments, loads and validates the config file, and dispatches to
+``gateway``, ``worker`` or the shared core. Parts are imported inside their
+subcommand, so ``tidegate check`` does not load aiohttp's server and a broken
+optional part cannot break the others. Operator-facing errors (ConfigError,
+RedisUnavailable) print one clear message and exit non-zero, never a trace.
+
+Exit codes: 0 ok, 1 the work failed (demo saw something unexpected, Redis
+unreachable), 2 invalid usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from tidegate import __version__
+from tidegate.errors import ConfigError, RedisUnavailable
+from tidegate.settings import Settings, load_settings
+
+CONFIG_ENV = "TIDEGATE_CONFIG"
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get(CONFIG_ENV),
+        required=CONFIG_ENV not in os.environ,
+        help=f"path of the YAML config file (or ${CONFIG_ENV})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidegate",
+        description="Queue-backlog autoscaler and throttling gateway for Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("TIDEGATE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("gateway", help="run the gateway (public + admin port)")
+    _config_arg(p)
+
+    p = sub.add_parser("worker", help="consume one route: relay to a service or run a handler")
+    _config_arg(p)
+    p.add_argument("--route", required=True, help="route name from the config")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--upstream", help="base URL of the unchanged HTTP service to relay to")
+    what.add_argument("--app", help="module:function of an async Python handler")
+    p.add_argument("--concurrency", type=int, help="jobs at once (default: route's setting)")
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=25.0,
+        help="on SIGTERM, seconds jobs in flight may take (keep below the pod's grace period)",
+    )
+
+    p = sub.add_parser("demo", help="the whole system on this machine, no setup")
+    p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
+    p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
+
+    p = sub.add_parser("status", help="one row per route: backlog, pending")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("replay", help="rebuild a route's job projections from its event log")
+    _config_arg(p)
+    p.add_argument("--route", required=True)
+
+    p = sub.add_parser("check", help="validate a config file")
+    _config_arg(p)
+    return parser
+
+
+def _load(path: str) -> Settings:
+    return load_settings(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"tidegate: {problem}", file=sys.stderr)
+        return 2
+    except RedisUnavailable as e:
+        print(f"tidegate: {e}. Is Redis running at the configured URL?", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "check":
+        settings = _load(args.config)
+        print(f"{args.config}: valid ({len(settings.routes)} route(s))")
+        return 0
+    if command == "gateway":
+        from gateway.app import run as run_gateway
+
+        run_gateway(_load(args.config))
+        return 0
+    if command == "worker":
+        from worker.main import run as run_worker
+
+        settings = _load(args.config)
+        if settings.route(args.route).mode == "proxy":
+            raise ConfigError([f"--route {args.route}: proxy routes have no queue to consume"])
+        run_worker(
+            settings,
+            args.route,
+            upstream=args.upstream,
+            app=args.app,
+            concurrency=args.concurrency,
+            grace_s=args.grace_s,
+        )
+        return 0
+    if command == "demo":
+        from tidegate.demo import run_demo
+
+        return run_demo(duration_s=args.duration, burst=args.requests)
+    if command == "status":
+        from tidegate.ops import print_status
+
+        return asyncio.run(print_status(_load(args.config), as_json=args.json))
+    if command == "replay":
+        from tidegate.ops import replay_route
+
+        return asyncio.run(replay_route(_load(args.config), args.route))
+    raise AssertionError(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

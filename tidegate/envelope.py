@@ -1,0 +1,123 @@
+"""The job envelope: what the gateway admits and a worker executes.
+
+An envelope is one entry of the route's request stream. It carries the
+original request (method, path, query, headers, body) so that a relay can
+replay it against an unchanged service, plus the job's id, route, absolute
+deadline and attempt number. Headers are kept as an ordered list of pairs:
+HTTP allows a name to repeat and the order can matter.
+
+``Reply`` is what comes back: the upstream's status, headers and body, stored
+as the job's result and returned to a waiting client as if proxied. Python
+handlers (``tidegate worker --app module:handler``) receive a ``Job`` and return
+a ``Reply``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _text(fields: Mapping[bytes, bytes], name: bytes) -> str:
+    return fields[name].decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One admitted request, as a worker sees it."""
+
+    id: str
+    route: str
+    method: str
+    path: str
+    query: str = ""
+    headers: Headers = ()
+    body: bytes = b""
+    deadline_ms: int = 0
+    """Unix time in milliseconds after which the job is overdue."""
+    attempt: int = 1
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a header, case-insensitively."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def to_fields(self) -> dict[str, str | bytes | int]:
+        """Stream entry fields (the deadline is filled in by the admit script)."""
+        return {
+            "job": self.id,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": json.dumps(self.headers, separators=(",", ":")),
+            "body": self.body,
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_fields(cls, route: str, fields: Mapping[bytes, bytes]) -> Job:
+        """Decode a stream entry; KeyError/ValueError when it is not an envelope."""
+        headers = json.loads(fields[b"headers"])
+        return cls(
+            id=_text(fields, b"job"),
+            route=route,
+            method=_text(fields, b"method"),
+            path=_text(fields, b"path"),
+            query=_text(fields, b"query"),
+            headers=tuple((str(k), str(v)) for k, v in headers),
+            body=fields[b"body"],
+            deadline_ms=int(fields.get(b"deadline_ms", b"0")),
+            attempt=int(fields[b"attempt"]),
+        )
+
+    def payload_digest(self) -> str:
+        """Digest of what makes two requests "the same" for Idempotency-Key.
+
+        Method, path, query and body; headers are left out on purpose
+        (tracing ids and dates differ between honest retries).
+        """
+        h = hashlib.sha256()
+        for part in (self.method.encode(), self.path.encode(), self.query.encode()):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        h.update(self.body)
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An upstream's (or handler's) answer, stored as the job's result."""
+
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+
+    def header_json(self) -> str:
+        return json.dumps(self.headers, separators=(",", ":"))
+
+    @classmethod
+    def from_hash(cls, data: Mapping[bytes, bytes]) -> Reply:
+        headers = json.loads(data.get(b"headers", b"[]"))
+        return cls(
+            status=int(data[b"status"]),
+            headers=tuple((str(k), str(v)) for k, v in headers),
+            body=data.get(b"body", b""),
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt did not produce a definitive answer."""
+
+    error: str
+    retryable: bool
+    reply: Reply | None = None
+    """The upstream's own answer, when it gave one (a 503, say)."""
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,55 @@
+"""The exception tree, drawn once.
+
+::
+
+    TidegateError
+    ├── ConfigError          the config file or an override is invalid (lists every problem)
+    ├── RedisUnavailable     Redis cannot be reached or timed out; callers answer 503 / back off
+    └── LedgerError          the event log refused a change
+        ├── JobNotFound      no such job (or its retention ran out)
+        ├── TransitionRefused the job's state does not allow that event (e.g. cancel once running)
+        └── IdempotencyConflict same Idempotency-Key, different payload
+
+Third-party errors (redis-py, aiohttp, pydantic) are translated into these at
+the module that talks to the library, so the layers above never import them.
+"""
+
+from __future__ import annotations
+
+
+class TidegateError(Exception):
+    """Base of every error tidegate raises on purpose."""
+
+
+class ConfigError(TidegateError):
+    """The configuration is invalid; ``problems`` holds one line per field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class RedisUnavailable(TidegateError):
+    """Redis did not answer: refused, reset, timed out or still loading."""
+
+
+class LedgerError(TidegateError):
+    """The job ledger refused an operation."""
+
+
+class JobNotFound(LedgerError):
+    """No such job, or its retention ran out."""
+
+
+class TransitionRefused(LedgerError):
+    """The job is in a state that does not allow the event."""
+
+    def __init__(self, job_id: str, state: str, event: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.event = event
+        super().__init__(f"job {job_id} is {state}; {event} is not allowed")
+
+
+class IdempotencyConflict(LedgerError):
+    """The Idempotency-Key was used before with a different payload."""

@@ -1,0 +1,81 @@
+"""The Redis key schema, in one place.
+
+Every key of a route carries the route's name as a Cluster hash tag,
+``tg:{ROUTE}:...``, so all of a route's keys live in one slot (the Lua scripts
+that touch several of them at once need that) and different routes spread
+across shards.
+
+Job ids are ``ROUTE.TOKEN``: the token is 144 random bits (unguessable), and
+the prefix lets the job API find a job's keys without scanning anything.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from tidegate.settings import ROUTE_NAME
+
+GROUP = "workers"
+"""The consumer group every worker of a route reads with."""
+
+_TOKEN_BYTES = 18
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def new_job_id(route: str) -> str:
+    """A fresh, unguessable job id that names its route."""
+    return f"{route}.{secrets.token_urlsafe(_TOKEN_BYTES)}"
+
+
+def route_of(job_id: str) -> str | None:
+    """The route a job id belongs to, or None when the id is malformed."""
+    route, sep, token = job_id.partition(".")
+    if not sep or not ROUTE_NAME.match(route) or len(token) != 24:
+        return None
+    if not set(token) <= _TOKEN_CHARS:
+        return None
+    return route
+
+
+@dataclass(frozen=True)
+class RouteKeys:
+    """All the Redis names of one route."""
+
+    route: str
+
+    @property
+    def prefix(self) -> str:
+        return f"tg:{{{self.route}}}:"
+
+    @property
+    def requests(self) -> str:
+        """Stream of job envelopes; the consumer group ``GROUP`` reads it."""
+        return self.prefix + "requests"
+
+    @property
+    def dead(self) -> str:
+        """Dead-letter stream."""
+        return self.prefix + "dead"
+
+    @property
+    def events(self) -> str:
+        """The route's append-only job event log."""
+        return self.prefix + "events"
+
+    @property
+    def done(self) -> str:
+        """Pub/sub channel: a job id is published when the job ends."""
+        return self.prefix + "done"
+
+    def job(self, job_id: str) -> str:
+        """Projection hash of one job (a fold of its events)."""
+        return self.prefix + "job:" + job_id
+
+    def result(self, job_id: str) -> str:
+        """Stored upstream response of one job."""
+        return self.prefix + "result:" + job_id
+
+    def idempotency(self, key_digest: str) -> str:
+        """Idempotency record (job id + payload digest) for one client key."""
+        return self.prefix + "idem:" + key_digest

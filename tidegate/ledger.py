@@ -1,0 +1,297 @@
+"""The job ledger: the event log of every job and the projection folded from it.
+
+Every accepted request is an event in its route's append-only event stream
+(``accepted``, ``started``, ``succeeded``, ``failed``, ``cancelled``). The job's
+projection (a hash: state, attempts, timestamps) is a fold of those events.
+Appending an event and updating the projection happen in one Lua call, and
+the fold is defined once (``lua/fold.lua``), so ``replay`` can wipe every
+projection of a route and rebuild it exactly from the log.
+
+States: ``queued`` -> ``running`` -> ``succeeded`` | ``failed``; a retryable
+failure goes back to ``queued``; ``cancelled`` only from ``queued``. A terminal
+state accepts no further event: the scripts check the state before they
+append, which is the compare-and-set that keeps a job from ending twice.
+
+Projections and results of finished jobs expire ``result_ttl_s`` after the
+job ended (the expiry is computed from the event time, so a replay sets the
+same expiry, and a job whose retention has passed is not brought back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from tidegate import scripts
+from tidegate.envelope import Failure, Job, Reply
+from tidegate.errors import (
+    IdempotencyConflict,
+    JobNotFound,
+    RedisUnavailable,
+    TransitionRefused,
+)
+from tidegate.keys import GROUP, RouteKeys, route_of
+from tidegate.redis_client import unavailable_as_error
+from tidegate.settings import RouteSettings
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "dead_lettered", "expired"})
+
+AdmitOutcome = Literal["new", "duplicate"]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What admission did: created the job, or found it by Idempotency-Key."""
+
+    job_id: str
+    outcome: AdmitOutcome
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def idempotency_digest(key: str) -> str:
+    """Keys are stored hashed: a client's key may carry meaning of its own."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def admit_call(
+    route: RouteSettings, job: Job, idempotency_key: str | None
+) -> tuple[str, list[str], list[scripts.Arg]]:
+    """The admit script call for one job, ready to be batched in a pipeline."""
+    keys = RouteKeys(route.name)
+    idem = keys.idempotency(idempotency_digest(idempotency_key)) if idempotency_key else ""
+    args: list[scripts.Arg] = [
+        job.id,
+        route.result_ttl_s * 1000,
+        route.deadline_s,
+        job.payload_digest(),
+    ]
+    for name, value in job.to_fields().items():
+        args += [name, value]
+    return "admit", [keys.requests, keys.events, keys.job(job.id), idem], args
+
+
+def admit_result(reply: Any) -> Admitted:
+    """Interpret the admit script's answer; raises IdempotencyConflict."""
+    outcome, job_id = _text(reply[0]), _text(reply[1])
+    if outcome == "conflict":
+        raise IdempotencyConflict(f"Idempotency-Key already used for job {job_id}")
+    if outcome not in ("new", "duplicate"):
+        raise RuntimeError(f"admit script answered {outcome!r}")
+    return Admitted(job_id, "new" if outcome == "new" else "duplicate")
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    events: int
+    jobs: int
+    refused: int
+
+
+class Ledger:
+    """Reads and writes jobs of the configured routes."""
+
+    def __init__(self, redis: Redis, routes: Sequence[RouteSettings]) -> None:
+        self.redis = redis
+        self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
+
+    def _route(self, job_id: str) -> RouteSettings:
+        name = route_of(job_id)
+        route = self.routes.get(name) if name else None
+        if route is None:
+            raise JobNotFound(f"no job {job_id}")
+        return route
+
+    async def admit(self, route: RouteSettings, job: Job, idempotency_key: str | None) -> Admitted:
+        """Admit one job on its own (the gateway batches; this is for tools and tests)."""
+        name, keys, args = admit_call(route, job, idempotency_key)
+        with unavailable_as_error("admitting a job"):
+            reply = await scripts.call(self.redis, name, keys, args)
+        return admit_result(reply)
+
+    async def start(self, job: Job, entry_id: str, consumer: str) -> bool:
+        """Record the start of an attempt. False: the job needs no work (entry acked)."""
+        route, keys = self.routes[job.route], RouteKeys(job.route)
+        with unavailable_as_error("starting a job"):
+            reply = await scripts.call(
+                self.redis,
+                "start",
+                [keys.requests, keys.events, keys.job(job.id)],
+                [job.id, entry_id, GROUP, job.attempt, consumer, route.result_ttl_s * 1000],
+            )
+        return int(reply[0]) == 1
+
+    async def finish(self, job: Job, entry_id: str, outcome: Reply | Failure) -> str:
+        """Store the outcome, append its event, re-enqueue a retry, XACK: one call.
+
+        Returns the job's state afterwards. A retryable failure with attempts
+        left re-enqueues the envelope with the next attempt number.
+        """
+        route, keys = self.routes[job.route], RouteKeys(job.route)
+        max_attempts = route.worker.max_attempts
+        reply: Reply | None
+        if isinstance(outcome, Reply):
+            etype, retryable, error, reply = "succeeded", False, "", outcome
+        else:
+            etype, error, reply = "failed", outcome.error, outcome.reply
+            retryable = outcome.retryable and job.attempt < max_attempts
+            if reply is None and not retryable:
+                reply = failure_reply(job, outcome)
+        store = reply is not None and not retryable
+        args: list[scripts.Arg] = [
+            job.id,
+            entry_id,
+            GROUP,
+            route.result_ttl_s * 1000,
+            etype,
+            int(retryable),
+            str(reply.status) if reply else "",
+            error,
+            int(store),
+            reply.header_json() if reply else "",
+            reply.body if reply else b"",
+            keys.done,
+        ]
+        if retryable:
+            again = dataclasses.replace(job, attempt=job.attempt + 1)
+            for name, value in again.to_fields().items():
+                args += [name, value]
+            args += ["deadline_ms", job.deadline_ms]
+        with unavailable_as_error("recording a job's outcome"):
+            answer = await scripts.call(
+                self.redis,
+                "finish",
+                [keys.requests, keys.events, keys.job(job.id), keys.result(job.id)],
+                args,
+            )
+        return _text(answer[1])
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a queued job; TransitionRefused once it runs or has ended."""
+        route = self._route(job_id)
+        keys = RouteKeys(route.name)
+        with unavailable_as_error("cancelling a job"):
+            ok, state = await scripts.call(
+                self.redis,
+                "cancel",
+                [keys.events, keys.job(job_id)],
+                [job_id, route.result_ttl_s * 1000, keys.done],
+            )
+        if not int(ok):
+            state = _text(state)
+            if not state:
+                raise JobNotFound(f"no job {job_id}")
+            raise TransitionRefused(job_id, state, "cancel")
+
+    async def projection(self, job_id: str) -> dict[str, str]:
+        """The job's current state; JobNotFound when unknown or expired."""
+        route = self._route(job_id)
+        with unavailable_as_error("reading a job"):
+            raw = await self.redis.hgetall(RouteKeys(route.name).job(job_id))
+        if not raw:
+            raise JobNotFound(f"no job {job_id}")
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def states(self, job_ids: Sequence[str]) -> list[str | None]:
+        """The states of many jobs in one round trip (None: unknown)."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(RouteKeys(self._route(job_id).name).job(job_id), "state")
+        with unavailable_as_error("reading job states"):
+            values = await pipe.execute()
+        return [_text(v) if v is not None else None for v in values]
+
+    async def result(self, job_id: str) -> Reply | None:
+        """The stored response once the job has one, else None."""
+        route = self._route(job_id)
+        with unavailable_as_error("reading a result"):
+            raw: Any = await self.redis.hgetall(RouteKeys(route.name).result(job_id))
+        return Reply.from_hash(raw) if raw else None
+
+    async def events(self, job_id: str) -> list[dict[str, str]]:
+        """The job's events, oldest first, each with its id and time."""
+        projection = await self.projection(job_id)
+        keys = RouteKeys(self._route(job_id).name)
+        ids = [i for i in projection.get("events", "").split(",") if i]
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id in ids:
+            pipe.xrange(keys.events, event_id, event_id)
+        with unavailable_as_error("reading job events"):
+            found = await pipe.execute()
+        out = []
+        for entries in found:
+            for event_id, fields in entries:
+                event = {_text(k): _text(v) for k, v in fields.items()}
+                event_id = _text(event_id)
+                out.append({"id": event_id, "at_ms": event_id.split("-")[0], **event})
+        return out
+
+    async def replay(self, route_name: str, *, page: int = 500) -> ReplayReport:
+        """Rebuild every projection of a route from its event stream."""
+        route = self.routes[route_name]
+        keys = RouteKeys(route_name)
+        ttl_ms = route.result_ttl_s * 1000
+        start, events, refused = "-", 0, 0
+        jobs: set[str] = set()
+        while True:
+            with unavailable_as_error("reading the event log"):
+                batch: Any = await self.redis.xrange(keys.events, start, "+", count=page)
+            if not batch:
+                break
+            calls: list[tuple[str, Sequence[str], Sequence[scripts.Arg]]] = []
+            for event_id, fields in batch:
+                job_id = _text(fields[b"job"])
+                jobs.add(job_id)
+                args: list[scripts.Arg] = [_text(event_id), ttl_ms]
+                for k, v in fields.items():
+                    args += [k, v]
+                calls.append(("replay", [keys.job(job_id)], args))
+            with unavailable_as_error("replaying events"):
+                results = await scripts.run_pipeline(self.redis, calls)
+            for value in results:
+                if isinstance(value, Exception):
+                    raise value
+                events += 1
+                refused += int(value) == 0
+            start = "(" + _text(batch[-1][0])
+        return ReplayReport(events=events, jobs=len(jobs), refused=refused)
+
+
+def failure_reply(job: Job, failure: Failure) -> Reply:
+    """The result stored when a job finally fails without an upstream answer."""
+    body = {
+        "type": "https://tidegate.io/problems/job-failed",
+        "title": "The job failed",
+        "status": 502,
+        "detail": failure.error,
+        "job": job.id,
+        "attempts": job.attempt,
+    }
+    return Reply(
+        status=502,
+        headers=(("Content-Type", "application/problem+json"),),
+        body=json.dumps(body).encode(),
+    )
+
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Admitted",
+    "Ledger",
+    "RedisUnavailable",
+    "ReplayReport",
+    "admit_call",
+    "admit_result",
+    "failure_reply",
+    "idempotency_digest",
+]

@@ -1,0 +1,84 @@
+-- fold.lua: the job projection is a fold of the job's events.
+--
+-- This file is prepended to every script that appends an event, and to the
+-- replay script, so there is exactly one definition of the fold: appending an
+-- event and replaying it later produce the same projection. Event time is the
+-- millisecond part of the event's stream id, never the clock at replay time.
+
+local TERMINAL = {succeeded = true, failed = true, cancelled = true,
+                  dead_lettered = true, expired = true}
+
+-- The states each event may be applied in. A terminal state accepts nothing:
+-- that is the compare-and-set that keeps a job from ending twice.
+local FROM = {
+  accepted = {[''] = true},
+  started = {queued = true, running = true},
+  succeeded = {running = true},
+  failed = {running = true},
+  cancelled = {queued = true},
+}
+
+local function current_state(proj)
+  local state = redis.call('HGET', proj, 'state')
+  if not state then return '' end
+  return state
+end
+
+local function allowed(state, etype)
+  local from = FROM[etype]
+  return from ~= nil and from[state] == true
+end
+
+local function pairs_to_table(list, first)
+  local t = {}
+  for i = first, #list, 2 do t[list[i]] = list[i + 1] end
+  return t
+end
+
+-- Apply one event (id ev_id, fields f) to the projection hash proj.
+local function fold(proj, ev_id, f, ttl_ms)
+  local t = string.match(ev_id, '^(%d+)')
+  local etype = f['type']
+  local set = {'updated_at_ms', t, 'last_event', etype}
+  local function put(k, v) if v then set[#set + 1] = k; set[#set + 1] = v end end
+  if etype == 'accepted' then
+    put('state', 'queued'); put('job', f['job']); put('accepted_at_ms', t)
+    put('deadline_ms', f['deadline_ms']); put('entry', f['entry'])
+    put('method', f['method']); put('path', f['path']); put('attempts', '0')
+    put('events', ev_id)
+  else
+    local events = redis.call('HGET', proj, 'events')
+    put('events', (events or '') .. ',' .. ev_id)
+  end
+  if etype == 'started' then
+    put('state', 'running'); put('attempts', f['attempt'])
+    put('consumer', f['consumer']); put('started_at_ms', t)
+  elseif etype == 'succeeded' then
+    put('state', 'succeeded'); put('status', f['status'])
+  elseif etype == 'failed' then
+    put('last_error', f['error']); put('status', f['status'])
+    if f['retryable'] == '1' then put('state', 'queued') else put('state', 'failed') end
+  elseif etype == 'cancelled' then
+    put('state', 'cancelled')
+  end
+  redis.call('HSET', proj, unpack(set))
+  local state = redis.call('HGET', proj, 'state')
+  if TERMINAL[state] then
+    redis.call('HSET', proj, 'finished_at_ms', t)
+    redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
+  end
+  return state
+end
+
+-- Append an event to the log and fold it, if the job's state allows it.
+-- Returns the event id, or nil and the state that refused it.
+local function append(events, proj, job, etype, ttl_ms, extra)
+  local state = current_state(proj)
+  if not allowed(state, etype) then return nil, state end
+  local args = {'job', job, 'type', etype}
+  for i = 1, #extra do args[#args + 1] = extra[i] end
+  local ev_id = redis.call('XADD', events, '*', unpack(args))
+  local f = pairs_to_table(args, 1)
+  fold(proj, ev_id, f, ttl_ms)
+  return ev_id, state
+end

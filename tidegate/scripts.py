@@ -1,0 +1,97 @@
+"""Lua scripts shipped as package files, called by SHA.
+
+Every write that touches a job is one Lua call so that it is atomic: the event
+is appended and the projection updated together, the result stored together
+with the acknowledgement. ``fold.lua`` holds the one definition of the
+projection fold and is prepended to each script that needs it.
+
+Scripts are called with EVALSHA. After a Redis restart the script cache is
+empty and Redis answers NOSCRIPT; ``call`` and ``run_pipeline`` then load the
+scripts and send the same commands again. That resend is safe: a NOSCRIPT
+call did nothing, and the calls of a pipeline all use scripts from the same
+cache, which was either empty or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+_NAMES = ("admit", "start", "finish", "cancel", "replay")
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+def _load() -> dict[str, Script]:
+    folder = resources.files("tidegate") / "lua"
+    fold = (folder / "fold.lua").read_text(encoding="utf-8")
+    out = {}
+    for name in _NAMES:
+        source = fold + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+        out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    return out
+
+
+SCRIPTS = _load()
+
+Arg = str | bytes | int | float
+
+
+async def load_all(redis: Redis) -> None:
+    """Put every script into the server's cache."""
+    for script in SCRIPTS.values():
+        await redis.script_load(script.source)
+
+
+def queue(pipe: Pipeline, name: str, keys: Sequence[str], args: Sequence[Arg]) -> None:
+    """Add one script call to a pipeline."""
+    pipe.evalsha(SCRIPTS[name].sha, len(keys), *keys, *args)
+
+
+async def call(redis: Redis, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """Run one script, loading it first if the server has forgotten it."""
+    script = SCRIPTS[name]
+    try:
+        return await redis.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        await load_all(redis)
+        return await redis.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def run_pipeline(
+    redis: Redis, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
+) -> list[Any]:
+    """Send many script calls in one round trip; per-call errors come back as values.
+
+    Calls answered NOSCRIPT did nothing; only those are sent again, after loading.
+    """
+    results = await _pipeline(redis, calls)
+    missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+    if missing:
+        await load_all(redis)
+        again = await _pipeline(redis, [calls[i] for i in missing])
+        for i, value in zip(missing, again, strict=True):
+            results[i] = value
+    return results
+
+
+async def _pipeline(
+    redis: Redis, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
+) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    for name, keys, args in calls:
+        queue(pipe, name, keys, args)
+    results: list[Any] = await pipe.execute(raise_on_error=False)
+    return results

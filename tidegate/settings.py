@@ -1,0 +1,317 @@
+"""Configuration: one YAML file for every part, parsed into frozen settings.
+
+The file's shape is a contract (operators, the Helm chart and external checks
+write it), so parsing is strict: an unknown key or a bad value is an error that
+names the field the way an operator would look for it, for example
+``routes[0].max_body_bytez: unknown key``. Every duration ends in ``_s`` and
+every size in ``_bytes``.
+
+Settings are pydantic dataclasses: frozen, typed, validated once at the edge
+(``load_settings``) so that the rest of the code can trust them.
+
+Environment overrides: ``TIDEGATE_<SECTION>_<FIELD>`` for the scalar fields of
+the ``redis`` and ``gateway`` sections (for example ``TIDEGATE_REDIS_URL`` or
+``TIDEGATE_GATEWAY_LISTEN``). Routes are not overridable from the environment:
+a list does not map onto flat variables without surprises.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from tidegate.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid")
+
+ROUTE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
+RESERVED_PREFIX = "/_tidegate"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ENV_PREFIX = "TIDEGATE_"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:8080`` for IPv6) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class RedisSettings:
+    """Where Redis is and how long to wait for it."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """A redis:// or rediss:// URL (database number as the path)."""
+    connect_timeout_s: float = Field(default=1.0, gt=0)
+    """How long one connection attempt may take before Redis counts as down."""
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    """How long one command may take; blocking reads add their own block time."""
+    max_connections: int = Field(default=64, ge=4)
+    """Size of each process's connection pool."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+@dataclass(frozen=True, config=_STRICT)
+class GatewaySettings:
+    """The gateway process: its two ports and its limits."""
+
+    listen: str = "0.0.0.0:8080"
+    """Public port: routes and the job API."""
+    admin_listen: str = "0.0.0.0:9090"
+    """Admin port: /metrics, /healthz, /readyz, /status."""
+    max_header_bytes: int = Field(default=16384, ge=1024, le=65536)
+    """Total size of a request's header block; above it the answer is 431."""
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    """On SIGTERM, how long in-flight requests may take to finish."""
+    batch_max_size: int = Field(default=256, ge=1)
+    """Most admissions coalesced into one Redis round trip."""
+    redis_retry_after_s: int = Field(default=1, ge=1)
+    """Retry-After sent with a 503 while Redis is unreachable."""
+
+    @field_validator("listen", "admin_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+@dataclass(frozen=True, config=_STRICT)
+class MatchSettings:
+    """Which requests a route takes."""
+
+    path_prefix: str
+    """Requests whose path starts with this (on a segment boundary)."""
+    methods: tuple[str, ...] = ("POST", "PUT", "PATCH", "DELETE")
+    """HTTP methods the route takes; others fall through to later routes."""
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        if value.rstrip("/").startswith(RESERVED_PREFIX):
+            raise ValueError(f"{RESERVED_PREFIX}/ is reserved for the job API")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        upper = tuple(m.upper() for m in value)
+        unknown = sorted(set(upper) - HTTP_METHODS)
+        if unknown:
+            raise ValueError(f"unknown HTTP method(s) {', '.join(unknown)}")
+        if not upper:
+            raise ValueError("must name at least one method")
+        return upper
+
+
+@dataclass(frozen=True, config=_STRICT)
+class WorkerSettings:
+    """How a route's workers process its jobs."""
+
+    max_attempts: int = Field(default=5, ge=1)
+    """Attempts before a job finally fails."""
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    """An entry idle this long in a consumer is considered abandoned."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """One upstream call."""
+    compensate_path: str | None = None
+    """Path called on the upstream when a job finally fails."""
+    concurrency: int = Field(default=16, ge=1, le=10000)
+    """Jobs one worker process runs at once."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TargetSettings:
+    """What the scaler scales for a route."""
+
+    kind: Literal["deployment", "local"]
+    namespace: str | None = None
+    name: str | None = None
+    upstream: str | None = None
+    app: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> TargetSettings:
+        if self.kind == "deployment" and not (self.namespace and self.name):
+            raise ValueError("a deployment target needs namespace and name")
+        if self.kind == "local" and bool(self.upstream) == bool(self.app):
+            raise ValueError("a local target needs exactly one of upstream or app")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ThrottleSettings:
+    """Front-door throttling once scaling is exhausted."""
+
+    enabled: bool = True
+    status: Literal[429, 503] = 429
+    burst_s: float = Field(default=2.0, ge=0)
+    """Burst allowance, in seconds of the throttle rate."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ScalerSettings:
+    """Autoscaling of a route's workers."""
+
+    target: TargetSettings
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    drain_target_s: float = Field(default=30.0, gt=0)
+    scale_down_window_s: float = Field(default=60.0, ge=0)
+    interval_s: float = Field(default=1.0, gt=0)
+    throttle: ThrottleSettings = ThrottleSettings()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalerSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas is above max_replicas")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class RouteSettings:
+    """One route: what it matches and how its requests are handled."""
+
+    name: str
+    """Unique, [a-z0-9-]; part of every Redis key of the route."""
+    match: MatchSettings
+    mode: Literal["sync", "async", "proxy"] = "sync"
+    """sync: wait for the result, then 202; async: 202 at once; proxy: no queue."""
+    upstream: str | None = None
+    """proxy mode only: where requests are forwarded."""
+    wait_s: float = Field(default=10.0, ge=0, le=300)
+    """How long a sync request waits for its result before it gets 202."""
+    max_body_bytes: int = Field(default=1048576, ge=0, le=64 * 1048576)
+    result_ttl_s: int = Field(default=3600, ge=1)
+    """How long results, finished job states and idempotency keys are kept."""
+    deadline_s: float = Field(default=600.0, gt=0)
+    """A job not finished this long after it was accepted is overdue."""
+    worker: WorkerSettings = WorkerSettings()
+    scaler: ScalerSettings | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ROUTE_NAME.match(value):
+            raise ValueError("must be 1-48 characters of [a-z0-9-], not starting or ending in -")
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> RouteSettings:
+        if self.mode == "proxy" and not self.upstream:
+            raise ValueError("a proxy route needs an upstream")
+        if self.mode != "proxy" and self.upstream:
+            raise ValueError("upstream is for proxy routes; queued routes name it on the worker")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class Settings:
+    """The whole file."""
+
+    redis: RedisSettings = RedisSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    routes: tuple[RouteSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.name in seen:
+                raise ValueError(f"route name {route.name!r} is used twice")
+            seen.add(route.name)
+        return self
+
+    def route(self, name: str) -> RouteSettings:
+        """The route called ``name``; ConfigError naming the known ones if absent."""
+        for route in self.routes:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.routes) or "none"
+        raise ConfigError([f"--route {name}: no such route (configured: {known})"])
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for section, cls in (("redis", RedisSettings), ("gateway", GatewaySettings)):
+        for f in fields(cls):
+            value = env.get(f"{ENV_PREFIX}{section}_{f.name}".upper())
+            if value is not None:
+                out.setdefault(section, {})[f.name] = value
+    return out
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part != "__root__":
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+_MESSAGES = {
+    "unexpected_keyword_argument": "unknown key",
+    "missing_argument": "required",
+    "missing": "required",
+}
+
+
+def _messages(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        message = _MESSAGES.get(item["type"], item["msg"])
+        message = message.removeprefix("Value error, ")
+        lines.append(f"{_location(tuple(item['loc']))}: {message}")
+    return lines
+
+
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a parsed YAML document (plus environment overrides)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping of sections"])
+    merged: dict[str, Any] = dict(raw)
+    for section, values in _env_overrides(os.environ if env is None else env).items():
+        current = merged.get(section) or {}
+        if not isinstance(current, dict):
+            raise ConfigError([f"{section}: expected a mapping"])
+        merged[section] = {**current, **values}
+    try:
+        return Settings(**merged)
+    except ValidationError as e:
+        raise ConfigError(_messages(e)) from e
+    except TypeError as e:  # a section given as a list or scalar
+        raise ConfigError([f"(top level): {e}"]) from e
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, parse and validate a config file; ConfigError says what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+    return parse_settings(raw, env)

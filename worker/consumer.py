@@ -1,0 +1,224 @@
+"""The consumer runtime: read a route's stream in its group, run jobs, record outcomes.
+
+One reader loop asks XREADGROUP for as many entries as there are free slots
+(``concurrency``) and starts a task per entry. Each task:
+
+1. ``start``: appends ``started`` unless the job is already finished or
+   cancelled; then the entry is acknowledged and skipped (delivery is at least
+   once, effects are once);
+2. runs the executor (relay or handler);
+3. ``finish``: stores the result, appends the outcome event, re-enqueues a
+   retryable failure and XACKs, all in one atomic call, shielded from
+   cancellation so a shutdown cannot cut it in half.
+
+Redis going away is not fatal: the reader backs off (0.1 s doubling to 5 s)
+and resumes; an outcome that cannot be recorded is retried until it can or the
+process stops (the entry then stays pending for another consumer).
+
+Stopping (SIGTERM): the reader stops asking for work, jobs in flight get
+``grace_s`` to finish; whatever is still running then is abandoned unacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from tidegate.envelope import Failure, Job, Reply
+from tidegate.errors import RedisUnavailable
+from tidegate.keys import GROUP, RouteKeys
+from tidegate.ledger import Ledger
+from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
+from tidegate.settings import RouteSettings
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 1000
+MAX_BACKOFF_S = 5.0
+
+
+class Executor(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def __call__(self, job: Job) -> Reply | Failure: ...
+
+
+def consumer_name() -> str:
+    """Unique per process: host, pid and a random suffix (pids repeat in pods)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+async def ensure_group(redis: Redis, stream: str) -> None:
+    """Create the consumer group (and the stream) if missing.
+
+    Only BUSYGROUP ("group already exists") is tolerated: any other error,
+    such as the key holding something that is not a stream, is a real problem
+    an operator must see.
+    """
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as e:
+        if not str(e).startswith("BUSYGROUP"):
+            raise
+
+
+async def _until_recorded(what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+    delay_s = 0.1
+    while True:
+        try:
+            return await attempt()
+        except RedisUnavailable as e:
+            log.warning("cannot %s yet (%s); retrying in %.1f s", what, e, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+
+
+class Consumer:
+    """Drains one route's stream with one executor."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        route: RouteSettings,
+        ledger: Ledger,
+        executor: Executor,
+        *,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.route = route
+        self.ledger = ledger
+        self.executor = executor
+        self.concurrency = concurrency or route.worker.concurrency
+        self.name = name or consumer_name()
+        self.keys = RouteKeys(route.name)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.processed = 0
+        """Entries fully handled (finished or skipped) by this consumer."""
+
+    async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
+        """Consume until ``stop`` is set, then drain within ``grace_s``."""
+        await self.executor.open()
+        try:
+            await self._read_loop(stop)
+        finally:
+            await self._drain(grace_s)
+            await self.executor.close()
+
+    async def _read_loop(self, stop: asyncio.Event) -> None:
+        delay_s = 0.1
+        group_ready = False
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(self.in_flight)
+                if free <= 0:
+                    await asyncio.wait(
+                        {stop_wait, *self.in_flight}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                try:
+                    if not group_ready:
+                        await ensure_group(self.redis, self.keys.requests)
+                        group_ready = True
+                    reply = await self._read(free, stop_wait)
+                    delay_s = 0.1
+                except UNAVAILABLE as e:
+                    log.warning("Redis unreachable (%s); retrying in %.1f s", e, delay_s)
+                    await asyncio.wait({stop_wait}, timeout=delay_s)
+                    delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+                    continue
+                except ResponseError as e:
+                    if "NOGROUP" not in str(e):
+                        raise
+                    # The stream or group vanished (Redis restarted without
+                    # persistence, or an operator deleted it): make it again.
+                    log.warning("consumer group missing on %s; recreating", self.keys.requests)
+                    group_ready = False
+                    continue
+                for entry_id, fields in reply:
+                    task = asyncio.create_task(self._process(entry_id, fields))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+        finally:
+            stop_wait.cancel()
+
+    async def _read(
+        self, count: int, stop_wait: asyncio.Future[Any]
+    ) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        read = asyncio.ensure_future(
+            self.redis.xreadgroup(
+                GROUP, self.name, {self.keys.requests: ">"}, count=count, block=BLOCK_MS
+            )
+        )
+        done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if read not in done:
+            # Stopping: let the read end (within BLOCK_MS) so that entries it
+            # may already have claimed are processed, not stranded.
+            await asyncio.wait({read})
+        result: Any = read.result()
+        if not result:
+            return []
+        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = result[0][1]
+        return entries
+
+    async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:
+        entry_id = entry_id_raw.decode()
+        try:
+            job = Job.from_fields(self.route.name, fields or {})
+        except (KeyError, ValueError, TypeError) as e:
+            await self._poison(entry_id, fields, f"not a job envelope: {e!r}")
+            return
+        go = await _until_recorded(
+            "record a start", lambda: self.ledger.start(job, entry_id, self.name)
+        )
+        if go:
+            try:
+                outcome = await self.executor(job)
+            except Exception as e:  # an executor bug must not strand the entry
+                log.exception("executor failed on job %s", job.id)
+                outcome = Failure(f"executor crashed: {e!r}", True)
+            state = await asyncio.shield(
+                _until_recorded(
+                    "record an outcome", lambda: self.ledger.finish(job, entry_id, outcome)
+                )
+            )
+            log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
+        self.processed += 1
+
+    async def _poison(self, entry_id: str, fields: dict[bytes, bytes] | None, why: str) -> None:
+        """Move an unreadable entry to the dead-letter stream, so it cannot loop."""
+        log.error("entry %s on %s: %s; dead-lettered", entry_id, self.keys.requests, why)
+        dead: dict[Any, Any] = {"entry": entry_id, "error": why}
+        for k, v in (fields or {}).items():
+            dead[b"orig_" + k] = v
+
+        async def move() -> None:
+            with unavailable_as_error("dead-lettering an entry"):
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.xadd(self.keys.dead, dead)
+                pipe.xack(self.keys.requests, GROUP, entry_id)
+                await pipe.execute()
+
+        await _until_recorded("dead-letter an entry", move)
+        self.processed += 1
+
+    async def _drain(self, grace_s: float) -> None:
+        if not self.in_flight:
+            return
+        log.info("draining %d job(s) in flight (up to %.0f s)", len(self.in_flight), grace_s)
+        _, still = await asyncio.wait(set(self.in_flight), timeout=grace_s)
+        for task in still:
+            task.cancel()
+        if still:
+            log.warning("%d job(s) left unacknowledged; they will be redelivered", len(still))
+            await asyncio.gather(*still, return_exceptions=True)

@@ -1,0 +1,81 @@
+"""Entry point of ``tidegate worker``: one route, one executor, until SIGTERM.
+
+The drain grace (``--grace-s``, default 25 s) is how long jobs in flight may
+take after SIGTERM; keep it below the pod's ``terminationGracePeriodSeconds``
+(default 30 s) so the process exits on its own before the kubelet kills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from tidegate.ledger import Ledger
+from tidegate.redis_client import connect
+from tidegate.settings import Settings
+from worker.consumer import BLOCK_MS, Consumer, Executor
+from worker.handler import Handler, load_handler
+from worker.relay import Relay
+
+log = logging.getLogger(__name__)
+
+
+def build_executor(
+    settings: Settings, route_name: str, upstream: str | None, app: str | None
+) -> Executor:
+    route = settings.route(route_name)
+    if app:
+        return Handler(load_handler(app))
+    assert upstream, "either upstream or app"
+    return Relay(upstream, route.worker.timeout_s)
+
+
+async def consume(
+    settings: Settings,
+    route_name: str,
+    executor: Executor,
+    stop: asyncio.Event,
+    *,
+    concurrency: int | None = None,
+    grace_s: float = 25.0,
+) -> Consumer:
+    route = settings.route(route_name)
+    redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
+    try:
+        consumer = Consumer(
+            redis, route, Ledger(redis, settings.routes), executor, concurrency=concurrency
+        )
+        log.info(
+            "worker %s consuming route %s (concurrency %d)",
+            consumer.name,
+            route.name,
+            consumer.concurrency,
+        )
+        await consumer.run(stop, grace_s=grace_s)
+        return consumer
+    finally:
+        await redis.aclose()
+
+
+def run(
+    settings: Settings,
+    route_name: str,
+    *,
+    upstream: str | None,
+    app: str | None,
+    concurrency: int | None,
+    grace_s: float,
+) -> None:
+    executor = build_executor(settings, route_name, upstream, app)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await consume(
+            settings, route_name, executor, stop, concurrency=concurrency, grace_s=grace_s
+        )
+
+    asyncio.run(main())

@@ -1,0 +1,69 @@
+"""The relay executor: replay a job's request against an unchanged service.
+
+The upstream sees the original method, path, query, headers and body, plus
+``Idempotency-Key: <job id>`` (the same on every attempt, so the service can
+make its effect happen once) and ``Tidegate-Attempt``. Its answer is the
+job's result, status and all. Which outcomes are retried:
+
+- no answer (refused, reset, timed out): retryable;
+- 5xx and 429: retryable, the answer kept for the record;
+- anything else, 4xx included, is definitive: retrying cannot change it.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tidegate.envelope import Failure, Job, Reply
+from tidegate.http import strip_headers
+
+_DROP_REQUEST = ("host", "content-length", "idempotency-key", "tidegate-attempt")
+_DROP_RESPONSE = ("content-length", "date", "server")
+
+
+def is_retryable_status(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+class Relay:
+    """Calls ``upstream`` for each job; one connection pool per worker."""
+
+    def __init__(self, upstream: str, timeout_s: float) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self._http = aiohttp.ClientSession(auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._http:
+            await self._http.close()
+
+    async def __call__(self, job: Job) -> Reply | Failure:
+        assert self._http is not None, "Relay.open() first"
+        headers = strip_headers(job.headers, _DROP_REQUEST)
+        headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
+        url = self.upstream + job.path + (f"?{job.query}" if job.query else "")
+        try:
+            async with self._http.request(
+                job.method,
+                url,
+                headers=headers,
+                data=job.body,
+                allow_redirects=False,
+                timeout=self.timeout,
+            ) as response:
+                body = await response.read()
+                reply = Reply(
+                    status=response.status,
+                    headers=tuple(strip_headers(response.headers.items(), _DROP_RESPONSE)),
+                    body=body,
+                )
+        except TimeoutError:
+            return Failure(f"upstream {self.upstream} timed out after {self.timeout.total}s", True)
+        except aiohttp.ClientError as e:
+            return Failure(f"upstream {self.upstream} unreachable: {e!r}", True)
+        if is_retryable_status(reply.status):
+            return Failure(f"upstream answered {reply.status}", True, reply)
+        return reply
