@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 
 from aiohttp import web
@@ -84,6 +85,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "Request header fields too large",
             f"The request's headers exceed {limit} bytes in all.",
         )
+    if request.path.startswith("/_tidegate/"):
+        return _reserved(request)
     route = gw.router.match(request.method, request.path)
     if route is None:
         gw.metrics.rejected.labels("", "no_route").inc()
@@ -96,6 +99,23 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if route.mode == "proxy":
         return await forward(gw, route, request)
     return await _queued(gw, route, request)
+
+
+_JOB_API_PATH = re.compile(r"^/_tidegate/(openapi\.json|jobs/[^/]+(/result|/events)?)$")
+
+
+def _reserved(request: web.Request) -> web.Response:
+    """The job API's prefix never reaches a route: a wrong method is 405."""
+    if _JOB_API_PATH.match(request.path):
+        return problems.problem(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            f"{request.method} is not part of the job API at {request.path}.",
+        )
+    return problems.problem(
+        404, "not-found", "Not found", f"{request.path} is not part of the job API."
+    )
 
 
 async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> web.StreamResponse:

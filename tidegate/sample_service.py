@@ -68,7 +68,9 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def fail(request: web.Request) -> web.Response:
-    request.app[STATE].calls += 1
+    state = request.app[STATE]
+    state.calls += 1
+    state.keys_seen.append(request.headers.get("Idempotency-Key", ""))
     return web.json_response({"error": "always fails"}, status=500)
 
 

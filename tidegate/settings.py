@@ -39,9 +39,9 @@ ENV_PREFIX = "TIDEGATE_"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:8080`` for IPv6) into its parts."""
+    """Split ``host:port`` (``[::1]:8080`` for IPv6; port 0 picks a free one)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected host:port, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 

@@ -104,6 +104,8 @@ class Consumer:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
+        self.read_failures = 0
+        """Reads that failed because Redis was unreachable."""
 
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
         """Consume until ``stop`` is set, then drain within ``grace_s``."""
@@ -133,6 +135,7 @@ class Consumer:
                     reply = await self._read(free, stop_wait)
                     delay_s = 0.1
                 except UNAVAILABLE as e:
+                    self.read_failures += 1
                     log.warning("Redis unreachable (%s); retrying in %.1f s", e, delay_s)
                     await asyncio.wait({stop_wait}, timeout=delay_s)
                     delay_s = min(delay_s * 2, MAX_BACKOFF_S)

@@ -1,0 +1,242 @@
+"""Fixtures: a real redis-server, settings, the sample service, gateways and workers.
+
+Most tests share one redis-server for the session and get a flushed database;
+fault tests ask ``own_redis`` for a server of their own to stop and restart.
+The gateway runs in process on real sockets (aiohttp's TestServer), the
+worker as a Consumer task: everything talks over real TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+
+from gateway.app import build_apps
+from gateway.context import GATEWAY, Gateway
+from tests.redis_server import RedisServer
+from tidegate.ledger import Ledger
+from tidegate.redis_client import connect
+from tidegate.sample_service import STATE, ServiceState
+from tidegate.sample_service import build_app as build_sample
+from tidegate.settings import Settings, parse_settings
+from worker.consumer import Consumer, Executor
+from worker.relay import Relay
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> str:
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    await client.script_flush()
+    await client.aclose()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server of this test's own, with appendonly, to stop and restart."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    yield server
+    server.close()
+
+
+def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
+    """Two queued routes (sync orders, async reports) and a proxy route."""
+    orders = {
+        "name": "orders",
+        "match": {"path_prefix": "/orders", "methods": ["POST", "PUT"]},
+        "mode": "sync",
+        "wait_s": 5,
+        "max_body_bytes": 1024,
+        "worker": {"max_attempts": 3, "timeout_s": 2},
+    }
+    orders.update(route_overrides)
+    return parse_settings(
+        {
+            "redis": {"url": redis_url, "connect_timeout_s": 0.5},
+            "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+            "routes": [
+                orders,
+                {
+                    "name": "reports",
+                    "match": {"path_prefix": "/reports", "methods": ["POST"]},
+                    "mode": "async",
+                },
+                {
+                    "name": "fail",
+                    "match": {"path_prefix": "/fail", "methods": ["POST"]},
+                    "mode": "sync",
+                    "wait_s": 5,
+                    "worker": {"max_attempts": 2, "timeout_s": 2},
+                },
+                {
+                    "name": "reads",
+                    "match": {"path_prefix": "/orders", "methods": ["GET"]},
+                    "mode": "proxy",
+                    "upstream": "http://127.0.0.1:1",  # replaced by tests that proxy
+                    "max_body_bytes": 1024,
+                },
+            ],
+        },
+        env={},
+    )
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return make_settings(redis_url)
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect(settings.redis)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def ledger(redis: Redis, settings: Settings) -> Ledger:
+    return Ledger(redis, settings.routes)
+
+
+class Upstream:
+    def __init__(self, server: TestServer) -> None:
+        self.server = server
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def state(self) -> ServiceState:
+        return self.server.app[STATE]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    server = TestServer(build_sample(work_ms=5, report_ms=5), host="127.0.0.1")
+    await server.start_server()
+    yield Upstream(server)
+    await server.close()
+
+
+class RunningGateway:
+    def __init__(self, public: TestServer, admin: TestServer, http: aiohttp.ClientSession) -> None:
+        self.public = public
+        self.admin = admin
+        self.http = http
+
+    @property
+    def gw(self) -> Gateway:
+        return self.public.app[GATEWAY]
+
+    def url(self, path: str) -> str:
+        return str(self.public.make_url(path))
+
+    def admin_url(self, path: str) -> str:
+        return str(self.admin.make_url(path))
+
+    async def job_state(self, job_id: str) -> str:
+        """The job's state through the job API ("" when it answers no 200)."""
+        async with self.http.get(self.url(f"/_tidegate/jobs/{job_id}")) as r:
+            if r.status != 200:
+                return ""
+            state: str = (await r.json())["state"]
+            return state
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    public_app, admin_app = build_apps(settings)
+    public = TestServer(public_app, host="127.0.0.1")
+    admin = TestServer(admin_app, host="127.0.0.1")
+    await public.start_server()
+    await admin.start_server()
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+    running = RunningGateway(public, admin, http)
+    await running.gw.waiter.subscribed.wait()
+    try:
+        yield running
+    finally:
+        await http.close()
+        await admin.close()
+        await public.close()
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(settings) as running:
+        yield running
+
+
+class RunningWorker:
+    def __init__(self, consumer: Consumer, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+        self.consumer = consumer
+        self.task = task
+        self.stop = stop
+
+    async def close(self) -> None:
+        self.stop.set()
+        await self.task
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, route: str, executor: Executor, **kwargs: Any
+) -> AsyncIterator[RunningWorker]:
+    from tidegate.keys import RouteKeys
+    from worker.consumer import ensure_group
+
+    client = connect(settings.redis, extra_timeout_s=1.0)
+    consumer = Consumer(
+        client, settings.route(route), Ledger(client, settings.routes), executor, **kwargs
+    )
+    await ensure_group(client, RouteKeys(route).requests)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop, grace_s=5))
+    running = RunningWorker(consumer, task, stop)
+    try:
+        yield running
+    finally:
+        await running.close()
+        await client.aclose()
+
+
+@pytest.fixture
+def relay_worker(settings: Settings, upstream: Upstream) -> Callable[..., Any]:
+    def start(route: str = "orders", **kwargs: Any) -> Any:
+        return running_worker(settings, route, Relay(upstream.url, 2.0), **kwargs)
+
+    return start
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll an observable condition; fail the test (not hang) if it never holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+__all__ = ["RunningGateway", "Upstream", "make_settings", "running_gateway", "wait_until"]

@@ -1,0 +1,200 @@
+"""The ``tidegate`` command as an operator runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from redis.asyncio import Redis
+
+from tests.conftest import wait_until
+from tests.redis_server import free_port
+from tidegate.envelope import Job
+from tidegate.keys import RouteKeys, new_job_id
+from tidegate.ledger import Ledger
+from tidegate.settings import Settings
+
+
+def tidegate(*args: str, timeout_s: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tidegate", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        **kwargs,
+    )
+
+
+def write_config(path: Path, redis_url: str, **gateway: Any) -> Path:
+    config = {
+        "redis": {"url": redis_url},
+        "gateway": gateway,
+        "routes": [
+            {"name": "orders", "match": {"path_prefix": "/orders"}, "wait_s": 30},
+            {
+                "name": "reads",
+                "match": {"path_prefix": "/r", "methods": ["GET"]},
+                "mode": "proxy",
+                "upstream": "http://127.0.0.1:1",
+            },
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_check_accepts_a_valid_file(tmp_path: Path) -> None:
+    result = tidegate("check", "-c", str(write_config(tmp_path / "t.yaml", "redis://h:1/0")))
+    assert result.returncode == 0, result.stderr
+    assert "valid (2 route(s))" in result.stdout
+
+
+def test_check_names_every_offending_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path_prefix: /orders}\n"
+        "    max_body_bytez: 10\n"
+        "    wait_s: -1\n"
+    )
+    result = tidegate("check", "-c", str(path))
+    assert result.returncode == 2
+    assert "routes[0].max_body_bytez: unknown key" in result.stderr
+    assert "routes[0].wait_s: Input should be greater than or equal to 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_missing_file_and_env_override(tmp_path: Path) -> None:
+    result = tidegate("check", "-c", str(tmp_path / "none.yaml"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+    path = write_config(tmp_path / "t.yaml", "redis://h:1/0")
+    env = {"TIDEGATE_REDIS_URL": "mysql://nope", "PATH": "/usr/bin:/bin"}
+    result = tidegate("check", "-c", str(path), env=env)
+    assert result.returncode == 2
+    assert "redis.url: must start with" in result.stderr
+
+
+def test_worker_refuses_a_proxy_route(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "t.yaml", "redis://127.0.0.1:1/0")
+    result = tidegate("worker", "-c", str(path), "--route", "reads", "--upstream", "http://x")
+    assert result.returncode == 2
+    assert "proxy routes have no queue" in result.stderr
+    result = tidegate("worker", "-c", str(path), "--route", "nope", "--upstream", "http://x")
+    assert result.returncode == 2
+    assert "no such route (configured: orders, reads)" in result.stderr
+
+
+async def test_replay_and_status_commands(
+    tmp_path: Path, redis_url: str, redis: Redis, ledger: Ledger, settings: Settings
+) -> None:
+    path = write_config(tmp_path / "t.yaml", redis_url)
+    jobs = [
+        Job(
+            id=new_job_id("orders"),
+            route="orders",
+            method="POST",
+            path="/orders",
+            body=str(i).encode(),
+        )
+        for i in range(5)
+    ]
+    for job in jobs:
+        await ledger.admit(settings.route("orders"), job, None)
+    await ledger.cancel(jobs[0].id)
+    before = {job.id: await ledger.projection(job.id) for job in jobs}
+    for job in jobs:
+        await redis.delete(RouteKeys("orders").job(job.id))
+    result = await asyncio.to_thread(tidegate, "replay", "-c", str(path), "--route", "orders")
+    assert result.returncode == 0, result.stderr
+    assert "replayed 6 event(s) of 5 job(s)" in result.stdout
+    assert {job.id: await ledger.projection(job.id) for job in jobs} == before
+
+    result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["route"]: row for row in json.loads(result.stdout)["routes"]}
+    assert rows["orders"]["waiting"] == 5
+    assert rows["orders"]["source"] == "no-group"
+    table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
+    assert table.stdout.splitlines()[1].split()[:3] == ["orders", "5", "0"]
+
+
+def test_status_with_redis_down_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "t.yaml", f"redis://127.0.0.1:{free_port()}/0")
+    result = tidegate("status", "-c", str(path))
+    assert result.returncode == 1
+    assert "Redis unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_gateway_process_drains_on_sigterm(tmp_path: Path, redis_url: str) -> None:
+    """SIGTERM: readiness drops, the waiting sync request gets its 202, exit 0."""
+    port, admin = free_port(), free_port()
+    path = write_config(
+        tmp_path / "t.yaml",
+        redis_url,
+        listen=f"127.0.0.1:{port}",
+        admin_listen=f"127.0.0.1:{admin}",
+        shutdown_grace_s=10,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidegate",
+        "gateway",
+        "-c",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{admin}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(ready, timeout_s=20, what="the gateway to be ready")
+            # No worker runs: this sync request waits (wait_s 30) until the drain releases it.
+            pending = asyncio.create_task(http.post(f"http://127.0.0.1:{port}/orders", data=b"x"))
+            probe = Redis.from_url(redis_url)
+
+            async def waiting() -> bool:
+                return bool(await probe.xlen(RouteKeys("orders").requests))
+
+            await wait_until(waiting, what="the request to be admitted")
+            await probe.aclose()
+            proc.send_signal(signal.SIGTERM)
+            response = await asyncio.wait_for(pending, 15)
+            assert response.status == 202
+            assert (await response.json())["state"] == "queued"
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stdout is not None
+    log = (await proc.stdout.read()).decode()
+    assert "shutting down" in log
+    assert "Traceback" not in log
+
+
+def test_demo_runs_the_whole_path(redis_server: Any) -> None:
+    """The README's first command: no setup, exit 0, plain lines without a TTY."""
+    result = tidegate("demo", "--duration", "60", "--requests", "50", timeout_s=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "all steps passed" in result.stdout
+    assert "Redis: " in result.stdout

@@ -1,0 +1,337 @@
+"""The gateway end to end: real redis-server, real sockets, the relay worker,
+the sample service standing for an unchanged HTTP application."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import RunningGateway, Upstream, make_settings, running_gateway, wait_until
+from tidegate.keys import RouteKeys
+from tidegate.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+async def problem_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    assert response.content_type == PROBLEM
+    body: dict[str, Any] = await response.json(content_type=PROBLEM)
+    assert body["status"] == response.status
+    assert body["type"].startswith("https://tidegate.io/problems/")
+    return body
+
+
+async def test_sync_request_returns_the_upstreams_answer(
+    gateway: RunningGateway, upstream: Upstream, relay_worker: Callable[..., Any]
+) -> None:
+    async with (
+        relay_worker(),
+        gateway.http.post(
+            gateway.url("/orders?x=1"),
+            data=b"two widgets",
+            headers={"X-Custom": "kept", "Connection": "keep-alive, X-Drop", "X-Drop": "no"},
+        ) as r,
+    ):
+        assert r.status == 201
+        order = await r.json()
+        job_id = r.headers["Tidegate-Job"]
+    assert order["payload"] == "two widgets"
+    assert order["idempotency_key"] == job_id  # the job id is the upstream's Idempotency-Key
+    assert upstream.state.keys_seen == [job_id]
+    async with gateway.http.get(gateway.url(f"/_tidegate/jobs/{job_id}")) as r:
+        view = await r.json()
+    assert view["state"] == "succeeded"
+    assert view["status"] == 201
+    assert view["attempts"] == 1
+
+
+async def test_relay_forwards_method_query_headers_and_forwarded_for(
+    settings: Settings, gateway: RunningGateway
+) -> None:
+    seen: list[web.Request] = []
+    bodies: list[bytes] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request)
+        bodies.append(await request.read())
+        return web.Response(status=200, text="ok", headers={"X-From-Upstream": "yes"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    from tests.conftest import running_worker
+    from worker.relay import Relay
+
+    try:
+        relay = Relay(str(server.make_url("")), 2.0)
+        async with (
+            running_worker(settings, "orders", relay),
+            gateway.http.put(
+                gateway.url("/orders/7?a=1&a=2"),
+                data=b"body",
+                headers={"X-Custom": "kept", "Connection": "X-Drop", "X-Drop": "gone"},
+            ) as r,
+        ):
+            assert r.status == 200
+            assert r.headers["X-From-Upstream"] == "yes"
+            assert await r.text() == "ok"
+    finally:
+        await server.close()
+    request = seen[0]
+    assert (request.method, request.path, request.query_string) == ("PUT", "/orders/7", "a=1&a=2")
+    assert bodies == [b"body"]
+    assert request.headers["X-Custom"] == "kept"
+    assert "X-Drop" not in request.headers
+    assert request.headers["X-Forwarded-For"] == "127.0.0.1"
+    assert request.headers["X-Forwarded-Proto"] == "http"
+    assert request.headers["X-Forwarded-Host"].startswith("127.0.0.1:")
+    assert request.headers["Idempotency-Key"].startswith("orders.")
+    assert request.headers["Tidegate-Attempt"] == "1"
+
+
+async def test_async_route_answers_202_and_the_job_api_redeems_it(
+    gateway: RunningGateway, relay_worker: Callable[..., Any]
+) -> None:
+    async with gateway.http.post(gateway.url("/reports"), data=b"q3") as r:
+        assert r.status == 202
+        body = await r.json()
+        location = r.headers["Location"]
+        assert r.headers["Retry-After"] == "1"
+    assert location == f"/_tidegate/jobs/{body['id']}"
+    assert body["state"] == "queued"
+    async with gateway.http.get(gateway.url(location + "/result")) as r:
+        assert r.status == 202  # not done yet: no worker runs
+    async with relay_worker("reports"):
+
+        async def done() -> bool:
+            return await gateway.job_state(body["id"]) == "succeeded"
+
+        await wait_until(done, what="the report job to succeed")
+    async with gateway.http.get(gateway.url(location + "/result")) as r:
+        assert r.status == 201
+        assert (await r.json())["payload"] == "q3"
+    async with gateway.http.get(gateway.url(location + "/events")) as r:
+        events = (await r.json())["events"]
+    assert [e["type"] for e in events] == ["accepted", "started", "succeeded"]
+    assert all(int(e["at_ms"]) > 0 for e in events)
+
+
+async def test_prefer_respond_async_and_wait(
+    gateway: RunningGateway, relay_worker: Callable[..., Any]
+) -> None:
+    async with gateway.http.post(
+        gateway.url("/orders"), data=b"a", headers={"Prefer": "respond-async"}
+    ) as r:
+        assert r.status == 202
+        assert r.headers["Preference-Applied"] == "respond-async"
+    # No worker: a sync wait bounded by Prefer: wait runs out and answers 202.
+    async with gateway.http.post(
+        gateway.url("/orders"), data=b"b", headers={"Prefer": "wait=0.2"}
+    ) as r:
+        assert r.status == 202
+        assert r.headers["Preference-Applied"] == "wait=0.2"
+        job_id = (await r.json())["id"]
+    assert gateway.gw.metrics.sync_waits.labels("orders", "timeout")._value.get() == 1
+    async with relay_worker():
+        async with gateway.http.post(
+            gateway.url("/orders"), data=b"c", headers={"Prefer": "wait=5"}
+        ) as r:
+            assert r.status == 201
+            assert r.headers["Preference-Applied"] == "wait=5"
+
+        async def queued_one_done() -> bool:
+            return await gateway.job_state(job_id) == "succeeded"
+
+        await wait_until(queued_one_done, what="the timed-out job to be worked off")
+
+
+async def test_idempotency_key_same_job_and_same_result(
+    gateway: RunningGateway, upstream: Upstream, relay_worker: Callable[..., Any]
+) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    async with relay_worker():
+        async with gateway.http.post(gateway.url("/orders"), data=b"x", headers=headers) as r:
+            first = (r.status, r.headers["Tidegate-Job"], await r.read())
+        async with gateway.http.post(gateway.url("/orders"), data=b"x", headers=headers) as r:
+            second = (r.status, r.headers["Tidegate-Job"], await r.read())
+    assert first == second
+    assert upstream.state.calls == 1  # the repeat did not run again
+    async with gateway.http.post(gateway.url("/orders"), data=b"y", headers=headers) as r:
+        assert r.status == 422
+        assert first[1] in (await problem_of(r))["detail"]
+    # A repeat while the first is still queued gets the same job id too.
+    async with gateway.http.post(
+        gateway.url("/reports"), data=b"r", headers={"Idempotency-Key": "k"}
+    ) as r:
+        one = (await r.json())["id"]
+    async with gateway.http.post(
+        gateway.url("/reports"), data=b"r", headers={"Idempotency-Key": "k"}
+    ) as r:
+        assert r.status == 202
+        assert (await r.json())["id"] == one
+
+
+async def test_cancel_queued_job_then_409_once_running(
+    gateway: RunningGateway, settings: Settings
+) -> None:
+    async with gateway.http.post(gateway.url("/reports"), data=b"1") as r:
+        job_id = (await r.json())["id"]
+    async with gateway.http.delete(gateway.url(f"/_tidegate/jobs/{job_id}")) as r:
+        assert r.status == 200
+        assert (await r.json())["state"] == "cancelled"
+    async with gateway.http.delete(gateway.url(f"/_tidegate/jobs/{job_id}")) as r:
+        assert r.status == 409
+        assert (await problem_of(r))["state"] == "cancelled"
+    async with gateway.http.get(gateway.url(f"/_tidegate/jobs/{job_id}/result")) as r:
+        assert r.status == 409
+
+    # A running job: a handler that blocks until released.
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(job: Any) -> bytes:
+        started.set()
+        await release.wait()
+        return b"done"
+
+    from tests.conftest import running_worker
+    from worker.handler import Handler
+
+    async with gateway.http.post(gateway.url("/reports"), data=b"2") as r:
+        running_id = (await r.json())["id"]
+    async with running_worker(settings, "reports", Handler(slow)):
+        await asyncio.wait_for(started.wait(), 10)
+        async with gateway.http.delete(gateway.url(f"/_tidegate/jobs/{running_id}")) as r:
+            assert r.status == 409
+            assert (await problem_of(r))["state"] == "running"
+        release.set()
+
+
+@pytest.mark.parametrize(
+    "path", ["/_tidegate/jobs/nope", "/_tidegate/jobs/orders.AAAAAAAAAAAAAAAAAAAAAAAA"]
+)
+async def test_unknown_jobs_are_404(gateway: RunningGateway, path: str) -> None:
+    for suffix in ("", "/result", "/events"):
+        async with gateway.http.get(gateway.url(path + suffix)) as r:
+            assert r.status == 404
+            await problem_of(r)
+
+
+async def test_error_answers_are_problems(gateway: RunningGateway) -> None:
+    async with gateway.http.post(gateway.url("/nowhere"), data=b"") as r:
+        assert r.status == 404
+        await problem_of(r)
+    async with gateway.http.delete(gateway.url("/orders")) as r:  # method not routed
+        assert r.status == 404
+    async with gateway.http.post(gateway.url("/orders"), data=b"x" * 2000) as r:
+        assert r.status == 413
+        assert (await problem_of(r))["max_body_bytes"] == 1024
+    async with gateway.http.post(
+        gateway.url("/orders"), headers={"Idempotency-Key": "k" * 300}, data=b""
+    ) as r:
+        assert r.status == 400
+    async with gateway.http.post(gateway.url("/orders"), headers={"X-Big": "v" * 20000}) as r:
+        assert r.status == 431
+        await problem_of(r)
+    async with gateway.http.post(gateway.url("/_tidegate/jobs/x")) as r:
+        assert r.status == 405
+        await problem_of(r)
+    rejected = gateway.gw.metrics.rejected
+    assert rejected.labels("orders", "body_too_large")._value.get() == 1
+    assert rejected.labels("", "headers_too_large")._value.get() == 1
+
+
+async def test_chunked_body_over_the_limit_is_refused_while_streaming(
+    gateway: RunningGateway, redis: Any
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 512  # no Content-Length: sent chunked
+
+    async with gateway.http.post(gateway.url("/orders"), data=chunks()) as r:
+        assert r.status == 413
+    assert await redis.xlen(RouteKeys("orders").requests) == 0  # nothing admitted
+
+
+async def test_admissions_are_coalesced_into_batches(gateway: RunningGateway) -> None:
+    gw = gateway.gw
+    before = gw.batcher.batches
+
+    async def one(i: int) -> int:
+        async with gateway.http.post(gateway.url("/reports"), data=str(i).encode()) as r:
+            return r.status
+
+    statuses = await asyncio.gather(*(one(i) for i in range(200)))
+    assert statuses == [202] * 200
+    batches = gw.batcher.batches - before
+    assert batches < 200  # concurrent admissions shared round trips
+    assert await gw.redis.xlen(RouteKeys("reports").requests) == 200
+
+
+async def test_proxy_route_streams_both_ways(redis_url: str, upstream: Upstream) -> None:
+    settings = make_settings(redis_url)
+    reads = settings.route("reads")
+    routes = tuple(
+        r if r.name != "reads" else reads.__class__(**{**reads.__dict__, "upstream": upstream.url})
+        for r in settings.routes
+    )
+    settings = settings.__class__(redis=settings.redis, gateway=settings.gateway, routes=routes)
+    upstream.state.orders[1] = {"id": 1, "kind": "order"}
+    async with running_gateway(settings) as gateway:
+        async with gateway.http.get(gateway.url("/orders/1")) as r:
+            assert r.status == 200
+            assert (await r.json())["id"] == 1
+        async with gateway.http.get(gateway.url("/orders/99")) as r:
+            assert r.status == 404  # the upstream's own 404, passed through
+            assert r.content_type == "application/json"
+        assert await gateway.gw.redis.exists(RouteKeys("reads").requests) == 0  # no queue
+
+
+async def test_proxy_to_a_dead_upstream_is_502(gateway: RunningGateway) -> None:
+    async with gateway.http.get(gateway.url("/orders/1")) as r:
+        assert r.status == 502
+        await problem_of(r)
+
+
+async def test_admin_port(gateway: RunningGateway, relay_worker: Callable[..., Any]) -> None:
+    async with gateway.http.post(gateway.url("/reports"), data=b"1") as r:
+        assert r.status == 202
+    async with gateway.http.get(gateway.admin_url("/status")) as r:
+        routes = (await r.json())["routes"]
+    assert routes["reports"]["waiting"] == 1
+    assert routes["reports"]["source"] == "no-group"
+    assert routes["reads"]["mode"] == "proxy"
+    async with gateway.http.get(gateway.admin_url("/healthz")) as r:
+        assert r.status == 200
+
+    async def ready() -> bool:
+        async with gateway.http.get(gateway.admin_url("/readyz")) as r:
+            return r.status == 200
+
+    await wait_until(ready, what="/readyz")
+    async with gateway.http.get(gateway.admin_url("/metrics")) as r:
+        text = await r.text()
+    assert 'tidegate_gateway_admitted_total{route="reports"} 1.0' in text
+    assert "tidegate_gateway_admission_seconds_bucket" in text
+    assert "tidegate_gateway_in_flight_requests" in text
+
+
+async def test_openapi_document_describes_the_job_api(gateway: RunningGateway) -> None:
+    async with gateway.http.get(gateway.url("/_tidegate/openapi.json")) as r:
+        assert r.status == 200
+        doc = json.loads(await r.text())
+    assert doc["openapi"].startswith("3.")
+    for path in (
+        "/_tidegate/jobs/{id}",
+        "/_tidegate/jobs/{id}/result",
+        "/_tidegate/jobs/{id}/events",
+    ):
+        assert path in doc["paths"]
+    assert "delete" in doc["paths"]["/_tidegate/jobs/{id}"]

@@ -1,0 +1,207 @@
+"""The job ledger: atomic append + projection, transitions, idempotency, replay.
+
+Every test runs against a real redis-server and against fakeredis: the
+in-memory fake, used for fast unit tests elsewhere, must behave the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+
+from tidegate.envelope import Failure, Job, Reply
+from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
+from tidegate.keys import GROUP, RouteKeys, new_job_id
+from tidegate.ledger import Ledger
+from tidegate.settings import Settings
+from worker.consumer import ensure_group
+
+
+@pytest.fixture(params=["redis-server", "fakeredis"])
+async def store(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[Redis]:
+    if request.param == "redis-server":
+        yield redis
+        return
+    fake = fakeredis.FakeAsyncRedis()
+    yield fake
+    await fake.aclose()
+
+
+@pytest.fixture
+def book(store: Redis, settings: Settings) -> Ledger:
+    return Ledger(store, settings.routes)
+
+
+def new_job(body: bytes = b"payload", route: str = "orders") -> Job:
+    return Job(id=new_job_id(route), route=route, method="POST", path="/" + route, body=body)
+
+
+async def take(store: Redis, route: str = "orders") -> tuple[str, Job]:
+    """Read the next entry as a worker would."""
+    stream = RouteKeys(route).requests
+    await ensure_group(store, stream)
+    reply: Any = await store.xreadgroup(GROUP, "c1", {stream: ">"}, count=1)
+    entry_id, fields = reply[0][1][0]
+    return entry_id.decode(), Job.from_fields(route, fields)
+
+
+async def test_admit_appends_accepted_and_projects_queued(book: Ledger, settings: Settings) -> None:
+    job = new_job()
+    admitted = await book.admit(settings.route("orders"), job, None)
+    assert (admitted.job_id, admitted.outcome) == (job.id, "new")
+    projection = await book.projection(job.id)
+    assert projection["state"] == "queued"
+    assert int(projection["deadline_ms"]) > int(projection["accepted_at_ms"])
+    assert [e["type"] for e in await book.events(job.id)] == ["accepted"]
+
+
+async def test_idempotency_same_payload_same_job_other_payload_conflict(
+    book: Ledger, settings: Settings
+) -> None:
+    route = settings.route("orders")
+    first = await book.admit(route, new_job(b"a"), "key-1")
+    again = await book.admit(route, new_job(b"a"), "key-1")
+    assert (again.job_id, again.outcome) == (first.job_id, "duplicate")
+    with pytest.raises(IdempotencyConflict, match=first.job_id):
+        await book.admit(route, new_job(b"b"), "key-1")
+    other = await book.admit(route, new_job(b"a"), "key-2")
+    assert other.job_id != first.job_id
+
+
+async def test_full_lifecycle_and_result(book: Ledger, store: Redis, settings: Settings) -> None:
+    job = new_job()
+    await book.admit(settings.route("orders"), job, None)
+    entry_id, taken = await take(store)
+    assert taken.id == job.id
+    assert taken.deadline_ms > 0
+    assert await book.start(taken, entry_id, "c1")
+    assert (await book.projection(job.id))["state"] == "running"
+    state = await book.finish(taken, entry_id, Reply(201, (("X-Y", "z"),), b"made"))
+    assert state == "succeeded"
+    assert await book.result(job.id) == Reply(201, (("X-Y", "z"),), b"made")
+    groups: Any = await store.xinfo_groups(RouteKeys("orders").requests)
+    assert groups[0]["pending"] == 0  # acknowledged together with the outcome
+    kinds = [e["type"] for e in await book.events(job.id)]
+    assert kinds == ["accepted", "started", "succeeded"]
+
+
+async def test_retryable_failure_requeues_with_next_attempt(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    job = new_job()
+    await book.admit(settings.route("orders"), job, None)
+    for attempt in (1, 2, 3):
+        entry_id, taken = await take(store)
+        assert taken.attempt == attempt
+        assert await book.start(taken, entry_id, "c1")
+        state = await book.finish(taken, entry_id, Failure("upstream answered 503", True))
+        assert state == ("queued" if attempt < 3 else "failed")  # max_attempts is 3
+    projection = await book.projection(job.id)
+    assert projection["attempts"] == "3"
+    assert projection["last_error"] == "upstream answered 503"
+    result = await book.result(job.id)
+    assert result is not None
+    assert result.status == 502
+
+
+async def test_terminal_job_accepts_no_second_end(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    job = new_job()
+    await book.admit(settings.route("orders"), job, None)
+    entry_id, taken = await take(store)
+    assert await book.start(taken, entry_id, "c1")
+    assert await book.finish(taken, entry_id, Reply(200)) == "succeeded"
+    # A second worker that got the same job (redelivery) must change nothing.
+    assert not await book.start(taken, entry_id, "c2")
+    assert await book.finish(taken, entry_id, Failure("late", False)) == "succeeded"
+    kinds = [e["type"] for e in await book.events(job.id)]
+    assert kinds.count("succeeded") == 1
+    assert "failed" not in kinds
+    assert (await book.result(job.id)) == Reply(200)
+
+
+async def test_cancel_only_while_queued(book: Ledger, store: Redis, settings: Settings) -> None:
+    queued, running = new_job(b"1"), new_job(b"2")
+    await book.admit(settings.route("orders"), queued, None)
+    await book.cancel(queued.id)
+    assert (await book.projection(queued.id))["state"] == "cancelled"
+    # The worker that reads the cancelled entry skips it (and acknowledges it).
+    entry_id, taken = await take(store)
+    assert not await book.start(taken, entry_id, "c1")
+
+    await book.admit(settings.route("orders"), running, None)
+    entry_id, taken = await take(store)
+    assert await book.start(taken, entry_id, "c1")
+    with pytest.raises(TransitionRefused) as info:
+        await book.cancel(running.id)
+    assert info.value.state == "running"
+    with pytest.raises(JobNotFound):
+        await book.cancel(new_job_id("orders"))
+    with pytest.raises(JobNotFound):
+        await book.projection("not-a-job-id")
+
+
+async def test_replay_rebuilds_every_projection_exactly(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    route = settings.route("orders")
+    jobs = [new_job(str(i).encode()) for i in range(30)]
+    for job in jobs:
+        await book.admit(route, job, None)
+    for i in range(20):
+        entry_id, taken = await take(store)
+        assert await book.start(taken, entry_id, "c1")
+        outcome = Reply(200) if i % 3 else Failure("503", True)
+        await book.finish(taken, entry_id, outcome)
+    await book.cancel(jobs[-1].id)
+    before = {job.id: await book.projection(job.id) for job in jobs}
+    ttls = {job.id: await store.pttl(RouteKeys("orders").job(job.id)) for job in jobs}
+    assert {p["state"] for p in before.values()} == {"queued", "succeeded", "cancelled"}
+
+    for job in jobs:
+        await store.delete(RouteKeys("orders").job(job.id))
+    report = await book.replay("orders")
+    assert (report.jobs, report.refused) == (30, 0)
+    after = {job.id: await book.projection(job.id) for job in jobs}
+    assert after == before
+    for job in jobs:  # finished jobs expire at the same moment as before
+        ttl = await store.pttl(RouteKeys("orders").job(job.id))
+        assert (ttl == -1) == (ttls[job.id] == -1)
+        assert abs(ttl - ttls[job.id]) < 5000
+
+
+async def test_replay_does_not_resurrect_expired_jobs(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    short = Ledger(
+        store,
+        [
+            settings.route("orders").__class__(
+                **{**settings.route("orders").__dict__, "result_ttl_s": 1}
+            )
+        ],
+    )
+    job = new_job()
+    await short.admit(short.routes["orders"], job, None)
+    entry_id, taken = await take(store)
+    await short.start(taken, entry_id, "c1")
+    await short.finish(taken, entry_id, Reply(200))
+    # Rewrite history: pretend the job ended long ago by replaying with a TTL
+    # that has already run out relative to the logged event times.
+    key = RouteKeys("orders").job(job.id)
+    await store.delete(key)
+    events: Any = await store.xrange(RouteKeys("orders").events)
+    assert len(events) == 3
+    await store.delete(RouteKeys("orders").events)
+    for event_id, fields in events:
+        old_id = (
+            f"{int(event_id.decode().split('-')[0]) - 10_000}-{event_id.decode().split('-')[1]}"
+        )
+        await store.xadd(RouteKeys("orders").events, fields, id=old_id)
+    await short.replay("orders")
+    assert not await store.exists(key)

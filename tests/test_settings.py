@@ -1,0 +1,147 @@
+"""Settings: the config contract of DESIGN.md parses; mistakes name their field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidegate.errors import ConfigError
+from tidegate.settings import Settings, load_settings, parse_settings
+
+DESIGN_EXAMPLE = """
+redis:
+  url: redis://127.0.0.1:6379/0
+gateway:
+  listen: 0.0.0.0:8080
+  admin_listen: 0.0.0.0:9090
+routes:
+  - name: orders
+    match:
+      path_prefix: /orders
+      methods: [POST, PUT]
+    mode: sync
+    wait_s: 10
+    max_body_bytes: 1048576
+    result_ttl_s: 3600
+    worker:
+      max_attempts: 5
+      visibility_timeout_s: 30
+      timeout_s: 10
+      compensate_path: /orders/compensate
+    scaler:
+      target:
+        kind: deployment
+        namespace: shop
+        name: orders-worker
+      min_replicas: 0
+      max_replicas: 20
+      drain_target_s: 30
+      scale_down_window_s: 60
+      throttle:
+        enabled: true
+        status: 429
+        burst_s: 2
+"""
+
+
+def problems_of(raw: object, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, env or {})
+    return info.value.problems
+
+
+def test_design_example_parses(tmp_path: Path) -> None:
+    path = tmp_path / "tidegate.yaml"
+    path.write_text(DESIGN_EXAMPLE)
+    settings = load_settings(path, env={})
+    route = settings.route("orders")
+    assert route.match.methods == ("POST", "PUT")
+    assert route.worker.compensate_path == "/orders/compensate"
+    assert route.scaler is not None
+    assert route.scaler.target.name == "orders-worker"
+    assert route.scaler.throttle.status == 429
+
+
+def test_settings_are_frozen() -> None:
+    settings = parse_settings({}, {})
+    with pytest.raises(AttributeError):
+        settings.redis = settings.redis  # type: ignore[misc]
+
+
+def test_unknown_key_is_named_with_its_path() -> None:
+    raw = {"routes": [{"name": "a", "match": {"path_prefix": "/a"}, "max_body_bytez": 3}]}
+    assert problems_of(raw) == ["routes[0].max_body_bytez: unknown key"]
+
+
+def test_nested_bad_values_name_their_field() -> None:
+    raw = {
+        "gateway": {"listen": "nowhere"},
+        "routes": [{"name": "Bad_Name", "match": {"path_prefix": "a", "methods": ["FETCH"]}}],
+    }
+    found = problems_of(raw)
+    assert any(p.startswith("gateway.listen: expected host:port") for p in found)
+    assert any(p.startswith("routes[0].name: must be") for p in found)
+    assert "routes[0].match.path_prefix: must start with /" in found
+    assert "routes[0].match.methods: unknown HTTP method(s) FETCH" in found
+
+
+def test_missing_required_field() -> None:
+    assert problems_of({"routes": [{"name": "a"}]}) == ["routes[0].match: required"]
+
+
+def test_duplicate_route_names_and_mode_rules() -> None:
+    route = {"name": "a", "match": {"path_prefix": "/a"}}
+    assert any("used twice" in p for p in problems_of({"routes": [route, route]}))
+    assert any(
+        "needs an upstream" in p for p in problems_of({"routes": [{**route, "mode": "proxy"}]})
+    )
+    assert any(
+        "reserved" in p
+        for p in problems_of({"routes": [{"name": "a", "match": {"path_prefix": "/_tidegate"}}]})
+    )
+
+
+def test_scaler_bounds_and_target_shape() -> None:
+    raw = {
+        "routes": [
+            {
+                "name": "a",
+                "match": {"path_prefix": "/a"},
+                "scaler": {"target": {"kind": "local"}, "min_replicas": 5, "max_replicas": 2},
+            }
+        ]
+    }
+    found = problems_of(raw)
+    assert any(p.startswith("routes[0].scaler.target") and "exactly one" in p for p in found)
+
+
+def test_environment_overrides_scalar_fields() -> None:
+    env = {"TIDEGATE_REDIS_URL": "redis://elsewhere:6380/2", "TIDEGATE_GATEWAY_LISTEN": ":8181"}
+    settings = parse_settings({"redis": {"url": "redis://x:1/0"}}, env)
+    assert settings.redis.url == "redis://elsewhere:6380/2"
+    assert settings.gateway.listen == ":8181"
+
+
+def test_environment_override_is_validated_too() -> None:
+    assert problems_of({}, {"TIDEGATE_REDIS_URL": "http://nope"}) == [
+        "redis.url: must start with redis://, rediss:// or unix://"
+    ]
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_settings(bad)
+
+
+def test_route_lookup_names_the_known_routes() -> None:
+    settings = Settings(**{"routes": [{"name": "a", "match": {"path_prefix": "/a"}}]})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"no such route \(configured: a\)"):
+        settings.route("b")

@@ -1,0 +1,229 @@
+"""The worker runtime: relay semantics, retries, handlers, poison entries, group creation."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from tests.conftest import Upstream, running_worker, wait_until
+from tidegate.envelope import Job, Reply
+from tidegate.errors import ConfigError
+from tidegate.keys import GROUP, RouteKeys, new_job_id
+from tidegate.ledger import Ledger
+from tidegate.settings import Settings
+from worker.consumer import ensure_group
+from worker.handler import Handler, load_handler, to_reply
+from worker.relay import Relay, is_retryable_status
+
+
+def job_for(route: str, path: str, body: bytes = b"x") -> Job:
+    return Job(id=new_job_id(route), route=route, method="POST", path=path, body=body)
+
+
+async def final_state(ledger: Ledger, job_id: str) -> dict[str, str]:
+    async def ended() -> bool:
+        return (await ledger.projection(job_id))["state"] in ("succeeded", "failed")
+
+    await wait_until(ended, what=f"job {job_id} to end")
+    return await ledger.projection(job_id)
+
+
+async def test_upstream_5xx_is_retried_then_fails_with_its_answer(
+    settings: Settings, ledger: Ledger, upstream: Upstream
+) -> None:
+    job = job_for("fail", "/fail")
+    await ledger.admit(settings.route("fail"), job, None)
+    async with running_worker(settings, "fail", Relay(upstream.url, 2.0)):
+        projection = await final_state(ledger, job.id)
+    assert projection["state"] == "failed"
+    assert projection["attempts"] == "2"  # max_attempts of the route
+    assert upstream.state.calls == 2
+    assert upstream.state.keys_seen == [job.id, job.id]  # same key on every attempt
+    result = await ledger.result(job.id)
+    assert result is not None
+    assert result.status == 500
+    kinds = [e["type"] for e in await ledger.events(job.id)]
+    assert kinds == ["accepted", "started", "failed", "started", "failed"]
+
+
+async def test_unreachable_upstream_fails_with_a_502_problem(
+    settings: Settings, ledger: Ledger
+) -> None:
+    job = job_for("fail", "/anything")
+    await ledger.admit(settings.route("fail"), job, None)
+    async with running_worker(settings, "fail", Relay("http://127.0.0.1:1", 1.0)):
+        projection = await final_state(ledger, job.id)
+    assert projection["state"] == "failed"
+    assert "unreachable" in projection["last_error"]
+    result = await ledger.result(job.id)
+    assert result is not None
+    assert result.status == 502
+    assert b"job-failed" in result.body
+
+
+async def test_4xx_is_a_definitive_answer_not_retried(
+    settings: Settings, ledger: Ledger, upstream: Upstream
+) -> None:
+    job = Job(id=new_job_id("orders"), route="orders", method="POST", path="/nope")
+    await ledger.admit(settings.route("orders"), job, None)
+    async with running_worker(settings, "orders", Relay(upstream.url, 2.0)):
+        projection = await final_state(ledger, job.id)
+    assert projection["state"] == "succeeded"
+    assert projection["status"] == "404"
+    assert projection["attempts"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("status", "retry"), [(200, False), (404, False), (429, True), (503, True)]
+)
+def test_retry_classification(status: int, retry: bool) -> None:
+    assert is_retryable_status(status) is retry
+
+
+async def test_handler_mode(settings: Settings, ledger: Ledger, tmp_path: Path) -> None:
+    module = tmp_path / "my_handlers.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from tidegate.envelope import Job, Reply
+
+            async def handle(job: Job) -> Reply:
+                return Reply(207, (("X-Job", job.id),), job.body.upper())
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        fn = load_handler("my_handlers:handle")
+    finally:
+        sys.path.remove(str(tmp_path))
+    job = job_for("orders", "/orders", b"abc")
+    await ledger.admit(settings.route("orders"), job, None)
+    async with running_worker(settings, "orders", Handler(fn)):
+        await final_state(ledger, job.id)
+    assert await ledger.result(job.id) == Reply(207, (("X-Job", job.id),), b"ABC")
+
+
+def test_handler_loading_errors_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="expected module:function"):
+        load_handler("nocolon")
+    with pytest.raises(ConfigError, match="cannot import"):
+        load_handler("no_such_module_here:fn")
+    with pytest.raises(ConfigError, match="not an async function"):
+        load_handler("json:dumps")
+
+
+def test_handler_return_values() -> None:
+    assert to_reply(b"x") == Reply(200, (("Content-Type", "application/octet-stream"),), b"x")
+    assert to_reply({"a": 1}).body == b'{"a": 1}'
+    assert to_reply(Reply(204)) == Reply(204)
+
+
+async def test_handler_exception_is_retried(settings: Settings, ledger: Ledger) -> None:
+    calls: list[int] = []
+
+    async def flaky(job: Job) -> bytes:
+        calls.append(job.attempt)
+        if job.attempt == 1:
+            raise RuntimeError("first time fails")
+        return b"second time works"
+
+    job = job_for("orders", "/orders")
+    await ledger.admit(settings.route("orders"), job, None)
+    async with running_worker(settings, "orders", Handler(flaky)):
+        projection = await final_state(ledger, job.id)
+    assert projection["state"] == "succeeded"
+    assert calls == [1, 2]
+    assert "first time fails" in projection["last_error"]
+
+
+async def test_malformed_entry_is_dead_lettered_not_looped(
+    settings: Settings, ledger: Ledger, redis: Redis
+) -> None:
+    keys = RouteKeys("orders")
+    await redis.xadd(keys.requests, {"garbage": "1"})
+    good = job_for("orders", "/orders")
+    await ledger.admit(settings.route("orders"), good, None)
+
+    async def ok(job: Job) -> bytes:
+        return b"ok"
+
+    async with running_worker(settings, "orders", Handler(ok)):
+        await final_state(ledger, good.id)
+
+        async def dead_lettered() -> bool:
+            return await redis.xlen(keys.dead) == 1
+
+        await wait_until(dead_lettered, what="the malformed entry to be dead-lettered")
+    dead: Any = await redis.xrange(keys.dead)
+    assert b"not a job envelope" in dead[0][1][b"error"]
+    groups: Any = await redis.xinfo_groups(keys.requests)
+    assert groups[0]["pending"] == 0
+
+
+async def test_group_creation_tolerates_only_busygroup(redis: Redis) -> None:
+    stream = RouteKeys("orders").requests
+    await ensure_group(redis, stream)
+    await ensure_group(redis, stream)  # exists already: fine
+    groups: Any = await redis.xinfo_groups(stream)
+    assert [g["name"] for g in groups] == [GROUP.encode()]
+    await redis.set(RouteKeys("reports").requests, "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await ensure_group(redis, RouteKeys("reports").requests)
+
+
+async def test_concurrency_bounds_jobs_in_flight(settings: Settings, ledger: Ledger) -> None:
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def slow(job: Job) -> bytes:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+        return b""
+
+    jobs = [job_for("orders", "/orders", str(i).encode()) for i in range(10)]
+    for job in jobs:
+        await ledger.admit(settings.route("orders"), job, None)
+    async with running_worker(settings, "orders", Handler(slow), concurrency=3) as worker:
+
+        async def three_running() -> bool:
+            return running == 3
+
+        await wait_until(three_running, what="three jobs in flight")
+        assert len(worker.consumer.in_flight) == 3
+        gate.set()
+        for job in jobs:
+            await final_state(ledger, job.id)
+    assert peak == 3
+
+
+async def test_stop_drains_jobs_in_flight(settings: Settings, ledger: Ledger) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(job: Job) -> bytes:
+        started.set()
+        await release.wait()
+        return b"finished during drain"
+
+    job = job_for("orders", "/orders")
+    await ledger.admit(settings.route("orders"), job, None)
+    async with running_worker(settings, "orders", Handler(slow)) as worker:
+        await asyncio.wait_for(started.wait(), 10)
+        worker.stop.set()  # SIGTERM: stop reading, finish what runs
+        await asyncio.sleep(0)
+        assert not worker.task.done()
+        release.set()
+        await asyncio.wait_for(worker.task, 10)
+    assert (await ledger.projection(job.id))["state"] == "succeeded"
