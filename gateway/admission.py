@@ -29,6 +29,7 @@ from tidegate.errors import RedisUnavailable
 from tidegate.ledger import Admitted, admit_call, admit_result
 from tidegate.redis_client import UNAVAILABLE
 from tidegate.settings import RouteSettings
+from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class AdmissionBatcher:
         self._wake = asyncio.Event()
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.batches = 0
         """Batches sent so far (for tests and metrics)."""
 
@@ -53,9 +55,10 @@ class AdmissionBatcher:
         self._task = asyncio.create_task(self._run(), name="admission-flusher")
 
     async def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(RedisUnavailable("gateway shutting down"))
@@ -72,7 +75,7 @@ class AdmissionBatcher:
         return admit_result(reply)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:

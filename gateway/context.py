@@ -23,6 +23,7 @@ from tidegate import scripts
 from tidegate.ledger import Ledger
 from tidegate.redis_client import UNAVAILABLE, connect
 from tidegate.settings import Settings
+from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,13 @@ class Gateway:
     router: Router
     http: aiohttp.ClientSession
     draining: bool = False
+    stopping: bool = False
     redis_ok: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.stopping = True
+        await stop_tasks(self._tasks)
         await self.waiter.close()
         await self.batcher.close()
         await self.http.close()
@@ -52,7 +53,7 @@ class Gateway:
 
     async def _health(self, interval_s: float = 1.0) -> None:
         """Keep ``redis_ok`` current for /readyz without a probe hitting Redis."""
-        while True:
+        while not self.stopping:
             try:
                 await self.redis.ping()
                 if not self.redis_ok:

@@ -26,6 +26,7 @@ from tidegate.errors import RedisUnavailable
 from tidegate.keys import RouteKeys
 from tidegate.ledger import TERMINAL_STATES, Ledger
 from tidegate.redis_client import UNAVAILABLE
+from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,15 @@ class ResultWaiter:
         self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="result-waiter")
 
     async def close(self) -> None:
+        self._stopping = True
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
 
     def register(self, job_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -86,14 +88,14 @@ class ResultWaiter:
 
     async def _run(self) -> None:
         delay_s = 0.1
-        while True:
+        while not self._stopping:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels)
                 self.subscribed.set()
                 delay_s = 0.1
                 await self._recheck()
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=5.0)
                     if message and message["type"] == "message":
                         data = message["data"]

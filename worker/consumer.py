@@ -38,6 +38,7 @@ from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger import Ledger
 from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
 from tidegate.settings import RouteSettings
+from tidegate.tasks import cancel_requested, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ async def _until_recorded(what: str, attempt: Callable[[], Awaitable[Any]]) -> A
         try:
             return await attempt()
         except RedisUnavailable as e:
+            if cancel_requested():  # redis-py may turn our cancellation into this error
+                raise asyncio.CancelledError from e
             log.warning("cannot %s yet (%s); retrying in %.1f s", what, e, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, MAX_BACKOFF_S)
@@ -220,8 +223,6 @@ class Consumer:
             return
         log.info("draining %d job(s) in flight (up to %.0f s)", len(self.in_flight), grace_s)
         _, still = await asyncio.wait(set(self.in_flight), timeout=grace_s)
-        for task in still:
-            task.cancel()
         if still:
             log.warning("%d job(s) left unacknowledged; they will be redelivered", len(still))
-            await asyncio.gather(*still, return_exceptions=True)
+            await stop_tasks(still)

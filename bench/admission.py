@@ -1,0 +1,187 @@
+"""Admission throughput of one gateway process against baselines, same run.
+
+Targets, each its own process on this machine, driven by the same wrk load
+(POST of a small JSON body):
+
+- ``bare``: aiohttp handler that reads the body and answers 202 (the ceiling);
+- ``gateway``: ``tidegate gateway`` with one async route (admission into the
+  route's stream with its event and projection, then 202);
+- ``naive``: aiohttp handler doing one awaited XADD per request.
+
+Rounds alternate between targets so that machine noise hits all of them; the
+median of each target's rounds is reported, with the ratio to ``bare``.
+
+Usage: python bench/admission.py [--duration-s 10] [--rounds 3] [--connections 64]
+Needs wrk and redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"sku": "widget", "quantity": 2, "note": "benchmark order"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, duration_s: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if non2xx or errors:
+        found = " ".join(m.group(0) for m in (non2xx, errors) if m)
+        print(f"  warning: {url}: {found}")
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration-s", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    for tool in ("wrk", "redis-server"):
+        if not shutil.which(tool):
+            print(f"{tool} is not on PATH (apt-get install {tool})", file=sys.stderr)
+            return 2
+
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:
+        redis_port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    folder,
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        wait_http(redis_port)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        ports = {name: free_port() for name in ("bare", "gateway", "naive")}
+        config = Path(folder) / "tidegate.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "redis": {"url": redis_url},
+                    "gateway": {
+                        "listen": f"127.0.0.1:{ports['gateway']}",
+                        "admin_listen": f"127.0.0.1:{free_port()}",
+                    },
+                    "routes": [
+                        {
+                            "name": "bench",
+                            "match": {"path_prefix": "/", "methods": ["POST"]},
+                            "mode": "async",
+                            "result_ttl_s": 600,
+                        }
+                    ],
+                }
+            )
+        )
+        script = Path(folder) / "post.lua"
+        script.write_text(POST_LUA)
+        py = sys.executable
+        procs.append(subprocess.Popen([py, str(HERE / "baselines.py"), "bare", str(ports["bare"])]))
+        procs.append(
+            subprocess.Popen(
+                [py, "-m", "tidegate", "--log-level", "WARNING", "gateway", "-c", str(config)]
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [py, str(HERE / "baselines.py"), "naive", str(ports["naive"]), redis_url]
+            )
+        )
+        try:
+            for port in ports.values():
+                wait_http(port)
+            time.sleep(1.0)
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+            for port in ports.values():  # warm-up, not counted
+                run_wrk(f"http://127.0.0.1:{port}/orders", script, 2, args.connections)
+            for round_no in range(args.rounds):
+                for name, port in ports.items():
+                    r = run_wrk(
+                        f"http://127.0.0.1:{port}/orders", script, args.duration_s, args.connections
+                    )
+                    results[name].append(r)
+                    print(
+                        f"round {round_no + 1} {name:8} {r['rps']:9.0f} req/s  "
+                        f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms",
+                        flush=True,
+                    )
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(10)
+
+    base = statistics.median(r["rps"] for r in results["bare"])
+    print()
+    print(f"wrk -t2 -c{args.connections} -d{args.duration_s}s, {args.rounds} rounds, medians")
+    print("| target | req/s | ratio to bare | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rows in results.items():
+        rps = statistics.median(r["rps"] for r in rows)
+        p50 = statistics.median(r["p50_ms"] for r in rows)
+        p99 = statistics.median(r["p99_ms"] for r in rows)
+        print(f"| {name} | {rps:.0f} | {rps / base:.2f}x | {p50:.2f} | {p99:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Background tasks that stop when asked, even when a library swallows the request.
+
+redis-py can turn the cancellation of a command in flight into a
+ConnectionError; a loop that survives connection errors (as ours must, to ride
+out Redis restarts) would then swallow its own cancellation and run forever,
+and shutdown would hang waiting for it. So every long-running loop here also
+checks a ``stopping`` flag, and ``stop_tasks`` cancels again until the tasks
+end, within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[None]], timeout_s: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again while they linger."""
+    pending = {t for t in tasks if not t.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in pending:
+        log.error("task %s did not stop within %.0f s; abandoning it", task.get_name(), timeout_s)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("task %s had failed", task.get_name(), exc_info=task.exception())
+
+
+def cancel_requested() -> bool:
+    """True when someone asked the current task to stop, even if a library
+    swallowed the CancelledError on the way."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
