@@ -35,7 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def errors_as_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as problem+json; nothing leaks a stack trace."""
     gw = request.app[GATEWAY]
-    gw.metrics.in_flight.inc()
+    gw.in_flight += 1
     try:
         return await handler(request)
     except RedisUnavailable:
@@ -57,7 +57,7 @@ async def errors_as_problems(request: web.Request, handler: Handler) -> web.Stre
             500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
         )
     finally:
-        gw.metrics.in_flight.dec()
+        gw.in_flight -= 1
 
 
 def build_apps(
@@ -67,6 +67,9 @@ def build_apps(
     limit = settings.gateway.max_header_bytes
     public_app = web.Application(
         middlewares=[errors_as_problems],
+        # Routes enforce their own max_body_bytes before reading; this only
+        # keeps aiohttp's own cap out of their way.
+        client_max_size=max((r.max_body_bytes for r in settings.routes), default=0) + 1,
         # Let aiohttp's parser take large header lines so that our own limit
         # answers 431 problem+json; aiohttp's own limit would be a bare 400.
         handler_args={"max_field_size": limit * 4, "max_line_size": limit * 4},

@@ -39,6 +39,8 @@ class Gateway:
     router: Router
     http: aiohttp.ClientSession
     draining: bool = False
+    in_flight: int = 0
+    """Requests being handled (a plain count; the gauge reads it on scrape)."""
     stopping: bool = False
     redis_ok: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -84,6 +86,7 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         router=Router(settings.routes),
         http=aiohttp.ClientSession(auto_decompress=False),
     )
+    gw.metrics.in_flight.set_function(lambda: gw.in_flight)
     gw.batcher.start()
     if queued:
         gw.waiter.start()

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
 from tidegate.http import strip_headers
 
@@ -21,15 +20,18 @@ _REQUEST_DROP = frozenset({"host", "content-length", "expect", "prefer", "idempo
 _RESPONSE_DROP = frozenset({"content-length", "date", "server"})
 
 
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+
+
 def forward_request_headers(request: web.Request) -> list[tuple[str, str]]:
     """The client's headers as the upstream should see them."""
-    pairs = strip_headers(request.headers.items(), _REQUEST_DROP)
-    pairs = [(k, v) for k, v in pairs if not k.lower().startswith("x-forwarded-")]
-    prior = request.headers.get("X-Forwarded-For")
+    headers = request.headers
+    pairs = strip_headers(headers.items(), _REQUEST_DROP | _FORWARDED)
+    prior = headers.get("X-Forwarded-For")
     peer = request.remote or "unknown"
     pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
-    pairs.append(("X-Forwarded-Proto", request.headers.get("X-Forwarded-Proto", request.scheme)))
-    pairs.append(("X-Forwarded-Host", request.headers.get("X-Forwarded-Host", request.host)))
+    pairs.append(("X-Forwarded-Proto", headers.get("X-Forwarded-Proto", request.scheme)))
+    pairs.append(("X-Forwarded-Host", headers.get("X-Forwarded-Host", request.host)))
     return pairs
 
 
@@ -38,9 +40,9 @@ def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
     return strip_headers(headers, _RESPONSE_DROP)
 
 
-def header_bytes(headers: CIMultiDictProxy[str]) -> int:
+def header_bytes(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
     """Size of the header block as sent (name, ": ", value, CRLF)."""
-    return sum(len(k) + len(v) + 4 for k, v in headers.items())
+    return sum(len(k) + len(v) + 4 for k, v in raw_headers)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Preferences:
 
     respond_async: bool = False
     wait_s: float | None = None
+
+
+NO_PREFERENCES = Preferences()
 
 
 def parse_prefer(values: Iterable[str]) -> Preferences:

@@ -6,13 +6,28 @@ several in-process gateways from sharing counters.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+@dataclass(frozen=True)
+class RouteMetrics:
+    """One route's children of the hot-path metrics, looked up once (``labels()``
+    costs a lock and a dict lookup per call)."""
+
+    admitted: Counter
+    duplicates: Counter
+    admission_latency: Histogram
+    waits_result: Counter
+    waits_timeout: Counter
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
+        self._routes: dict[str, RouteMetrics] = {}
         self.registry = CollectorRegistry()
         self.admitted = Counter(
             "tidegate_gateway_admitted",
@@ -56,3 +71,15 @@ class GatewayMetrics:
             ["route", "status_class"],
             registry=self.registry,
         )
+
+    def route(self, name: str) -> RouteMetrics:
+        found = self._routes.get(name)
+        if found is None:
+            found = self._routes[name] = RouteMetrics(
+                admitted=self.admitted.labels(name),
+                duplicates=self.duplicates.labels(name),
+                admission_latency=self.admission_latency.labels(name),
+                waits_result=self.sync_waits.labels(name, "result"),
+                waits_timeout=self.sync_waits.labels(name, "timeout"),
+            )
+        return found

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 
@@ -26,6 +25,7 @@ from multidict import CIMultiDict
 from gateway import problems
 from gateway.context import GATEWAY, Gateway
 from gateway.http_headers import (
+    NO_PREFERENCES,
     forward_request_headers,
     header_bytes,
     parse_prefer,
@@ -39,7 +39,7 @@ from tidegate.ledger import TERMINAL_STATES
 from tidegate.settings import RouteSettings
 
 JOBS_PATH = "/_tidegate/jobs/"
-RETRY_AFTER_S = 1
+RETRY_AFTER = "1"
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
@@ -64,20 +64,31 @@ def job_links(job_id: str) -> dict[str, str]:
     return {"self": base, "result": base + "/result", "events": base + "/events"}
 
 
+_ACCEPTED = (
+    '{{"id": "{id}", "state": "{state}", "links": {{"self": "{base}", '
+    '"result": "{base}/result", "events": "{base}/events"}}}}'
+)
+
+
 def accepted(job_id: str, state: str, applied: list[str]) -> web.Response:
-    headers = {"Location": JOBS_PATH + job_id, "Retry-After": str(RETRY_AFTER_S)}
+    """202 with the voucher. Job ids and states need no JSON escaping, so the
+    body is formatted directly (this is the hot path of async admission)."""
+    base = JOBS_PATH + job_id
+    headers = {
+        "Location": base,
+        "Retry-After": RETRY_AFTER,
+        "Content-Type": "application/json",
+    }
     if applied:
         headers["Preference-Applied"] = ", ".join(applied)
-    body = {"id": job_id, "state": state, "links": job_links(job_id)}
-    return web.Response(
-        status=202, body=json.dumps(body).encode(), content_type="application/json", headers=headers
-    )
+    body = _ACCEPTED.format(id=job_id, state=state, base=base)
+    return web.Response(status=202, body=body.encode(), headers=headers)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     limit = gw.settings.gateway.max_header_bytes
-    if header_bytes(request.headers) > limit:
+    if header_bytes(request.raw_headers) > limit:
         gw.metrics.rejected.labels("", "headers_too_large").inc()
         return problems.problem(
             431,
@@ -125,7 +136,10 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
         gw.metrics.rejected.labels(route.name, "body_too_large").inc()
         return problems.body_too_large(route.name, route.max_body_bytes)
     try:
-        body = await read_body(request, route.max_body_bytes)
+        if declared is not None:  # length known and within the limit
+            body = await request.read()
+        else:
+            body = await read_body(request, route.max_body_bytes)
     except BodyTooLarge:
         gw.metrics.rejected.labels(route.name, "body_too_large").inc()
         return problems.body_too_large(route.name, route.max_body_bytes)
@@ -139,7 +153,11 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
             f"An Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
         )
 
-    prefer = parse_prefer(request.headers.getall("Prefer", ()))
+    prefer = (
+        parse_prefer(request.headers.getall("Prefer"))
+        if "Prefer" in request.headers
+        else NO_PREFERENCES
+    )
     wait_s = 0.0
     applied: list[str] = []
     if route.mode == "sync":
@@ -176,12 +194,13 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
                 "Idempotency-Key reused with another payload",
                 f"{e}. A key identifies one request: same method, path, query and body.",
             )
-        gw.metrics.admission_latency.labels(route.name).observe(time.perf_counter() - started)
+        metrics = gw.metrics.route(route.name)
+        metrics.admission_latency.observe(time.perf_counter() - started)
         if admitted.outcome == "new":
-            gw.metrics.admitted.labels(route.name).inc()
+            metrics.admitted.inc()
             state = "queued"
         else:
-            gw.metrics.duplicates.labels(route.name).inc()
+            metrics.duplicates.inc()
             state = await _state_of(gw, admitted.job_id)
             if waiting is not None and state not in TERMINAL_STATES:
                 gw.waiter.unregister(wait_id, waiting)
@@ -196,9 +215,9 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
             await asyncio.wait_for(asyncio.shield(waiting), wait_s)
         state = await _state_of(gw, admitted.job_id) if waiting.done() else "queued"
         if state not in TERMINAL_STATES:  # timed out, or released for shutdown
-            gw.metrics.sync_waits.labels(route.name, "timeout").inc()
+            metrics.waits_timeout.inc()
             return accepted(admitted.job_id, state, applied)
-        gw.metrics.sync_waits.labels(route.name, "result").inc()
+        metrics.waits_result.inc()
         return await _finished(gw, admitted.job_id, state, applied)
     finally:
         if waiting is not None:

@@ -29,9 +29,9 @@ def strip_headers(
 ) -> list[tuple[str, str]]:
     """Headers without the hop-by-hop ones, those a Connection header names,
     and the lower-case names in ``drop``."""
-    pairs = list(headers)
-    gone = set(HOP_BY_HOP) | set(drop)
-    for key, value in pairs:
-        if key.lower() == "connection":
-            gone.update(token.strip().lower() for token in value.split(","))
-    return [(k, v) for k, v in pairs if k.lower() not in gone]
+    pairs = [(k, v, k.lower()) for k, v in headers]
+    gone = HOP_BY_HOP.union(drop)
+    for _, value, lower in pairs:
+        if lower == "connection":
+            gone = gone.union(token.strip().lower() for token in value.split(","))
+    return [(k, v) for k, v, lower in pairs if lower not in gone]

@@ -11,7 +11,8 @@ the prefix lets the job API find a job's keys without scanning anything.
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 from dataclasses import dataclass
 
 from tidegate.settings import ROUTE_NAME
@@ -25,7 +26,9 @@ _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 def new_job_id(route: str) -> str:
     """A fresh, unguessable job id that names its route."""
-    return f"{route}.{secrets.token_urlsafe(_TOKEN_BYTES)}"
+    # What secrets.token_urlsafe does, without its layers (hot path); 18 bytes
+    # encode to 24 characters with no padding.
+    return route + "." + base64.urlsafe_b64encode(os.urandom(_TOKEN_BYTES)).decode()
 
 
 def route_of(job_id: str) -> str | None:

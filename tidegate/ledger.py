@@ -62,31 +62,43 @@ def idempotency_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Admission:
+    """One request to admit: the job and its client's Idempotency-Key, if any."""
+
+    job: Job
+    idempotency_key: str | None = None
+
+
 def admit_call(
-    route: RouteSettings, job: Job, idempotency_key: str | None
+    route: RouteSettings, batch: Sequence[Admission]
 ) -> tuple[str, list[str], list[scripts.Arg]]:
-    """The admit script call for one job, ready to be batched in a pipeline."""
+    """One admit script call for a batch of jobs of one route."""
     keys = RouteKeys(route.name)
-    idem = keys.idempotency(idempotency_digest(idempotency_key)) if idempotency_key else ""
-    args: list[scripts.Arg] = [
-        job.id,
-        route.result_ttl_s * 1000,
-        route.deadline_s,
-        job.payload_digest(),
-    ]
-    for name, value in job.to_fields().items():
-        args += [name, value]
-    return "admit", [keys.requests, keys.events, keys.job(job.id), idem], args
+    call_keys = [keys.requests, keys.events]
+    args: list[scripts.Arg] = [route.result_ttl_s * 1000, route.deadline_s]
+    for item in batch:
+        job, key = item.job, item.idempotency_key
+        call_keys.append(keys.job(job.id))
+        if key:
+            call_keys.append(keys.idempotency(idempotency_digest(key)))
+        digest = job.payload_digest() if key else ""
+        args += [job.id, 1 if key else 0, digest, job.method, job.path, job.meta(), job.body]
+    return "admit", call_keys, args
 
 
-def admit_result(reply: Any) -> Admitted:
-    """Interpret the admit script's answer; raises IdempotencyConflict."""
-    outcome, job_id = _text(reply[0]), _text(reply[1])
-    if outcome == "conflict":
-        raise IdempotencyConflict(f"Idempotency-Key already used for job {job_id}")
-    if outcome not in ("new", "duplicate"):
-        raise RuntimeError(f"admit script answered {outcome!r}")
-    return Admitted(job_id, "new" if outcome == "new" else "duplicate")
+def admit_results(reply: Any) -> list[Admitted | IdempotencyConflict]:
+    """Interpret the admit script's answer, one entry per job of the batch."""
+    out: list[Admitted | IdempotencyConflict] = []
+    for i in range(0, len(reply), 2):
+        outcome, job_id = _text(reply[i]), _text(reply[i + 1])
+        if outcome == "conflict":
+            out.append(IdempotencyConflict(f"Idempotency-Key already used for job {job_id}"))
+        elif outcome in ("new", "duplicate"):
+            out.append(Admitted(job_id, "new" if outcome == "new" else "duplicate"))
+        else:
+            raise RuntimeError(f"admit script answered {outcome!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -112,10 +124,13 @@ class Ledger:
 
     async def admit(self, route: RouteSettings, job: Job, idempotency_key: str | None) -> Admitted:
         """Admit one job on its own (the gateway batches; this is for tools and tests)."""
-        name, keys, args = admit_call(route, job, idempotency_key)
+        name, keys, args = admit_call(route, [Admission(job, idempotency_key)])
         with unavailable_as_error("admitting a job"):
             reply = await scripts.call(self.redis, name, keys, args)
-        return admit_result(reply)
+        result = admit_results(reply)[0]
+        if isinstance(result, IdempotencyConflict):
+            raise result
+        return result
 
     async def start(self, job: Job, entry_id: str, consumer: str) -> bool:
         """Record the start of an attempt. False: the job needs no work (entry acked)."""
@@ -164,7 +179,7 @@ class Ledger:
             again = dataclasses.replace(job, attempt=job.attempt + 1)
             for name, value in again.to_fields().items():
                 args += [name, value]
-            args += ["deadline_ms", job.deadline_ms]
+            args += ["deadline_ms", job.deadline_ms]  # the deadline stays the first one
         with unavailable_as_error("recording a job's outcome"):
             answer = await scripts.call(
                 self.redis,
@@ -286,12 +301,13 @@ def failure_reply(job: Job, failure: Failure) -> Reply:
 
 __all__ = [
     "TERMINAL_STATES",
+    "Admission",
     "Admitted",
     "Ledger",
     "RedisUnavailable",
     "ReplayReport",
     "admit_call",
-    "admit_result",
+    "admit_results",
     "failure_reply",
     "idempotency_digest",
 ]
