@@ -14,6 +14,7 @@ API does not tell a guess from a typo.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -25,6 +26,8 @@ from gateway.context import GATEWAY
 from gateway.http_headers import response_headers
 from tidegate.errors import JobNotFound, TransitionRefused
 from tidegate.ledger import TERMINAL_STATES
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _INT_FIELDS = ("attempts", "status")
 _TIME_FIELDS = ("accepted_at_ms", "started_at_ms", "finished_at_ms", "updated_at_ms", "deadline_ms")
@@ -122,9 +125,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/_tidegate/openapi.json", openapi)
-    app.router.add_get("/_tidegate/jobs/{job_id}", get_job)
-    app.router.add_delete("/_tidegate/jobs/{job_id}", cancel_job)
-    app.router.add_get("/_tidegate/jobs/{job_id}/result", get_result)
-    app.router.add_get("/_tidegate/jobs/{job_id}/events", get_events)
+def add_routes(app: web.Application, guard: Callable[[Handler], Handler]) -> None:
+    """Register the job API; ``guard`` wraps each handler (error translation)."""
+    app.router.add_get("/_tidegate/openapi.json", guard(openapi))
+    app.router.add_get("/_tidegate/jobs/{job_id}", guard(get_job))
+    app.router.add_delete("/_tidegate/jobs/{job_id}", guard(cancel_job))
+    app.router.add_get("/_tidegate/jobs/{job_id}/result", guard(get_result))
+    app.router.add_get("/_tidegate/jobs/{job_id}/events", guard(get_events))

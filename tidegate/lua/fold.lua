@@ -35,14 +35,17 @@ local function pairs_to_table(list, first)
   return t
 end
 
--- Apply one event (id ev_id, fields f) to the projection hash proj.
-local function fold(proj, ev_id, f, ttl_ms)
+-- Apply one event (id ev_id, fields f) to the projection hash proj, whose
+-- state is `before`. Returns the new state.
+local function fold(proj, before, ev_id, f, ttl_ms)
   local t = string.match(ev_id, '^(%d+)')
   local etype = f['type']
+  local state = before
   local set = {'updated_at_ms', t, 'last_event', etype}
   local function put(k, v) if v then set[#set + 1] = k; set[#set + 1] = v end end
   if etype == 'accepted' then
-    put('state', 'queued'); put('job', f['job']); put('accepted_at_ms', t)
+    state = 'queued'
+    put('job', f['job']); put('accepted_at_ms', t)
     put('deadline_ms', f['deadline_ms']); put('entry', f['entry'])
     put('method', f['method']); put('path', f['path']); put('attempts', '0')
     put('events', ev_id)
@@ -51,22 +54,20 @@ local function fold(proj, ev_id, f, ttl_ms)
     put('events', (events or '') .. ',' .. ev_id)
   end
   if etype == 'started' then
-    put('state', 'running'); put('attempts', f['attempt'])
-    put('consumer', f['consumer']); put('started_at_ms', t)
+    state = 'running'
+    put('attempts', f['attempt']); put('consumer', f['consumer']); put('started_at_ms', t)
   elseif etype == 'succeeded' then
-    put('state', 'succeeded'); put('status', f['status'])
+    state = 'succeeded'; put('status', f['status'])
   elseif etype == 'failed' then
     put('last_error', f['error']); put('status', f['status'])
-    if f['retryable'] == '1' then put('state', 'queued') else put('state', 'failed') end
+    if f['retryable'] == '1' then state = 'queued' else state = 'failed' end
   elseif etype == 'cancelled' then
-    put('state', 'cancelled')
+    state = 'cancelled'
   end
+  put('state', state)
+  if TERMINAL[state] then put('finished_at_ms', t) end
   redis.call('HSET', proj, unpack(set))
-  local state = redis.call('HGET', proj, 'state')
-  if TERMINAL[state] then
-    redis.call('HSET', proj, 'finished_at_ms', t)
-    redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
-  end
+  if TERMINAL[state] then redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms)) end
   return state
 end
 
@@ -79,6 +80,6 @@ local function append(events, proj, job, etype, ttl_ms, extra)
   for i = 1, #extra do args[#args + 1] = extra[i] end
   local ev_id = redis.call('XADD', events, '*', unpack(args))
   local f = pairs_to_table(args, 1)
-  fold(proj, ev_id, f, ttl_ms)
+  fold(proj, state, ev_id, f, ttl_ms)
   return ev_id, state
 end

@@ -7,6 +7,7 @@ local proj = KEYS[1]
 local ev_id, ttl_ms = ARGV[1], ARGV[2]
 local f = pairs_to_table(ARGV, 3)
 if f['type'] == 'accepted' then redis.call('DEL', proj) end
-if not allowed(current_state(proj), f['type']) then return 0 end
-fold(proj, ev_id, f, ttl_ms)
+local state = current_state(proj)
+if not allowed(state, f['type']) then return 0 end
+fold(proj, state, ev_id, f, ttl_ms)
 return 1
