@@ -240,3 +240,15 @@ async def wait_until(
 
 
 __all__ = ["RunningGateway", "Upstream", "make_settings", "running_gateway", "wait_until"]
+
+
+@pytest.fixture(autouse=True)
+async def no_stray_tasks() -> AsyncIterator[None]:
+    """Fail any test that leaves tasks running: every part must stop what it starts."""
+    yield
+    current = asyncio.current_task()
+    stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if stray:
+        await asyncio.wait(stray, timeout=1.0)  # tasks finishing their cancellation
+    stray = [t for t in stray if not t.done()]
+    assert not stray, f"tasks left running: {[t.get_name() for t in stray]}"
