@@ -20,6 +20,7 @@ Needs wrk and redis-server on PATH.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -63,7 +64,16 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, script: Path, duration_s: int, connections: int) -> dict[str, float]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, script: Path, duration_s: int, connections: int, pid: int
+) -> dict[str, float]:
+    cpu_before = cpu_s(pid)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -78,7 +88,9 @@ def run_wrk(url: str, script: Path, duration_s: int, connections: int) -> dict[s
     if non2xx or errors:
         found = " ".join(m.group(0) for m in (non2xx, errors) if m)
         print(f"  warning: {url}: {found}")
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_s(pid) - cpu_before) / requests * 1e6
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_us": cpu_us}
 
 
 def main() -> int:
@@ -137,33 +149,33 @@ def main() -> int:
         script = Path(folder) / "post.lua"
         script.write_text(POST_LUA)
         py = sys.executable
-        procs.append(subprocess.Popen([py, str(HERE / "baselines.py"), "bare", str(ports["bare"])]))
-        procs.append(
-            subprocess.Popen(
+        servers = {
+            "bare": subprocess.Popen([py, str(HERE / "baselines.py"), "bare", str(ports["bare"])]),
+            "gateway": subprocess.Popen(
                 [py, "-m", "tidegate", "--log-level", "WARNING", "gateway", "-c", str(config)]
-            )
-        )
-        procs.append(
-            subprocess.Popen(
+            ),
+            "naive": subprocess.Popen(
                 [py, str(HERE / "baselines.py"), "naive", str(ports["naive"]), redis_url]
-            )
-        )
+            ),
+        }
+        procs.extend(servers.values())
         try:
             for port in ports.values():
                 wait_http(port)
             time.sleep(1.0)
             results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-            for port in ports.values():  # warm-up, not counted
-                run_wrk(f"http://127.0.0.1:{port}/orders", script, 2, args.connections)
+            for name, port in ports.items():  # warm-up, not counted
+                url = f"http://127.0.0.1:{port}/orders"
+                run_wrk(url, script, 2, args.connections, servers[name].pid)
             for round_no in range(args.rounds):
                 for name, port in ports.items():
-                    r = run_wrk(
-                        f"http://127.0.0.1:{port}/orders", script, args.duration_s, args.connections
-                    )
+                    url = f"http://127.0.0.1:{port}/orders"
+                    r = run_wrk(url, script, args.duration_s, args.connections, servers[name].pid)
                     results[name].append(r)
                     print(
                         f"round {round_no + 1} {name:8} {r['rps']:9.0f} req/s  "
-                        f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms",
+                        f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                        f"server CPU {r['cpu_us']:6.1f} us/req",
                         flush=True,
                     )
         finally:
@@ -175,16 +187,23 @@ def main() -> int:
     print()
     print(f"wrk -t2 -c{args.connections} -d{args.duration_s}s, {args.rounds} rounds")
     print("ratio: median over rounds of target req/s / bare req/s of the same round")
-    print("| target | req/s (median) | ratio to bare | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("cpu ratio: bare's server CPU per request / the target's (the same, by CPU cost)")
+    print(
+        "| target | req/s (median) | ratio to bare | p50 ms | p99 ms "
+        "| server CPU us/req | cpu ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    bare_cpu = statistics.median(r["cpu_us"] for r in results["bare"])
     for name, rows in results.items():
         ratios = [r["rps"] / b["rps"] for r, b in zip(rows, results["bare"], strict=True)]
         rps = statistics.median(r["rps"] for r in rows)
         p50 = statistics.median(r["p50_ms"] for r in rows)
         p99 = statistics.median(r["p99_ms"] for r in rows)
+        cpu = statistics.median(r["cpu_us"] for r in rows)
         print(
             f"| {name} | {rps:.0f} | {statistics.median(ratios):.2f}x "
-            f"(rounds {min(ratios):.2f}-{max(ratios):.2f}) | {p50:.2f} | {p99:.2f} |"
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f}) | {p50:.2f} | {p99:.2f} "
+            f"| {cpu:.1f} | {bare_cpu / cpu:.2f}x |"
         )
     return 0
 

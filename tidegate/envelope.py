@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -29,9 +30,11 @@ def _text(fields: Mapping[bytes, bytes], name: bytes) -> str:
     return fields[name].decode("utf-8")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One admitted request, as a worker sees it."""
+class Job(NamedTuple):
+    """One admitted request, as a worker sees it.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, and about
+    three times cheaper to build, which counts once per admitted request."""
 
     id: str
     route: str

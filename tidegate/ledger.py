@@ -19,12 +19,11 @@ same expiry, and a job whose retention has passed is not brought back).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -45,8 +44,7 @@ TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "dead_lettered"
 AdmitOutcome = Literal["new", "duplicate"]
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(NamedTuple):
     """What admission did: created the job, or found it by Idempotency-Key."""
 
     job_id: str
@@ -62,8 +60,7 @@ def idempotency_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """One request to admit: the job and its client's Idempotency-Key, if any."""
 
     job: Job
@@ -176,7 +173,7 @@ class Ledger:
             keys.done,
         ]
         if retryable:
-            again = dataclasses.replace(job, attempt=job.attempt + 1)
+            again = job._replace(attempt=job.attempt + 1)
             for name, value in again.to_fields().items():
                 args += [name, value]
             args += ["deadline_ms", job.deadline_ms]  # the deadline stays the first one
