@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from gateway import problems
 from gateway.context import GATEWAY
 from gateway.http_headers import response_headers
+from gateway.public import job_links
 from tidegate.errors import JobNotFound, TransitionRefused
 from tidegate.ledger import TERMINAL_STATES
 
@@ -57,8 +58,7 @@ def job_view(job_id: str, projection: dict[str, str]) -> dict[str, Any]:
     for name in ("last_error", "consumer", "method", "path"):
         if projection.get(name):
             view[name] = projection[name]
-    base = "/_tidegate/jobs/" + job_id
-    view["links"] = {"self": base, "result": base + "/result", "events": base + "/events"}
+    view["links"] = job_links(job_id)
     return view
 
 

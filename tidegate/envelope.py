@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 Headers = tuple[tuple[str, str], ...]
@@ -126,4 +126,3 @@ class Failure:
     retryable: bool
     reply: Reply | None = None
     """The upstream's own answer, when it gave one (a 503, say)."""
-    extra: dict[str, str] = field(default_factory=dict)

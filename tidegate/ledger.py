@@ -32,7 +32,6 @@ from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import (
     IdempotencyConflict,
     JobNotFound,
-    RedisUnavailable,
     TransitionRefused,
 )
 from tidegate.keys import GROUP, RouteKeys, route_of
@@ -294,17 +293,3 @@ def failure_reply(job: Job, failure: Failure) -> Reply:
         headers=(("Content-Type", "application/problem+json"),),
         body=json.dumps(body).encode(),
     )
-
-
-__all__ = [
-    "TERMINAL_STATES",
-    "Admission",
-    "Admitted",
-    "Ledger",
-    "RedisUnavailable",
-    "ReplayReport",
-    "admit_call",
-    "admit_results",
-    "failure_reply",
-    "idempotency_digest",
-]
