@@ -65,7 +65,7 @@ def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
         "mode": "sync",
         "wait_s": 5,
         "max_body_bytes": 1024,
-        "worker": {"max_attempts": 3, "timeout_s": 2},
+        "worker": {"max_attempts": 3, "timeout_s": 2, "backoff_base_s": 0.01},
     }
     orders.update(route_overrides)
     return parse_settings(
@@ -84,7 +84,7 @@ def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
                     "match": {"path_prefix": "/fail", "methods": ["POST"]},
                     "mode": "sync",
                     "wait_s": 5,
-                    "worker": {"max_attempts": 2, "timeout_s": 2},
+                    "worker": {"max_attempts": 2, "timeout_s": 2, "backoff_base_s": 0.01},
                 },
                 {
                     "name": "reads",

@@ -6,6 +6,8 @@ in-memory fake, used for fast unit tests elsewhere, must behave the same.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
+from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
@@ -89,23 +92,67 @@ async def test_full_lifecycle_and_result(book: Ledger, store: Redis, settings: S
     assert kinds == ["accepted", "started", "succeeded"]
 
 
-async def test_retryable_failure_requeues_with_next_attempt(
+async def test_retryable_failure_waits_its_backoff_then_dead_letters(
     book: Ledger, store: Redis, settings: Settings
 ) -> None:
     job = new_job()
     await book.admit(settings.route("orders"), job, None)
+    keys = RouteKeys("orders")
     for attempt in (1, 2, 3):
         entry_id, taken = await take(store)
-        assert taken.attempt == attempt
-        assert await book.start(taken, entry_id, "c1")
-        state = await book.finish(taken, entry_id, Failure("upstream answered 503", True))
-        assert state == ("queued" if attempt < 3 else "failed")  # max_attempts is 3
+        started = await book.start(taken, entry_id, "c1")
+        assert started is not None
+        assert started.attempt == attempt  # counted by the projection
+        state = await book.finish(started, entry_id, Failure("upstream answered 503", True))
+        if attempt < 3:  # max_attempts is 3
+            assert state == "queued"
+            assert await store.zcard(keys.delayed) == 1
+            moved, due_s = await book.promote("orders")
+            assert moved == 0  # not due yet
+            assert due_s is not None
+            assert due_s > time.time()
+            assert await book.promote("orders", now_s=time.time() + 3600) == (1, None)
+    assert state == "dead_lettered"
     projection = await book.projection(job.id)
     assert projection["attempts"] == "3"
     assert projection["last_error"] == "upstream answered 503"
     result = await book.result(job.id)
     assert result is not None
-    assert result.status == 502
+    assert result.status == 502  # the final failure is a result too
+    dead: Any = await store.xrange(keys.dead)
+    assert [d[1][b"job"] for d in dead] == [job.id.encode()]
+    kinds = [e["type"] for e in await book.events(job.id)]
+    assert kinds[-2:] == ["failed", "dead_lettered"]
+
+
+async def test_lost_worker_attempts_count_and_run_out(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    """A worker that dies mid-job leaves a running job; each redelivery is an attempt."""
+    job = new_job()
+    await book.admit(settings.route("orders"), job, None)
+    entry_id, taken = await take(store)
+    for attempt in (1, 2, 3):  # started, then "killed": no finish
+        started = await book.start(taken, entry_id, f"c{attempt}")
+        assert started is not None
+        assert started.attempt == attempt
+    assert await book.start(taken, entry_id, "c4") is None
+    projection = await book.projection(job.id)
+    assert projection["state"] == "dead_lettered"
+    assert "attempts exhausted" in projection["last_error"]
+    assert await store.xlen(RouteKeys("orders").dead) == 1
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    rand = random.Random(7)
+    delays = [backoff_s(n, 0.5, 60.0, rand=rand) for n in range(1, 12)]
+    for n, delay in enumerate(delays, start=1):
+        ceiling = min(60.0, 0.5 * 2 ** (n - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert backoff_s(1, 0.5, 60.0, retry_after_s=120.0) == 120.0
+    assert parse_retry_after("7", 0.0) == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 1445412480.0) == 10.0
+    assert parse_retry_after("soon", 0.0) is None
 
 
 async def test_terminal_job_accepts_no_second_end(

@@ -29,7 +29,7 @@ def job_for(route: str, path: str, body: bytes = b"x") -> Job:
 
 async def final_state(ledger: Ledger, job_id: str) -> dict[str, str]:
     async def ended() -> bool:
-        return (await ledger.projection(job_id))["state"] in ("succeeded", "failed")
+        return (await ledger.projection(job_id))["state"] in ("succeeded", "dead_lettered")
 
     await wait_until(ended, what=f"job {job_id} to end")
     return await ledger.projection(job_id)
@@ -42,7 +42,7 @@ async def test_upstream_5xx_is_retried_then_fails_with_its_answer(
     await ledger.admit(settings.route("fail"), job, None)
     async with running_worker(settings, "fail", Relay(upstream.url, 2.0)):
         projection = await final_state(ledger, job.id)
-    assert projection["state"] == "failed"
+    assert projection["state"] == "dead_lettered"
     assert projection["attempts"] == "2"  # max_attempts of the route
     assert upstream.state.calls == 2
     assert upstream.state.keys_seen == [job.id, job.id]  # same key on every attempt
@@ -50,7 +50,7 @@ async def test_upstream_5xx_is_retried_then_fails_with_its_answer(
     assert result is not None
     assert result.status == 500
     kinds = [e["type"] for e in await ledger.events(job.id)]
-    assert kinds == ["accepted", "started", "failed", "started", "failed"]
+    assert kinds == ["accepted", "started", "failed", "started", "failed", "dead_lettered"]
 
 
 async def test_unreachable_upstream_fails_with_a_502_problem(
@@ -60,7 +60,7 @@ async def test_unreachable_upstream_fails_with_a_502_problem(
     await ledger.admit(settings.route("fail"), job, None)
     async with running_worker(settings, "fail", Relay("http://127.0.0.1:1", 1.0)):
         projection = await final_state(ledger, job.id)
-    assert projection["state"] == "failed"
+    assert projection["state"] == "dead_lettered"
     assert "unreachable" in projection["last_error"]
     result = await ledger.result(job.id)
     assert result is not None
@@ -227,3 +227,80 @@ async def test_stop_drains_jobs_in_flight(settings: Settings, ledger: Ledger) ->
         release.set()
         await asyncio.wait_for(worker.task, 10)
     assert (await ledger.projection(job.id))["state"] == "succeeded"
+
+
+def with_visibility(settings: Settings, seconds: float) -> Settings:
+    route = settings.route("orders")
+    worker = route.worker.__class__(
+        **{**route.worker.__dict__, "visibility_timeout_s": seconds}
+    )
+    routes = tuple(
+        r if r.name != "orders" else r.__class__(**{**r.__dict__, "worker": worker})
+        for r in settings.routes
+    )
+    return settings.__class__(redis=settings.redis, gateway=settings.gateway, routes=routes)
+
+
+async def test_entries_of_a_lost_worker_are_reclaimed(
+    settings: Settings, ledger: Ledger, redis: Redis
+) -> None:
+    """A worker read the entry and died: another one takes it over and finishes it."""
+    settings = with_visibility(settings, 0.2)
+    job = job_for("orders", "/orders")
+    await ledger.admit(settings.route("orders"), job, None)
+    stream = RouteKeys("orders").requests
+    await ensure_group(redis, stream)
+    lost: Any = await redis.xreadgroup(GROUP, "lost-worker", {stream: ">"}, count=1)
+    entry_id = lost[0][1][0][0].decode()
+    assert await ledger.start(job, entry_id, "lost-worker") is not None  # then "SIGKILL"
+
+    attempts: list[int] = []
+
+    async def ok(job: Job) -> bytes:
+        attempts.append(job.attempt)
+        return b"done by the survivor"
+
+    async with running_worker(settings, "orders", Handler(ok)) as survivor:
+        projection = await final_state(ledger, job.id)
+        assert survivor.consumer.reclaimed == 1
+    assert projection["state"] == "succeeded"
+    assert attempts == [2]  # the lost attempt counts
+    pending: Any = await redis.xpending(stream, GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_long_jobs_are_not_stolen_while_alive(settings: Settings, ledger: Ledger) -> None:
+    """A job running past the visibility timeout keeps its claim (heartbeat)."""
+    settings = with_visibility(settings, 0.3)
+    job = job_for("orders", "/orders")
+    await ledger.admit(settings.route("orders"), job, None)
+    release = asyncio.Event()
+    runs: list[str] = []
+
+    async def slow(job: Job) -> bytes:
+        runs.append(job.id)
+        await release.wait()
+        return b"slow but alive"
+
+    async def fast(job: Job) -> bytes:
+        runs.append("stolen")
+        return b""
+
+    async with running_worker(settings, "orders", Handler(slow)) as first:
+
+        async def running() -> bool:
+            return bool(runs)
+
+        await wait_until(running, what="the slow job to start")
+        async with running_worker(settings, "orders", Handler(fast)) as second:
+            # Several visibility timeouts pass while the first worker holds the
+            # job; the second one looks for idle entries all along.
+            deadline = asyncio.get_running_loop().time() + 1.5
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                assert second.consumer.reclaimed == 0
+            release.set()
+            await final_state(ledger, job.id)
+        assert first.consumer.reclaimed == 0
+    assert runs == [job.id]
+    assert (await ledger.projection(job.id))["attempts"] == "1"

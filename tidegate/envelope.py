@@ -126,3 +126,5 @@ class Failure:
     retryable: bool
     reply: Reply | None = None
     """The upstream's own answer, when it gave one (a 503, say)."""
+    retry_after_s: float | None = None
+    """How long the upstream asked us to wait (its Retry-After), if it did."""

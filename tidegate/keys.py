@@ -62,6 +62,11 @@ class RouteKeys:
         return self.prefix + "dead"
 
     @property
+    def delayed(self) -> str:
+        """Sorted set of retries waiting for their backoff (score: due, unix ms)."""
+        return self.prefix + "delayed"
+
+    @property
     def events(self) -> str:
         """The route's append-only job event log."""
         return self.prefix + "events"

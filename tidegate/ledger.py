@@ -1,16 +1,23 @@
 """The job ledger: the event log of every job and the projection folded from it.
 
 Every accepted request is an event in its route's append-only event stream
-(``accepted``, ``started``, ``succeeded``, ``failed``, ``cancelled``). The job's
+(``accepted``, ``started``, ``succeeded``, ``failed``, ``dead_lettered``,
+``cancelled``). The job's
 projection (a hash: state, attempts, timestamps) is a fold of those events.
 Appending an event and updating the projection happen in one Lua call, and
 the fold is defined once (``lua/fold.lua``), so ``replay`` can wipe every
 projection of a route and rebuild it exactly from the log.
 
-States: ``queued`` -> ``running`` -> ``succeeded`` | ``failed``; a retryable
-failure goes back to ``queued``; ``cancelled`` only from ``queued``. A terminal
-state accepts no further event: the scripts check the state before they
-append, which is the compare-and-set that keeps a job from ending twice.
+States: ``queued`` -> ``running`` -> ``succeeded``; a retryable failure goes
+back to ``queued`` (parked in the route's delayed set for its backoff, then
+promoted into the stream); a final failure is ``failed`` and, in the same
+call, ``dead_lettered`` (the entry is copied to the dead-letter stream); a job
+whose attempts ran out while its worker was lost is dead-lettered when it is
+picked up again; ``cancelled`` only from ``queued``. The attempt number comes
+from the projection, so a redelivered entry counts as another attempt.
+Terminal states (succeeded, dead_lettered, cancelled, expired) accept no
+further event: the scripts check the state before they append, which is the
+compare-and-set that keeps a job from ending twice.
 
 Projections and results of finished jobs expire ``result_ttl_s`` after the
 job ended (the expiry is computed from the event time, so a replay sets the
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -28,6 +36,7 @@ from typing import Any, Literal, NamedTuple
 from redis.asyncio import Redis
 
 from tidegate import scripts
+from tidegate.backoff import backoff_s
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import (
     IdempotencyConflict,
@@ -38,7 +47,7 @@ from tidegate.keys import GROUP, RouteKeys, route_of
 from tidegate.redis_client import unavailable_as_error
 from tidegate.settings import RouteSettings
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "dead_lettered", "expired"})
+TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "expired"})
 
 AdmitOutcome = Literal["new", "duplicate"]
 
@@ -128,34 +137,59 @@ class Ledger:
             raise result
         return result
 
-    async def start(self, job: Job, entry_id: str, consumer: str) -> bool:
-        """Record the start of an attempt. False: the job needs no work (entry acked)."""
+    async def start(self, job: Job, entry_id: str, consumer: str) -> Job | None:
+        """Record the start of an attempt; the job with its attempt number, or
+        None when the job needs no work (ended, cancelled, gone, or its attempts
+        ran out and it was dead-lettered). Either way the entry is handled."""
         route, keys = self.routes[job.route], RouteKeys(job.route)
         with unavailable_as_error("starting a job"):
             reply = await scripts.call(
                 self.redis,
                 "start",
-                [keys.requests, keys.events, keys.job(job.id)],
-                [job.id, entry_id, GROUP, job.attempt, consumer, route.result_ttl_s * 1000],
+                [keys.requests, keys.events, keys.job(job.id), keys.dead],
+                [
+                    job.id,
+                    entry_id,
+                    GROUP,
+                    consumer,
+                    route.result_ttl_s * 1000,
+                    route.worker.max_attempts,
+                    keys.done,
+                ],
             )
-        return int(reply[0]) == 1
+        if int(reply[0]) != 1:
+            return None
+        return job._replace(attempt=int(reply[1]))
 
-    async def finish(self, job: Job, entry_id: str, outcome: Reply | Failure) -> str:
-        """Store the outcome, append its event, re-enqueue a retry, XACK: one call.
+    async def finish(
+        self, job: Job, entry_id: str, outcome: Reply | Failure, *, now_s: float | None = None
+    ) -> str:
+        """Store the outcome, append its event(s), schedule a retry, XACK: one call.
 
-        Returns the job's state afterwards. A retryable failure with attempts
-        left re-enqueues the envelope with the next attempt number.
+        Returns the job's state afterwards: ``succeeded``; ``queued`` when a
+        retryable failure with attempts left was parked for its backoff;
+        ``dead_lettered`` when the failure was final.
         """
         route, keys = self.routes[job.route], RouteKeys(job.route)
-        max_attempts = route.worker.max_attempts
+        settings = route.worker
         reply: Reply | None
+        due_ms, member = 0, b""
         if isinstance(outcome, Reply):
             etype, retryable, error, reply = "succeeded", False, "", outcome
         else:
             etype, error, reply = "failed", outcome.error, outcome.reply
-            retryable = outcome.retryable and job.attempt < max_attempts
+            retryable = outcome.retryable and job.attempt < settings.max_attempts
             if reply is None and not retryable:
                 reply = failure_reply(job, outcome)
+            if retryable:
+                delay_s = backoff_s(
+                    job.attempt,
+                    settings.backoff_base_s,
+                    settings.backoff_max_s,
+                    outcome.retry_after_s,
+                )
+                due_ms = int(((time.time() if now_s is None else now_s) + delay_s) * 1000)
+                member = delayed_member(job)
         store = reply is not None and not retryable
         args: list[scripts.Arg] = [
             job.id,
@@ -170,20 +204,35 @@ class Ledger:
             reply.header_json() if reply else "",
             reply.body if reply else b"",
             keys.done,
+            due_ms,
+            member,
         ]
-        if retryable:
-            again = job._replace(attempt=job.attempt + 1)
-            for name, value in again.to_fields().items():
-                args += [name, value]
-            args += ["deadline_ms", job.deadline_ms]  # the deadline stays the first one
+        call_keys = [
+            keys.requests,
+            keys.events,
+            keys.job(job.id),
+            keys.result(job.id),
+            keys.dead,
+            keys.delayed,
+        ]
         with unavailable_as_error("recording a job's outcome"):
-            answer = await scripts.call(
-                self.redis,
-                "finish",
-                [keys.requests, keys.events, keys.job(job.id), keys.result(job.id)],
-                args,
-            )
+            answer = await scripts.call(self.redis, "finish", call_keys, args)
         return _text(answer[1])
+
+    async def promote(
+        self, route_name: str, *, now_s: float | None = None, most: int = 100
+    ) -> tuple[int, float | None]:
+        """Move retries whose backoff has passed into the request stream.
+
+        Returns how many moved and when the next waiting retry is due (unix s).
+        """
+        keys = RouteKeys(route_name)
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        with unavailable_as_error("promoting due retries"):
+            moved, next_ms = await scripts.call(
+                self.redis, "promote", [keys.requests, keys.delayed], [now_ms, most]
+            )
+        return int(moved), (int(next_ms) / 1000 if int(next_ms) >= 0 else None)
 
     async def cancel(self, job_id: str) -> None:
         """Cancel a queued job; TransitionRefused once it runs or has ended."""
@@ -276,6 +325,13 @@ class Ledger:
                 refused += int(value) == 0
             start = "(" + _text(batch[-1][0])
         return ReplayReport(events=events, jobs=len(jobs), refused=refused)
+
+
+def delayed_member(job: Job) -> bytes:
+    """The delayed-retry set's member for a job: the whole envelope (promote.lua)."""
+    return b"\n".join(
+        (job.id.encode(), str(job.deadline_ms).encode(), job.meta().encode(), job.body)
+    )
 
 
 def failure_reply(job: Job, failure: Failure) -> Reply:

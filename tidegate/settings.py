@@ -135,6 +135,10 @@ class WorkerSettings:
     """Path called on the upstream when a job finally fails."""
     concurrency: int = Field(default=16, ge=1, le=10000)
     """Jobs one worker process runs at once."""
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    """Delay before the first retry; doubles per attempt (with jitter)."""
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    """Longest delay between two attempts (an upstream's Retry-After may ask more)."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -104,19 +105,29 @@ class Consumer:
         self.concurrency = concurrency or route.worker.concurrency
         self.name = name or consumer_name()
         self.keys = RouteKeys(route.name)
-        self.in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight: dict[asyncio.Task[None], str] = {}
+        """Jobs running, with their stream entry ids (the heartbeat keeps those)."""
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
         self.read_failures = 0
         """Reads that failed because Redis was unreachable."""
+        self.reclaimed = 0
+        """Entries taken over from consumers that held them too long."""
+        visibility_s = route.worker.visibility_timeout_s
+        self._visibility_ms = int(visibility_s * 1000)
+        self._reclaim_every_s = min(visibility_s / 2, 5.0)
+        self._heartbeat_every_s = visibility_s / 3
+        self._next_reclaim = 0.0
 
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
         """Consume until ``stop`` is set, then drain within ``grace_s``."""
         await self.executor.open()
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.name}")
         try:
             await self._read_loop(stop)
         finally:
             await self._drain(grace_s)
+            await stop_tasks([heartbeat])
             await self.executor.close()
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
@@ -135,9 +146,15 @@ class Consumer:
                     if not group_ready:
                         await ensure_group(self.redis, self.keys.requests)
                         group_ready = True
-                    reply = await self._read(free, stop_wait)
+                    _, next_due_s = await self.ledger.promote(self.route.name)
+                    block_ms = BLOCK_MS
+                    if next_due_s is not None:  # wake up in time for the next retry
+                        block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
+                    reply = await self._reclaim(free)
+                    if not reply:
+                        reply = await self._read(free, stop_wait, block_ms)
                     delay_s = 0.1
-                except UNAVAILABLE as e:
+                except (*UNAVAILABLE, RedisUnavailable) as e:
                     self.read_failures += 1
                     log.warning("Redis unreachable (%s); retrying in %.1f s", e, delay_s)
                     await asyncio.wait({stop_wait}, timeout=delay_s)
@@ -153,17 +170,64 @@ class Consumer:
                     continue
                 for entry_id, fields in reply:
                     task = asyncio.create_task(self._process(entry_id, fields))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self.in_flight.discard)
+                    self.in_flight[task] = entry_id.decode()
+                    task.add_done_callback(self._done)
         finally:
             stop_wait.cancel()
 
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job task crashed", exc_info=task.exception())
+
+    async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        """Take over entries idle past the visibility timeout (their consumer
+        died or hung). Runs every few seconds, not on every read."""
+        now = time.monotonic()
+        if now < self._next_reclaim:
+            return []
+        self._next_reclaim = now + self._reclaim_every_s
+        reply: Any = await self.redis.xautoclaim(
+            self.keys.requests, GROUP, self.name, self._visibility_ms, "0-0", count=count
+        )
+        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = reply[1]
+        if entries:
+            self.reclaimed += len(entries)
+            log.warning(
+                "reclaimed %d entr%s idle over %.0f s on %s",
+                len(entries),
+                "y" if len(entries) == 1 else "ies",
+                self._visibility_ms / 1000,
+                self.keys.requests,
+            )
+            self._next_reclaim = now  # there may be more
+        return entries
+
+    async def _heartbeat(self) -> None:
+        """Keep the entries of running jobs from looking abandoned.
+
+        XCLAIM of our own entries with JUSTID resets their idle time, so a job
+        that runs longer than the visibility timeout is not reclaimed by
+        another worker while this one is still on it.
+        """
+        while True:
+            await asyncio.sleep(self._heartbeat_every_s)
+            ids: list[Any] = list(self.in_flight.values())
+            if not ids:
+                continue
+            try:
+                await self.redis.xclaim(self.keys.requests, GROUP, self.name, 0, ids, justid=True)
+            except UNAVAILABLE as e:
+                if cancel_requested():
+                    raise asyncio.CancelledError from e
+                log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
+
     async def _read(
-        self, count: int, stop_wait: asyncio.Future[Any]
+        self, count: int, stop_wait: asyncio.Future[Any], block_ms: int = BLOCK_MS
     ) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         read = asyncio.ensure_future(
             self.redis.xreadgroup(
-                GROUP, self.name, {self.keys.requests: ">"}, count=count, block=BLOCK_MS
+                GROUP, self.name, {self.keys.requests: ">"}, count=count, block=block_ms
             )
         )
         done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -184,22 +248,23 @@ class Consumer:
         except (KeyError, ValueError, TypeError) as e:
             await self._poison(entry_id, fields, f"not a job envelope: {e!r}")
             return
-        go = await _until_recorded(
+        started = await _until_recorded(
             "record a start", lambda: self.ledger.start(job, entry_id, self.name)
         )
-        if go:
-            try:
-                outcome = await self.executor(job)
-            except Exception as e:  # an executor bug must not strand the entry
-                log.exception("executor failed on job %s", job.id)
-                outcome = Failure(f"executor crashed: {e!r}", True)
-            state = await asyncio.shield(
-                _until_recorded(
-                    "record an outcome", lambda: self.ledger.finish(job, entry_id, outcome)
-                )
-            )
-            log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
+        if started is not None:
+            await self._execute(started, entry_id)
         self.processed += 1
+
+    async def _execute(self, job: Job, entry_id: str) -> None:
+        try:
+            outcome = await self.executor(job)
+        except Exception as e:  # an executor bug must not strand the entry
+            log.exception("executor failed on job %s", job.id)
+            outcome = Failure(f"executor crashed: {e!r}", True)
+        state = await asyncio.shield(
+            _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, outcome))
+        )
+        log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
 
     async def _poison(self, entry_id: str, fields: dict[bytes, bytes] | None, why: str) -> None:
         """Move an unreadable entry to the dead-letter stream, so it cannot loop."""

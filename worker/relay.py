@@ -12,8 +12,11 @@ job's result, status and all. Which outcomes are retried:
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 
+from tidegate.backoff import parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.http import strip_headers
 
@@ -65,5 +68,6 @@ class Relay:
         except aiohttp.ClientError as e:
             return Failure(f"upstream {self.upstream} unreachable: {e!r}", True)
         if is_retryable_status(reply.status):
-            return Failure(f"upstream answered {reply.status}", True, reply)
+            wait_s = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            return Failure(f"upstream answered {reply.status}", True, reply, wait_s)
         return reply

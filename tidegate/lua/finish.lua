@@ -1,15 +1,21 @@
--- finish.lua: a worker ends an attempt. Result, event, re-enqueue and XACK in
--- one atomic call: the entry is acknowledged only together with its outcome.
--- KEYS: requests stream, events stream, job projection, result hash
+-- finish.lua: a worker ends an attempt. Result, events, retry scheduling and
+-- XACK in one atomic call: the entry is acknowledged only together with its
+-- outcome.
+-- KEYS: requests stream, events stream, job projection, result hash,
+--       dead-letter stream, delayed-retry set
 -- ARGV: job id, entry id, group, ttl_ms, event type (succeeded|failed),
 --       retryable (0|1), status ('' = none), error, store result (0|1),
---       result headers, result body, done channel,
---       then, for a retry, the envelope field pairs to re-enqueue
--- Returns {1, state} or {0, state} when the state refused the event.
-local requests, events, proj, result = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local job, entry, group, ttl_ms, etype, retryable, status, err, store, headers, body, channel =
+--       result headers, result body, done channel, retry due (unix ms),
+--       retry member ('' = none; see promote.lua)
+-- A retryable failure is parked in the delayed-retry set until it is due; a
+-- final one is dead-lettered. Returns {1, state}, or {0, state} when the
+-- job's state refused the outcome (it had already ended).
+local requests, events, proj, result, dead, delayed =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local job, entry, group, ttl_ms, etype, retryable, status, err, store, headers, body, channel,
+      due, member =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
-  ARGV[10], ARGV[11], ARGV[12]
+  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
 local extra = {}
 if status ~= '' then extra[#extra + 1] = 'status'; extra[#extra + 1] = status end
@@ -21,15 +27,19 @@ local ev_id, before = append(events, proj, job, etype, ttl_ms, extra)
 redis.call('XACK', requests, group, entry)
 if not ev_id then return {0, before} end
 
-local state = redis.call('HGET', proj, 'state')
 if store == '1' then
   redis.call('HSET', result, 'status', status, 'headers', headers, 'body', body)
   redis.call('PEXPIRE', result, ttl_ms)
 end
-if state == 'queued' and #ARGV > 12 then
-  local fields = {}
-  for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('XADD', requests, '*', unpack(fields))
+local state = redis.call('HGET', proj, 'state')
+if state == 'queued' then
+  redis.call('ZADD', delayed, due, member)
+  return {1, state}
 end
-if state ~= 'queued' then redis.call('PUBLISH', channel, job) end
+if state == 'failed' then
+  append(events, proj, job, 'dead_lettered', ttl_ms, {'error', err})
+  redis.call('XADD', dead, '*', 'job', job, 'entry', entry, 'error', err)
+  state = 'dead_lettered'
+end
+redis.call('PUBLISH', channel, job)
 return {1, state}

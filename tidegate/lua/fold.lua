@@ -5,8 +5,7 @@
 -- event and replaying it later produce the same projection. Event time is the
 -- millisecond part of the event's stream id, never the clock at replay time.
 
-local TERMINAL = {succeeded = true, failed = true, cancelled = true,
-                  dead_lettered = true, expired = true}
+local TERMINAL = {succeeded = true, cancelled = true, dead_lettered = true, expired = true}
 
 -- The states each event may be applied in. A terminal state accepts nothing:
 -- that is the compare-and-set that keeps a job from ending twice.
@@ -15,6 +14,9 @@ local FROM = {
   started = {queued = true, running = true},
   succeeded = {running = true},
   failed = {running = true},
+  -- From queued or running: a job whose attempts ran out is dead-lettered
+  -- when it is picked up again; from failed: right after its last failure.
+  dead_lettered = {queued = true, running = true, failed = true},
   cancelled = {queued = true},
 }
 
@@ -61,6 +63,8 @@ local function fold(proj, before, ev_id, f, ttl_ms)
   elseif etype == 'failed' then
     put('last_error', f['error']); put('status', f['status'])
     if f['retryable'] == '1' then state = 'queued' else state = 'failed' end
+  elseif etype == 'dead_lettered' then
+    state = 'dead_lettered'; put('last_error', f['error'])
   elseif etype == 'cancelled' then
     state = 'cancelled'
   end

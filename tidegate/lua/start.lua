@@ -1,15 +1,31 @@
 -- start.lua: a worker begins an attempt.
--- KEYS: requests stream, events stream, job projection
--- ARGV: job id, entry id, group, attempt, consumer, ttl_ms
--- Returns {1, event id} to go ahead, or {0, state}: the job is finished,
--- cancelled or gone, and the entry has been acknowledged (nothing to do).
-local requests, events, proj = KEYS[1], KEYS[2], KEYS[3]
-local job, entry, group, attempt, consumer, ttl_ms =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+-- The attempt number comes from the projection (attempts so far + 1), not
+-- from the entry: an entry reclaimed from a crashed worker is the same entry
+-- delivered again, and it must count as another attempt. A job whose attempts
+-- have run out is dead-lettered here instead of run once more.
+-- KEYS: requests stream, events stream, job projection, dead-letter stream
+-- ARGV: job id, entry id, group, consumer, ttl_ms, max_attempts, done channel
+-- Returns {1, attempt} to go ahead, or {0, state}: the job needs no work (it
+-- ended, was cancelled, is gone or was just dead-lettered); the entry is
+-- acknowledged.
+local requests, events, proj, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local job, entry, group, consumer, ttl_ms, max_attempts, channel =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+
+local attempt = (tonumber(redis.call('HGET', proj, 'attempts')) or 0) + 1
+if attempt > max_attempts and allowed(current_state(proj), 'dead_lettered') then
+  local last = redis.call('HGET', proj, 'last_error') or 'worker lost'
+  local why = 'attempts exhausted (' .. max_attempts .. '); last: ' .. last
+  append(events, proj, job, 'dead_lettered', ttl_ms, {'error', why})
+  redis.call('XADD', dead, '*', 'job', job, 'entry', entry, 'error', why)
+  redis.call('XACK', requests, group, entry)
+  redis.call('PUBLISH', channel, job)
+  return {0, 'dead_lettered'}
+end
 local ev_id, state = append(events, proj, job, 'started', ttl_ms,
-                            {'attempt', attempt, 'consumer', consumer})
+                            {'attempt', tostring(attempt), 'consumer', consumer})
 if not ev_id then
   redis.call('XACK', requests, group, entry)
   return {0, state}
 end
-return {1, ev_id}
+return {1, attempt}
