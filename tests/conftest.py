@@ -201,14 +201,14 @@ class RunningWorker:
 async def running_worker(
     settings: Settings, route: str, executor: Executor, **kwargs: Any
 ) -> AsyncIterator[RunningWorker]:
-    from tidegate.keys import RouteKeys
-    from worker.consumer import ensure_group
+    from tidegate.keys import GROUP, RouteKeys
+    from worker.group_reader import ensure_group
 
     client = connect(settings.redis, extra_timeout_s=1.0)
     consumer = Consumer(
         client, settings.route(route), Ledger(client, settings.routes), executor, **kwargs
     )
-    await ensure_group(client, RouteKeys(route).requests)
+    await ensure_group(client, RouteKeys(route).requests, GROUP)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop, grace_s=5))
     running = RunningWorker(consumer, task, stop)

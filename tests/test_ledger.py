@@ -21,7 +21,7 @@ from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
 from tidegate.settings import Settings
-from worker.consumer import ensure_group
+from worker.group_reader import ensure_group
 
 
 @pytest.fixture(params=["redis-server", "fakeredis"])
@@ -46,7 +46,7 @@ def new_job(body: bytes = b"payload", route: str = "orders") -> Job:
 async def take(store: Redis, route: str = "orders") -> tuple[str, Job]:
     """Read the next entry as a worker would."""
     stream = RouteKeys(route).requests
-    await ensure_group(store, stream)
+    await ensure_group(store, stream, GROUP)
     reply: Any = await store.xreadgroup(GROUP, "c1", {stream: ">"}, count=1)
     entry_id, fields = reply[0][1][0]
     return entry_id.decode(), Job.from_fields(route, fields)

@@ -18,7 +18,7 @@ from tidegate.errors import ConfigError
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
 from tidegate.settings import Settings
-from worker.consumer import ensure_group
+from worker.group_reader import ensure_group
 from worker.handler import Handler, load_handler, to_reply
 from worker.relay import Relay, is_retryable_status
 
@@ -170,13 +170,13 @@ async def test_malformed_entry_is_dead_lettered_not_looped(
 
 async def test_group_creation_tolerates_only_busygroup(redis: Redis) -> None:
     stream = RouteKeys("orders").requests
-    await ensure_group(redis, stream)
-    await ensure_group(redis, stream)  # exists already: fine
+    await ensure_group(redis, stream, GROUP)
+    await ensure_group(redis, stream, GROUP)  # exists already: fine
     groups: Any = await redis.xinfo_groups(stream)
     assert [g["name"] for g in groups] == [GROUP.encode()]
     await redis.set(RouteKeys("reports").requests, "not a stream")
     with pytest.raises(ResponseError, match="WRONGTYPE"):
-        await ensure_group(redis, RouteKeys("reports").requests)
+        await ensure_group(redis, RouteKeys("reports").requests, GROUP)
 
 
 async def test_concurrency_bounds_jobs_in_flight(settings: Settings, ledger: Ledger) -> None:
@@ -231,9 +231,7 @@ async def test_stop_drains_jobs_in_flight(settings: Settings, ledger: Ledger) ->
 
 def with_visibility(settings: Settings, seconds: float) -> Settings:
     route = settings.route("orders")
-    worker = route.worker.__class__(
-        **{**route.worker.__dict__, "visibility_timeout_s": seconds}
-    )
+    worker = route.worker.__class__(**{**route.worker.__dict__, "visibility_timeout_s": seconds})
     routes = tuple(
         r if r.name != "orders" else r.__class__(**{**r.__dict__, "worker": worker})
         for r in settings.routes
@@ -249,7 +247,7 @@ async def test_entries_of_a_lost_worker_are_reclaimed(
     job = job_for("orders", "/orders")
     await ledger.admit(settings.route("orders"), job, None)
     stream = RouteKeys("orders").requests
-    await ensure_group(redis, stream)
+    await ensure_group(redis, stream, GROUP)
     lost: Any = await redis.xreadgroup(GROUP, "lost-worker", {stream: ">"}, count=1)
     entry_id = lost[0][1][0][0].decode()
     assert await ledger.start(job, entry_id, "lost-worker") is not None  # then "SIGKILL"
@@ -262,7 +260,7 @@ async def test_entries_of_a_lost_worker_are_reclaimed(
 
     async with running_worker(settings, "orders", Handler(ok)) as survivor:
         projection = await final_state(ledger, job.id)
-        assert survivor.consumer.reclaimed == 1
+        assert survivor.consumer.reader.reclaimed == 1
     assert projection["state"] == "succeeded"
     assert attempts == [2]  # the lost attempt counts
     pending: Any = await redis.xpending(stream, GROUP)
@@ -298,9 +296,9 @@ async def test_long_jobs_are_not_stolen_while_alive(settings: Settings, ledger: 
             deadline = asyncio.get_running_loop().time() + 1.5
             while asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.1)
-                assert second.consumer.reclaimed == 0
+                assert second.consumer.reader.reclaimed == 0
             release.set()
             await final_state(ledger, job.id)
-        assert first.consumer.reclaimed == 0
+        assert first.consumer.reader.reclaimed == 0
     assert runs == [job.id]
     assert (await ledger.projection(job.id))["attempts"] == "1"

@@ -155,6 +155,8 @@ class Ledger:
                     route.result_ttl_s * 1000,
                     route.worker.max_attempts,
                     keys.done,
+                    job.meta(),
+                    job.body,
                 ],
             )
         if int(reply[0]) != 1:
@@ -173,7 +175,7 @@ class Ledger:
         route, keys = self.routes[job.route], RouteKeys(job.route)
         settings = route.worker
         reply: Reply | None
-        due_ms, member = 0, b""
+        due_ms = 0
         if isinstance(outcome, Reply):
             etype, retryable, error, reply = "succeeded", False, "", outcome
         else:
@@ -189,7 +191,6 @@ class Ledger:
                     outcome.retry_after_s,
                 )
                 due_ms = int(((time.time() if now_s is None else now_s) + delay_s) * 1000)
-                member = delayed_member(job)
         store = reply is not None and not retryable
         args: list[scripts.Arg] = [
             job.id,
@@ -205,7 +206,8 @@ class Ledger:
             reply.body if reply else b"",
             keys.done,
             due_ms,
-            member,
+            job.meta(),
+            job.body,
         ]
         call_keys = [
             keys.requests,
@@ -325,13 +327,6 @@ class Ledger:
                 refused += int(value) == 0
             start = "(" + _text(batch[-1][0])
         return ReplayReport(events=events, jobs=len(jobs), refused=refused)
-
-
-def delayed_member(job: Job) -> bytes:
-    """The delayed-retry set's member for a job: the whole envelope (promote.lua)."""
-    return b"\n".join(
-        (job.id.encode(), str(job.deadline_ms).encode(), job.meta().encode(), job.body)
-    )
 
 
 def failure_reply(job: Job, failure: Failure) -> Reply:

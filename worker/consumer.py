@@ -40,6 +40,7 @@ from tidegate.ledger import Ledger
 from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
 from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
+from worker.group_reader import GroupReader
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,6 @@ class Executor(Protocol):
 def consumer_name() -> str:
     """Unique per process: host, pid and a random suffix (pids repeat in pods)."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-async def ensure_group(redis: Redis, stream: str) -> None:
-    """Create the consumer group (and the stream) if missing.
-
-    Only BUSYGROUP ("group already exists") is tolerated: any other error,
-    such as the key holding something that is not a stream, is a real problem
-    an operator must see.
-    """
-    try:
-        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    except ResponseError as e:
-        if not str(e).startswith("BUSYGROUP"):
-            raise
 
 
 async def _until_recorded(what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
@@ -111,13 +98,9 @@ class Consumer:
         """Entries fully handled (finished or skipped) by this consumer."""
         self.read_failures = 0
         """Reads that failed because Redis was unreachable."""
-        self.reclaimed = 0
-        """Entries taken over from consumers that held them too long."""
-        visibility_s = route.worker.visibility_timeout_s
-        self._visibility_ms = int(visibility_s * 1000)
-        self._reclaim_every_s = min(visibility_s / 2, 5.0)
-        self._heartbeat_every_s = visibility_s / 3
-        self._next_reclaim = 0.0
+        self.reader = GroupReader(
+            redis, self.keys.requests, GROUP, self.name, route.worker.visibility_timeout_s
+        )
 
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
         """Consume until ``stop`` is set, then drain within ``grace_s``."""
@@ -144,15 +127,15 @@ class Consumer:
                     continue
                 try:
                     if not group_ready:
-                        await ensure_group(self.redis, self.keys.requests)
+                        await self.reader.ensure_group()
                         group_ready = True
                     _, next_due_s = await self.ledger.promote(self.route.name)
                     block_ms = BLOCK_MS
                     if next_due_s is not None:  # wake up in time for the next retry
                         block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
-                    reply = await self._reclaim(free)
+                    reply = await self.reader.reclaim(free)
                     if not reply:
-                        reply = await self._read(free, stop_wait, block_ms)
+                        reply = await self.reader.read(free, stop_wait, block_ms)
                     delay_s = 0.1
                 except (*UNAVAILABLE, RedisUnavailable) as e:
                     self.read_failures += 1
@@ -180,29 +163,6 @@ class Consumer:
         if not task.cancelled() and task.exception() is not None:
             log.error("job task crashed", exc_info=task.exception())
 
-    async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-        """Take over entries idle past the visibility timeout (their consumer
-        died or hung). Runs every few seconds, not on every read."""
-        now = time.monotonic()
-        if now < self._next_reclaim:
-            return []
-        self._next_reclaim = now + self._reclaim_every_s
-        reply: Any = await self.redis.xautoclaim(
-            self.keys.requests, GROUP, self.name, self._visibility_ms, "0-0", count=count
-        )
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = reply[1]
-        if entries:
-            self.reclaimed += len(entries)
-            log.warning(
-                "reclaimed %d entr%s idle over %.0f s on %s",
-                len(entries),
-                "y" if len(entries) == 1 else "ies",
-                self._visibility_ms / 1000,
-                self.keys.requests,
-            )
-            self._next_reclaim = now  # there may be more
-        return entries
-
     async def _heartbeat(self) -> None:
         """Keep the entries of running jobs from looking abandoned.
 
@@ -211,35 +171,13 @@ class Consumer:
         another worker while this one is still on it.
         """
         while True:
-            await asyncio.sleep(self._heartbeat_every_s)
-            ids: list[Any] = list(self.in_flight.values())
-            if not ids:
-                continue
+            await asyncio.sleep(self.reader.keep_every_s)
             try:
-                await self.redis.xclaim(self.keys.requests, GROUP, self.name, 0, ids, justid=True)
+                await self.reader.keep(list(self.in_flight.values()))
             except UNAVAILABLE as e:
                 if cancel_requested():
                     raise asyncio.CancelledError from e
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
-
-    async def _read(
-        self, count: int, stop_wait: asyncio.Future[Any], block_ms: int = BLOCK_MS
-    ) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-        read = asyncio.ensure_future(
-            self.redis.xreadgroup(
-                GROUP, self.name, {self.keys.requests: ">"}, count=count, block=block_ms
-            )
-        )
-        done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if read not in done:
-            # Stopping: let the read end (within BLOCK_MS) so that entries it
-            # may already have claimed are processed, not stranded.
-            await asyncio.wait({read})
-        result: Any = read.result()
-        if not result:
-            return []
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = result[0][1]
-        return entries
 
     async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:
         entry_id = entry_id_raw.decode()

@@ -6,16 +6,16 @@
 -- ARGV: job id, entry id, group, ttl_ms, event type (succeeded|failed),
 --       retryable (0|1), status ('' = none), error, store result (0|1),
 --       result headers, result body, done channel, retry due (unix ms),
---       retry member ('' = none; see promote.lua)
+--       envelope meta, envelope body (for the delayed set or the dead letter)
 -- A retryable failure is parked in the delayed-retry set until it is due; a
 -- final one is dead-lettered. Returns {1, state}, or {0, state} when the
 -- job's state refused the outcome (it had already ended).
 local requests, events, proj, result, dead, delayed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local job, entry, group, ttl_ms, etype, retryable, status, err, store, headers, body, channel,
-      due, member =
+      due, meta, request_body =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
-  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+  ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 
 local extra = {}
 if status ~= '' then extra[#extra + 1] = 'status'; extra[#extra + 1] = status end
@@ -32,13 +32,13 @@ if store == '1' then
   redis.call('PEXPIRE', result, ttl_ms)
 end
 local state = redis.call('HGET', proj, 'state')
+local deadline = redis.call('HGET', proj, 'deadline_ms') or '0'
 if state == 'queued' then
-  redis.call('ZADD', delayed, due, member)
+  redis.call('ZADD', delayed, due, delayed_member(job, deadline, meta, request_body))
   return {1, state}
 end
 if state == 'failed' then
-  append(events, proj, job, 'dead_lettered', ttl_ms, {'error', err})
-  redis.call('XADD', dead, '*', 'job', job, 'entry', entry, 'error', err)
+  dead_letter(events, proj, dead, job, entry, err, ttl_ms, deadline, meta, request_body)
   state = 'dead_lettered'
 end
 redis.call('PUBLISH', channel, job)

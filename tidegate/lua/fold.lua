@@ -5,7 +5,8 @@
 -- event and replaying it later produce the same projection. Event time is the
 -- millisecond part of the event's stream id, never the clock at replay time.
 
-local TERMINAL = {succeeded = true, cancelled = true, dead_lettered = true, expired = true}
+local TERMINAL = {succeeded = true, cancelled = true, dead_lettered = true, expired = true,
+                  compensated = true}
 
 -- The states each event may be applied in. A terminal state accepts nothing:
 -- that is the compare-and-set that keeps a job from ending twice.
@@ -18,6 +19,8 @@ local FROM = {
   -- when it is picked up again; from failed: right after its last failure.
   dead_lettered = {queued = true, running = true, failed = true},
   cancelled = {queued = true},
+  -- The one event after a terminal state: the compensation of a dead letter.
+  compensated = {dead_lettered = true},
 }
 
 local function current_state(proj)
@@ -67,6 +70,8 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     state = 'dead_lettered'; put('last_error', f['error'])
   elseif etype == 'cancelled' then
     state = 'cancelled'
+  elseif etype == 'compensated' then
+    state = 'compensated'; put('compensation_status', f['status'])
   end
   put('state', state)
   if TERMINAL[state] then put('finished_at_ms', t) end
@@ -86,4 +91,18 @@ local function append(events, proj, job, etype, ttl_ms, extra)
   local f = pairs_to_table(args, 1)
   fold(proj, state, ev_id, f, ttl_ms)
   return ev_id, state
+end
+
+-- The delayed-retry set's member for a job: the whole envelope, as
+-- "job id \n deadline_ms \n meta \n body" (see promote.lua).
+local function delayed_member(job, deadline, meta, body)
+  return job .. '\n' .. deadline .. '\n' .. meta .. '\n' .. body
+end
+
+-- Dead-letter a job: the terminal event, and a copy of its envelope (plus the
+-- reason) in the dead-letter stream, where compensation picks it up.
+local function dead_letter(events, proj, dead, job, entry, why, ttl_ms, deadline, meta, body)
+  append(events, proj, job, 'dead_lettered', ttl_ms, {'error', why})
+  redis.call('XADD', dead, '*', 'job', job, 'entry', entry, 'error', why,
+             'deadline_ms', deadline, 'meta', meta, 'body', body)
 end
