@@ -27,6 +27,7 @@ from tidegate.redis_client import connect
 from tidegate.sample_service import STATE, ServiceState
 from tidegate.sample_service import build_app as build_sample
 from tidegate.settings import Settings, parse_settings
+from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay
 
@@ -84,7 +85,13 @@ def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
                     "match": {"path_prefix": "/fail", "methods": ["POST"]},
                     "mode": "sync",
                     "wait_s": 5,
-                    "worker": {"max_attempts": 2, "timeout_s": 2, "backoff_base_s": 0.01},
+                    "worker": {
+                        "max_attempts": 2,
+                        "timeout_s": 2,
+                        "backoff_base_s": 0.01,
+                        "compensate_path": "/compensate",
+                        "visibility_timeout_s": 0.5,
+                    },
                 },
                 {
                     "name": "reads",
@@ -186,7 +193,13 @@ async def gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
         yield running
 
 
+async def _both(*steps: Awaitable[None]) -> None:
+    await asyncio.gather(*steps)
+
+
 class RunningWorker:
+    compensator: Compensator
+
     def __init__(self, consumer: Consumer, task: asyncio.Task[None], stop: asyncio.Event) -> None:
         self.consumer = consumer
         self.task = task
@@ -209,9 +222,13 @@ async def running_worker(
         client, settings.route(route), Ledger(client, settings.routes), executor, **kwargs
     )
     await ensure_group(client, RouteKeys(route).requests, GROUP)
+    compensator = Compensator(
+        client, settings.route(route), consumer.ledger, executor, consumer.name
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop, grace_s=5))
+    task = asyncio.create_task(_both(consumer.run(stop, grace_s=5), compensator.run(stop)))
     running = RunningWorker(consumer, task, stop)
+    running.compensator = compensator
     try:
         yield running
     finally:

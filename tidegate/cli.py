@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--upstream", help="base URL of the unchanged HTTP service to relay to")
     what.add_argument("--app", help="module:function of an async Python handler")
+    p.add_argument(
+        "--compensate",
+        help="module:function undoing a dead-lettered job (with --app; a relay "
+        "calls the route's worker.compensate_path instead)",
+    )
     p.add_argument("--concurrency", type=int, help="jobs at once (default: route's setting)")
     p.add_argument(
         "--grace-s",
@@ -124,6 +129,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.route,
             upstream=args.upstream,
             app=args.app,
+            compensate=args.compensate,
             concurrency=args.concurrency,
             grace_s=args.grace_s,
         )

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from tidegate.settings import ROUTE_NAME
 
 GROUP = "workers"
-"""The consumer group every worker of a route reads with."""
+"""The consumer group every worker of a route reads the request stream with."""
+
+COMPENSATORS = "compensators"
+"""The consumer group that works off the dead-letter stream (compensation)."""
 
 _TOKEN_BYTES = 18
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

@@ -43,11 +43,11 @@ from tidegate.errors import (
     JobNotFound,
     TransitionRefused,
 )
-from tidegate.keys import GROUP, RouteKeys, route_of
+from tidegate.keys import COMPENSATORS, GROUP, RouteKeys, route_of
 from tidegate.redis_client import unavailable_as_error
 from tidegate.settings import RouteSettings
 
-TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "expired"})
+TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compensated", "expired"})
 
 AdmitOutcome = Literal["new", "duplicate"]
 
@@ -220,6 +220,22 @@ class Ledger:
         with unavailable_as_error("recording a job's outcome"):
             answer = await scripts.call(self.redis, "finish", call_keys, args)
         return _text(answer[1])
+
+    async def compensated(self, job: Job, dead_entry_id: str, status: int) -> bool:
+        """Record a successful compensation and acknowledge the dead letter.
+
+        False when the job was not waiting for one (compensated already, or
+        its retention ended); the dead letter is acknowledged either way.
+        """
+        route, keys = self.routes[job.route], RouteKeys(job.route)
+        with unavailable_as_error("recording a compensation"):
+            reply = await scripts.call(
+                self.redis,
+                "compensate",
+                [keys.events, keys.job(job.id), keys.dead],
+                [job.id, route.result_ttl_s * 1000, status, dead_entry_id, COMPENSATORS],
+            )
+        return int(reply[0]) == 1
 
     async def promote(
         self, route_name: str, *, now_s: float | None = None, most: int = 100

@@ -8,7 +8,8 @@ repeat of a key returns the first answer and has no second effect).
   201 with the order as JSON;
 - ``POST /reports``: same, slower (``report_ms``);
 - ``GET /orders/{n}``: reads an order back (for proxy routes);
-- ``POST /fail``: always 500 (to see retries).
+- ``POST /fail``: always 500 (to see retries);
+- ``POST /compensate``: records a compensation, once per Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class ServiceState:
     by_key: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     calls: int = 0
     keys_seen: list[str] = field(default_factory=list)
+    compensations: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Compensation requests by Idempotency-Key (a repeat is not a second effect)."""
+    compensation_calls: int = 0
+    fail_compensations: int = 0
+    """How many compensation calls to answer 503 before accepting (tests)."""
 
 
 STATE = web.AppKey("state", ServiceState)
@@ -74,6 +80,17 @@ async def fail(request: web.Request) -> web.Response:
     return web.json_response({"error": "always fails"}, status=500)
 
 
+async def compensate(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.compensation_calls += 1
+    if state.fail_compensations > 0:
+        state.fail_compensations -= 1
+        return web.json_response({"error": "try again"}, status=503)
+    key = request.headers.get("Idempotency-Key", "")
+    state.compensations.setdefault(key, await request.json())
+    return web.json_response({"compensated": key})
+
+
 def build_app(work_ms: int = 20, report_ms: int = 200) -> web.Application:
     app = web.Application()
     app[STATE] = ServiceState(work_ms=work_ms, report_ms=report_ms)
@@ -81,4 +98,5 @@ def build_app(work_ms: int = 20, report_ms: int = 200) -> web.Application:
     app.router.add_get(r"/orders/{n:\d+}", get_order)
     app.router.add_post("/reports", create_report)
     app.router.add_post("/fail", fail)
+    app.router.add_post("/compensate", compensate)
     return app

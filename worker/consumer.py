@@ -49,9 +49,14 @@ MAX_BACKOFF_S = 5.0
 
 
 class Executor(Protocol):
+    """What a job does: relay to a service, or run a handler."""
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def __call__(self, job: Job) -> Reply | Failure: ...
+    async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
+        """Undo what a dead-lettered job may have done; None: not configured."""
+        ...
 
 
 def consumer_name() -> str:

@@ -21,7 +21,7 @@ from tidegate.errors import ConfigError
 HandlerFn = Callable[[Job], Awaitable[Any]]
 
 
-def load_handler(spec: str) -> HandlerFn:
+def load_handler(spec: str) -> Callable[..., Awaitable[Any]]:
     """Import ``module:function``; ConfigError saying what is wrong otherwise."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
@@ -45,11 +45,17 @@ def to_reply(value: Any) -> Reply:
     return Reply(200, (("Content-Type", "application/json"),), json.dumps(value).encode())
 
 
-class Handler:
-    """Adapts a handler function to the executor interface."""
+CompensateFn = Callable[[Job, str], Awaitable[Any]]
 
-    def __init__(self, fn: HandlerFn) -> None:
+
+class Handler:
+    """Adapts a handler function (and an optional compensate function) to the
+    executor interface. ``compensate(job, error)`` undoes what a dead-lettered
+    job may have done; it is retried until it returns, so make it idempotent."""
+
+    def __init__(self, fn: HandlerFn, compensate_fn: CompensateFn | None = None) -> None:
         self.fn = fn
+        self.compensate_fn = compensate_fn
 
     async def open(self) -> None:
         return None
@@ -62,3 +68,11 @@ class Handler:
             return to_reply(await self.fn(job))
         except Exception as e:
             return Failure(f"handler raised {type(e).__name__}: {e}", True)
+
+    async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
+        if self.compensate_fn is None:
+            return None
+        try:
+            return to_reply(await self.compensate_fn(job, error))
+        except Exception as e:
+            return Failure(f"compensate raised {type(e).__name__}: {e}", True)

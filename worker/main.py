@@ -11,9 +11,11 @@ import asyncio
 import logging
 import signal
 
+from tidegate.errors import ConfigError
 from tidegate.ledger import Ledger
 from tidegate.redis_client import connect
 from tidegate.settings import Settings
+from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
 from worker.handler import Handler, load_handler
 from worker.relay import Relay
@@ -22,13 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def build_executor(
-    settings: Settings, route_name: str, upstream: str | None, app: str | None
+    settings: Settings,
+    route_name: str,
+    upstream: str | None,
+    app: str | None,
+    compensate: str | None = None,
 ) -> Executor:
     route = settings.route(route_name)
     if app:
-        return Handler(load_handler(app))
+        return Handler(load_handler(app), load_handler(compensate) if compensate else None)
+    if compensate:
+        raise ConfigError(["--compensate goes with --app; a relay uses worker.compensate_path"])
     assert upstream, "either upstream or app"
-    return Relay(upstream, route.worker.timeout_s)
+    return Relay(upstream, route.worker.timeout_s, route.worker.compensate_path)
 
 
 async def consume(
@@ -46,13 +54,14 @@ async def consume(
         consumer = Consumer(
             redis, route, Ledger(redis, settings.routes), executor, concurrency=concurrency
         )
+        compensator = Compensator(redis, route, consumer.ledger, executor, consumer.name)
         log.info(
             "worker %s consuming route %s (concurrency %d)",
             consumer.name,
             route.name,
             consumer.concurrency,
         )
-        await consumer.run(stop, grace_s=grace_s)
+        await asyncio.gather(consumer.run(stop, grace_s=grace_s), compensator.run(stop))
         return consumer
     finally:
         await redis.aclose()
@@ -64,10 +73,11 @@ def run(
     *,
     upstream: str | None,
     app: str | None,
+    compensate: str | None,
     concurrency: int | None,
     grace_s: float,
 ) -> None:
-    executor = build_executor(settings, route_name, upstream, app)
+    executor = build_executor(settings, route_name, upstream, app, compensate)
 
     async def main() -> None:
         stop = asyncio.Event()

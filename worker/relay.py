@@ -12,6 +12,8 @@ job's result, status and all. Which outcomes are retried:
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import aiohttp
@@ -29,10 +31,18 @@ def is_retryable_status(status: int) -> bool:
 
 
 class Relay:
-    """Calls ``upstream`` for each job; one connection pool per worker."""
+    """Calls ``upstream`` for each job; one connection pool per worker.
 
-    def __init__(self, upstream: str, timeout_s: float) -> None:
+    Compensation (when ``compensate_path`` is set): a POST to that path on the
+    upstream with a JSON body ``{"job", "error", "request": {"method", "path",
+    "query", "headers", "body_base64"}}`` and ``Idempotency-Key: <job
+    id>:compensate``; it is retried until the upstream answers definitively,
+    so the endpoint must be idempotent (the key makes that easy).
+    """
+
+    def __init__(self, upstream: str, timeout_s: float, compensate_path: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.compensate_path = compensate_path
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._http: aiohttp.ClientSession | None = None
 
@@ -70,4 +80,39 @@ class Relay:
         if is_retryable_status(reply.status):
             wait_s = parse_retry_after(response.headers.get("Retry-After"), time.time())
             return Failure(f"upstream answered {reply.status}", True, reply, wait_s)
+        return reply
+
+    async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
+        if not self.compensate_path:
+            return None
+        assert self._http is not None, "Relay.open() first"
+        payload = {
+            "job": job.id,
+            "error": error,
+            "request": {
+                "method": job.method,
+                "path": job.path,
+                "query": job.query,
+                "headers": [list(pair) for pair in job.headers],
+                "body_base64": base64.b64encode(job.body).decode(),
+            },
+        }
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{job.id}:compensate",
+        }
+        try:
+            async with self._http.post(
+                self.upstream + self.compensate_path,
+                data=json.dumps(payload).encode(),
+                headers=headers,
+                timeout=self.timeout,
+            ) as response:
+                reply = Reply(response.status, (), await response.read())
+        except TimeoutError:
+            return Failure(f"compensation at {self.compensate_path} timed out", True)
+        except aiohttp.ClientError as e:
+            return Failure(f"compensation at {self.compensate_path} unreachable: {e!r}", True)
+        if is_retryable_status(reply.status):
+            return Failure(f"compensation answered {reply.status}", True, reply)
         return reply

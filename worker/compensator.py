@@ -1,0 +1,103 @@
+"""Compensation: work off the dead-letter stream, once per dead letter.
+
+A job that finally failed is copied, with its envelope and the reason, to the
+route's dead-letter stream. Compensators (one per worker process, in the
+``compensators`` group) read it, call the executor's ``compensate`` (the
+relay's ``compensate_path`` on the upstream, or a handler's compensate
+function), and record ``compensated`` while acknowledging the dead letter, in
+one atomic call.
+
+A compensation that fails is left pending: after the visibility timeout any
+compensator reclaims it and tries again, so compensation is retried until it
+succeeds (alert on ``tidegate_worker_compensations_total{outcome="failed"}``).
+It happens once: the ``compensated`` event is refused for a job that has it
+already. A route with no compensation configured acknowledges its dead
+letters without action; they stay in the stream for operators to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from tidegate.envelope import Failure, Job
+from tidegate.errors import RedisUnavailable
+from tidegate.keys import COMPENSATORS, RouteKeys
+from tidegate.ledger import Ledger
+from tidegate.redis_client import UNAVAILABLE
+from tidegate.settings import RouteSettings
+from worker.consumer import BLOCK_MS, MAX_BACKOFF_S, Executor
+from worker.group_reader import GroupReader
+
+log = logging.getLogger(__name__)
+
+
+class Compensator:
+    def __init__(
+        self, redis: Redis, route: RouteSettings, ledger: Ledger, executor: Executor, name: str
+    ) -> None:
+        self.route = route
+        self.ledger = ledger
+        self.executor = executor
+        self.reader = GroupReader(
+            redis, RouteKeys(route.name).dead, COMPENSATORS, name, route.worker.visibility_timeout_s
+        )
+        self.compensated = 0
+        self.failed = 0
+        self.skipped = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay_s = 0.1
+        group_ready = False
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    if not group_ready:
+                        await self.reader.ensure_group()
+                        group_ready = True
+                    entries = await self.reader.reclaim(16)
+                    if not entries:
+                        entries = await self.reader.read(16, stop_wait, BLOCK_MS)
+                    for entry_id, fields in entries:
+                        await self._one(entry_id.decode(), fields)
+                    delay_s = 0.1
+                except (*UNAVAILABLE, RedisUnavailable) as e:
+                    log.warning("compensator: Redis unreachable (%s)", e)
+                    await asyncio.wait({stop_wait}, timeout=delay_s)
+                    delay_s = min(delay_s * 2, MAX_BACKOFF_S)
+                except ResponseError as e:
+                    if "NOGROUP" not in str(e):
+                        raise
+                    group_ready = False
+        finally:
+            stop_wait.cancel()
+
+    async def _one(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+        if not fields or b"meta" not in fields:  # an unreadable entry: nothing to undo
+            await self.reader.ack(entry_id)
+            self.skipped += 1
+            return
+        job = Job.from_fields(self.route.name, fields)
+        error = fields.get(b"error", b"").decode("utf-8", "replace")
+        outcome: Any = await self.executor.compensate(job, error)
+        if outcome is None:
+            await self.reader.ack(entry_id)
+            self.skipped += 1
+            return
+        if isinstance(outcome, Failure):
+            self.failed += 1
+            log.warning(
+                "compensation of job %s failed (%s); retried after %.0f s",
+                job.id,
+                outcome.error,
+                self.reader.visibility_ms / 1000,
+            )
+            return
+        if await self.ledger.compensated(job, entry_id, outcome.status):
+            self.compensated += 1
+            log.info("job %s compensated (%d)", job.id, outcome.status)
