@@ -198,3 +198,39 @@ def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     assert "FAIL" not in result.stdout
     assert "all steps passed" in result.stdout
     assert "Redis: " in result.stdout
+
+
+async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str) -> None:
+    path = write_config(tmp_path / "t.yaml", redis_url)
+    check = ("worker", "-c", str(path), "--route", "orders", "--check")
+    before = await asyncio.to_thread(tidegate, *check)
+    assert before.returncode == 1
+    assert "no live worker" in before.stdout
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidegate",
+        "worker",
+        "-c",
+        str(path),
+        "--route",
+        "orders",
+        "--upstream",
+        "http://127.0.0.1:1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+
+        async def alive() -> bool:
+            return (await asyncio.to_thread(tidegate, *check)).returncode == 0
+
+        await wait_until(alive, timeout_s=20, what="the worker's liveness record")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    after = await asyncio.to_thread(tidegate, *check)
+    assert after.returncode == 1  # a clean exit removes the record at once

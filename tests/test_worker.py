@@ -261,6 +261,7 @@ async def test_entries_of_a_lost_worker_are_reclaimed(
     async with running_worker(settings, "orders", Handler(ok)) as survivor:
         projection = await final_state(ledger, job.id)
         assert survivor.consumer.reader.reclaimed == 1
+        assert survivor.consumer.metrics.reclaims.labels("orders")._value.get() == 1
     assert projection["state"] == "succeeded"
     assert attempts == [2]  # the lost attempt counts
     pending: Any = await redis.xpending(stream, GROUP)
@@ -327,6 +328,10 @@ async def test_dead_letter_is_compensated_once(
         await wait_until(compensated, what="the compensation")
         assert worker.compensator.failed == 1  # retried after the visibility timeout
         assert worker.compensator.compensated == 1
+        metrics = worker.consumer.metrics
+        assert metrics.attempts.labels("fail", "retried")._value.get() == 1
+        assert metrics.attempts.labels("fail", "dead_lettered")._value.get() == 1
+        assert metrics.dead_letters.labels("fail")._value.get() == 1
     assert upstream.state.compensation_calls == 2
     record = upstream.state.compensations[f"{job.id}:compensate"]
     assert record["job"] == job.id

@@ -54,12 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--upstream", help="base URL of the unchanged HTTP service to relay to")
     what.add_argument("--app", help="module:function of an async Python handler")
+    what.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 when a worker of this route runs on this host (liveness probe), else 1",
+    )
     p.add_argument(
         "--compensate",
         help="module:function undoing a dead-lettered job (with --app; a relay "
         "calls the route's worker.compensate_path instead)",
     )
     p.add_argument("--concurrency", type=int, help="jobs at once (default: route's setting)")
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)",
+    )
     p.add_argument(
         "--grace-s",
         type=float,
@@ -122,6 +132,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from worker.main import run as run_worker
 
         settings = _load(args.config)
+        if args.check:
+            from worker.main import check_alive
+
+            return asyncio.run(check_alive(settings, args.route))
         if settings.route(args.route).mode == "proxy":
             raise ConfigError([f"--route {args.route}: proxy routes have no queue to consume"])
         run_worker(
@@ -132,6 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             compensate=args.compensate,
             concurrency=args.concurrency,
             grace_s=args.grace_s,
+            metrics_listen=args.metrics_listen,
         )
         return 0
     if command == "demo":

@@ -79,6 +79,10 @@ class RouteKeys:
         """Pub/sub channel: a job id is published when the job ends."""
         return self.prefix + "done"
 
+    def alive(self, consumer: str) -> str:
+        """Liveness record of one worker process (expires unless refreshed)."""
+        return self.prefix + "alive:" + consumer
+
     def job(self, job_id: str) -> str:
         """Projection hash of one job (a fold of its events)."""
         return self.prefix + "job:" + job_id

@@ -32,14 +32,22 @@ from tidegate.redis_client import UNAVAILABLE
 from tidegate.settings import RouteSettings
 from worker.consumer import BLOCK_MS, MAX_BACKOFF_S, Executor
 from worker.group_reader import GroupReader
+from worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 
 class Compensator:
     def __init__(
-        self, redis: Redis, route: RouteSettings, ledger: Ledger, executor: Executor, name: str
+        self,
+        redis: Redis,
+        route: RouteSettings,
+        ledger: Ledger,
+        executor: Executor,
+        name: str,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
         self.route = route
         self.ledger = ledger
         self.executor = executor
@@ -85,12 +93,15 @@ class Compensator:
         job = Job.from_fields(self.route.name, fields)
         error = fields.get(b"error", b"").decode("utf-8", "replace")
         outcome: Any = await self.executor.compensate(job, error)
+        counter = self.metrics.compensations
         if outcome is None:
             await self.reader.ack(entry_id)
             self.skipped += 1
+            counter.labels(self.route.name, "none_configured").inc()
             return
         if isinstance(outcome, Failure):
             self.failed += 1
+            counter.labels(self.route.name, "failed").inc()
             log.warning(
                 "compensation of job %s failed (%s); retried after %.0f s",
                 job.id,
@@ -100,4 +111,5 @@ class Compensator:
             return
         if await self.ledger.compensated(job, entry_id, outcome.status):
             self.compensated += 1
+            counter.labels(self.route.name, "compensated").inc()
             log.info("job %s compensated (%d)", job.id, outcome.status)

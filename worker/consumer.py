@@ -22,6 +22,8 @@ Stopping (SIGTERM): the reader stops asking for work, jobs in flight get
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import secrets
@@ -41,10 +43,13 @@ from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
 from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
 from worker.group_reader import GroupReader
+from worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
+ALIVE_EVERY_S = 5.0
+ALIVE_TTL_S = 15.0
 MAX_BACKOFF_S = 5.0
 
 
@@ -89,6 +94,7 @@ class Consumer:
         *,
         concurrency: int | None = None,
         name: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.route = route
@@ -103,6 +109,7 @@ class Consumer:
         """Entries fully handled (finished or skipped) by this consumer."""
         self.read_failures = 0
         """Reads that failed because Redis was unreachable."""
+        self.metrics = metrics or WorkerMetrics()
         self.reader = GroupReader(
             redis, self.keys.requests, GROUP, self.name, route.worker.visibility_timeout_s
         )
@@ -110,12 +117,17 @@ class Consumer:
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
         """Consume until ``stop`` is set, then drain within ``grace_s``."""
         await self.executor.open()
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.name}")
+        background = [
+            asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.name}"),
+            asyncio.create_task(self._alive(), name=f"alive-{self.name}"),
+        ]
         try:
             await self._read_loop(stop)
         finally:
             await self._drain(grace_s)
-            await stop_tasks([heartbeat])
+            await stop_tasks(background)
+            with contextlib.suppress(*UNAVAILABLE):
+                await self.redis.delete(self.keys.alive(self.name))
             await self.executor.close()
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
@@ -139,7 +151,9 @@ class Consumer:
                     if next_due_s is not None:  # wake up in time for the next retry
                         block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
                     reply = await self.reader.reclaim(free)
-                    if not reply:
+                    if reply:
+                        self.metrics.reclaims.labels(self.route.name).inc(len(reply))
+                    else:
                         reply = await self.reader.read(free, stop_wait, block_ms)
                     delay_s = 0.1
                 except (*UNAVAILABLE, RedisUnavailable) as e:
@@ -184,6 +198,23 @@ class Consumer:
                     raise asyncio.CancelledError from e
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
 
+    async def _alive(self) -> None:
+        """Refresh this process's liveness record (``tidegate worker --check``).
+
+        The record expires after ``ALIVE_TTL_S`` unless refreshed, so a hung or
+        killed worker disappears from it on its own.
+        """
+        while True:
+            record = json.dumps(
+                {"pid": os.getpid(), "in_flight": len(self.in_flight), "processed": self.processed}
+            )
+            try:
+                await self.redis.set(self.keys.alive(self.name), record, px=int(ALIVE_TTL_S * 1000))
+            except UNAVAILABLE as e:
+                if cancel_requested():
+                    raise asyncio.CancelledError from e
+            await asyncio.sleep(ALIVE_EVERY_S)
+
     async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:
         entry_id = entry_id_raw.decode()
         try:
@@ -196,17 +227,29 @@ class Consumer:
         )
         if started is not None:
             await self._execute(started, entry_id)
+        else:
+            self.metrics.skipped.labels(self.route.name).inc()
         self.processed += 1
 
     async def _execute(self, job: Job, entry_id: str) -> None:
+        route = self.route.name
+        in_flight = self.metrics.in_flight.labels(route)
+        in_flight.inc()
+        started = time.perf_counter()
         try:
             outcome = await self.executor(job)
         except Exception as e:  # an executor bug must not strand the entry
             log.exception("executor failed on job %s", job.id)
             outcome = Failure(f"executor crashed: {e!r}", True)
+        finally:
+            in_flight.dec()
+            self.metrics.processing.labels(route).observe(time.perf_counter() - started)
         state = await asyncio.shield(
             _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, outcome))
         )
+        self.metrics.attempts.labels(route, {"queued": "retried"}.get(state, state)).inc()
+        if state == "dead_lettered":
+            self.metrics.dead_letters.labels(route).inc()
         log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
 
     async def _poison(self, entry_id: str, fields: dict[bytes, bytes] | None, why: str) -> None:

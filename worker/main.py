@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from tidegate.errors import ConfigError
+from tidegate.keys import RouteKeys
 from tidegate.ledger import Ledger
-from tidegate.redis_client import connect
-from tidegate.settings import Settings
+from tidegate.redis_client import connect, unavailable_as_error
+from tidegate.settings import Settings, parse_listen
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
 from worker.handler import Handler, load_handler
+from worker.metrics import WorkerMetrics, serve_metrics
 from worker.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -47,14 +50,22 @@ async def consume(
     *,
     concurrency: int | None = None,
     grace_s: float = 25.0,
+    metrics_listen: str | None = None,
 ) -> Consumer:
     route = settings.route(route_name)
     redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
+    metrics = WorkerMetrics()
+    runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None
     try:
         consumer = Consumer(
-            redis, route, Ledger(redis, settings.routes), executor, concurrency=concurrency
+            redis,
+            route,
+            Ledger(redis, settings.routes),
+            executor,
+            concurrency=concurrency,
+            metrics=metrics,
         )
-        compensator = Compensator(redis, route, consumer.ledger, executor, consumer.name)
+        compensator = Compensator(redis, route, consumer.ledger, executor, consumer.name, metrics)
         log.info(
             "worker %s consuming route %s (concurrency %d)",
             consumer.name,
@@ -64,6 +75,8 @@ async def consume(
         await asyncio.gather(consumer.run(stop, grace_s=grace_s), compensator.run(stop))
         return consumer
     finally:
+        if runner is not None:
+            await runner.cleanup()
         await redis.aclose()
 
 
@@ -76,6 +89,7 @@ def run(
     compensate: str | None,
     concurrency: int | None,
     grace_s: float,
+    metrics_listen: str | None = None,
 ) -> None:
     executor = build_executor(settings, route_name, upstream, app, compensate)
 
@@ -85,7 +99,35 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await consume(
-            settings, route_name, executor, stop, concurrency=concurrency, grace_s=grace_s
+            settings,
+            route_name,
+            executor,
+            stop,
+            concurrency=concurrency,
+            grace_s=grace_s,
+            metrics_listen=metrics_listen,
         )
 
     asyncio.run(main())
+
+
+async def check_alive(settings: Settings, route_name: str, host: str | None = None) -> int:
+    """``tidegate worker --check``: 0 when a worker of this host serves the route.
+
+    For a Kubernetes liveness probe in the worker's container: the host name
+    is the pod's name, and every worker process refreshes its record every
+    few seconds. Redis being unreachable also fails the check; give the probe
+    a failureThreshold that rides out a Redis restart.
+    """
+    route = settings.route(route_name)
+    pattern = RouteKeys(route.name).alive(f"{host or socket.gethostname()}-*")
+    redis = connect(settings.redis)
+    try:
+        with unavailable_as_error("checking worker liveness"):
+            async for key in redis.scan_iter(match=pattern, count=100):
+                print(f"alive: {key.decode() if isinstance(key, bytes) else key}")
+                return 0
+    finally:
+        await redis.aclose()
+    print(f"no live worker of route {route.name} on this host (looked for {pattern})")
+    return 1

@@ -1,0 +1,81 @@
+"""Prometheus metrics of a worker process, on a registry of its own.
+
+Served on ``--metrics-listen HOST:PORT`` (off unless asked for: several
+workers on one host, as in the demo, would fight over a fixed port).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.attempts = Counter(
+            "tidegate_worker_attempts",
+            "Attempts started, by outcome (succeeded, retried, dead_lettered).",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "tidegate_worker_skipped",
+            "Entries acknowledged without work: job already ended, cancelled or gone.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.reclaims = Counter(
+            "tidegate_worker_reclaims",
+            "Entries taken over from a consumer that held them past the visibility timeout.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "tidegate_worker_dead_letters",
+            "Jobs dead-lettered (attempts exhausted or a final failure).",
+            ["route"],
+            registry=self.registry,
+        )
+        self.compensations = Counter(
+            "tidegate_worker_compensations",
+            "Compensation calls, by outcome (compensated, failed, none_configured).",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "tidegate_worker_in_flight_jobs",
+            "Jobs running in this process.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.processing = Histogram(
+            "tidegate_worker_processing_seconds",
+            "Time of one attempt: the upstream call or the handler.",
+            ["route"],
+            buckets=PROCESSING_BUCKETS_S,
+            registry=self.registry,
+        )
+
+
+async def serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
