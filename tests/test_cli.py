@@ -206,6 +206,7 @@ async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str
     before = await asyncio.to_thread(tidegate, *check)
     assert before.returncode == 1
     assert "no live worker" in before.stdout
+    metrics_port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -217,6 +218,8 @@ async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str
         "orders",
         "--upstream",
         "http://127.0.0.1:1",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -226,6 +229,11 @@ async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str
             return (await asyncio.to_thread(tidegate, *check)).returncode == 0
 
         await wait_until(alive, timeout_s=20, what="the worker's liveness record")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r,
+        ):
+            assert "tidegate_worker_in_flight_jobs" in await r.text()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
