@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
+from tidegate import backlog
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
@@ -103,15 +104,17 @@ async def test_retryable_failure_waits_its_backoff_then_dead_letters(
         started = await book.start(taken, entry_id, "c1")
         assert started is not None
         assert started.attempt == attempt  # counted by the projection
-        state = await book.finish(started, entry_id, Failure("upstream answered 503", True))
+        t0 = 1_800_000_000.0  # fake time: the backoff is measured from it
+        failure = Failure("upstream answered 503", True)
+        state = await book.finish(started, entry_id, failure, now_s=t0)
         if attempt < 3:  # max_attempts is 3
             assert state == "queued"
             assert await store.zcard(keys.delayed) == 1
-            moved, due_s = await book.promote("orders")
+            moved, due_s = await book.promote("orders", now_s=t0)
             assert moved == 0  # not due yet
             assert due_s is not None
-            assert due_s > time.time()
-            assert await book.promote("orders", now_s=time.time() + 3600) == (1, None)
+            assert due_s > t0
+            assert await book.promote("orders", now_s=t0 + 3600) == (1, None)
     assert state == "dead_lettered"
     projection = await book.projection(job.id)
     assert projection["attempts"] == "3"
@@ -252,3 +255,59 @@ async def test_replay_does_not_resurrect_expired_jobs(
         await store.xadd(RouteKeys("orders").events, fields, id=old_id)
     await short.replay("orders")
     assert not await store.exists(key)
+
+
+async def test_reconciler_expires_overdue_jobs_once(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    route = settings.route("orders")
+    waiting, running, done = new_job(b"1"), new_job(b"2"), new_job(b"3")
+    for job in (waiting, running, done):
+        await book.admit(route, job, None)
+    entry_id, taken = await take(store)  # waiting's entry: left alone below
+    entry_id, taken = await take(store)
+    assert await book.start(taken, entry_id, "c1") is not None  # running
+    entry_id, taken = await take(store)
+    started = await book.start(taken, entry_id, "c1")
+    assert started is not None
+    await book.finish(started, entry_id, Reply(200))  # done
+    keys = RouteKeys("orders")
+    assert await store.zcard(keys.deadlines) == 2  # ended jobs leave the index
+
+    assert await book.reconcile("orders") == 0  # nothing overdue yet
+    later = time.time() + route.deadline_s + 1
+    assert await book.reconcile("orders", now_s=later) == 2
+    assert await book.reconcile("orders", now_s=later) == 0  # once
+    states = {j.id: (await book.projection(j.id))["state"] for j in (waiting, running, done)}
+    assert states == {waiting.id: "expired", running.id: "expired", done.id: "succeeded"}
+    assert await store.zcard(keys.deadlines) == 0
+    # The worker still holding the running job cannot end it a second time.
+    assert await book.finish(taken._replace(id=running.id), entry_id, Reply(200)) == "expired"
+
+
+async def test_trim_keeps_what_is_needed_and_the_lag_exact(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    route = settings.route("orders")
+    jobs = [new_job(str(i).encode()) for i in range(10)]
+    for job in jobs:
+        await book.admit(route, job, None)
+    keys = RouteKeys("orders")
+    for i in range(6):  # 5 done, the 6th left pending (its worker died)
+        entry_id, taken = await take(store)
+        started = await book.start(taken, entry_id, "c1")
+        assert started is not None
+        if i < 5:
+            await book.finish(started, entry_id, Reply(200))
+    report = await book.trim("orders")
+    assert report.requests == 5  # the acknowledged ones before the pending one
+    assert await store.xlen(keys.requests) == 5  # 1 pending + 4 never delivered
+    measured = await backlog.measure(store, "orders")
+    assert (measured.waiting, measured.pending, measured.exact) == (4, 1, True)
+    assert measured.source == "lag"
+    assert (await book.trim("orders")).requests == 0
+    # Events go once they are older than result_ttl_s + deadline_s.
+    far = time.time() + route.result_ttl_s + route.deadline_s + 10
+    logged = await store.xlen(keys.events)
+    assert (await book.trim("orders", now_s=far)).events == logged
+    assert await store.xlen(keys.events) == 0

@@ -70,6 +70,11 @@ class RouteKeys:
         return self.prefix + "delayed"
 
     @property
+    def deadlines(self) -> str:
+        """Sorted set of unfinished jobs by deadline (unix ms), for the reconciler."""
+        return self.prefix + "deadlines"
+
+    @property
     def events(self) -> str:
         """The route's append-only job event log."""
         return self.prefix + "events"

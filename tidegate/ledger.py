@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from tidegate import scripts
 from tidegate.backoff import backoff_s
@@ -48,6 +49,7 @@ from tidegate.redis_client import unavailable_as_error
 from tidegate.settings import RouteSettings
 
 TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compensated", "expired"})
+OVERDUE_BATCH = 100
 
 AdmitOutcome = Literal["new", "duplicate"]
 
@@ -80,7 +82,7 @@ def admit_call(
 ) -> tuple[str, list[str], list[scripts.Arg]]:
     """One admit script call for a batch of jobs of one route."""
     keys = RouteKeys(route.name)
-    call_keys = [keys.requests, keys.events]
+    call_keys = [keys.requests, keys.events, keys.deadlines]
     args: list[scripts.Arg] = [route.result_ttl_s * 1000, route.deadline_s]
     for item in batch:
         job, key = item.job, item.idempotency_key
@@ -104,6 +106,18 @@ def admit_results(reply: Any) -> list[Admitted | IdempotencyConflict]:
         else:
             raise RuntimeError(f"admit script answered {outcome!r}")
     return out
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class TrimReport:
+    requests: int
+    events: int
+    dead: int
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,7 @@ class Ledger:
             reply = await scripts.call(
                 self.redis,
                 "start",
-                [keys.requests, keys.events, keys.job(job.id), keys.dead],
+                [keys.requests, keys.events, keys.job(job.id), keys.dead, keys.deadlines],
                 [
                     job.id,
                     entry_id,
@@ -216,6 +230,7 @@ class Ledger:
             keys.result(job.id),
             keys.dead,
             keys.delayed,
+            keys.deadlines,
         ]
         with unavailable_as_error("recording a job's outcome"):
             answer = await scripts.call(self.redis, "finish", call_keys, args)
@@ -232,10 +247,76 @@ class Ledger:
             reply = await scripts.call(
                 self.redis,
                 "compensate",
-                [keys.events, keys.job(job.id), keys.dead],
+                [keys.events, keys.job(job.id), keys.dead, keys.deadlines],
                 [job.id, route.result_ttl_s * 1000, status, dead_entry_id, COMPENSATORS],
             )
         return int(reply[0]) == 1
+
+    async def reconcile(self, route_name: str, *, now_s: float | None = None) -> int:
+        """Expire jobs past their deadline with no end; returns how many.
+
+        Reads the deadline index (no scan), then expires each overdue job in
+        its own atomic call; many reconcilers may run at once, a job expires
+        once.
+        """
+        route, keys = self.routes[route_name], RouteKeys(route_name)
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        expired = 0
+        with unavailable_as_error("reconciling overdue jobs"):
+            overdue: Any = await self.redis.zrangebyscore(
+                keys.deadlines, "-inf", now_ms, start=0, num=OVERDUE_BATCH
+            )
+            for raw in overdue:
+                job_id = _text(raw)
+                ok, _ = await scripts.call(
+                    self.redis,
+                    "expire",
+                    [keys.events, keys.job(job_id), keys.deadlines],
+                    [job_id, route.result_ttl_s * 1000, keys.done],
+                )
+                expired += int(ok)
+        return expired
+
+    async def trim(self, route_name: str, *, now_s: float | None = None) -> TrimReport:
+        """Bound memory: drop what no one needs any more.
+
+        - request stream: entries before the oldest one still pending or
+          undelivered (all acknowledged); the group's lag stays exact;
+        - event log: events older than ``result_ttl_s + deadline_s`` (by then
+          the job has ended, been reconciled, and its projection has expired);
+        - dead-letter stream: entries older than ``dead_letter_retention_s``,
+          never one still waiting for its compensation.
+        """
+        route, keys = self.routes[route_name], RouteKeys(route_name)
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        with unavailable_as_error("trimming streams"):
+            requests = await self._trim_consumed(keys.requests, GROUP, None)
+            events_floor = now_ms - int((route.result_ttl_s + route.deadline_s) * 1000)
+            events = int(
+                await self.redis.xtrim(keys.events, minid=f"{events_floor}-0", approximate=False)
+            )
+            dead_floor = now_ms - int(route.worker.dead_letter_retention_s * 1000)
+            dead = await self._trim_consumed(keys.dead, COMPENSATORS, dead_floor)
+        return TrimReport(requests=requests, events=events, dead=dead)
+
+    async def _trim_consumed(self, stream: str, group: str, floor_ms: int | None) -> int:
+        """Trim entries the group is done with (and, with a floor, older than it)."""
+        try:
+            groups: Any = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no stream yet
+            return 0
+        info = next((g for g in groups if _text(g["name"]) == group), None)
+        if info is None:
+            return 0
+        pending: Any = await self.redis.xpending(stream, group)
+        if pending["pending"]:
+            threshold = _text(pending["min"])
+        else:
+            ms, _, seq = _text(info["last-delivered-id"]).partition("-")
+            threshold = f"{ms}-{int(seq) + 1}"
+        if floor_ms is not None and _stream_id(threshold) > (floor_ms, 0):
+            threshold = f"{floor_ms}-0"
+        return int(await self.redis.xtrim(stream, minid=threshold, approximate=False))
 
     async def promote(
         self, route_name: str, *, now_s: float | None = None, most: int = 100
@@ -260,7 +341,7 @@ class Ledger:
             ok, state = await scripts.call(
                 self.redis,
                 "cancel",
-                [keys.events, keys.job(job_id)],
+                [keys.events, keys.job(job_id), keys.deadlines],
                 [job_id, route.result_ttl_s * 1000, keys.done],
             )
         if not int(ok):
@@ -333,7 +414,7 @@ class Ledger:
                 args: list[scripts.Arg] = [_text(event_id), ttl_ms]
                 for k, v in fields.items():
                     args += [k, v]
-                calls.append(("replay", [keys.job(job_id)], args))
+                calls.append(("replay", [keys.job(job_id), keys.deadlines], args))
             with unavailable_as_error("replaying events"):
                 results = await scripts.run_pipeline(self.redis, calls)
             for value in results:

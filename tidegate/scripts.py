@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
-_NAMES = ("admit", "start", "finish", "cancel", "replay", "promote", "compensate")
+_NAMES = ("admit", "start", "finish", "cancel", "replay", "promote", "compensate", "expire")
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,8 @@ class WorkerSettings:
     """Jobs one worker process runs at once."""
     backoff_base_s: float = Field(default=0.5, gt=0)
     """Delay before the first retry; doubles per attempt (with jitter)."""
+    dead_letter_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    """How long dead letters stay for inspection (never trimmed before compensated)."""
     backoff_max_s: float = Field(default=60.0, gt=0)
     """Longest delay between two attempts (an upstream's Retry-After may ask more)."""
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 1000
 ALIVE_EVERY_S = 5.0
 ALIVE_TTL_S = 15.0
+MAINTAIN_EVERY_S = 5.0
 MAX_BACKOFF_S = 5.0
 
 
@@ -120,6 +121,7 @@ class Consumer:
         background = [
             asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.name}"),
             asyncio.create_task(self._alive(), name=f"alive-{self.name}"),
+            asyncio.create_task(self._maintain(), name=f"maintain-{self.name}"),
         ]
         try:
             await self._read_loop(stop)
@@ -214,6 +216,27 @@ class Consumer:
                 if cancel_requested():
                     raise asyncio.CancelledError from e
             await asyncio.sleep(ALIVE_EVERY_S)
+
+    async def _maintain(self) -> None:
+        """Reconcile overdue jobs and trim the route's streams, now and then.
+
+        Every worker does it; both are safe to run in many places at once (a
+        job expires once; trimming to the same bound twice trims nothing).
+        """
+        route = self.route.name
+        while True:
+            await asyncio.sleep(MAINTAIN_EVERY_S)
+            try:
+                expired = await self.ledger.reconcile(route)
+                trimmed = await self.ledger.trim(route)
+            except RedisUnavailable as e:
+                if cancel_requested():
+                    raise asyncio.CancelledError from e
+                continue
+            if expired:
+                self.metrics.reconciled.labels(route, "expired").inc(expired)
+                log.warning("expired %d job(s) of route %s past their deadline", expired, route)
+            log.debug("trimmed %s", trimmed)
 
     async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:
         entry_id = entry_id_raw.decode()

@@ -52,6 +52,12 @@ class WorkerMetrics:
             ["route", "outcome"],
             registry=self.registry,
         )
+        self.reconciled = Counter(
+            "tidegate_worker_reconciled",
+            "Reconciler actions on jobs past their deadline without an outcome.",
+            ["route", "action"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "tidegate_worker_in_flight_jobs",
             "Jobs running in this process.",

@@ -1,8 +1,9 @@
 -- cancel.lua: cancel a job that no worker has started.
--- KEYS: events stream, job projection
+-- KEYS: events stream, job projection, deadline index
 -- ARGV: job id, ttl_ms, done channel
 -- Returns {1, 'cancelled'} or {0, state} ('' when there is no such job).
 local events, proj = KEYS[1], KEYS[2]
+deadlines_key = KEYS[3]
 local job, ttl_ms, channel = ARGV[1], ARGV[2], ARGV[3]
 local ev_id, state = append(events, proj, job, 'cancelled', ttl_ms, {})
 if not ev_id then return {0, state} end

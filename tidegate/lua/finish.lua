@@ -2,7 +2,7 @@
 -- XACK in one atomic call: the entry is acknowledged only together with its
 -- outcome.
 -- KEYS: requests stream, events stream, job projection, result hash,
---       dead-letter stream, delayed-retry set
+--       dead-letter stream, delayed-retry set, deadline index
 -- ARGV: job id, entry id, group, ttl_ms, event type (succeeded|failed),
 --       retryable (0|1), status ('' = none), error, store result (0|1),
 --       result headers, result body, done channel, retry due (unix ms),
@@ -12,6 +12,7 @@
 -- job's state refused the outcome (it had already ended).
 local requests, events, proj, result, dead, delayed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+deadlines_key = KEYS[7]
 local job, entry, group, ttl_ms, etype, retryable, status, err, store, headers, body, channel,
       due, meta, request_body =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],

@@ -21,7 +21,15 @@ local FROM = {
   cancelled = {queued = true},
   -- The one event after a terminal state: the compensation of a dead letter.
   compensated = {dead_lettered = true},
+  -- Past its deadline without an end: the reconciler expires it.
+  expired = {queued = true, running = true, failed = true},
 }
+
+-- The route's deadline index (a sorted set: job id by deadline, unix ms) of
+-- jobs not yet ended; every script declares it among its KEYS and sets it
+-- here before folding. The reconciler reads it to find overdue jobs without
+-- scanning anything.
+local deadlines_key = nil
 
 local function current_state(proj)
   local state = redis.call('HGET', proj, 'state')
@@ -70,13 +78,20 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     state = 'dead_lettered'; put('last_error', f['error'])
   elseif etype == 'cancelled' then
     state = 'cancelled'
+  elseif etype == 'expired' then
+    state = 'expired'; put('last_error', f['error'])
   elseif etype == 'compensated' then
     state = 'compensated'; put('compensation_status', f['status'])
   end
   put('state', state)
   if TERMINAL[state] then put('finished_at_ms', t) end
   redis.call('HSET', proj, unpack(set))
-  if TERMINAL[state] then redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms)) end
+  if etype == 'accepted' then
+    redis.call('ZADD', deadlines_key, f['deadline_ms'], f['job'])
+  elseif TERMINAL[state] then
+    redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
+    redis.call('ZREM', deadlines_key, f['job'])
+  end
   return state
 end
 

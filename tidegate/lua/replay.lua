@@ -1,9 +1,10 @@
 -- replay.lua: fold one logged event into its projection again.
--- KEYS: job projection
+-- KEYS: job projection, deadline index
 -- ARGV: event id, ttl_ms, then the event's field pairs
 -- An `accepted` event starts the projection afresh. Returns 1 when applied,
 -- 0 when the projection's state refused it (the log is inconsistent).
 local proj = KEYS[1]
+deadlines_key = KEYS[2]
 local ev_id, ttl_ms = ARGV[1], ARGV[2]
 local f = pairs_to_table(ARGV, 3)
 if f['type'] == 'accepted' then redis.call('DEL', proj) end

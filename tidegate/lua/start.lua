@@ -3,13 +3,15 @@
 -- from the entry: an entry reclaimed from a crashed worker is the same entry
 -- delivered again, and it must count as another attempt. A job whose attempts
 -- have run out is dead-lettered here instead of run once more.
--- KEYS: requests stream, events stream, job projection, dead-letter stream
+-- KEYS: requests stream, events stream, job projection, dead-letter stream,
+--       deadline index
 -- ARGV: job id, entry id, group, consumer, ttl_ms, max_attempts, done channel,
 --       envelope meta, envelope body (copied into a dead letter)
 -- Returns {1, attempt} to go ahead, or {0, state}: the job needs no work (it
 -- ended, was cancelled, is gone or was just dead-lettered); the entry is
 -- acknowledged.
 local requests, events, proj, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+deadlines_key = KEYS[5]
 local job, entry, group, consumer, ttl_ms, max_attempts, channel, meta, body =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
 
