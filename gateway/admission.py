@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from tidegate import scripts
 from tidegate.envelope import Job
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import NotReplicated, RedisUnavailable
 from tidegate.ledger import Admission, Admitted, admit_call, admit_results
 from tidegate.redis_client import UNAVAILABLE
 from tidegate.settings import RouteSettings
@@ -87,9 +87,15 @@ class AdmissionBatcher:
         for pending in batch:
             groups.setdefault(pending[0].name, []).append(pending)
         calls = [admit_call(g[0][0], [p[1] for p in g]) for g in groups.values()]
+        need, timeout_s = max(
+            (g[0][0].replicas_ack, g[0][0].replicas_ack_timeout_s) for g in groups.values()
+        )
         self.batches += 1
         try:
-            replies = await scripts.run_pipeline(self._redis, calls)
+            replies = await scripts.run_pipeline(
+                self._redis, calls, wait=(need, int(timeout_s * 1000)) if need else None
+            )
+            acked = replies.pop() if need else 0
         except UNAVAILABLE as e:
             self._down_until = time.monotonic() + self._breaker_s
             log.warning("Redis unreachable, %d admission(s) refused: %s", len(batch), e)
@@ -100,6 +106,11 @@ class AdmissionBatcher:
             _fail(batch, e)
             return
         for group, reply in zip(groups.values(), replies, strict=True):
+            needed = group[0][0].replicas_ack
+            if needed and acked < needed and not isinstance(reply, Exception):
+                reply = NotReplicated(
+                    f"{acked} of {needed} Redis replica(s) acknowledged the admission in time"
+                )
             if isinstance(reply, Exception):
                 log.error("admission into route %s failed: %s", group[0][0].name, reply)
                 _fail(group, reply)

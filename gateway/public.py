@@ -33,7 +33,7 @@ from gateway.http_headers import (
 )
 from gateway.proxy import forward
 from tidegate.envelope import Job
-from tidegate.errors import IdempotencyConflict, RedisUnavailable
+from tidegate.errors import IdempotencyConflict, NotReplicated, RedisUnavailable
 from tidegate.keys import new_job_id
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.settings import RouteSettings
@@ -186,6 +186,16 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
         except RedisUnavailable:
             gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
             return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+        except NotReplicated as e:
+            gw.metrics.rejected.labels(route.name, "not_replicated").inc()
+            return problems.problem(
+                503,
+                "not-replicated",
+                "Not durable yet",
+                f"{e}. The job may exist on the primary: retry with the same "
+                "Idempotency-Key to get the same job, not a second one.",
+                headers={"Retry-After": str(gw.settings.gateway.redis_retry_after_s)},
+            )
         except IdempotencyConflict as e:
             gw.metrics.rejected.labels(route.name, "idempotency_conflict").inc()
             return problems.problem(

@@ -23,13 +23,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(self, *, appendonly: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH; .ci/run installs it (apt-get)")
         self.binary = binary
         self.port = free_port()
         self.appendonly = appendonly
+        self.extra_args = extra_args
         self._dir = tempfile.TemporaryDirectory(prefix="tidegate-test-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -52,6 +53,7 @@ class RedisServer:
             "always",
             "--dir",
             self._dir.name,
+            *self.extra_args,
         ]
         log = (Path(self._dir.name) / "redis.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -123,3 +123,38 @@ async def test_worker_resumes_after_redis_restart(own_redis: RedisServer, upstre
             return await gateway.job_state(second) == "succeeded"
 
         await wait_until(second_done, timeout_s=20, what="the worker to resume")
+
+
+async def test_replicas_ack_holds_the_answer_until_replicated(own_redis: RedisServer) -> None:
+    """With replicas_ack: 1, a 202 means a replica has the job too (WAIT)."""
+    settings = make_settings(own_redis.url, replicas_ack=1, replicas_ack_timeout_s=0.2)
+    async_only = {"Prefer": "respond-async", "Idempotency-Key": "order-1"}
+    async with running_gateway(settings) as gateway:
+        async with gateway.http.post(gateway.url("/orders"), data=b"x", headers=async_only) as r:
+            assert r.status == 503  # no replica: not durable enough yet
+            body = await r.json(content_type="application/problem+json")
+            assert body["type"].endswith("/not-replicated")
+            assert r.headers["Retry-After"] == "1"
+        replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(own_redis.port)))
+        replica.start()
+        try:
+            from redis.asyncio import Redis
+
+            primary = Redis.from_url(own_redis.url)
+
+            async def replica_in_sync() -> bool:
+                info = await primary.info("replication")
+                return bool(info.get("connected_slaves")) and "online" in str(info.get("slave0"))
+
+            await wait_until(replica_in_sync, timeout_s=20, what="the replica to sync")
+            await primary.aclose()
+            async with gateway.http.post(
+                gateway.url("/orders"), data=b"x", headers=async_only
+            ) as r:
+                assert r.status == 202  # the retry with its key finds the same job
+                job_id = (await r.json())["id"]
+            replica_client = Redis.from_url(replica.url)
+            assert await replica_client.exists(RouteKeys("orders").job(job_id))
+            await replica_client.aclose()
+        finally:
+            replica.close()

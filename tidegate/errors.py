@@ -5,6 +5,7 @@
     TidegateError
     ├── ConfigError          the config file or an override is invalid (lists every problem)
     ├── RedisUnavailable     Redis cannot be reached or timed out; callers answer 503 / back off
+    ├── NotReplicated        a write did not reach the replicas a route asks for, in time
     └── LedgerError          the event log refused a change
         ├── JobNotFound      no such job (or its retention ran out)
         ├── TransitionRefused the job's state does not allow that event (e.g. cancel once running)
@@ -53,3 +54,7 @@ class TransitionRefused(LedgerError):
 
 class IdempotencyConflict(LedgerError):
     """The Idempotency-Key was used before with a different payload."""
+
+
+class NotReplicated(TidegateError):
+    """Fewer Redis replicas acknowledged a write than the route requires."""

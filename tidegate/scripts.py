@@ -71,20 +71,31 @@ async def call(redis: Redis, name: str, keys: Sequence[str], args: Sequence[Arg]
         return await redis.evalsha(script.sha, len(keys), *keys, *args)
 
 
+Calls = Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
+
+
 async def run_pipeline(
-    redis: Redis, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
+    redis: Redis, calls: Calls, *, wait: tuple[int, int] | None = None
 ) -> list[Any]:
     """Send many script calls in one round trip; per-call errors come back as values.
 
     Calls answered NOSCRIPT did nothing; only those are sent again, after loading.
+    ``wait=(replicas, timeout_ms)`` appends WAIT on the same connection, so the
+    writes are acknowledged by that many replicas before this returns; the
+    number that did is appended to the results.
     """
-    results = await _pipeline(redis, calls)
+    results = await _pipeline(redis, calls, wait)
+    acked = results.pop() if wait else None
     missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if missing:
         await load_all(redis)
-        again = await _pipeline(redis, [calls[i] for i in missing])
+        again = await _pipeline(redis, [calls[i] for i in missing], wait)
+        if wait:
+            acked = min(acked, again.pop())
         for i, value in zip(missing, again, strict=True):
             results[i] = value
+    if wait:
+        results.append(acked)
     return results
 
 
@@ -100,18 +111,19 @@ def pack(args: Sequence[Arg]) -> bytes:
     return packed
 
 
-async def _pipeline(
-    redis: Redis, calls: Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
-) -> list[Any]:
-    data = b"".join(
+async def _pipeline(redis: Redis, calls: Calls, wait: tuple[int, int] | None) -> list[Any]:
+    commands = [
         pack(["EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args]) for name, keys, args in calls
-    )
+    ]
+    if wait:
+        commands.append(pack(["WAIT", *wait]))
+    data = b"".join(commands)
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await connection.send_packed_command(data)
         results: list[Any] = []
-        for _ in calls:
+        for _ in commands:
             try:
                 results.append(await connection.read_response())
             except ResponseError as e:  # an error reply; the connection stays in step

@@ -209,6 +209,10 @@ class RouteSettings:
     """How long results, finished job states and idempotency keys are kept."""
     deadline_s: float = Field(default=600.0, gt=0)
     """A job not finished this long after it was accepted is overdue."""
+    replicas_ack: int = Field(default=0, ge=0)
+    """Redis replicas that must hold an admitted job before the client is answered
+    (WAIT); fewer within replicas_ack_timeout_s is a 503."""
+    replicas_ack_timeout_s: float = Field(default=0.5, gt=0)
     worker: WorkerSettings = WorkerSettings()
     scaler: ScalerSettings | None = None
 
