@@ -5,7 +5,9 @@
 - ``naive``: the same handler doing one awaited XADD per request: what
   admission into Redis costs without batching.
 
-Usage: python bench/baselines.py bare|naive PORT [REDIS_URL]
+- ``upstream``: a trivial HTTP service (200, empty body) for bench/relay.py.
+
+Usage: python bench/baselines.py bare|naive|upstream PORT [REDIS_URL]
 """
 
 from __future__ import annotations
@@ -39,7 +41,20 @@ def naive_app(redis_url: str) -> web.Application:
     return app
 
 
+def upstream_app() -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
 if __name__ == "__main__":
     kind, port = sys.argv[1], int(sys.argv[2])
-    app = bare_app() if kind == "bare" else naive_app(sys.argv[3])
+    if kind == "upstream":
+        app = upstream_app()
+    else:
+        app = bare_app() if kind == "bare" else naive_app(sys.argv[3])
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
