@@ -26,6 +26,7 @@ from tidegate.ledger import Ledger
 from tidegate.redis_client import connect
 from tidegate.sample_service import STATE, ServiceState
 from tidegate.sample_service import build_app as build_sample
+from tidegate.scripts import ScriptBatcher
 from tidegate.settings import Settings, parse_settings
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
@@ -218,8 +219,10 @@ async def running_worker(
     from worker.group_reader import ensure_group
 
     client = connect(settings.redis, extra_timeout_s=1.0)
+    batcher = ScriptBatcher(client)  # as worker.main runs it
+    batcher.start()
     consumer = Consumer(
-        client, settings.route(route), Ledger(client, settings.routes), executor, **kwargs
+        client, settings.route(route), Ledger(client, settings.routes, batcher), executor, **kwargs
     )
     await ensure_group(client, RouteKeys(route).requests, GROUP)
     compensator = Compensator(
@@ -233,6 +236,7 @@ async def running_worker(
         yield running
     finally:
         await running.close()
+        await batcher.close()
         await client.aclose()
 
 

@@ -130,9 +130,21 @@ class ReplayReport:
 class Ledger:
     """Reads and writes jobs of the configured routes."""
 
-    def __init__(self, redis: Redis, routes: Sequence[RouteSettings]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        routes: Sequence[RouteSettings],
+        batcher: scripts.ScriptBatcher | None = None,
+    ) -> None:
         self.redis = redis
         self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
+        self.batcher = batcher
+        """When set, script calls are coalesced with those of concurrent jobs."""
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[scripts.Arg]) -> Any:
+        if self.batcher is not None:
+            return await self.batcher.call(name, keys, args)
+        return await scripts.call(self.redis, name, keys, args)
 
     def _route(self, job_id: str) -> RouteSettings:
         name = route_of(job_id)
@@ -145,7 +157,7 @@ class Ledger:
         """Admit one job on its own (the gateway batches; this is for tools and tests)."""
         name, keys, args = admit_call(route, [Admission(job, idempotency_key)])
         with unavailable_as_error("admitting a job"):
-            reply = await scripts.call(self.redis, name, keys, args)
+            reply = await self._call(name, keys, args)
         result = admit_results(reply)[0]
         if isinstance(result, IdempotencyConflict):
             raise result
@@ -157,8 +169,7 @@ class Ledger:
         ran out and it was dead-lettered). Either way the entry is handled."""
         route, keys = self.routes[job.route], RouteKeys(job.route)
         with unavailable_as_error("starting a job"):
-            reply = await scripts.call(
-                self.redis,
+            reply = await self._call(
                 "start",
                 [keys.requests, keys.events, keys.job(job.id), keys.dead, keys.deadlines],
                 [
@@ -233,7 +244,7 @@ class Ledger:
             keys.deadlines,
         ]
         with unavailable_as_error("recording a job's outcome"):
-            answer = await scripts.call(self.redis, "finish", call_keys, args)
+            answer = await self._call("finish", call_keys, args)
         return _text(answer[1])
 
     async def compensated(self, job: Job, dead_entry_id: str, status: int) -> bool:
@@ -244,8 +255,7 @@ class Ledger:
         """
         route, keys = self.routes[job.route], RouteKeys(job.route)
         with unavailable_as_error("recording a compensation"):
-            reply = await scripts.call(
-                self.redis,
+            reply = await self._call(
                 "compensate",
                 [keys.events, keys.job(job.id), keys.dead, keys.deadlines],
                 [job.id, route.result_ttl_s * 1000, status, dead_entry_id, COMPENSATORS],
@@ -268,8 +278,7 @@ class Ledger:
             )
             for raw in overdue:
                 job_id = _text(raw)
-                ok, _ = await scripts.call(
-                    self.redis,
+                ok, _ = await self._call(
                     "expire",
                     [keys.events, keys.job(job_id), keys.deadlines],
                     [job_id, route.result_ttl_s * 1000, keys.done],
@@ -328,8 +337,8 @@ class Ledger:
         keys = RouteKeys(route_name)
         now_ms = int((time.time() if now_s is None else now_s) * 1000)
         with unavailable_as_error("promoting due retries"):
-            moved, next_ms = await scripts.call(
-                self.redis, "promote", [keys.requests, keys.delayed], [now_ms, most]
+            moved, next_ms = await self._call(
+                "promote", [keys.requests, keys.delayed], [now_ms, most]
             )
         return int(moved), (int(next_ms) / 1000 if int(next_ms) >= 0 else None)
 
@@ -338,8 +347,7 @@ class Ledger:
         route = self._route(job_id)
         keys = RouteKeys(route.name)
         with unavailable_as_error("cancelling a job"):
-            ok, state = await scripts.call(
-                self.redis,
+            ok, state = await self._call(
                 "cancel",
                 [keys.events, keys.job(job_id), keys.deadlines],
                 [job_id, route.result_ttl_s * 1000, keys.done],

@@ -16,6 +16,7 @@ from tidegate.errors import ConfigError
 from tidegate.keys import RouteKeys
 from tidegate.ledger import Ledger
 from tidegate.redis_client import connect, unavailable_as_error
+from tidegate.scripts import ScriptBatcher
 from tidegate.settings import Settings, parse_listen
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
@@ -56,11 +57,13 @@ async def consume(
     redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
     metrics = WorkerMetrics()
     runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None
+    batcher = ScriptBatcher(redis)
+    batcher.start()
     try:
         consumer = Consumer(
             redis,
             route,
-            Ledger(redis, settings.routes),
+            Ledger(redis, settings.routes, batcher),
             executor,
             concurrency=concurrency,
             metrics=metrics,
@@ -75,6 +78,7 @@ async def consume(
         await asyncio.gather(consumer.run(stop, grace_s=grace_s), compensator.run(stop))
         return consumer
     finally:
+        await batcher.close()
         if runner is not None:
             await runner.cleanup()
         await redis.aclose()
