@@ -22,15 +22,13 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import COMPENSATORS, RouteKeys
 from tidegate.ledger import Ledger
-from tidegate.redis_client import UNAVAILABLE
 from tidegate.settings import RouteSettings
-from worker.consumer import BLOCK_MS, MAX_BACKOFF_S, Executor
+from worker.consumer import BLOCK_MS, Executor
 from worker.group_reader import GroupReader
 from worker.metrics import WorkerMetrics
 
@@ -59,29 +57,15 @@ class Compensator:
         self.skipped = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay_s = 0.1
-        group_ready = False
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                try:
-                    if not group_ready:
-                        await self.reader.ensure_group()
-                        group_ready = True
-                    entries = await self.reader.reclaim(16)
-                    if not entries:
-                        entries = await self.reader.read(16, stop_wait, BLOCK_MS)
-                    for entry_id, fields in entries:
+                for entry_id, fields in await self.reader.fetch(16, stop_wait, BLOCK_MS):
+                    try:
                         await self._one(entry_id.decode(), fields)
-                    delay_s = 0.1
-                except (*UNAVAILABLE, RedisUnavailable) as e:
-                    log.warning("compensator: Redis unreachable (%s)", e)
-                    await asyncio.wait({stop_wait}, timeout=delay_s)
-                    delay_s = min(delay_s * 2, MAX_BACKOFF_S)
-                except ResponseError as e:
-                    if "NOGROUP" not in str(e):
-                        raise
-                    group_ready = False
+                    except (*UNAVAILABLE, RedisUnavailable) as e:  # left pending: reclaimed later
+                        log.warning("compensator: Redis unreachable (%s)", e)
+                        break
         finally:
             stop_wait.cancel()
 

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable
@@ -108,8 +107,6 @@ class Consumer:
         """Jobs running, with their stream entry ids (the heartbeat keeps those)."""
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
-        self.read_failures = 0
-        """Reads that failed because Redis was unreachable."""
         self.metrics = metrics or WorkerMetrics()
         self.reader = GroupReader(
             redis, self.keys.requests, GROUP, self.name, route.worker.visibility_timeout_s
@@ -133,8 +130,6 @@ class Consumer:
             await self.executor.close()
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
-        delay_s = 0.1
-        group_ready = False
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -144,35 +139,20 @@ class Consumer:
                         {stop_wait, *self.in_flight}, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
+                block_ms = BLOCK_MS
                 try:
-                    if not group_ready:
-                        await self.reader.ensure_group()
-                        group_ready = True
                     _, next_due_s = await self.ledger.promote(self.route.name)
-                    block_ms = BLOCK_MS
-                    if next_due_s is not None:  # wake up in time for the next retry
-                        block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
-                    reply = await self.reader.reclaim(free)
-                    if reply:
-                        self.metrics.reclaims.labels(self.route.name).inc(len(reply))
-                    else:
-                        reply = await self.reader.read(free, stop_wait, block_ms)
-                    delay_s = 0.1
-                except (*UNAVAILABLE, RedisUnavailable) as e:
-                    self.read_failures += 1
-                    log.warning("Redis unreachable (%s); retrying in %.1f s", e, delay_s)
-                    await asyncio.wait({stop_wait}, timeout=delay_s)
-                    delay_s = min(delay_s * 2, MAX_BACKOFF_S)
-                    continue
-                except ResponseError as e:
-                    if "NOGROUP" not in str(e):
-                        raise
-                    # The stream or group vanished (Redis restarted without
-                    # persistence, or an operator deleted it): make it again.
-                    log.warning("consumer group missing on %s; recreating", self.keys.requests)
-                    group_ready = False
-                    continue
-                for entry_id, fields in reply:
+                except RedisUnavailable:
+                    next_due_s = None  # the fetch below meets the outage and backs off
+                if next_due_s is not None:  # wake up in time for the next retry
+                    block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
+                reclaimed_before = self.reader.reclaimed
+                entries = await self.reader.fetch(free, stop_wait, block_ms)
+                if self.reader.reclaimed > reclaimed_before:
+                    self.metrics.reclaims.labels(self.route.name).inc(
+                        self.reader.reclaimed - reclaimed_before
+                    )
+                for entry_id, fields in entries:
                     task = asyncio.create_task(self._process(entry_id, fields))
                     self.in_flight[task] = entry_id.decode()
                     task.add_done_callback(self._done)

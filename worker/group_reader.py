@@ -26,7 +26,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from tidegate.redis_client import UNAVAILABLE
+
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 
@@ -57,11 +61,46 @@ class GroupReader:
         self.reclaim_every_s = min(visibility_s / 2, 5.0)
         self.keep_every_s = visibility_s / 3
         self._next_reclaim = 0.0
+        self._group_ready = False
+        self._delay_s = 0.1
         self.reclaimed = 0
         """Entries taken over from consumers that held them too long."""
+        self.failures = 0
+        """Fetches that failed because Redis was unreachable."""
 
     async def ensure_group(self) -> None:
         await ensure_group(self.redis, self.stream, self.group)
+
+    async def fetch(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
+        """Entries to work on: reclaimed ones first, else new ones.
+
+        Rides out what a long-running reader meets: the group is (re)created
+        when missing (NOGROUP after a Redis restart without persistence, or an
+        operator deleting it), and Redis being unreachable is waited out with a
+        backoff (0.1 s doubling to 5 s) that ends early when stopping; both
+        return no entries so that the caller's loop goes round again.
+        """
+        try:
+            if not self._group_ready:
+                await self.ensure_group()
+                self._group_ready = True
+            entries = await self.reclaim(count)
+            if not entries:
+                entries = await self.read(count, stop_wait, block_ms)
+            self._delay_s = 0.1
+            return entries
+        except UNAVAILABLE as e:
+            self.failures += 1
+            log.warning("Redis unreachable (%s); retrying in %.1f s", e, self._delay_s)
+            await asyncio.wait({stop_wait}, timeout=self._delay_s)
+            self._delay_s = min(self._delay_s * 2, MAX_BACKOFF_S)
+            return []
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            log.warning("consumer group %s missing on %s; recreating", self.group, self.stream)
+            self._group_ready = False
+            return []
 
     async def reclaim(self, count: int) -> list[Entry]:
         now = time.monotonic()
