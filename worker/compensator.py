@@ -27,6 +27,7 @@ from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import COMPENSATORS, RouteKeys
 from tidegate.ledger import Ledger
+from tidegate.redis_client import UNAVAILABLE
 from tidegate.settings import RouteSettings
 from worker.consumer import BLOCK_MS, Executor
 from worker.group_reader import GroupReader
