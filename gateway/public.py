@@ -33,7 +33,7 @@ from gateway.http_headers import (
 )
 from gateway.proxy import forward
 from tidegate.envelope import Job
-from tidegate.errors import IdempotencyConflict, NotReplicated, RedisUnavailable
+from tidegate.errors import IdempotencyConflict, JobNotFound, NotReplicated, RedisUnavailable
 from tidegate.keys import new_job_id
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.settings import RouteSettings
@@ -239,7 +239,7 @@ async def _state_of(gw: Gateway, job_id: str) -> str:
         return (await gw.ledger.projection(job_id)).get("state", "queued")
     except RedisUnavailable:
         return "queued"
-    except Exception:  # expired between admission and now
+    except JobNotFound:  # its retention ended between admission and now
         return "expired"
 
 
