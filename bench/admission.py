@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,30 +32,14 @@ from pathlib import Path
 
 import yaml
 
+from tidegate.local_redis import free_port, start_redis_server, wait_for_port
+
 HERE = Path(__file__).resolve().parent
 POST_LUA = """
 wrk.method = "POST"
 wrk.body = '{"sku": "widget", "quantity": 2, "note": "benchmark order"}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_http(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def to_ms(text: str) -> float:
@@ -107,23 +90,8 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:
         redis_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    folder,
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        wait_http(redis_port)
+        procs.append(start_redis_server(redis_port, folder))
+        wait_for_port(redis_port)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         ports = {name: free_port() for name in ("bare", "gateway", "naive")}
         config = Path(folder) / "tidegate.yaml"
@@ -161,7 +129,7 @@ def main() -> int:
         procs.extend(servers.values())
         try:
             for port in ports.values():
-                wait_http(port)
+                wait_for_port(port, 20.0)
             time.sleep(1.0)
             results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
             for name, port in ports.items():  # warm-up, not counted

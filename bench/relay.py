@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from tidegate.envelope import Job
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Admission, admit_call
+from tidegate.local_redis import free_port, start_redis_server
 from tidegate.scripts import run_pipeline
 from tidegate.settings import parse_settings
 
@@ -55,15 +56,6 @@ async def main(url, stream, total, count):
     print(done / (time.perf_counter() - t0))
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def preload(redis: Redis, settings: Any, route: str, jobs: int) -> None:
@@ -161,20 +153,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:
         redis_port, upstream_port = free_port(), free_port()
-        redis_proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                folder,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        redis_proc = start_redis_server(redis_port, folder)
         upstream_proc = subprocess.Popen(
             [sys.executable, str(HERE / "baselines.py"), "upstream", str(upstream_port)]
         )

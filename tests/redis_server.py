@@ -7,27 +7,16 @@ that restart the server and expect the data back.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tidegate.local_redis import free_port, start_redis_server
 
 
 class RedisServer:
     def __init__(self, *, appendonly: bool = False, extra_args: tuple[str, ...] = ()) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH; .ci/run installs it (apt-get)")
-        self.binary = binary
         self.port = free_port()
         self.appendonly = appendonly
         self.extra_args = extra_args
@@ -39,24 +28,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "always",
-            "--dir",
-            self._dir.name,
-            *self.extra_args,
-        ]
-        log = (Path(self._dir.name) / "redis.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = start_redis_server(
+            self.port, self._dir.name, appendonly=self.appendonly, extra_args=self.extra_args
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -15,10 +15,10 @@ import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import wait_until
-from tests.redis_server import free_port
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger
+from tidegate.local_redis import free_port
 from tidegate.settings import Settings
 
 

@@ -23,8 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,14 +37,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from tidegate.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
 from tidegate.sample_service import build_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -75,29 +67,13 @@ def redis_for_demo(report: Report) -> Any:
         report.info(f"Redis: using TIDEGATE_REDIS_URL ({url})")
         yield url
         return
-    binary = shutil.which("redis-server")
+    binary = redis_binary()
     if binary:
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="tidegate-demo-redis-") as folder:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    folder,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            proc = start_redis_server(port, folder, binary=binary)
             try:
-                _wait_port(port, 10.0)
+                wait_for_port(port, 10.0)
                 report.info(f"Redis: started {binary} on port {port} (temporary, no persistence)")
                 yield f"redis://127.0.0.1:{port}/0"
             finally:
@@ -116,15 +92,6 @@ def redis_for_demo(report: Report) -> Any:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def _wait_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:.0f} s")
 
 
 def demo_config(redis_url: str, port: int, admin_port: int) -> dict[str, Any]:
