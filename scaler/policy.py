@@ -1,0 +1,149 @@
+"""The scaling policy: a pure function of samples and time.
+
+Per route, every ``interval_s`` the scaler feeds one ``Sample`` (counters and
+gauges read from Redis and the Deployment) into ``Policy.decide``, which
+returns how many replicas the route's workers should have. Nothing here does
+I/O or reads a clock: time comes in with the sample, so tests drive it with
+fake time.
+
+How the number is found:
+
+- **Rates.** The arrival rate (entries added) and the completion rate
+  (entries finished) are differences of counters over time, smoothed.
+- **Service rate per replica.** Learned only while the workers are
+  saturated (work was waiting for them), as completions per ready replica;
+  an idle worker's throughput says nothing about its capacity.
+- **Sizing (Little's law).** With a known service rate ``mu`` per replica,
+  the replicas needed to keep up with arrivals ``lambda`` and drain the
+  backlog ``B`` within ``drain_target_s`` are ``ceil((lambda + B /
+  drain_target_s) / mu)``. Before ``mu`` is known, a lag-per-replica target
+  stands in (as KEDA's lagCount does).
+- **Activation** (0 <-> 1) is separate from sizing: any waiting or pending
+  work, or any arrival, asks for at least one replica at once; zero only
+  once the route is idle and the scale-down window has passed.
+- **Stability.** Up at once; down only to the highest recommendation of the
+  last ``scale_down_window_s``, and not for a change within the tolerance
+  band. Clamped to ``[min_replicas, max_replicas]``; a need above the
+  maximum is reported as ``exhausted`` (the throttle's cue).
+- **Unknown is not zero.** A sample whose measurement failed (``None``
+  backlog) holds the current replicas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    min_replicas: int = 0
+    max_replicas: int = 10
+    drain_target_s: float = 30.0
+    scale_down_window_s: float = 60.0
+    tolerance: float = 0.1
+    """Relative change below which replicas are not reduced (against flapping)."""
+    lag_per_replica: int = 100
+    """Backlog per replica used before the service rate is known."""
+    smoothing: float = 0.3
+    """Weight of the newest value in the moving averages (0 < x <= 1)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One observation of a route, taken at ``t_s`` (seconds, any fixed origin)."""
+
+    t_s: float
+    waiting: int | None
+    """Entries not yet delivered (None: the measurement failed)."""
+    pending: int
+    """Entries delivered and not yet acknowledged."""
+    added_total: int
+    """Entries ever added to the stream (a counter)."""
+    completed_total: int
+    """Entries ever finished (a counter)."""
+    ready_replicas: int
+    current_replicas: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    needed: int
+    """Before clamping: what the backlog and rates ask for."""
+    exhausted: bool
+    """More replicas are needed than max_replicas allows."""
+    arrival_rate: float
+    completion_rate: float
+    service_rate: float | None
+    """Learned completions per second per replica (None: not yet known)."""
+    reason: str
+
+
+@dataclass
+class Policy:
+    settings: PolicySettings
+    _last: Sample | None = None
+    _arrival: float = 0.0
+    _completion: float = 0.0
+    _service: float | None = None
+    _history: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def _smooth(self, old: float | None, new: float) -> float:
+        if old is None:
+            return new
+        a = self.settings.smoothing
+        return a * new + (1 - a) * old
+
+    def decide(self, sample: Sample) -> Decision:
+        s = self.settings
+        last, self._last = self._last, sample
+        if sample.waiting is None:
+            current = sample.current_replicas
+            return self._decision(current, current, "hold: backlog unknown")
+        if last is not None and sample.t_s > last.t_s:
+            dt = sample.t_s - last.t_s
+            arrivals = max(0, sample.added_total - last.added_total) / dt
+            completions = max(0, sample.completed_total - last.completed_total) / dt
+            self._arrival = self._smooth(self._arrival, arrivals)
+            self._completion = self._smooth(self._completion, completions)
+            saturated = (last.waiting or 0) > 0 and last.ready_replicas > 0
+            if saturated and completions > 0:
+                per_replica = completions / last.ready_replicas
+                self._service = self._smooth(self._service, per_replica)
+
+        backlog = sample.waiting + sample.pending
+        if self._service:
+            raw = (self._arrival + sample.waiting / s.drain_target_s) / self._service
+            needed, how = math.ceil(raw - 1e-9), "sized by rates"
+        else:
+            needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
+        if backlog > 0 or self._arrival > 0:  # activation: any work asks for one
+            needed = max(needed, 1)
+
+        self._history.append((sample.t_s, needed))
+        while self._history and self._history[0][0] < sample.t_s - s.scale_down_window_s:
+            self._history.popleft()
+        current = sample.current_replicas
+        if needed >= current:
+            target, why = needed, f"up: {how}" if needed > current else f"steady: {how}"
+        else:
+            highest = max(n for _, n in self._history)
+            target = max(needed, highest)
+            if target < current and current and (current - target) / current <= s.tolerance:
+                target = current
+            why = "down: " + how if target < current else "hold: scale-down window"
+        clamped = min(max(target, s.min_replicas), s.max_replicas)
+        return self._decision(clamped, needed, why)
+
+    def _decision(self, replicas: int, needed: int, reason: str) -> Decision:
+        return Decision(
+            replicas=replicas,
+            needed=needed,
+            exhausted=needed > self.settings.max_replicas,
+            arrival_rate=self._arrival,
+            completion_rate=self._completion,
+            service_rate=self._service,
+            reason=reason,
+        )

@@ -1,0 +1,101 @@
+"""The scaling policy with fake time: a sequence of samples, decisions checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaler.policy import Policy, PolicySettings, Sample
+
+
+@dataclass
+class Route:
+    """A toy route the tests drive: counters advance as the test says."""
+
+    t_s: float = 0.0
+    added: int = 0
+    completed: int = 0
+    replicas: int = 0
+
+    def tick(
+        self, policy: Policy, *, arrivals: int, done: int, waiting: int | None, pending: int = 0
+    ) -> int:
+        self.t_s += 1.0
+        self.added += arrivals
+        self.completed += done
+        decision = policy.decide(
+            Sample(
+                t_s=self.t_s,
+                waiting=waiting,
+                pending=pending,
+                added_total=self.added,
+                completed_total=self.completed,
+                ready_replicas=self.replicas,
+                current_replicas=self.replicas,
+            )
+        )
+        self.replicas = decision.replicas
+        return decision.replicas
+
+
+def test_lag_per_replica_before_the_service_rate_is_known() -> None:
+    policy = Policy(PolicySettings(lag_per_replica=100, max_replicas=20))
+    route = Route()
+    assert route.tick(policy, arrivals=450, done=0, waiting=450) == 5
+
+
+def test_sizes_by_littles_law_once_the_service_rate_is_learned() -> None:
+    policy = Policy(PolicySettings(drain_target_s=30, smoothing=1.0, max_replicas=20))
+    # Saturated: 2 ready replicas finish 10/s each while 30/s arrive and 300 wait.
+    policy.decide(Sample(0.0, 300, 0, 0, 0, ready_replicas=2, current_replicas=2))
+    decision = policy.decide(Sample(1.0, 300, 0, 30, 20, ready_replicas=2, current_replicas=2))
+    assert decision.service_rate == 10.0
+    assert decision.arrival_rate == 30.0
+    assert decision.needed == 4  # ceil((30 + 300 / 30) / 10)
+    assert decision.replicas == 4
+
+
+def test_idle_throughput_teaches_nothing() -> None:
+    policy = Policy(PolicySettings(smoothing=1.0))
+    route = Route(replicas=3)
+    for _ in range(5):
+        route.tick(policy, arrivals=5, done=5, waiting=0)
+    decision = policy.decide(Sample(route.t_s + 1, 0, 0, route.added, route.completed, 3, 3))
+    assert decision.service_rate is None
+
+
+def test_up_at_once_down_only_after_the_window_then_to_zero() -> None:
+    policy = Policy(PolicySettings(scale_down_window_s=10, lag_per_replica=100, max_replicas=20))
+    route = Route()
+    assert route.tick(policy, arrivals=800, done=0, waiting=800) == 8
+    history = [route.tick(policy, arrivals=0, done=0, waiting=0) for _ in range(15)]
+    assert history[:9] == [8] * 9  # held: the window still remembers 8
+    assert history[-1] == 0  # idle past the window: scaled to zero
+    assert route.tick(policy, arrivals=1, done=0, waiting=1) == 1  # activation at once
+
+
+def test_tolerance_band_keeps_small_reductions_away() -> None:
+    policy = Policy(
+        PolicySettings(scale_down_window_s=0, tolerance=0.1, lag_per_replica=10, max_replicas=50)
+    )
+    route = Route()
+    assert route.tick(policy, arrivals=200, done=0, waiting=200) == 20
+    assert route.tick(policy, arrivals=0, done=0, waiting=190) == 20  # 19 is within 10%
+    assert route.tick(policy, arrivals=0, done=0, waiting=100) == 10
+
+
+def test_clamped_and_exhausted_above_max() -> None:
+    policy = Policy(PolicySettings(min_replicas=1, max_replicas=4, lag_per_replica=100))
+    decision = policy.decide(Sample(1.0, 1000, 0, 1000, 0, 0, 0))
+    assert (decision.replicas, decision.needed, decision.exhausted) == (4, 10, True)
+    quiet = Policy(PolicySettings(min_replicas=1, max_replicas=4)).decide(
+        Sample(1.0, 0, 0, 0, 0, 1, 1)
+    )
+    assert (quiet.replicas, quiet.exhausted) == (1, False)  # min_replicas holds
+
+
+def test_unknown_backlog_holds_the_current_replicas() -> None:
+    policy = Policy(PolicySettings(lag_per_replica=100))
+    route = Route()
+    assert route.tick(policy, arrivals=500, done=0, waiting=500) == 5
+    for _ in range(100):  # measuring fails for a long time: never scale to zero
+        assert route.tick(policy, arrivals=0, done=0, waiting=None) == 5
