@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tidegate.keys import GROUP, RouteKeys
+from tidegate.redis_client import text as _text
 from tidegate.redis_client import unavailable_as_error
 
 
@@ -73,13 +74,9 @@ async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Back
 async def _count_after(redis: Redis, stream: str, last_id: str, cap: int) -> tuple[int, bool]:
     count, start = 0, "(" + last_id
     while count < cap:
-        page = await redis.xrange(stream, start, "+", count=min(1000, cap - count))
+        page: Any = await redis.xrange(stream, start, "+", count=min(1000, cap - count))
         if not page:
             return count, True
         count += len(page)
         start = "(" + _text(page[-1][0])
     return count, False
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -45,6 +45,7 @@ from tidegate.errors import (
     TransitionRefused,
 )
 from tidegate.keys import COMPENSATORS, GROUP, RouteKeys, route_of
+from tidegate.redis_client import text as _text
 from tidegate.redis_client import unavailable_as_error
 from tidegate.settings import RouteSettings
 
@@ -59,10 +60,6 @@ class Admitted(NamedTuple):
 
     job_id: str
     outcome: AdmitOutcome
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def idempotency_digest(key: str) -> str:

@@ -43,6 +43,11 @@ def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Redis:
     return Redis(connection_pool=pool)
 
 
+def text(value: bytes | str) -> str:
+    """A reply value as str (clients here do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @contextmanager
 def unavailable_as_error(what: str) -> Iterator[None]:
     """Turn redis-py's connection failures into RedisUnavailable."""

@@ -22,7 +22,6 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.coalesce import Coalescer
@@ -56,11 +55,6 @@ async def load_all(redis: Redis) -> None:
     """Put every script into the server's cache."""
     for script in SCRIPTS.values():
         await redis.script_load(script.source)
-
-
-def queue(pipe: Pipeline, name: str, keys: Sequence[str], args: Sequence[Arg]) -> None:
-    """Add one script call to a pipeline."""
-    pipe.evalsha(SCRIPTS[name].sha, len(keys), *keys, *args)
 
 
 async def call(redis: Redis, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:

@@ -41,7 +41,7 @@ from tidegate.ledger import Ledger
 from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
 from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
-from worker.group_reader import GroupReader
+from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ BLOCK_MS = 1000
 ALIVE_EVERY_S = 5.0
 ALIVE_TTL_S = 15.0
 MAINTAIN_EVERY_S = 5.0
-MAX_BACKOFF_S = 5.0
 
 
 class Executor(Protocol):

@@ -31,6 +31,7 @@ from tidegate.redis_client import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
+"""Longest wait between attempts to reach Redis again."""
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 
