@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
+from tests.conftest import make_settings
 from tidegate import backlog
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
@@ -274,15 +275,64 @@ async def test_reconciler_expires_overdue_jobs_once(
     keys = RouteKeys("orders")
     assert await store.zcard(keys.deadlines) == 2  # ended jobs leave the index
 
-    assert await book.reconcile("orders") == 0  # nothing overdue yet
+    assert not await book.reconcile("orders")  # nothing overdue yet
     later = time.time() + route.deadline_s + 1
-    assert await book.reconcile("orders", now_s=later) == 2
-    assert await book.reconcile("orders", now_s=later) == 0  # once
+    assert await book.reconcile("orders", now_s=later) == {"expired": 2}
+    assert not await book.reconcile("orders", now_s=later)  # once
     states = {j.id: (await book.projection(j.id))["state"] for j in (waiting, running, done)}
     assert states == {waiting.id: "expired", running.id: "expired", done.id: "succeeded"}
     assert await store.zcard(keys.deadlines) == 0
     # The worker still holding the running job cannot end it a second time.
     assert await book.finish(taken._replace(id=running.id), entry_id, Reply(200)) == "expired"
+
+
+async def test_requeue_policy_redoes_lost_work_then_expires(store: Redis) -> None:
+    settings = make_settings("redis://unused", worker={"on_deadline": "requeue", "max_requeues": 1})
+    book, route, keys = (
+        Ledger(store, settings.routes),
+        settings.route("orders"),
+        RouteKeys("orders"),
+    )
+    held, lost, gone, waiting = (new_job(str(i).encode()) for i in range(4))
+    for job in (held, lost, gone, waiting):
+        await book.admit(route, job, None)
+    for job in (held, lost, gone):  # all three delivered and started
+        entry_id, taken = await take(store)
+        assert taken.id == job.id
+        assert await book.start(taken, entry_id, "c1") is not None
+        if job is not held:  # the pending entry vanishes (a failover lost it)
+            await store.xack(keys.requests, GROUP, entry_id)
+        if job is gone:  # ... together with the entry itself
+            await store.xdel(keys.requests, entry_id)
+    before = await store.xlen(keys.requests)
+
+    later = time.time() + route.deadline_s + 1
+    assert await book.reconcile("orders", now_s=later) == {"requeued": 3, "expired": 1}
+    states = {j.id: await book.projection(j.id) for j in (held, lost, gone, waiting)}
+    assert states[held.id]["state"] == "running"  # its consumer still holds it: new deadline
+    assert states[waiting.id]["state"] == "queued"  # still to be delivered: new deadline
+    assert states[lost.id]["state"] == "queued"  # put back in the stream
+    assert states[gone.id]["state"] == "expired"
+    assert "request is gone" in states[gone.id]["last_error"]
+    assert await store.xlen(keys.requests) == before + 1
+    _, first = await take(store)
+    entry_id, again = await take(store)
+    assert first.id == waiting.id  # delivered in order: the copy joined the tail
+    assert again.id == lost.id
+    assert again.body == lost.body
+    assert states[lost.id]["entry"] == entry_id
+    assert [e["type"] for e in await book.events(lost.id)][-1] == "requeued"
+
+    # Past the new deadlines, the requeues are used up: they expire.
+    much_later = later + route.deadline_s + 1
+    assert await book.reconcile("orders", now_s=much_later) == {"expired": 3}
+    for job in (held, lost, waiting):
+        projection = await book.projection(job.id)
+        assert projection["state"] == "expired"
+        assert "2 times" in projection["last_error"]
+    # Replaying the log gives the same projections.
+    await book.replay("orders")
+    assert (await book.projection(lost.id))["requeues"] == "1"
 
 
 async def test_trim_keeps_what_is_needed_and_the_lag_exact(

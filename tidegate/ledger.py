@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -259,29 +260,40 @@ class Ledger:
             )
         return int(reply[0]) == 1
 
-    async def reconcile(self, route_name: str, *, now_s: float | None = None) -> int:
-        """Expire jobs past their deadline with no end; returns how many.
+    async def reconcile(self, route_name: str, *, now_s: float | None = None) -> Counter[str]:
+        """Settle jobs past their deadline with no end; counts per action.
 
-        Reads the deadline index (no scan), then expires each overdue job in
-        its own atomic call; many reconcilers may run at once, a job expires
-        once.
+        Reads the deadline index (no scan), then settles each overdue job in
+        its own atomic call, per the route's ``worker.on_deadline``: ``expired``,
+        or ``requeued`` (a new deadline; back in the stream when its entry was
+        lost) up to ``worker.max_requeues`` times. Many reconcilers may run at
+        once: each change is an append the job's state must allow.
         """
         route, keys = self.routes[route_name], RouteKeys(route_name)
         now_ms = int((time.time() if now_s is None else now_s) * 1000)
-        expired = 0
+        max_requeues = route.worker.max_requeues if route.worker.on_deadline == "requeue" else 0
+        actions: Counter[str] = Counter()
         with unavailable_as_error("reconciling overdue jobs"):
             overdue: Any = await self.redis.zrangebyscore(
                 keys.deadlines, "-inf", now_ms, start=0, num=OVERDUE_BATCH
             )
             for raw in overdue:
                 job_id = _text(raw)
-                ok, _ = await self._call(
-                    "expire",
-                    [keys.events, keys.job(job_id), keys.deadlines],
-                    [job_id, route.result_ttl_s * 1000, keys.done],
+                ok, action = await self._call(
+                    "overdue",
+                    [keys.requests, keys.events, keys.job(job_id), keys.deadlines],
+                    [
+                        job_id,
+                        route.result_ttl_s * 1000,
+                        keys.done,
+                        max_requeues,
+                        route.deadline_s,
+                        GROUP,
+                    ],
                 )
-                expired += int(ok)
-        return expired
+                if int(ok):
+                    actions[_text(action)] += 1
+        return actions
 
     async def trim(self, route_name: str, *, now_s: float | None = None) -> TrimReport:
         """Bound memory: drop what no one needs any more.

@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.coalesce import Coalescer
 
-_NAMES = ("admit", "start", "finish", "cancel", "replay", "promote", "compensate", "expire")
+_NAMES = ("admit", "start", "finish", "cancel", "replay", "promote", "compensate", "overdue")
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,10 @@ class WorkerSettings:
     """How long dead letters stay for inspection (never trimmed before compensated)."""
     backoff_max_s: float = Field(default=60.0, gt=0)
     """Longest delay between two attempts (an upstream's Retry-After may ask more)."""
+    on_deadline: Literal["expire", "requeue"] = "expire"
+    """What the reconciler does with a job past ``deadline_s`` without an end."""
+    max_requeues: int = Field(default=3, ge=1)
+    """With ``on_deadline: requeue``: new deadlines a job gets before it expires."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -206,15 +206,15 @@ class Consumer:
         while True:
             await asyncio.sleep(MAINTAIN_EVERY_S)
             try:
-                expired = await self.ledger.reconcile(route)
+                actions = await self.ledger.reconcile(route)
                 trimmed = await self.ledger.trim(route)
             except RedisUnavailable as e:
                 if cancel_requested():
                     raise asyncio.CancelledError from e
                 continue
-            if expired:
-                self.metrics.reconciled.labels(route, "expired").inc(expired)
-                log.warning("expired %d job(s) of route %s past their deadline", expired, route)
+            for action, count in actions.items():
+                self.metrics.reconciled.labels(route, action).inc(count)
+                log.warning("%s %d job(s) of route %s past their deadline", action, count, route)
             log.debug("trimmed %s", trimmed)
 
     async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:

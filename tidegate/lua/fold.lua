@@ -21,8 +21,11 @@ local FROM = {
   cancelled = {queued = true},
   -- The one event after a terminal state: the compensation of a dead letter.
   compensated = {dead_lettered = true},
-  -- Past its deadline without an end: the reconciler expires it.
+  -- Past its deadline without an end: the reconciler expires it, or (route
+  -- policy `requeue`) gives it a new deadline and, when its entry is lost,
+  -- puts it back in the stream.
   expired = {queued = true, running = true, failed = true},
+  requeued = {queued = true, running = true},
 }
 
 -- The route's deadline index (a sorted set: job id by deadline, unix ms) of
@@ -82,11 +85,14 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     state = 'expired'; put('last_error', f['error'])
   elseif etype == 'compensated' then
     state = 'compensated'; put('compensation_status', f['status'])
+  elseif etype == 'requeued' then
+    put('deadline_ms', f['deadline_ms']); put('requeues', f['requeues'])
+    if f['entry'] then state = 'queued'; put('entry', f['entry']) end
   end
   put('state', state)
   if TERMINAL[state] then put('finished_at_ms', t) end
   redis.call('HSET', proj, unpack(set))
-  if etype == 'accepted' then
+  if etype == 'accepted' or etype == 'requeued' then
     redis.call('ZADD', deadlines_key, f['deadline_ms'], f['job'])
   elseif TERMINAL[state] then
     redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
