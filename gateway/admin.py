@@ -6,20 +6,19 @@
   is up, or while draining for shutdown, so that Kubernetes stops sending
   traffic. The probe reads state kept by a background check; it never waits
   on Redis itself.
-- ``/status``: JSON per route: backlog (waiting), pending, stream length.
+- ``/status``: JSON per route: backlog (waiting), pending, stream length,
+  and the scaler's latest view (rates, replicas; ``tidegate.route_status``).
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import problems
 from gateway.context import GATEWAY
-from tidegate import backlog
 from tidegate.errors import RedisUnavailable
+from tidegate.route_status import routes_status
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -49,17 +48,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    queued = [r for r in gw.settings.routes if r.mode != "proxy"]
     try:
-        measured = await asyncio.gather(*(backlog.measure(gw.redis, r.name) for r in queued))
+        routes = await routes_status(gw.redis, gw.settings)
     except RedisUnavailable:
         return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
-    routes = {}
-    for route, found in zip(queued, measured, strict=True):
-        routes[route.name] = {"mode": route.mode, **found.as_dict()}
-    for route in gw.settings.routes:
-        if route.mode == "proxy":
-            routes[route.name] = {"mode": "proxy", "upstream": route.upstream}
     return web.json_response({"routes": routes, "waiting_requests": gw.waiter.waiting})
 
 

@@ -18,9 +18,13 @@ How the number is found:
   backlog ``B`` within ``drain_target_s`` are ``ceil((lambda + B /
   drain_target_s) / mu)``. Before ``mu`` is known, a lag-per-replica target
   stands in (as KEDA's lagCount does).
-- **Activation** (0 <-> 1) is separate from sizing: any waiting or pending
-  work, or any arrival, asks for at least one replica at once; zero only
-  once the route is idle and the scale-down window has passed.
+- **Activation** (0 <-> 1) is separate from sizing: at zero replicas, a
+  backlog above ``activation_backlog`` (default 0: any entry, or an arrival
+  in the last interval) asks for one replica at once; while running, any
+  work keeps at least one. An interval with no work
+  and no arrival asks for none (a smoothed rate decays but never reaches
+  zero, so it is not what decides idleness); zero replicas follow once the
+  scale-down window has passed.
 - **Stability.** Up at once; down only to the highest recommendation of the
   last ``scale_down_window_s``, and not for a change within the tolerance
   band. Clamped to ``[min_replicas, max_replicas]``; a need above the
@@ -48,6 +52,8 @@ class PolicySettings:
     """Backlog per replica used before the service rate is known."""
     smoothing: float = 0.3
     """Weight of the newest value in the moving averages (0 < x <= 1)."""
+    activation_backlog: int = 0
+    """Backlog above which a route at zero gets its first replica."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class Policy:
         if sample.waiting is None:
             current = sample.current_replicas
             return self._decision(current, current, "hold: backlog unknown")
+        arrived = last is not None and sample.added_total > last.added_total
         if last is not None and sample.t_s > last.t_s:
             dt = sample.t_s - last.t_s
             arrivals = max(0, sample.added_total - last.added_total) / dt
@@ -119,8 +126,13 @@ class Policy:
             needed, how = math.ceil(raw - 1e-9), "sized by rates"
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
-        if backlog > 0 or self._arrival > 0:  # activation: any work asks for one
-            needed = max(needed, 1)
+        activate = backlog > s.activation_backlog or (arrived and s.activation_backlog == 0)
+        if sample.current_replicas == 0 and not activate:
+            needed = 0  # at zero, below the activation threshold
+        elif backlog > 0 or arrived:
+            needed = max(needed, 1)  # work asks for one at once
+        else:
+            needed = 0  # idle this interval
 
         self._history.append((sample.t_s, needed))
         while self._history and self._history[0][0] < sample.t_s - s.scale_down_window_s:

@@ -15,6 +15,7 @@ import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import wait_until
+from tidegate import scaler_view
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger
@@ -119,13 +120,29 @@ async def test_replay_and_status_commands(
     assert "replayed 6 event(s) of 5 job(s)" in result.stdout
     assert {job.id: await ledger.projection(job.id) for job in jobs} == before
 
+    view = {
+        "arrival_rate": 12.5,
+        "drain_rate": 10.0,
+        "ready_replicas": 2,
+        "desired_replicas": 3,
+        "needed_replicas": 3,
+        "exhausted": False,
+        "reason": "up: sized by rates",
+    }
+    await scaler_view.publish(redis, "orders", view, interval_s=1)
     result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")
     assert result.returncode == 0, result.stderr
-    rows = {row["route"]: row for row in json.loads(result.stdout)["routes"]}
+    rows = json.loads(result.stdout)["routes"]
     assert rows["orders"]["waiting"] == 5
     assert rows["orders"]["source"] == "no-group"
+    assert rows["orders"]["scaler"] == view
+    assert rows["reads"] == {"mode": "proxy", "upstream": "http://127.0.0.1:1"}
     table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
-    assert table.stdout.splitlines()[1].split()[:3] == ["orders", "5", "0"]
+    orders = next(line for line in table.stdout.splitlines() if line.startswith("orders"))
+    assert orders.split()[:6] == ["orders", "5", "0", "12.5", "10.0", "2/3"]
+    await redis.delete(RouteKeys("orders").scaler)  # no scaler publishing: said so
+    table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
+    assert "no scaler view" in table.stdout
 
 
 def test_status_with_redis_down_is_a_clear_error(tmp_path: Path) -> None:

@@ -307,6 +307,7 @@ async def test_admin_port(gateway: RunningGateway, relay_worker: Callable[..., A
         routes = (await r.json())["routes"]
     assert routes["reports"]["waiting"] == 1
     assert routes["reports"]["source"] == "no-group"
+    assert routes["reports"]["scaler"] is None  # no scaler has published a view
     assert routes["reads"]["mode"] == "proxy"
     async with gateway.http.get(gateway.admin_url("/healthz")) as r:
         assert r.status == 200

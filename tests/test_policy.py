@@ -99,3 +99,16 @@ def test_unknown_backlog_holds_the_current_replicas() -> None:
     assert route.tick(policy, arrivals=500, done=0, waiting=500) == 5
     for _ in range(100):  # measuring fails for a long time: never scale to zero
         assert route.tick(policy, arrivals=0, done=0, waiting=None) == 5
+
+
+def test_idle_after_learning_reaches_zero_and_activation_threshold_holds_it() -> None:
+    policy = Policy(
+        PolicySettings(scale_down_window_s=5, smoothing=0.3, activation_backlog=10, max_replicas=9)
+    )
+    route = Route(replicas=2)
+    for _ in range(5):  # saturated: the service rate is learned, arrivals are steady
+        route.tick(policy, arrivals=20, done=20, waiting=50)
+    history = [route.tick(policy, arrivals=0, done=0, waiting=0) for _ in range(10)]
+    assert history[-1] == 0  # the decaying arrival rate does not keep a replica
+    assert route.tick(policy, arrivals=5, done=0, waiting=5) == 0  # below the threshold
+    assert route.tick(policy, arrivals=6, done=0, waiting=11) >= 1  # above it

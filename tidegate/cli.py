@@ -1,7 +1,7 @@
 """The ``tidegate`` command: the one module above the parts.
 
 It parses arguments, loads and validates the config file, and dispatches to
-``gateway``, ``worker`` or the shared core. Parts are imported inside their
+``gateway``, ``worker``, ``scaler`` or the shared core. Parts are imported inside their
 subcommand, so ``tidegate check`` does not load aiohttp's server and a broken
 optional part cannot break the others. Operator-facing errors (ConfigError,
 RedisUnavailable) print one clear message and exit non-zero, never a trace.
@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, seconds jobs in flight may take (keep below the pod's grace period)",
     )
 
+    p = sub.add_parser("scaler", help="run the scaler (controller) for every scaled route")
+    _config_arg(p)
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig path (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)",
+    )
+
     p = sub.add_parser("demo", help="the whole system on this machine, no setup")
     p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
     p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
@@ -148,6 +156,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             grace_s=args.grace_s,
             metrics_listen=args.metrics_listen,
         )
+        return 0
+    if command == "scaler":
+        from scaler.main import run as run_scaler
+
+        run_scaler(_load(args.config), args.config, kubeconfig=args.kubeconfig)
         return 0
     if command == "demo":
         from tidegate.demo import run_demo

@@ -84,6 +84,11 @@ class RouteKeys:
         """Pub/sub channel: a job id is published when the job ends."""
         return self.prefix + "done"
 
+    @property
+    def scaler(self) -> str:
+        """Hash: the scaler's latest view of the route (rates, replicas), with a TTL."""
+        return self.prefix + "scaler"
+
     def alive(self, consumer: str) -> str:
         """Liveness record of one worker process (expires unless refreshed)."""
         return self.prefix + "alive:" + consumer

@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from tidegate import backlog
 from tidegate.ledger import Ledger
 from tidegate.redis_client import connect
+from tidegate.route_status import routes_status
 from tidegate.settings import Settings
 
 
+def _rate(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 async def print_status(settings: Settings, *, as_json: bool = False) -> int:
-    """One row per queued route: waiting (backlog), pending, stream length."""
+    """One row per route: backlog, pending, rates and replicas (from the scaler)."""
     redis = connect(settings.redis)
     try:
-        rows = [await backlog.measure(redis, r.name) for r in settings.routes if r.mode != "proxy"]
+        routes = await routes_status(redis, settings)
     finally:
         await redis.aclose()
     if as_json:
-        print(json.dumps({"routes": [row.as_dict() for row in rows]}, indent=2))
+        print(json.dumps({"routes": routes}, indent=2))
         return 0
-    print(f"{'ROUTE':<24} {'BACKLOG':>9} {'PENDING':>9} {'STREAM':>9}  SOURCE")
-    for row in rows:
-        waiting = f"{row.waiting}" if row.exact else f">={row.waiting}"
-        print(f"{row.route:<24} {waiting:>9} {row.pending:>9} {row.length:>9}  {row.source}")
-    for route in settings.routes:
-        if route.mode == "proxy":
-            print(f"{route.name:<24} {'-':>9} {'-':>9} {'-':>9}  proxy to {route.upstream}")
+    print(
+        f"{'ROUTE':<20} {'BACKLOG':>9} {'PENDING':>8} {'IN/S':>8} {'OUT/S':>8} "
+        f"{'REPLICAS':>10}  NOTE"
+    )
+    for name, row in routes.items():
+        if row["mode"] == "proxy":
+            dashes = f"{'-':>9} {'-':>8} {'-':>8} {'-':>8} {'-':>10}"
+            print(f"{name:<20} {dashes}  proxy to {row['upstream']}")
+            continue
+        waiting = f"{row['waiting']}" if row["exact"] else f">={row['waiting']}"
+        view = row["scaler"] or {}
+        replicas = f"{view['ready_replicas']}/{view['desired_replicas']}" if view else "-"
+        note = view.get("reason", "no scaler view") if view else "no scaler view"
+        if view.get("exhausted"):
+            note = f"EXHAUSTED (needs {view['needed_replicas']}): {note}"
+        print(
+            f"{name:<20} {waiting:>9} {row['pending']:>8} {_rate(view.get('arrival_rate')):>8} "
+            f"{_rate(view.get('drain_rate')):>8} {replicas:>10}  {note}"
+        )
     return 0
 
 

@@ -186,12 +186,56 @@ class ScalerSettings:
     drain_target_s: float = Field(default=30.0, gt=0)
     scale_down_window_s: float = Field(default=60.0, ge=0)
     interval_s: float = Field(default=1.0, gt=0)
+    """How often the route is sampled and a decision taken."""
+    lag_per_replica: int = Field(default=100, ge=1)
+    """Backlog per replica, used until the per-replica service rate is learned."""
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    """Relative reductions this small are not made (against flapping)."""
+    activation_backlog: int = Field(default=0, ge=0)
+    """Backlog above which a route at zero replicas gets its first one."""
+    fallback_replicas: int | None = Field(default=None, ge=0)
+    """Replicas to set after ``failures_before_fallback`` failed measurements
+    in a row (default: hold the current ones)."""
+    failures_before_fallback: int = Field(default=3, ge=1)
     throttle: ThrottleSettings = ThrottleSettings()
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalerSettings:
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas is above max_replicas")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ControllerSettings:
+    """The scaler process itself (``tidegate scaler``)."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose BacklogScaler resources are watched (none: config file only)."""
+    resync_s: float = Field(default=10.0, gt=0)
+    """How often the BacklogScaler resources are listed again."""
+    leader_election: bool = True
+    lease_name: str = "tidegate-scaler"
+    lease_namespace: str | None = None
+    """Default: the pod's namespace in a cluster, else ``default``."""
+    lease_duration_s: float = Field(default=15.0, gt=0)
+    renew_deadline_s: float = Field(default=10.0, gt=0)
+    retry_period_s: float = Field(default=2.0, gt=0)
+    api_timeout_s: float = Field(default=5.0, gt=0)
+    """One Kubernetes API call."""
+    admin_listen: str = "0.0.0.0:9091"
+    """``/metrics``, ``/healthz``, ``/readyz`` of the scaler."""
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _lease(self) -> ControllerSettings:
+        if not self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError("need retry_period_s < renew_deadline_s < lease_duration_s")
         return self
 
 
@@ -242,6 +286,7 @@ class Settings:
 
     redis: RedisSettings = RedisSettings()
     gateway: GatewaySettings = GatewaySettings()
+    scaler: ControllerSettings = ControllerSettings()
     routes: tuple[RouteSettings, ...] = ()
 
     @model_validator(mode="after")
@@ -264,7 +309,12 @@ class Settings:
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for section, cls in (("redis", RedisSettings), ("gateway", GatewaySettings)):
+    sections = (
+        ("redis", RedisSettings),
+        ("gateway", GatewaySettings),
+        ("scaler", ControllerSettings),
+    )
+    for section, cls in sections:
         for f in fields(cls):
             value = env.get(f"{ENV_PREFIX}{section}_{f.name}".upper())
             if value is not None:

@@ -1,0 +1,305 @@
+"""The control loop: one task per scaled route, sampling, deciding, writing.
+
+Each route runs on its own ``interval_s``:
+
+1. observe the target's replicas (actuator);
+2. sample the route in Redis (``scaler.sampling``);
+3. decide (``scaler.policy``, pure);
+4. if this replica leads (``is_leader``) and the decision differs from what
+   the target is asked to run: write it, emit an Event;
+5. publish the route's view in Redis (``tidegate.scaler_view``), update
+   metrics, and the BacklogScaler's status when there is one.
+
+Faults hold, they never scale down: a failed measurement (Redis down) holds
+the current replicas, or sets ``fallback_replicas`` after
+``failures_before_fallback`` failures in a row; a Kubernetes API error backs
+off (the API server's ``Retry-After`` on 429 is a floor) and leaves the
+target as it is; a missing Deployment is reported, not fatal. Status writes
+are skipped when nothing changed, and made at least every ``STATUS_EVERY_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from scaler.actuator import Actuator, Replicas, TargetMissing
+from scaler.kube import KubeError
+from scaler.metrics import ScalerMetrics
+from scaler.policy import Decision, Policy, PolicySettings
+from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
+from scaler.sampling import sample_route
+from tidegate import scaler_view
+from tidegate.backoff import backoff_s
+from tidegate.errors import RedisUnavailable
+from tidegate.settings import ScalerSettings
+from tidegate.tasks import cancel_requested
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 10.0
+API_BACKOFF_BASE_S = 1.0
+API_BACKOFF_MAX_S = 30.0
+
+StatusWriter = Callable[[ResourceRef, dict[str, Any]], Awaitable[None]]
+EventWriter = Callable[[ResourceRef, str, str, str], Awaitable[None]]
+
+
+def policy_settings(s: ScalerSettings) -> PolicySettings:
+    return PolicySettings(
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        drain_target_s=s.drain_target_s,
+        scale_down_window_s=s.scale_down_window_s,
+        tolerance=s.tolerance,
+        lag_per_replica=s.lag_per_replica,
+        activation_backlog=s.activation_backlog,
+    )
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did (tests and logs read it)."""
+
+    decision: Decision | None
+    replicas: Replicas | None
+    wrote: int | None
+    """The replicas written, when a write was made."""
+    problem: str | None
+    retry_after_s: float | None = None
+
+
+class RouteLoop:
+    """Scales one route's target."""
+
+    def __init__(
+        self,
+        route: str,
+        settings: ScalerSettings,
+        actuator: Actuator,
+        redis: Redis,
+        metrics: ScalerMetrics,
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        resource: ResourceRef | None = None,
+        conditions: list[dict[str, Any]] | None = None,
+        write_status: StatusWriter | None = None,
+        write_event: EventWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.route = route
+        self.settings = settings
+        self.actuator = actuator
+        self.redis = redis
+        self.metrics = metrics
+        self.is_leader = is_leader
+        self.resource = resource
+        self.write_status = write_status
+        self.write_event = write_event
+        self.clock = clock
+        self.policy = Policy(policy_settings(settings))
+        self.failures = 0
+        self.api_failures = 0
+        self._conditions = list(conditions or [])
+        self._status_key: tuple[Any, ...] | None = None
+        self._status_at = -STATUS_EVERY_S
+
+    async def step(self) -> StepResult:
+        started = time.perf_counter()
+        try:
+            return await self._step()
+        finally:
+            self.metrics.decision_s.labels(self.route).observe(time.perf_counter() - started)
+
+    async def _step(self) -> StepResult:
+        now = self.clock()
+        try:
+            replicas = await self.actuator.observe()
+        except TargetMissing as e:
+            await self._report_problem("TargetMissing", str(e))
+            return StepResult(None, None, None, str(e))
+        except KubeError as e:
+            return self._api_failed(e)
+
+        sample = await sample_route(
+            self.redis,
+            self.route,
+            now_s=now,
+            ready_replicas=replicas.ready,
+            current_replicas=replicas.desired,
+        )
+        measured = sample.waiting is not None
+        self.failures = 0 if measured else self.failures + 1
+        if not measured:
+            self.metrics.measure_failures.labels(self.route).inc()
+        decision = self.policy.decide(sample)
+        target, reason = decision.replicas, decision.reason
+        fallback = self.settings.fallback_replicas
+        enough = self.failures >= self.settings.failures_before_fallback
+        if not measured and fallback is not None and enough:
+            target = fallback
+            reason = f"fallback: {self.failures} failed measurements in a row"
+
+        wrote = None
+        if self.is_leader() and target != replicas.desired:
+            try:
+                if await self.actuator.scale(target):
+                    wrote = target
+            except TargetMissing as e:
+                await self._report_problem("TargetMissing", str(e))
+                return StepResult(decision, replicas, None, str(e))
+            except KubeError as e:
+                return self._api_failed(e)
+            if wrote is not None:
+                direction = "up" if target > replicas.desired else "down"
+                self.metrics.writes.labels(self.route, direction).inc()
+                message = (
+                    f"scaled {self.actuator.describe} from {replicas.desired} to {target}: {reason}"
+                )
+                log.info("route %s: %s", self.route, message)
+                await self._event("Scaled", message, "Normal")
+        self.api_failures = 0
+        self._observe(decision, replicas, sample.waiting, sample.pending)
+        if self.is_leader():
+            await self._publish(decision, replicas, sample.waiting, sample.pending, target, reason)
+        return StepResult(decision, replicas, wrote, None)
+
+    def _api_failed(self, e: KubeError) -> StepResult:
+        self.api_failures += 1
+        self.metrics.api_errors.labels(self.route, str(e.status)).inc()
+        log.warning("route %s: %s", self.route, e)
+        delay = backoff_s(self.api_failures, API_BACKOFF_BASE_S, API_BACKOFF_MAX_S, e.retry_after_s)
+        return StepResult(None, None, None, str(e), retry_after_s=delay)
+
+    def _observe(
+        self, decision: Decision, replicas: Replicas, waiting: int | None, pending: int
+    ) -> None:
+        m, r = self.metrics, self.route
+        if waiting is not None:
+            m.waiting.labels(r).set(waiting)
+            m.pending.labels(r).set(pending)
+        m.arrival.labels(r).set(decision.arrival_rate)
+        m.drain.labels(r).set(decision.completion_rate)
+        m.service.labels(r).set(decision.service_rate or 0.0)
+        m.desired.labels(r).set(decision.replicas)
+        m.current.labels(r).set(replicas.current)
+        m.ready.labels(r).set(replicas.ready)
+        m.exhausted.labels(r).set(int(decision.exhausted))
+
+    async def _publish(
+        self,
+        decision: Decision,
+        replicas: Replicas,
+        waiting: int | None,
+        pending: int,
+        target: int,
+        reason: str,
+    ) -> None:
+        view = {
+            "waiting": waiting,
+            "pending": pending,
+            "arrival_rate": round(decision.arrival_rate, 3),
+            "drain_rate": round(decision.completion_rate, 3),
+            "service_rate": None
+            if decision.service_rate is None
+            else round(decision.service_rate, 3),
+            "desired_replicas": target,
+            "needed_replicas": decision.needed,
+            "current_replicas": replicas.current,
+            "ready_replicas": replicas.ready,
+            "max_replicas": self.settings.max_replicas,
+            "exhausted": decision.exhausted,
+            "reason": reason,
+            "target": self.actuator.describe,
+            "updated_at_s": round(time.time(), 3),
+        }
+        with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
+            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
+        await self._status(
+            {
+                "route": self.route,
+                "lag": waiting,
+                "pending": pending,
+                "arrivalRate": f"{decision.arrival_rate:.3f}",
+                "drainRate": f"{decision.completion_rate:.3f}",
+                "serviceRate": None
+                if decision.service_rate is None
+                else f"{decision.service_rate:.3f}",
+                "desiredReplicas": target,
+                "currentReplicas": replicas.current,
+                "readyReplicas": replicas.ready,
+            },
+            [
+                condition("Active", target > 0, "Scaling" if target else "Idle", reason),
+                condition(
+                    "Exhausted",
+                    decision.exhausted,
+                    "AboveMaxReplicas" if decision.exhausted else "WithinMaxReplicas",
+                    f"needs {decision.needed}, may have {self.settings.max_replicas}",
+                ),
+                condition(
+                    "MetricsAvailable",
+                    waiting is not None,
+                    "Measured" if waiting is not None else "RedisUnavailable",
+                    "backlog measured"
+                    if waiting is not None
+                    else f"{self.failures} failed measurement(s) in a row",
+                ),
+            ],
+        )
+
+    async def _report_problem(self, reason: str, message: str) -> None:
+        log.warning("route %s: %s", self.route, message)
+        if self.is_leader():
+            await self._status({"route": self.route}, [condition("Active", False, reason, message)])
+
+    async def _status(self, fields: dict[str, Any], conditions: list[dict[str, str]]) -> None:
+        if self.resource is None or self.write_status is None:
+            return
+        key = (
+            tuple(sorted((k, v) for k, v in fields.items() if not k.endswith("Rate"))),
+            tuple((c["type"], c["status"], c["reason"]) for c in conditions),
+        )
+        now = self.clock()
+        if key == self._status_key and now - self._status_at < STATUS_EVERY_S:
+            return
+        merged = merge_conditions(self._conditions, conditions, now_rfc3339())
+        status = {**fields, "observedGeneration": self.resource.generation, "conditions": merged}
+        try:
+            await self.write_status(self.resource, status)
+        except KubeError as e:
+            self.metrics.api_errors.labels(self.route, str(e.status)).inc()
+            log.warning("route %s: %s", self.route, e)
+            return
+        self._status_key, self._status_at, self._conditions = key, now, merged
+
+    async def _event(self, reason: str, message: str, kind: str) -> None:
+        if self.resource is None or self.write_event is None:
+            return
+        try:
+            await self.write_event(self.resource, reason, message, kind)
+        except KubeError as e:
+            self.metrics.api_errors.labels(self.route, str(e.status)).inc()
+            log.warning("route %s: %s", self.route, e)
+
+    async def run(self) -> None:
+        """Step every ``interval_s`` (longer after API errors) until cancelled."""
+        while True:
+            try:
+                result = await self.step()
+            except Exception as e:
+                if cancel_requested():
+                    raise asyncio.CancelledError from e
+                log.exception("route %s: control step failed", self.route)
+                result = StepResult(None, None, None, repr(e))
+            delay = self.settings.interval_s
+            if result.retry_after_s is not None:
+                delay = max(delay, result.retry_after_s)
+            await asyncio.sleep(delay)

@@ -1,0 +1,294 @@
+"""Entry point of ``tidegate scaler``: every scaled route, one leader.
+
+The controller gathers the routes to scale from two sources and keeps one
+``RouteLoop`` task per route:
+
+- the config file: every route with a ``scaler:`` section;
+- ``BacklogScaler`` resources in ``scaler.namespaces``, listed every
+  ``resync_s``. A resource wins over the config file for the same route; two
+  resources for one route: the older one scales, the other is reported
+  (``Active`` false, reason ``Conflict``). A changed spec (new generation)
+  restarts that route's loop with the new settings.
+
+Kubernetes access (kubeconfig or in-cluster) is needed for deployment targets,
+BacklogScalers and leader election; a config of local targets only runs
+without it. With access, only the Lease holder writes; standbys keep sampling
+(their metrics stay meaningful) and take over when the Lease frees up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from scaler.actuator import Actuator
+from scaler.controller import RouteLoop
+from scaler.deployment import DeploymentActuator
+from scaler.kube import Kube, KubeError, load_api_client, own_namespace
+from scaler.lease import LeaderElector, LeaseSettings
+from scaler.local import LocalActuator
+from scaler.metrics import ScalerMetrics
+from scaler.resources import (
+    ResourceRef,
+    condition,
+    emit_event,
+    list_resources,
+    merge_conditions,
+    now_rfc3339,
+    parse,
+    patch_status,
+)
+from tidegate.admin_server import serve_admin
+from tidegate.errors import ConfigError
+from tidegate.redis_client import connect
+from tidegate.settings import ScalerSettings, Settings, parse_listen
+from tidegate.tasks import stop_tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """One route to scale, and where its settings came from."""
+
+    route: str
+    settings: ScalerSettings
+    resource: ResourceRef | None = None
+    conditions: tuple[Any, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return self.resource.describe if self.resource else "the config file"
+
+    @property
+    def version(self) -> tuple[Any, ...]:
+        """Changes when the loop must restart (new settings)."""
+        if self.resource:
+            return (self.resource.uid, self.resource.generation)
+        return ("config",)
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str,
+        redis: Redis,
+        kube: Kube | None,
+        metrics: ScalerMetrics,
+        elector: LeaderElector | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.redis = redis
+        self.kube = kube
+        self.metrics = metrics
+        self.elector = elector
+        self.loops: dict[str, tuple[Scaled, RouteLoop, asyncio.Task[None]]] = {}
+        self.synced = False
+
+    def is_leader(self) -> bool:
+        return self.elector.is_leader if self.elector else True
+
+    def _actuator(self, scaled: Scaled) -> Actuator:
+        target = scaled.settings.target
+        if target.kind == "local":
+            return LocalActuator(self.config_path, scaled.route, target.upstream, target.app)
+        if self.kube is None:
+            raise ConfigError(
+                [f"route {scaled.route}: a deployment target needs Kubernetes API access"]
+            )
+        namespace, name = target.namespace or "", target.name or ""  # validated as set
+        return DeploymentActuator(self.kube, namespace, name)
+
+    def from_config(self) -> dict[str, Scaled]:
+        return {
+            r.name: Scaled(r.name, r.scaler) for r in self.settings.routes if r.scaler is not None
+        }
+
+    async def from_resources(self) -> dict[str, Scaled] | None:
+        """Valid BacklogScalers by route; None when listing failed (keep what runs)."""
+        if self.kube is None or not self.settings.scaler.namespaces:
+            return {}
+        found: dict[str, Scaled] = {}
+        try:
+            objects = [
+                obj
+                for ns in self.settings.scaler.namespaces
+                for obj in await list_resources(self.kube, ns)
+            ]
+        except KubeError as e:
+            self.metrics.api_errors.labels("", str(e.status)).inc()
+            log.warning("%s", e)
+            return None
+        parsed = [(parse(o), o) for o in objects if o]
+        parsed.sort(key=lambda po: (po[0].ref.created, po[0].ref.namespace, po[0].ref.name))
+        for p, obj in parsed:
+            old = list((obj.get("status") or {}).get("conditions") or [])
+            if p.error or p.settings is None or p.route is None:
+                await self._reject(p.ref, "InvalidSpec", p.error or "invalid spec", old)
+                continue
+            if p.route in found:
+                first = found[p.route].source
+                await self._reject(p.ref, "Conflict", f"route {p.route} is scaled by {first}", old)
+                continue
+            found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old))
+        return found
+
+    async def _reject(self, ref: ResourceRef, reason: str, message: str, old: list[Any]) -> None:
+        log.warning("%s: %s", ref.describe, message)
+        if self.kube is None or not self.is_leader():
+            return
+        conditions = merge_conditions(old, [condition("Active", False, reason, message)], "")
+        for c in conditions:
+            c["lastTransitionTime"] = c["lastTransitionTime"] or now_rfc3339()
+        try:
+            await patch_status(
+                self.kube, ref, {"observedGeneration": ref.generation, "conditions": conditions}
+            )
+        except KubeError as e:
+            log.warning("%s", e)
+
+    async def sync(self) -> None:
+        """Bring the running loops in line with config and resources."""
+        wanted = self.from_config()
+        resources = await self.from_resources()
+        if resources is None:  # listing failed: keep the resource loops running
+            resources = {k: s for k, (s, _, _) in self.loops.items() if s.resource}
+        for route, scaled in resources.items():
+            if route in wanted:
+                log.info("route %s: %s overrides the config file", route, scaled.source)
+            wanted[route] = scaled
+        for route in list(self.loops):
+            scaled = self.loops[route][0]
+            if route not in wanted or wanted[route].version != scaled.version:
+                await self._stop(route)
+        for route, scaled in wanted.items():
+            if route not in self.loops:
+                self._start(scaled)
+        self.synced = True
+
+    def _start(self, scaled: Scaled) -> None:
+        kube = self.kube
+
+        async def write_status(ref: ResourceRef, status: dict[str, Any]) -> None:
+            assert kube is not None
+            await patch_status(kube, ref, status)
+
+        async def write_event(ref: ResourceRef, reason: str, message: str, kind: str) -> None:
+            assert kube is not None
+            await emit_event(kube, ref, reason, message, kind)
+
+        loop = RouteLoop(
+            scaled.route,
+            scaled.settings,
+            self._actuator(scaled),
+            self.redis,
+            self.metrics,
+            is_leader=self.is_leader,
+            resource=scaled.resource,
+            conditions=list(scaled.conditions),
+            write_status=write_status if kube else None,
+            write_event=write_event if kube else None,
+        )
+        log.info(
+            "route %s: scaling %s (from %s)", scaled.route, loop.actuator.describe, scaled.source
+        )
+        task = asyncio.create_task(loop.run(), name=f"scale-{scaled.route}")
+        self.loops[scaled.route] = (scaled, loop, task)
+
+    async def _stop(self, route: str) -> None:
+        scaled, loop, task = self.loops.pop(route)
+        await stop_tasks([task])
+        await loop.actuator.close()
+        log.info("route %s: stopped scaling (%s)", route, scaled.source)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        if self.elector:
+            tasks.append(asyncio.create_task(self.elector.run(), name="lease"))
+        try:
+            while not stop.is_set():
+                await self.sync()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.scaler.resync_s)
+        finally:
+            for route in list(self.loops):
+                await self._stop(route)
+            await stop_tasks(tasks)
+            if self.elector:
+                await self.elector.release()
+
+
+def needs_kube(settings: Settings) -> bool:
+    deployment = any(r.scaler and r.scaler.target.kind == "deployment" for r in settings.routes)
+    return deployment or bool(settings.scaler.namespaces)
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def serve(
+    settings: Settings,
+    config_path: str,
+    stop: asyncio.Event,
+    *,
+    kubeconfig: str | None = None,
+    metrics: ScalerMetrics | None = None,
+) -> Controller:
+    metrics = metrics or ScalerMetrics()
+    kube = None
+    if needs_kube(settings):
+        kube = Kube(load_api_client(kubeconfig), settings.scaler.api_timeout_s)
+    c = settings.scaler
+    elector = None
+    if kube is not None and c.leader_election:
+        elector = LeaderElector(
+            kube,
+            LeaseSettings(
+                namespace=c.lease_namespace or own_namespace(),
+                name=c.lease_name,
+                identity=identity(),
+                duration_s=c.lease_duration_s,
+                renew_deadline_s=c.renew_deadline_s,
+                retry_period_s=c.retry_period_s,
+            ),
+            on_change=lambda leading: metrics.leader.set(int(leading)),
+        )
+    elif kube is None:
+        metrics.leader.set(1)
+    redis = connect(settings.redis)
+    controller = Controller(settings, config_path, redis, kube, metrics, elector)
+
+    def ready() -> str | None:
+        return None if controller.synced else "routes not loaded yet"
+
+    runner = await serve_admin(metrics.registry, *parse_listen(c.admin_listen), ready=ready)
+    try:
+        await controller.run(stop)
+    finally:
+        await runner.cleanup()
+        await redis.aclose()
+        if kube is not None:
+            kube.close()
+    return controller
+
+
+def run(settings: Settings, config_path: str, *, kubeconfig: str | None = None) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, config_path, stop, kubeconfig=kubeconfig)
+
+    asyncio.run(main())

@@ -1,0 +1,78 @@
+"""Prometheus metrics of the scaler, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DECISION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ScalerMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        route = ["route"]
+        self.waiting = Gauge("tidegate_scaler_lag", "Entries not yet delivered.", route, registry=r)
+        self.pending = Gauge(
+            "tidegate_scaler_pending", "Entries delivered, not yet acknowledged.", route, registry=r
+        )
+        self.arrival = Gauge(
+            "tidegate_scaler_arrival_rate",
+            "Entries added per second (smoothed).",
+            route,
+            registry=r,
+        )
+        self.drain = Gauge(
+            "tidegate_scaler_drain_rate",
+            "Entries completed per second (smoothed).",
+            route,
+            registry=r,
+        )
+        self.service = Gauge(
+            "tidegate_scaler_service_rate",
+            "Learned completions per second per replica (0 until learned).",
+            route,
+            registry=r,
+        )
+        self.desired = Gauge(
+            "tidegate_scaler_desired_replicas", "Replicas the policy asks for.", route, registry=r
+        )
+        self.current = Gauge(
+            "tidegate_scaler_current_replicas", "Replicas the target has.", route, registry=r
+        )
+        self.ready = Gauge(
+            "tidegate_scaler_ready_replicas", "Replicas ready to work.", route, registry=r
+        )
+        self.exhausted = Gauge(
+            "tidegate_scaler_exhausted",
+            "1 while the route needs more replicas than it may have.",
+            route,
+            registry=r,
+        )
+        self.decision_s = Histogram(
+            "tidegate_scaler_decision_seconds",
+            "One control step: observe, sample, decide, write.",
+            route,
+            buckets=DECISION_BUCKETS_S,
+            registry=r,
+        )
+        self.writes = Counter(
+            "tidegate_scaler_scale_writes",
+            "Scale writes, by direction (up, down).",
+            ["route", "direction"],
+            registry=r,
+        )
+        self.api_errors = Counter(
+            "tidegate_scaler_api_errors",
+            "Kubernetes API errors, by HTTP status (0: unreachable).",
+            ["route", "status"],
+            registry=r,
+        )
+        self.measure_failures = Counter(
+            "tidegate_scaler_measurement_failures",
+            "Samples that could not be taken (Redis unreachable).",
+            route,
+            registry=r,
+        )
+        self.leader = Gauge(
+            "tidegate_scaler_leader", "1 while this replica holds the lease.", registry=r
+        )

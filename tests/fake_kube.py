@@ -1,0 +1,362 @@
+"""A fake Kubernetes API server for the scaler's tests.
+
+It serves the real REST paths the scaler uses, over HTTP, so the official
+``kubernetes`` client talks to it through an ordinary kubeconfig:
+
+- ``apps/v1`` deployments (get) and their ``/scale`` subresource (get,
+  replace, merge patch);
+- ``coordination.k8s.io/v1`` leases (get, create, replace);
+- ``tidegate.io/v1alpha1`` backlogscalers (list, get) and their ``/status``
+  subresource (merge patch, replace);
+- core ``v1`` events (create).
+
+With the semantics the scaler must cope with: every object has a
+resourceVersion and a replace carrying a stale one is 409 Conflict; a missing
+object is 404; a create of an existing one is 409 AlreadyExists; a request
+without a bearer token is 401. Faults are injected per method and path:
+``fail(...)`` answers a status (403, 429 with Retry-After, 500...) a number of
+times; ``conflict_scale_writes(n)`` makes the next n scale replaces lose a
+race with "another writer". A Deployment's status follows its spec at once
+(``ready_cap`` holds ready replicas down, as unschedulable pods would).
+Every request is recorded, with the monotonic time it arrived.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "fake-token"
+
+NS = r"(?P<ns>[a-z0-9-]+)"
+NAME = r"(?P<name>[a-z0-9.-]+)"
+DEPLOYMENT = re.compile(rf"^/apis/apps/v1/namespaces/{NS}/deployments/{NAME}(?P<sub>/scale)?$")
+LEASES = re.compile(rf"^/apis/coordination.k8s.io/v1/namespaces/{NS}/leases(/{NAME})?$")
+SCALERS = re.compile(
+    rf"^/apis/tidegate.io/v1alpha1/namespaces/{NS}/backlogscalers(/{NAME}(?P<sub>/status)?)?$"
+)
+EVENTS = re.compile(rf"^/api/v1/namespaces/{NS}/events$")
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    times: int
+    retry_after_s: int | None = None
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: Any
+    at_s: float
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+@dataclass
+class FakeKube:
+    deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    scalers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    ready_cap: dict[tuple[str, str], int] = field(default_factory=dict)
+    scale_conflicts: int = 0
+    url: str = ""
+    _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    _runner: web.AppRunner | None = None
+
+    # ---- setting up -------------------------------------------------------
+
+    def _rv(self) -> str:
+        return str(next(self._versions))
+
+    def _meta(self, ns: str, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": ns,
+            "uid": f"uid-{ns}-{name}-{self._rv()}",
+            "resourceVersion": self._rv(),
+            "generation": 1,
+            "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def add_deployment(self, ns: str, name: str, replicas: int = 1) -> None:
+        labels = {"app": name}
+        self.deployments[(ns, name)] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self._meta(ns, name),
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "worker", "image": "tidegate"}]},
+                },
+            },
+            "status": {},
+        }
+        self._settle(ns, name)
+
+    def _settle(self, ns: str, name: str) -> None:
+        d = self.deployments[(ns, name)]
+        want = d["spec"]["replicas"]
+        ready = min(want, self.ready_cap.get((ns, name), want))
+        d["status"] = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready}
+
+    def replicas(self, ns: str, name: str) -> int:
+        return int(self.deployments[(ns, name)]["spec"]["replicas"])
+
+    def add_scaler(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        self.scalers[(ns, name)] = {
+            "apiVersion": "tidegate.io/v1alpha1",
+            "kind": "BacklogScaler",
+            "metadata": self._meta(ns, name),
+            "spec": spec,
+        }
+
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        times: int = 1,
+        retry_after_s: int | None = None,
+    ) -> None:
+        self.faults.append(Fault(method, re.compile(path), status, times, retry_after_s))
+
+    def conflict_scale_writes(self, n: int) -> None:
+        self.scale_conflicts = n
+
+    def scale_writes(self) -> list[Request]:
+        return [r for r in self.requests if r.method in ("PUT", "PATCH") and "/scale" in r.path]
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "scaler", "user": {"token": TOKEN}}],
+                    "contexts": [
+                        {"name": "fake", "context": {"cluster": "fake", "user": "scaler"}}
+                    ],
+                    "current-context": "fake",
+                }
+            )
+        )
+        return path
+
+    # ---- serving ----------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        self.requests.append(Request(request.method, request.path, body, time.monotonic()))
+        try:
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+            for fault in self.faults:
+                hit = fault.method == request.method and fault.path.search(request.path)
+                if fault.times > 0 and hit:
+                    fault.times -= 1
+                    headers = {}
+                    if fault.retry_after_s is not None:
+                        headers["Retry-After"] = str(fault.retry_after_s)
+                    reason = {403: "Forbidden", 429: "TooManyRequests"}.get(
+                        fault.status, "InternalError"
+                    )
+                    return web.json_response(
+                        status_body(fault.status, reason, f"injected {fault.status}"),
+                        status=fault.status,
+                        headers=headers,
+                    )
+            return web.json_response(self._route(request.method, request.path, body))
+        except ApiError as e:
+            return web.json_response(status_body(e.code, e.reason, e.message), status=e.code)
+
+    def _route(self, method: str, path: str, body: Any) -> Any:
+        if m := DEPLOYMENT.match(path):
+            return self._deployment(method, m["ns"], m["name"], bool(m["sub"]), body)
+        if m := LEASES.match(path):
+            return self._object(self.leases, "Lease", method, m["ns"], m["name"], body)
+        if m := SCALERS.match(path):
+            if m["name"] is None:
+                if method != "GET":
+                    raise ApiError(405, "MethodNotAllowed", method)
+                items = [v for (ns, _), v in self.scalers.items() if ns == m["ns"]]
+                return {
+                    "apiVersion": "tidegate.io/v1alpha1",
+                    "kind": "BacklogScalerList",
+                    "metadata": {"resourceVersion": self._rv()},
+                    "items": items,
+                }
+            if m["sub"]:
+                return self._status(method, m["ns"], m["name"], body)
+            return self._object(self.scalers, "BacklogScaler", method, m["ns"], m["name"], body)
+        if m := EVENTS.match(path):
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", method)
+            event = dict(body)
+            meta = dict(event.get("metadata") or {})
+            meta["name"] = meta.get("generateName", "event.") + self._rv()
+            event["metadata"] = meta
+            self.events.append(event)
+            return event
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
+
+    def _get(self, store: dict[tuple[str, str], Any], kind: str, ns: str, name: str) -> Any:
+        obj = store.get((ns, name))
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{kind.lower()}s "{name}" not found')
+        return obj
+
+    def _check_version(self, current: Any, body: Any, kind: str, name: str) -> None:
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent is not None and sent != current["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.lower()}s "{name}": the object has '
+                "been modified; please apply your changes to the latest version and try again",
+            )
+
+    def _object(
+        self,
+        store: dict[tuple[str, str], Any],
+        kind: str,
+        method: str,
+        ns: str,
+        name: str | None,
+        body: Any,
+    ) -> Any:
+        if method == "POST" and name is None:
+            name = body["metadata"]["name"]
+            if (ns, name) in store:
+                raise ApiError(409, "AlreadyExists", f'{kind.lower()}s "{name}" already exists')
+            obj = copy.deepcopy(body)
+            obj["metadata"] = {**self._meta(ns, name), **{"labels": body["metadata"].get("labels")}}
+            store[(ns, name)] = obj
+            return obj
+        if name is None:
+            raise ApiError(405, "MethodNotAllowed", method)
+        current = self._get(store, kind, ns, name)
+        if method == "GET":
+            return current
+        if method == "PUT":
+            self._check_version(current, body, kind, name)
+            obj = copy.deepcopy(body)
+            obj["metadata"] = {**current["metadata"], "resourceVersion": self._rv()}
+            if "status" in current and kind == "BacklogScaler":
+                obj["status"] = current["status"]
+            store[(ns, name)] = obj
+            return obj
+        raise ApiError(405, "MethodNotAllowed", method)
+
+    def _status(self, method: str, ns: str, name: str, body: Any) -> Any:
+        current = self._get(self.scalers, "BacklogScaler", ns, name)
+        if method == "GET":
+            return current
+        if method == "PATCH":
+            current["status"] = merge_patch(current.get("status") or {}, body.get("status") or {})
+        elif method == "PUT":
+            self._check_version(current, body, "BacklogScaler", name)
+            current["status"] = body.get("status")
+        else:
+            raise ApiError(405, "MethodNotAllowed", method)
+        current["metadata"]["resourceVersion"] = self._rv()
+        return current
+
+    def _deployment(self, method: str, ns: str, name: str, scale: bool, body: Any) -> Any:
+        d = self._get(self.deployments, "Deployment", ns, name)
+        if not scale:
+            if method != "GET":
+                raise ApiError(403, "Forbidden", "the scaler may not write whole deployments")
+            return d
+        if method in ("PUT", "PATCH"):
+            if method == "PUT":
+                if self.scale_conflicts > 0:  # another writer got there first
+                    self.scale_conflicts -= 1
+                    d["metadata"]["resourceVersion"] = self._rv()
+                self._check_version(d, body, "Deployment", name)
+            replicas = int(body["spec"]["replicas"])
+            if replicas < 0:
+                raise ApiError(422, "Invalid", "spec.replicas: must be >= 0")
+            d["spec"]["replicas"] = replicas
+            d["metadata"]["resourceVersion"] = self._rv()
+            d["metadata"]["generation"] += 1
+            self._settle(ns, name)
+        elif method != "GET":
+            raise ApiError(405, "MethodNotAllowed", method)
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "resourceVersion": d["metadata"]["resourceVersion"],
+                "uid": d["metadata"]["uid"],
+            },
+            "spec": {"replicas": d["spec"]["replicas"]},
+            "status": {"replicas": d["status"]["replicas"], "selector": f"app={name}"},
+        }
