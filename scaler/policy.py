@@ -9,7 +9,9 @@ fake time.
 How the number is found:
 
 - **Rates.** The arrival rate (entries added) and the completion rate
-  (entries finished) are differences of counters over time, smoothed.
+  (entries finished) are differences of counters over time, smoothed. Sizing
+  uses the larger of the smoothed and the latest arrival rate: a surge is
+  answered in the interval it shows, a lull only slowly.
 - **Service rate per replica.** Learned only while the workers are
   saturated (work was waiting for them), as completions per ready replica;
   an idle worker's throughput says nothing about its capacity.
@@ -21,14 +23,17 @@ How the number is found:
 - **Activation** (0 <-> 1) is separate from sizing: at zero replicas, a
   backlog above ``activation_backlog`` (default 0: any entry, or an arrival
   in the last interval) asks for one replica at once; while running, any
-  work keeps at least one. An interval with no work
-  and no arrival asks for none (a smoothed rate decays but never reaches
-  zero, so it is not what decides idleness); zero replicas follow once the
-  scale-down window has passed.
+  work keeps at least one. An interval with no work and no arrival asks for
+  none (a smoothed rate decays but never reaches zero, so it is not what
+  decides idleness); zero replicas follow once the scale-down window has
+  passed.
 - **Stability.** Up at once; down only to the highest recommendation of the
   last ``scale_down_window_s``, and not for a change within the tolerance
-  band. Clamped to ``[min_replicas, max_replicas]``; a need above the
-  maximum is reported as ``exhausted`` (the throttle's cue).
+  band. The window remembers the replicas the arrivals need (what may come
+  back), not those added to drain a backlog: once the backlog is gone, those
+  are released without waiting out the window. Clamped to
+  ``[min_replicas, max_replicas]``; a need above the maximum is reported as
+  ``exhausted`` (the throttle's cue).
 - **Unknown is not zero.** A sample whose measurement failed (``None``
   backlog) holds the current replicas.
 """
@@ -92,6 +97,7 @@ class Policy:
     settings: PolicySettings
     _last: Sample | None = None
     _arrival: float = 0.0
+    _latest_arrival: float = 0.0
     _completion: float = 0.0
     _service: float | None = None
     _history: deque[tuple[float, int]] = field(default_factory=deque)
@@ -114,6 +120,7 @@ class Policy:
             arrivals = max(0, sample.added_total - last.added_total) / dt
             completions = max(0, sample.completed_total - last.completed_total) / dt
             self._arrival = self._smooth(self._arrival, arrivals)
+            self._latest_arrival = arrivals
             self._completion = self._smooth(self._completion, completions)
             saturated = (last.waiting or 0) > 0 and last.ready_replicas > 0
             if saturated and completions > 0:
@@ -122,10 +129,13 @@ class Policy:
 
         backlog = sample.waiting + sample.pending
         if self._service:
-            raw = (self._arrival + sample.waiting / s.drain_target_s) / self._service
+            arrival = max(self._arrival, self._latest_arrival)  # rises at once, decays slowly
+            raw = (arrival + sample.waiting / s.drain_target_s) / self._service
             needed, how = math.ceil(raw - 1e-9), "sized by rates"
+            steady = math.ceil(self._arrival / self._service - 1e-9)
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
+            steady = needed
         activate = backlog > s.activation_backlog or (arrived and s.activation_backlog == 0)
         if sample.current_replicas == 0 and not activate:
             needed = 0  # at zero, below the activation threshold
@@ -134,7 +144,7 @@ class Policy:
         else:
             needed = 0  # idle this interval
 
-        self._history.append((sample.t_s, needed))
+        self._history.append((sample.t_s, min(needed, steady)))
         while self._history and self._history[0][0] < sample.t_s - s.scale_down_window_s:
             self._history.popleft()
         current = sample.current_replicas

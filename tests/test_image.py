@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -35,10 +36,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     env_dir = work / "venv"
-    # The system site-packages give the dependencies (the image installs them
-    # from wheels too); the project itself comes only from its wheel.
-    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # The dependencies come from the test run's own environment (the image
+    # installs them from wheels too), through a .pth line: a directory added
+    # that way has its own .pth files ignored, so the editable install of the
+    # source tree stays invisible. The project itself comes only from its wheel.
+    site_dir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site_dir) / "_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     (wheel,) = wheels.glob("tidegate-*.whl")
     subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall", str(wheel)],
@@ -57,7 +68,7 @@ def run(entrypoint: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[
 def test_entrypoint_help(installed: Path, tmp_path: Path) -> None:
     result = run(installed, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for command in ("gateway", "worker", "demo", "status", "replay", "check"):
+    for command in ("gateway", "worker", "scaler", "demo", "status", "replay", "check"):
         assert command in result.stdout
 
 

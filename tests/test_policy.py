@@ -112,3 +112,22 @@ def test_idle_after_learning_reaches_zero_and_activation_threshold_holds_it() ->
     assert history[-1] == 0  # the decaying arrival rate does not keep a replica
     assert route.tick(policy, arrivals=5, done=0, waiting=5) == 0  # below the threshold
     assert route.tick(policy, arrivals=6, done=0, waiting=11) >= 1  # above it
+
+
+def test_replicas_added_to_drain_a_backlog_go_once_it_is_drained() -> None:
+    policy = Policy(PolicySettings(scale_down_window_s=60, drain_target_s=10, smoothing=1.0))
+    route = Route(replicas=2)
+    for _ in range(3):  # saturated with a small backlog: the service rate is learned
+        route.tick(policy, arrivals=20, done=20, waiting=10)
+    assert route.tick(policy, arrivals=20, done=30, waiting=400) == 6  # (20 + 400/10) / 10
+    # Drained: the arrivals need far fewer; the window remembers what they
+    # needed, not the 6 added for the backlog.
+    assert route.tick(policy, arrivals=20, done=60, waiting=0) <= 2
+
+
+def test_a_surge_is_sized_on_the_interval_it_shows() -> None:
+    policy = Policy(PolicySettings(drain_target_s=30, smoothing=0.1, max_replicas=50))
+    route = Route(replicas=2)
+    for _ in range(3):
+        route.tick(policy, arrivals=20, done=20, waiting=10)  # 10/s per replica learned
+    assert route.tick(policy, arrivals=200, done=20, waiting=10) >= 15  # smoothed alone: 4

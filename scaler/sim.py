@@ -1,0 +1,312 @@
+"""A simulator of a queue and its workers, to compare scaling policies.
+
+``python -m scaler.sim`` runs every trace with two controllers and prints a
+Markdown table: p50/p99 queue wait, peak backlog, replica-seconds and scale
+writes.
+
+The model, in steps of ``DT_S`` (0.1 s):
+
+- **Arrivals** follow the trace's rate ``lambda(t)`` (fluid: fractional jobs
+  carry over to the next step, so runs are exactly repeatable; the bursty
+  trace draws its bursts from a seeded generator).
+- **Service**: every ready replica completes ``SERVICE_RATE`` jobs per second,
+  first in, first out. A job's wait is the time from its arrival to the start
+  of its service.
+- **Pods**: a replica asked for becomes ready after ``STARTUP_S`` (default
+  10 s); a replica removed stops at once. Replica-seconds count every
+  replica asked for, starting or ready: that is what the cluster pays for.
+- After the trace ends, arrivals stop and the run continues until the queue
+  is empty, so every job's wait is counted.
+
+Controllers:
+
+- **tidegate**: ``scaler.policy.Policy`` with its defaults, sampled every
+  second, as the real scaler runs it.
+- **KEDA + HPA**: KEDA's Redis Streams ``lagCount`` scaler polled every 30 s
+  (its default ``pollingInterval``) feeding an HPA with the Kubernetes
+  defaults: 15 s sync, AverageValue target ``lagCount`` per replica (desired
+  = ceil(lag / lagCount)), 10% tolerance, scale-up at most max(4 pods, 100%)
+  per 15 s with no stabilization, scale-down to the highest recommendation of
+  the last 300 s and at most 100% per 15 s; KEDA activates 0 -> 1 when a poll
+  sees lag > 0 and deactivates after its 300 s ``cooldownPeriod`` without
+  any. The lag it sees is the group's entries not yet delivered. ``lagCount``
+  is set to what one replica drains in the same drain target (service rate x
+  drain target), the choice an operator sizing for that target would make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scaler.policy import Policy, PolicySettings, Sample
+
+DT_S = 0.1
+SERVICE_RATE = 10.0
+"""Jobs per second one replica completes."""
+STARTUP_S = 10.0
+MAX_REPLICAS = 40
+DRAIN_TARGET_S = 30.0
+DRAIN_TAIL_MAX_S = 3600.0
+
+Rate = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    duration_s: float
+    rate: Rate
+    description: str
+
+
+def _step(t: float) -> float:
+    return 100.0 if 120 <= t < 1200 else 5.0
+
+
+def _spike(t: float) -> float:
+    return 250.0 if 300 <= t < 330 or 1200 <= t < 1230 else 10.0
+
+
+def _ramp(t: float) -> float:
+    if t < 1200:
+        return 200.0 * t / 1200
+    return max(0.0, 200.0 * (1 - (t - 1200) / 600))
+
+
+def _day(t: float) -> float:
+    return 60.0 + 55.0 * math.sin(2 * math.pi * t / 7200 - math.pi / 2)
+
+
+def _bursty(seed: int = 7) -> Rate:
+    rng = random.Random(seed)
+    bursts: list[tuple[float, float, float]] = []
+    t = 0.0
+    while t < 3600:
+        t += rng.expovariate(1 / 120)
+        length = rng.uniform(10, 40)
+        bursts.append((t, t + length, rng.uniform(100, 250)))
+        t += length
+
+    def rate(now: float) -> float:
+        extra = sum(r for a, b, r in bursts if a <= now < b)
+        return 20.0 + extra
+
+    return rate
+
+
+TRACES = (
+    Trace("step", 1800, _step, "5/s, then 100/s from 120 s to 1200 s, then 5/s"),
+    Trace("spike", 1800, _spike, "10/s with two 30 s spikes of 250/s"),
+    Trace("ramp", 1800, _ramp, "0 -> 200/s over 20 min, back to 0 over 10 min"),
+    Trace("day", 7200, _day, "sinusoidal 5..115/s, one 'day' in 2 h"),
+    Trace("bursty", 3600, _bursty(), "20/s with random bursts of 100-250/s for 10-40 s"),
+)
+
+
+class Controller:
+    name = "controller"
+
+    def decide(
+        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+    ) -> int | None:
+        """Replicas to ask for, or None to leave them."""
+        raise NotImplementedError
+
+
+class Tidegate(Controller):
+    name = "tidegate"
+
+    def __init__(self) -> None:
+        self.policy = Policy(
+            PolicySettings(max_replicas=MAX_REPLICAS, drain_target_s=DRAIN_TARGET_S)
+        )
+        self.next_s = 0.0
+
+    def decide(
+        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+    ) -> int | None:
+        if t < self.next_s:
+            return None
+        self.next_s = t + 1.0
+        sample = Sample(t, waiting, 0, added, completed, ready, desired)
+        return self.policy.decide(sample).replicas
+
+
+class KedaHpa(Controller):
+    name = "KEDA + HPA"
+
+    def __init__(self, lag_count: int) -> None:
+        self.lag_count = lag_count
+        self.metric = 0
+        self.next_poll_s = 0.0
+        self.next_sync_s = 0.0
+        self.last_active_s = -math.inf
+        self.recommendations: deque[tuple[float, int]] = deque()
+
+    def decide(
+        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+    ) -> int | None:
+        out: int | None = None
+        if t >= self.next_poll_s:  # KEDA polls the scaler
+            self.next_poll_s = t + 30.0
+            self.metric = waiting
+            if waiting > 0:
+                self.last_active_s = t
+                if desired == 0:
+                    self.next_sync_s = t + 15.0  # the HPA takes over from its next sync
+                    return 1  # activation
+            elif desired > 0 and t - self.last_active_s >= 300.0:
+                return 0  # cooldownPeriod over: deactivated
+        if desired == 0 or t < self.next_sync_s:
+            return out
+        self.next_sync_s = t + 15.0
+        # The HPA: AverageValue target, tolerance, behaviour defaults.
+        ratio = self.metric / (self.lag_count * desired)
+        raw = desired if abs(ratio - 1) <= 0.1 else math.ceil(self.metric / self.lag_count)
+        raw = min(max(raw, 1), MAX_REPLICAS)
+        self.recommendations.append((t, raw))
+        while self.recommendations[0][0] < t - 300.0:
+            self.recommendations.popleft()
+        if raw > desired:
+            target = min(raw, desired + max(4, desired))
+        else:
+            stabilized = max(r for _, r in self.recommendations)
+            target = max(min(stabilized, desired), desired - desired)  # <= 100% per period
+        return target if target != desired else out
+
+
+@dataclass
+class Result:
+    trace: str
+    controller: str
+    p50_wait_s: float
+    p99_wait_s: float
+    peak_backlog: int
+    replica_s: float
+    writes: int
+    jobs: int
+    served: int
+
+
+@dataclass
+class World:
+    queue: deque[list[float]] = field(default_factory=deque)
+    """FIFO of [arrival time, jobs] chunks."""
+    waiting: float = 0.0
+    added: int = 0
+    completed: int = 0
+    carry_in: float = 0.0
+    carry_out: float = 0.0
+    pods: list[float] = field(default_factory=list)
+    """Ready time of each replica asked for."""
+    waits: list[tuple[float, int]] = field(default_factory=list)
+
+
+def _percentile(waits: list[tuple[float, int]], q: float) -> float:
+    total = sum(n for _, n in waits)
+    if not total:
+        return 0.0
+    rank, seen = q * total, 0
+    for wait, n in sorted(waits):
+        seen += n
+        if seen >= rank:
+            return wait
+    return sorted(waits)[-1][0]
+
+
+def simulate(trace: Trace, controller: Controller) -> Result:
+    w = World()
+    t, writes, peak, replica_s = 0.0, 0, 0, 0.0
+    end = trace.duration_s + DRAIN_TAIL_MAX_S
+    while t < end:
+        arriving = trace.rate(t) * DT_S if t < trace.duration_s else 0.0
+        w.carry_in += arriving
+        n = int(w.carry_in)
+        w.carry_in -= n
+        if n:
+            w.queue.append([t, n])
+            w.added += n
+            w.waiting += n
+        ready = sum(1 for r in w.pods if r <= t)
+        w.carry_out += ready * SERVICE_RATE * DT_S
+        capacity = int(w.carry_out)
+        while capacity and w.queue:
+            chunk = w.queue[0]
+            take = min(capacity, int(chunk[1]))
+            w.waits.append((t - chunk[0], take))
+            chunk[1] -= take
+            capacity -= take
+            w.completed += take
+            w.waiting -= take
+            if chunk[1] == 0:
+                w.queue.popleft()
+        w.carry_out = min(w.carry_out - int(w.carry_out) + capacity, 1.0) if w.queue else 0.0
+        peak = max(peak, int(w.waiting))
+        want = controller.decide(t, int(w.waiting), w.added, w.completed, ready, len(w.pods))
+        if want is not None and want != len(w.pods):
+            writes += 1
+            if want > len(w.pods):
+                w.pods += [t + STARTUP_S] * (want - len(w.pods))
+            else:
+                w.pods.sort()  # remove the youngest (not yet ready) first
+                del w.pods[want:]
+        replica_s += len(w.pods) * DT_S
+        t = round(t + DT_S, 6)
+        if t >= trace.duration_s and not w.queue and not w.pods:
+            break
+        if t >= trace.duration_s and not w.queue and t > trace.duration_s + 900:
+            break  # drained; what is left is scale-down tail only
+    return Result(
+        trace=trace.name,
+        controller=controller.name,
+        p50_wait_s=_percentile(w.waits, 0.50),
+        p99_wait_s=_percentile(w.waits, 0.99),
+        peak_backlog=peak,
+        replica_s=replica_s,
+        writes=writes,
+        jobs=w.added,
+        served=sum(n for _, n in w.waits),
+    )
+
+
+def compare(traces: tuple[Trace, ...] = TRACES) -> list[tuple[Result, Result]]:
+    lag_count = int(SERVICE_RATE * DRAIN_TARGET_S)
+    return [(simulate(tr, Tidegate()), simulate(tr, KedaHpa(lag_count))) for tr in traces]
+
+
+def table(pairs: list[tuple[Result, Result]]) -> str:
+    lines = [
+        "| trace | controller | p50 wait s | p99 wait s | peak backlog | replica-s | writes |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for ours, theirs in pairs:
+        for r in (ours, theirs):
+            lines.append(
+                f"| {r.trace} | {r.controller} | {r.p50_wait_s:.1f} | {r.p99_wait_s:.1f} | "
+                f"{r.peak_backlog} | {r.replica_s:.0f} | {r.writes} |"
+            )
+    lines.append("")
+    lines.append("| trace | p99 wait ratio (target <= 0.2) | replica-s ratio (target <= 1.1) |")
+    lines.append("|---|---:|---:|")
+    for ours, theirs in pairs:
+        wait = ours.p99_wait_s / theirs.p99_wait_s if theirs.p99_wait_s else 0.0
+        cost = ours.replica_s / theirs.replica_s if theirs.replica_s else 0.0
+        lines.append(f"| {ours.trace} | {wait:.2f} | {cost:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", choices=[t.name for t in TRACES], action="append")
+    args = parser.parse_args()
+    chosen = tuple(t for t in TRACES if not args.trace or t.name in args.trace)
+    print(table(compare(chosen)))
+
+
+if __name__ == "__main__":
+    main()
