@@ -5,8 +5,10 @@ Redis, in order of preference: ``TIDEGATE_REDIS_URL`` when set; else a
 embedded in-process Redis (fakeredis's TCP server, with Lua). The demo says
 which one it used.
 
-It then starts the sample service (``tidegate.sample_service``), a gateway and
-one worker per route as real ``tidegate`` subprocesses, and runs a short
+It then starts the sample service (``tidegate.sample_service``), a gateway, a
+worker for ``orders`` and the scaler, which runs ``reports``' workers as local
+processes (zero while idle, more during the burst), all as real ``tidegate``
+subprocesses, and runs a short
 scenario: synchronous requests answered as if proxied, an asynchronous job
 redeemed through the job API, an Idempotency-Key repeated, a malformed and an
 oversized request, a burst of asynchronous requests drained by the workers,
@@ -94,7 +96,7 @@ def redis_for_demo(report: Report) -> Any:
         server.server_close()
 
 
-def demo_config(redis_url: str, port: int, admin_port: int) -> dict[str, Any]:
+def demo_config(redis_url: str, port: int, admin_port: int, upstream: str) -> dict[str, Any]:
     return {
         "redis": {"url": redis_url},
         "gateway": {
@@ -114,6 +116,17 @@ def demo_config(redis_url: str, port: int, admin_port: int) -> dict[str, Any]:
                 "name": "reports",
                 "match": {"path_prefix": "/reports", "methods": ["POST"]},
                 "mode": "async",
+                # Scaled by the scaler with local worker processes: zero
+                # while idle, up with the burst, back down after it.
+                "scaler": {
+                    "target": {"kind": "local", "upstream": upstream},
+                    "min_replicas": 0,
+                    "max_replicas": 4,
+                    "interval_s": 0.5,
+                    "drain_target_s": 5,
+                    "lag_per_replica": 50,
+                    "scale_down_window_s": 5,
+                },
             },
         ],
     }
@@ -246,15 +259,22 @@ async def scenario(report: Report, base: str, admin: str, burst: int, budget_s: 
             f"({burst / max(admitted_s, 1e-6):.0f}/s)",
         )
 
+        most = 0
+
         async def drained() -> bool:
+            nonlocal most
             async with http.get(admin + "/status") as r:
                 route = (await r.json())["routes"]["reports"]
-                return bool(route["waiting"] == 0 and route["pending"] == 0)
+            most = max(most, int((route["scaler"] or {}).get("ready_replicas", 0)))
+            return bool(route["waiting"] == 0 and route["pending"] == 0)
 
         left = max(1.0, budget_s - (time.monotonic() - report.started))
         report.step(
             await _until(drained, left, 0.2),
-            f"backlog drained by the worker in {time.monotonic() - started:.2f}s",
+            f"backlog drained in {time.monotonic() - started:.2f}s",
+        )
+        report.step(
+            most >= 1, f"the scaler ran up to {most} worker process(es) for reports meanwhile"
         )
         async with http.get(admin + "/status") as r:
             report.info(f"/status: {json.dumps((await r.json())['routes'])}")
@@ -264,8 +284,8 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -
     port, admin_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="tidegate-demo-") as folder:
         config = Path(folder) / "tidegate.yaml"
-        config.write_text(yaml.safe_dump(demo_config(redis_url, port, admin_port)))
         async with sample_service() as upstream:
+            config.write_text(yaml.safe_dump(demo_config(redis_url, port, admin_port, upstream)))
             report.info(f"sample service on {upstream}; config {config}")
             procs = Processes(Path(folder))
             procs.start("gateway", "gateway", "-c", str(config))
@@ -279,19 +299,10 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -
                 "--upstream",
                 upstream,
             )
-            procs.start(
-                "worker-reports",
-                "worker",
-                "-c",
-                str(config),
-                "--route",
-                "reports",
-                "--upstream",
-                upstream,
-                "--concurrency",
-                "32",
+            procs.start("scaler", "scaler", "-c", str(config))
+            report.info(
+                "started: gateway, a worker for orders, the scaler (local workers for reports)"
             )
-            report.info("started: gateway, worker for orders, worker for reports")
             try:
                 await asyncio.wait_for(
                     scenario(
