@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from scaler.actuator import Actuator, Replicas, TargetMissing
 from scaler.kube import KubeError
 from scaler.metrics import ScalerMetrics
-from scaler.policy import Decision, Policy, PolicySettings
+from scaler.policy import Decision, Policy, PolicySettings, Sample
 from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
 from scaler.sampling import sample_route
 from tidegate import scaler_view
@@ -45,6 +45,8 @@ from tidegate.tasks import cancel_requested
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 10.0
+CHANGING = frozenset({"arrivalRate", "drainRate", "serviceRate", "oldestWaitingAge"})
+"""Status fields that move every step: written with the rest, never on their own."""
 API_BACKOFF_BASE_S = 1.0
 API_BACKOFF_MAX_S = 30.0
 
@@ -166,9 +168,9 @@ class RouteLoop:
                 log.info("route %s: %s", self.route, message)
                 await self._event("Scaled", message, "Normal")
         self.api_failures = 0
-        self._observe(decision, replicas, sample.waiting, sample.pending)
+        self._observe(decision, replicas, sample)
         if self.is_leader():
-            await self._publish(decision, replicas, sample.waiting, sample.pending, target, reason)
+            await self._publish(decision, replicas, sample, target, reason)
         return StepResult(decision, replicas, wrote, None)
 
     def _api_failed(self, e: KubeError) -> StepResult:
@@ -178,13 +180,12 @@ class RouteLoop:
         delay = backoff_s(self.api_failures, API_BACKOFF_BASE_S, API_BACKOFF_MAX_S, e.retry_after_s)
         return StepResult(None, None, None, str(e), retry_after_s=delay)
 
-    def _observe(
-        self, decision: Decision, replicas: Replicas, waiting: int | None, pending: int
-    ) -> None:
+    def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
         m, r = self.metrics, self.route
-        if waiting is not None:
-            m.waiting.labels(r).set(waiting)
-            m.pending.labels(r).set(pending)
+        if sample.waiting is not None:
+            m.waiting.labels(r).set(sample.waiting)
+            m.pending.labels(r).set(sample.pending)
+            m.oldest_age.labels(r).set(sample.oldest_age_s or 0.0)
         m.arrival.labels(r).set(decision.arrival_rate)
         m.drain.labels(r).set(decision.completion_rate)
         m.service.labels(r).set(decision.service_rate or 0.0)
@@ -197,14 +198,16 @@ class RouteLoop:
         self,
         decision: Decision,
         replicas: Replicas,
-        waiting: int | None,
-        pending: int,
+        sample: Sample,
         target: int,
         reason: str,
     ) -> None:
+        waiting, pending = sample.waiting, sample.pending
+        age = None if sample.oldest_age_s is None else round(sample.oldest_age_s, 3)
         view = {
             "waiting": waiting,
             "pending": pending,
+            "oldest_waiting_age_s": age,
             "arrival_rate": round(decision.arrival_rate, 3),
             "drain_rate": round(decision.completion_rate, 3),
             "service_rate": None
@@ -227,6 +230,7 @@ class RouteLoop:
                 "route": self.route,
                 "lag": waiting,
                 "pending": pending,
+                "oldestWaitingAge": None if age is None else f"{age:.0f}s",
                 "arrivalRate": f"{decision.arrival_rate:.3f}",
                 "drainRate": f"{decision.completion_rate:.3f}",
                 "serviceRate": None
@@ -264,7 +268,7 @@ class RouteLoop:
         if self.resource is None or self.write_status is None:
             return
         key = (
-            tuple(sorted((k, v) for k, v in fields.items() if not k.endswith("Rate"))),
+            tuple(sorted((k, v) for k, v in fields.items() if k not in CHANGING)),
             tuple((c["type"], c["status"], c["reason"]) for c in conditions),
         )
         now = self.clock()

@@ -15,6 +15,12 @@ class ScalerMetrics:
         self.pending = Gauge(
             "tidegate_scaler_pending", "Entries delivered, not yet acknowledged.", route, registry=r
         )
+        self.oldest_age = Gauge(
+            "tidegate_scaler_oldest_waiting_age_seconds",
+            "How long the oldest waiting entry has waited (0: none waits).",
+            route,
+            registry=r,
+        )
         self.arrival = Gauge(
             "tidegate_scaler_arrival_rate",
             "Entries added per second (smoothed).",

@@ -76,6 +76,8 @@ class Sample:
     """Entries ever finished (a counter)."""
     ready_replicas: int
     current_replicas: int
+    oldest_age_s: float | None = None
+    """How long the oldest waiting entry has waited (None: nothing waits)."""
 
 
 @dataclass(frozen=True)

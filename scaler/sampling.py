@@ -5,7 +5,9 @@
 - ``waiting`` and ``pending``: from ``tidegate.backlog`` (NULL lag, missing
   group and missing stream handled there: unknown is never zero);
 - ``completed_total``: every entry ever added is waiting, pending or done, so
-  ``added - waiting - pending``.
+  ``added - waiting - pending``;
+- ``oldest_age_s``: how long the oldest waiting entry has waited (wall clock
+  against the time in its stream id).
 
 Replica counts come from the actuator (the Deployment's scale, or the local
 processes) and are passed in. A failed measurement gives ``waiting=None``,
@@ -14,6 +16,7 @@ which the policy answers by holding the current replicas.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,4 +51,5 @@ async def sample_route(
         completed_total=completed,
         ready_replicas=ready_replicas,
         current_replicas=current_replicas,
+        oldest_age_s=measured.oldest_age_s(time.time()),
     )

@@ -355,6 +355,12 @@ async def test_trim_keeps_what_is_needed_and_the_lag_exact(
     measured = await backlog.measure(store, "orders")
     assert (measured.waiting, measured.pending, measured.exact) == (4, 1, True)
     assert measured.source == "lag"
+    # The oldest waiting entry is the 7th admitted (the first never delivered).
+    seventh: Any = await store.xrange(keys.requests, "-", "+", count=2)
+    assert measured.oldest_waiting_ms == int(seventh[1][0].decode().split("-")[0])
+    age = measured.oldest_age_s(time.time() + 5)
+    assert age is not None
+    assert age >= 5
     assert (await book.trim("orders")).requests == 0
     # Events go once they are older than result_ttl_s + deadline_s.
     far = time.time() + route.result_ttl_s + route.deadline_s + 10

@@ -129,6 +129,11 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     await add_entries(redis, 449)
     clock.now += 1
     assert (await loop.step()).wrote == 5  # ceil(450 / 100) before a service rate is known
+    busy = await scaler_view.read(redis, "orders")
+    assert busy is not None
+    assert busy["waiting"] == 450
+    assert busy["oldest_waiting_age_s"] is not None  # from the oldest entry's id
+    assert busy["oldest_waiting_age_s"] >= 0
     assert fake.replicas(NS, DEPLOY) == 5
     put = fake.scale_writes()[-1]
     assert put.body["metadata"]["resourceVersion"]  # replace with the version read
@@ -144,6 +149,7 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     view = await scaler_view.read(redis, "orders")
     assert view is not None
     assert view["desired_replicas"] == 0
+    assert view["oldest_waiting_age_s"] is None  # nothing waits
     assert view["target"] == f"deployment {NS}/{DEPLOY}"
     # Only the scale subresource was ever written.
     writes = [r for r in fake.requests if r.method != "GET"]

@@ -9,6 +9,10 @@ count unknowable. Unknown is never zero here. The fallbacks, in order:
 - NULL lag: count the entries after the group's last-delivered id, page by
   page, up to ``count_cap`` (beyond it the figure is a lower bound and
   ``exact`` is False).
+
+The age of the oldest waiting entry comes from its stream id (the
+millisecond time it was added), one more XRANGE of a single entry, only when
+something waits.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ class Backlog:
     """False when ``waiting`` is a lower bound (NULL lag beyond the count cap)."""
     source: str
     """How ``waiting`` was measured: no-stream, no-group, lag, counted."""
+    oldest_waiting_ms: int | None = None
+    """When the oldest entry not yet delivered was added (unix ms; None: none waits)."""
+
+    def oldest_age_s(self, now_s: float) -> float | None:
+        """Age of the oldest waiting entry at ``now_s`` (unix seconds)."""
+        if self.oldest_waiting_ms is None:
+            return None
+        return max(0.0, now_s - self.oldest_waiting_ms / 1000)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,14 +73,23 @@ async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Back
             return Backlog(route, 0, 0, 0, True, "no-stream")
         group = next((g for g in groups if _text(_get(g, "name")) == GROUP), None)
         if group is None:
-            return Backlog(route, length, 0, length, True, "no-group")
+            oldest = await _first_after(redis, keys.requests, "-") if length else None
+            return Backlog(route, length, 0, length, True, "no-group", oldest)
         pending = int(_get(group, "pending"))
         lag = _get(group, "lag")
-        if lag is not None:
-            return Backlog(route, int(lag), pending, length, True, "lag")
         last = _text(_get(group, "last-delivered-id"))
-        waiting, exact = await _count_after(redis, keys.requests, last, count_cap)
-        return Backlog(route, waiting, pending, length, exact, "counted")
+        if lag is not None:
+            waiting, exact, source = int(lag), True, "lag"
+        else:
+            waiting, exact = await _count_after(redis, keys.requests, last, count_cap)
+            source = "counted"
+        oldest = await _first_after(redis, keys.requests, "(" + last) if waiting else None
+        return Backlog(route, waiting, pending, length, exact, source, oldest)
+
+
+async def _first_after(redis: Redis, stream: str, start: str) -> int | None:
+    page: Any = await redis.xrange(stream, start, "+", count=1)
+    return int(_text(page[0][0]).split("-")[0]) if page else None
 
 
 async def _count_after(redis: Redis, stream: str, last_id: str, cap: int) -> tuple[int, bool]:
