@@ -24,6 +24,7 @@ from aiohttp import web
 from gateway import admin, jobs_api, problems, public
 from gateway.context import GATEWAY, Gateway, open_context
 from gateway.metrics import GatewayMetrics
+from gateway.tenants import Tenants, owned
 from tidegate.errors import RedisUnavailable
 from tidegate.settings import Settings, parse_listen
 
@@ -92,8 +93,13 @@ def build_apps(
         yield
         await gw.close()
 
+    async def tenant_of(request: web.Request, job_id: str) -> str:
+        projection = await request.app[GATEWAY].ledger.projection(job_id)
+        return projection.get("tenant", "")
+
     public_app.cleanup_ctx.append(context)
-    jobs_api.add_routes(public_app, problem_boundary)
+    own = owned(Tenants(settings.tenants), tenant_of)
+    jobs_api.add_routes(public_app, problem_boundary, own)
     public_app.router.add_route("*", "/{tail:.*}", problem_boundary(public.handle))
     admin.add_routes(admin_app)
     return public_app, admin_app

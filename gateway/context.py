@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 from gateway.admission import AdmissionBatcher
 from gateway.metrics import GatewayMetrics
 from gateway.routing import Router
+from gateway.tenants import Tenants
+from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
 from tidegate import scripts
 from tidegate.ledger import Ledger
@@ -38,6 +40,8 @@ class Gateway:
     metrics: GatewayMetrics
     router: Router
     http: aiohttp.ClientSession
+    tenants: Tenants
+    throttles: ThrottleWatcher
     draining: bool = False
     in_flight: int = 0
     """Requests being handled (a plain count; the gauge reads it on scrape)."""
@@ -48,6 +52,7 @@ class Gateway:
     async def close(self) -> None:
         self.stopping = True
         await stop_tasks(self._tasks)
+        await self.throttles.close()
         await self.waiter.close()
         await self.batcher.close()
         await self.http.close()
@@ -76,20 +81,24 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
     redis = connect(settings.redis)
     ledger = Ledger(redis, settings.routes)
     queued = [r.name for r in settings.routes if r.mode != "proxy"]
+    metrics = metrics or GatewayMetrics()
     gw = Gateway(
         settings=settings,
         redis=redis,
         ledger=ledger,
         batcher=AdmissionBatcher(redis, batch_max_size=settings.gateway.batch_max_size),
         waiter=ResultWaiter(redis, ledger, queued),
-        metrics=metrics or GatewayMetrics(),
+        metrics=metrics,
         router=Router(settings.routes),
         http=aiohttp.ClientSession(auto_decompress=False),
+        tenants=Tenants(settings.tenants),
+        throttles=ThrottleWatcher(redis, queued, metrics),
     )
     gw.metrics.in_flight.set_function(lambda: gw.in_flight)
     gw.batcher.start()
     if queued:
         gw.waiter.start()
+        gw.throttles.start()
     else:
         gw.waiter.subscribed.set()
     gw._tasks.append(asyncio.create_task(gw._health(), name="redis-health"))

@@ -125,10 +125,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
-def add_routes(app: web.Application, guard: Callable[[Handler], Handler]) -> None:
-    """Register the job API; ``guard`` wraps each handler (error translation)."""
+def add_routes(
+    app: web.Application,
+    guard: Callable[[Handler], Handler],
+    own: Callable[[Handler], Handler] = lambda h: h,
+) -> None:
+    """Register the job API; ``guard`` wraps each handler (error translation),
+    ``own`` the job handlers (a tenant sees only its own jobs)."""
     app.router.add_get("/_tidegate/openapi.json", guard(openapi))
-    app.router.add_get("/_tidegate/jobs/{job_id}", guard(get_job))
-    app.router.add_delete("/_tidegate/jobs/{job_id}", guard(cancel_job))
-    app.router.add_get("/_tidegate/jobs/{job_id}/result", guard(get_result))
-    app.router.add_get("/_tidegate/jobs/{job_id}/events", guard(get_events))
+    app.router.add_get("/_tidegate/jobs/{job_id}", guard(own(get_job)))
+    app.router.add_delete("/_tidegate/jobs/{job_id}", guard(own(cancel_job)))
+    app.router.add_get("/_tidegate/jobs/{job_id}/result", guard(own(get_result)))
+    app.router.add_get("/_tidegate/jobs/{job_id}/events", guard(own(get_events)))

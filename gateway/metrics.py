@@ -29,6 +29,24 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self._routes: dict[str, RouteMetrics] = {}
         self.registry = CollectorRegistry()
+        self.throttled = Counter(
+            "tidegate_gateway_throttled",
+            "Requests refused by a token bucket, by cause (capacity, quota) and tenant.",
+            ["route", "cause", "tenant"],
+            registry=self.registry,
+        )
+        self.throttle_active = Gauge(
+            "tidegate_gateway_throttle_active",
+            "1 while the route's capacity throttle is set (as this gateway last saw it).",
+            ["route"],
+            registry=self.registry,
+        )
+        self.throttle_rate = Gauge(
+            "tidegate_gateway_throttle_rate",
+            "The route's throttle rate in admissions per second (0: not throttled).",
+            ["route"],
+            registry=self.registry,
+        )
         self.admitted = Counter(
             "tidegate_gateway_admitted",
             "Requests admitted into a route's queue (duplicates by Idempotency-Key excluded).",

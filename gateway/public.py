@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 
@@ -32,11 +33,18 @@ from gateway.http_headers import (
     response_headers,
 )
 from gateway.proxy import forward
+from gateway.tenants import priority_of, unauthorized
 from tidegate.envelope import Job
-from tidegate.errors import IdempotencyConflict, JobNotFound, NotReplicated, RedisUnavailable
+from tidegate.errors import (
+    IdempotencyConflict,
+    JobNotFound,
+    NotReplicated,
+    RedisUnavailable,
+    Refused,
+)
 from tidegate.keys import new_job_id
 from tidegate.ledger import TERMINAL_STATES
-from tidegate.settings import RouteSettings
+from tidegate.settings import RouteSettings, TenantSettings
 
 JOBS_PATH = "/_tidegate/jobs/"
 RETRY_AFTER = "1"
@@ -107,9 +115,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "No route",
             f"No route takes {request.method} {request.path}.",
         )
+    tenant = None
+    if gw.tenants.enabled:
+        tenant = gw.tenants.identify(request)
+        if tenant is None:
+            gw.metrics.rejected.labels(route.name, "unauthorized").inc()
+            return unauthorized()
     if route.mode == "proxy":
         return await forward(gw, route, request)
-    return await _queued(gw, route, request)
+    return await _queued(gw, route, request, tenant)
 
 
 _JOB_API_PATH = re.compile(r"^/_tidegate/(openapi\.json|jobs/[^/]+(/result|/events)?)$")
@@ -129,8 +143,48 @@ def _reserved(request: web.Request) -> web.Response:
     )
 
 
-async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> web.StreamResponse:
+def refused(gw: Gateway, route: RouteSettings, e: Refused, tenant: str) -> web.Response:
+    """429 (or the route's throttle status) with Retry-After and the
+    draft-ietf-httpapi-ratelimit-headers fields, saying which limit it was."""
+    gw.metrics.throttled.labels(route.name, e.cause, tenant).inc()
+    status = 429
+    if e.cause == "capacity" and route.scaler is not None:
+        status = route.scaler.throttle.status
+    retry_s = max(1, math.ceil(e.retry_after_s))
+    policy = f'"{e.cause}";q={e.limit};w={max(1, e.window_s)}'
+    headers = {
+        "Retry-After": str(retry_s),
+        "RateLimit-Policy": policy,
+        "RateLimit": f'"{e.cause}";r={max(0, e.remaining)};t={retry_s}',
+    }
+    if e.cause == "capacity":
+        return problems.problem(
+            status,
+            "capacity-throttled",
+            "Throttled: the workers are at capacity",
+            f"Route {route.name} admits at the rate its workers can drain while scaling "
+            f"is exhausted. Retry after {retry_s} s.",
+            headers=headers,
+            cause="capacity",
+        )
+    return problems.problem(
+        429,
+        "quota-exceeded",
+        "Quota exceeded",
+        f"Tenant {tenant}'s quota on route {route.name} is used up. Retry after {retry_s} s.",
+        headers=headers,
+        cause="quota",
+    )
+
+
+async def _queued(
+    gw: Gateway, route: RouteSettings, request: web.Request, tenant: TenantSettings | None
+) -> web.StreamResponse:
     started = time.perf_counter()
+    priority = priority_of(request, route, tenant)
+    if isinstance(priority, web.Response):
+        gw.metrics.rejected.labels(route.name, "bad_request").inc()
+        return priority
     declared = request.content_length
     if declared is not None and declared > route.max_body_bytes:
         gw.metrics.rejected.labels(route.name, "body_too_large").inc()
@@ -182,7 +236,9 @@ async def _queued(gw: Gateway, route: RouteSettings, request: web.Request) -> we
     waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
     try:
         try:
-            admitted = await gw.batcher.admit(route, job, key)
+            admitted = await gw.batcher.admit(route, job, key, tenant, priority)
+        except Refused as e:
+            return refused(gw, route, e, tenant.name if tenant else "")
         except RedisUnavailable:
             gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
             return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)

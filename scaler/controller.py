@@ -31,16 +31,18 @@ from typing import Any
 from redis.asyncio import Redis
 
 from scaler.actuator import Actuator, Replicas, TargetMissing
+from scaler.exhaustion import Governor, Step
 from scaler.kube import KubeError
 from scaler.metrics import ScalerMetrics
 from scaler.policy import Decision, Policy, PolicySettings, Sample
 from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
 from scaler.sampling import sample_route
-from tidegate import scaler_view
+from tidegate import scaler_view, throttle
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
 from tidegate.settings import ScalerSettings
 from tidegate.tasks import cancel_requested
+from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,10 @@ class RouteLoop:
         self.write_event = write_event
         self.clock = clock
         self.policy = Policy(policy_settings(settings))
+        self.governor = Governor(settings.throttle)
+        self.throttle: Throttle | None = None
+        self._refused: tuple[float, int] | None = None
+        self._refused_rate = 0.0
         self.failures = 0
         self.api_failures = 0
         self._conditions = list(conditions or [])
@@ -168,10 +174,67 @@ class RouteLoop:
                 log.info("route %s: %s", self.route, message)
                 await self._event("Scaled", message, "Normal")
         self.api_failures = 0
+        if measured:
+            await self._govern(now, decision, replicas, sample, target)
         self._observe(decision, replicas, sample)
         if self.is_leader():
             await self._publish(decision, replicas, sample, target, reason)
         return StepResult(decision, replicas, wrote, None)
+
+    async def _govern(
+        self, now: float, decision: Decision, replicas: Replicas, sample: Sample, target: int
+    ) -> None:
+        """Set, refresh or lift the route's front-door throttle (leader only)."""
+        last, self._refused = self._refused, (now, sample.refused_total)
+        if last is not None and now > last[0]:
+            fresh = max(0, sample.refused_total - last[1]) / (now - last[0])
+            self._refused_rate = 0.3 * fresh + 0.7 * self._refused_rate
+        verdict = self.governor.decide(
+            Step(
+                t_s=now,
+                waiting=sample.waiting or 0,
+                arrival_rate=decision.arrival_rate,
+                refused_rate=self._refused_rate,
+                completion_rate=decision.completion_rate,
+                service_rate=decision.service_rate,
+                needed=decision.needed,
+                desired=target,
+                ready=replicas.ready,
+                max_replicas=self.settings.max_replicas,
+                drain_target_s=self.settings.drain_target_s,
+            )
+        )
+        if not self.is_leader():
+            return
+        t = self.settings.throttle
+        ttl_s = max(10.0, self.settings.interval_s * 5)
+        try:
+            if verdict.rate_per_s is None:
+                if verdict.changed or self.throttle is not None:
+                    await throttle.lift(self.redis, self.route)
+                    message = f"throttle lifted: {verdict.detail}"
+                    log.warning("route %s: %s", self.route, message)
+                    await self._event("ThrottleLifted", message, "Normal")
+                self.throttle = None
+                return
+            since = self.throttle.since_s if self.throttle else time.time()
+            self.throttle = Throttle(
+                rate_per_s=verdict.rate_per_s,
+                burst=max(1, round(verdict.rate_per_s * t.burst_s)),
+                reason=verdict.reason,
+                detail=verdict.detail,
+                since_s=since,
+                status=t.status,
+            )
+            await throttle.apply(self.redis, self.route, self.throttle, ttl_s, verdict.changed)
+            if verdict.changed:
+                message = (
+                    f"throttled at {verdict.rate_per_s:.1f}/s ({verdict.reason}): {verdict.detail}"
+                )
+                log.warning("route %s: %s", self.route, message)
+                await self._event("Throttled", message, "Warning")
+        except RedisUnavailable:
+            pass  # the throttle expires on its own if it cannot be refreshed
 
     def _api_failed(self, e: KubeError) -> StepResult:
         self.api_failures += 1
@@ -193,6 +256,7 @@ class RouteLoop:
         m.current.labels(r).set(replicas.current)
         m.ready.labels(r).set(replicas.ready)
         m.exhausted.labels(r).set(int(decision.exhausted))
+        m.throttle_rate.labels(r).set(self.throttle.rate_per_s if self.throttle else 0)
 
     async def _publish(
         self,
@@ -221,6 +285,8 @@ class RouteLoop:
             "exhausted": decision.exhausted,
             "reason": reason,
             "target": self.actuator.describe,
+            "throttle": self.throttle.as_dict() if self.throttle else None,
+            "refused_rate": round(self._refused_rate, 3),
             "updated_at_s": round(time.time(), 3),
         }
         with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
@@ -247,6 +313,14 @@ class RouteLoop:
                     decision.exhausted,
                     "AboveMaxReplicas" if decision.exhausted else "WithinMaxReplicas",
                     f"needs {decision.needed}, may have {self.settings.max_replicas}",
+                ),
+                condition(
+                    "Throttled",
+                    self.throttle is not None,
+                    "ScalingExhausted" if self.throttle else "NotThrottled",
+                    f"admitting {self.throttle.rate_per_s:.1f}/s: {self.throttle.detail}"
+                    if self.throttle
+                    else "scaling keeps up",
                 ),
                 condition(
                     "MetricsAvailable",

@@ -54,6 +54,12 @@ class ScalerMetrics:
             route,
             registry=r,
         )
+        self.throttle_rate = Gauge(
+            "tidegate_scaler_throttle_rate",
+            "The route's front-door throttle in admissions per second (0: not throttled).",
+            route,
+            registry=r,
+        )
         self.decision_s = Histogram(
             "tidegate_scaler_decision_seconds",
             "One control step: observe, sample, decide, write.",

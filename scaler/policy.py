@@ -78,6 +78,8 @@ class Sample:
     current_replicas: int
     oldest_age_s: float | None = None
     """How long the oldest waiting entry has waited (None: nothing waits)."""
+    refused_total: int = 0
+    """Requests ever refused by the route's throttle or quotas (a counter)."""
 
 
 @dataclass(frozen=True)

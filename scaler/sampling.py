@@ -7,7 +7,9 @@
 - ``completed_total``: every entry ever added is waiting, pending or done, so
   ``added - waiting - pending``;
 - ``oldest_age_s``: how long the oldest waiting entry has waited (wall clock
-  against the time in its stream id).
+  against the time in its stream id);
+- ``refused_total``: requests the gateways refused (throttle, quotas), so
+  the offered load is known even while a throttle hides it.
 
 Replica counts come from the actuator (the Deployment's scale, or the local
 processes) and are passed in. A failed measurement gives ``waiting=None``,
@@ -40,6 +42,7 @@ async def sample_route(
                 added = int(info.get("entries-added", info.get(b"entries-added", 0)))
             except ResponseError:  # no stream yet: nothing was ever admitted
                 added = 0
+            refused = int(await redis.get(RouteKeys(route).refused) or 0)
     except RedisUnavailable:
         return Sample(now_s, None, 0, 0, 0, ready_replicas, current_replicas)
     completed = max(0, added - measured.waiting - measured.pending)
@@ -52,4 +55,5 @@ async def sample_route(
         ready_replicas=ready_replicas,
         current_replicas=current_replicas,
         oldest_age_s=measured.oldest_age_s(time.time()),
+        refused_total=refused,
     )

@@ -285,6 +285,9 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
             "Active": ("True", "Scaling"),
             "Exhausted": ("True", "AboveMaxReplicas"),  # 10 needed, 3 allowed
             "MetricsAvailable": ("True", "Measured"),
+            # At its maximum and nothing drains (no worker consumes here): the
+            # front door is throttled at the minimum rate.
+            "Throttled": ("True", "ScalingExhausted"),
         }
         assert conditions("orders-again") == {"Active": ("False", "Conflict")}
         assert conditions("broken") == {"Active": ("False", "InvalidSpec")}

@@ -58,3 +58,18 @@ class IdempotencyConflict(LedgerError):
 
 class NotReplicated(TidegateError):
     """Fewer Redis replicas acknowledged a write than the route requires."""
+
+
+class Refused(TidegateError):
+    """Admission refused by a token bucket: the route's capacity throttle
+    (``cause`` "capacity") or the tenant's quota (``cause`` "quota")."""
+
+    def __init__(
+        self, cause: str, retry_after_s: float, remaining: int, limit: int, window_s: int
+    ) -> None:
+        self.cause = cause
+        self.retry_after_s = retry_after_s
+        self.remaining = remaining
+        self.limit = limit
+        self.window_s = window_s
+        super().__init__(f"refused by the {cause} limit; retry after {retry_after_s:.1f} s")

@@ -89,6 +89,41 @@ class RouteKeys:
         """Hash: the scaler's latest view of the route (rates, replicas), with a TTL."""
         return self.prefix + "scaler"
 
+    @property
+    def throttle(self) -> str:
+        """Hash: the route's capacity throttle (rate, burst, reason, since) and
+        its token bucket (tokens, ts_ms); absent while not throttled."""
+        return self.prefix + "throttle"
+
+    @property
+    def throttle_channel(self) -> str:
+        """Pub/sub channel: the throttle was set, changed or lifted."""
+        return self.prefix + "throttle-changes"
+
+    @property
+    def refused(self) -> str:
+        """Counter: requests refused by the throttle or a quota (offered load
+        beyond what was admitted, for the scaler)."""
+        return self.prefix + "refused"
+
+    @property
+    def tenants_active(self) -> str:
+        """Sorted set: tenant -> last request (unix ms), for fair shares."""
+        return self.prefix + "tenants-active"
+
+    @property
+    def tenant_weights(self) -> str:
+        """Hash: tenant -> weight, as the gateways last saw it."""
+        return self.prefix + "tenant-weights"
+
+    def quota(self, tenant: str) -> str:
+        """A tenant's quota bucket on this route (tokens, ts_ms)."""
+        return self.prefix + "quota:" + tenant
+
+    def share(self, tenant: str) -> str:
+        """A tenant's fair-share bucket while the route is throttled."""
+        return self.prefix + "share:" + tenant
+
     def alive(self, consumer: str) -> str:
         """Liveness record of one worker process (expires unless refreshed)."""
         return self.prefix + "alive:" + consumer

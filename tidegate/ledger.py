@@ -43,12 +43,13 @@ from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import (
     IdempotencyConflict,
     JobNotFound,
+    Refused,
     TransitionRefused,
 )
 from tidegate.keys import COMPENSATORS, GROUP, RouteKeys, route_of
 from tidegate.redis_client import text as _text
 from tidegate.redis_client import unavailable_as_error
-from tidegate.settings import RouteSettings
+from tidegate.settings import PRIORITIES, RouteSettings, TenantSettings
 
 TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compensated", "expired"})
 OVERDUE_BATCH = 100
@@ -69,10 +70,17 @@ def idempotency_digest(key: str) -> str:
 
 
 class Admission(NamedTuple):
-    """One request to admit: the job and its client's Idempotency-Key, if any."""
+    """One request to admit: the job, its client's Idempotency-Key, its tenant
+    (with API keys configured) and its priority class (``PRIORITIES``)."""
 
     job: Job
     idempotency_key: str | None = None
+    tenant: TenantSettings | None = None
+    priority: str = "normal"
+
+
+SHARE_WINDOW_MS = 10_000
+"""Tenants seen in this window share a throttled route's rate."""
 
 
 def admit_call(
@@ -80,27 +88,51 @@ def admit_call(
 ) -> tuple[str, list[str], list[scripts.Arg]]:
     """One admit script call for a batch of jobs of one route."""
     keys = RouteKeys(route.name)
-    call_keys = [keys.requests, keys.events, keys.deadlines]
-    args: list[scripts.Arg] = [route.result_ttl_s * 1000, route.deadline_s]
+    call_keys = [
+        keys.requests,
+        keys.events,
+        keys.deadlines,
+        keys.throttle,
+        keys.refused,
+        keys.tenants_active,
+        keys.tenant_weights,
+    ]
+    args: list[scripts.Arg] = [route.result_ttl_s * 1000, route.deadline_s, SHARE_WINDOW_MS]
     for item in batch:
-        job, key = item.job, item.idempotency_key
+        job, key, tenant = item.job, item.idempotency_key, item.tenant
         call_keys.append(keys.job(job.id))
         if key:
             call_keys.append(keys.idempotency(idempotency_digest(key)))
+        quota = tenant.quota if tenant else None
+        if tenant and quota:
+            call_keys.append(keys.quota(tenant.name))
+        if tenant:
+            call_keys.append(keys.share(tenant.name))
         digest = job.payload_digest() if key else ""
         args += [job.id, 1 if key else 0, digest, job.method, job.path, job.meta(), job.body]
+        args += [
+            tenant.name if tenant else "",
+            quota.rate_per_s if quota else 0,
+            (quota.burst or max(1, round(quota.rate_per_s))) if quota else 0,
+            tenant.weight if tenant else 1,
+            PRIORITIES.index(item.priority),
+        ]
     return "admit", call_keys, args
 
 
-def admit_results(reply: Any) -> list[Admitted | IdempotencyConflict]:
+def admit_results(reply: Any) -> list[Admitted | IdempotencyConflict | Refused]:
     """Interpret the admit script's answer, one entry per job of the batch."""
-    out: list[Admitted | IdempotencyConflict] = []
-    for i in range(0, len(reply), 2):
+    out: list[Admitted | IdempotencyConflict | Refused] = []
+    for i in range(0, len(reply), 3):
         outcome, job_id = _text(reply[i]), _text(reply[i + 1])
         if outcome == "conflict":
             out.append(IdempotencyConflict(f"Idempotency-Key already used for job {job_id}"))
         elif outcome in ("new", "duplicate"):
             out.append(Admitted(job_id, "new" if outcome == "new" else "duplicate"))
+        elif outcome in ("throttled", "quota"):
+            retry_ms, remaining, limit, window_s = (int(x) for x in _text(reply[i + 2]).split(","))
+            cause = "capacity" if outcome == "throttled" else "quota"
+            out.append(Refused(cause, retry_ms / 1000, remaining, limit, window_s))
         else:
             raise RuntimeError(f"admit script answered {outcome!r}")
     return out
@@ -151,13 +183,22 @@ class Ledger:
             raise JobNotFound(f"no job {job_id}")
         return route
 
-    async def admit(self, route: RouteSettings, job: Job, idempotency_key: str | None) -> Admitted:
-        """Admit one job on its own (the gateway batches; this is for tools and tests)."""
-        name, keys, args = admit_call(route, [Admission(job, idempotency_key)])
+    async def admit(
+        self,
+        route: RouteSettings,
+        job: Job,
+        idempotency_key: str | None,
+        tenant: TenantSettings | None = None,
+        priority: str = "normal",
+    ) -> Admitted:
+        """Admit one job on its own (the gateway batches; this is for tools and tests).
+
+        Raises IdempotencyConflict, or Refused by the throttle or a quota."""
+        name, keys, args = admit_call(route, [Admission(job, idempotency_key, tenant, priority)])
         with unavailable_as_error("admitting a job"):
             reply = await self._call(name, keys, args)
         result = admit_results(reply)[0]
-        if isinstance(result, IdempotencyConflict):
+        if isinstance(result, IdempotencyConflict | Refused):
             raise result
         return result
 

@@ -172,8 +172,19 @@ class ThrottleSettings:
 
     enabled: bool = True
     status: Literal[429, 503] = 429
+    """Status of a throttled answer."""
     burst_s: float = Field(default=2.0, ge=0)
     """Burst allowance, in seconds of the throttle rate."""
+    margin: float = Field(default=0.1, ge=0, lt=1)
+    """The rate is the measured drain capacity times (1 - margin): the backlog shrinks."""
+    min_rate_per_s: float = Field(default=1.0, gt=0)
+    """Never throttle below this many admissions per second."""
+    ready_grace_s: float = Field(default=30.0, ge=0)
+    """Replicas asked for but not ready this long count as scaling exhausted."""
+    low_water_s: float = Field(default=5.0, ge=0)
+    """Lifting needs a backlog that drains within this many seconds ..."""
+    hold_s: float = Field(default=30.0, ge=0)
+    """... for this long, with the needed replicas back within max_replicas."""
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -239,6 +250,52 @@ class ControllerSettings:
         return self
 
 
+def checked_name(value: str) -> str:
+    """Route and tenant names: they become parts of Redis keys."""
+    if not ROUTE_NAME.match(value):
+        raise ValueError("must be 1-48 characters of [a-z0-9-], not starting or ending in -")
+    return value
+
+
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+
+
+@dataclass(frozen=True, config=_STRICT)
+class QuotaSettings:
+    """A tenant's own token bucket, per route, always enforced."""
+
+    rate_per_s: float = Field(gt=0)
+    burst: int = Field(default=0, ge=0)
+    """Requests allowed at once beyond the rate (default: one second of it)."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TenantSettings:
+    """A client of the gateway, known by its API key (stored hashed)."""
+
+    name: str
+    api_key_sha256: str
+    """Hex SHA-256 of the key (``printf %s KEY | sha256sum``); the key itself is never stored."""
+    weight: float = Field(default=1.0, gt=0)
+    """Share of a throttled route's rate, relative to the other active tenants."""
+    quota: QuotaSettings | None = None
+    priority: Priority = "normal"
+    """Highest class this tenant's requests get (a request may ask for a lower one)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return checked_name(value)
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be 64 lowercase hex characters (a SHA-256 digest)")
+        return value
+
+
 @dataclass(frozen=True, config=_STRICT)
 class RouteSettings:
     """One route: what it matches and how its requests are handled."""
@@ -257,6 +314,8 @@ class RouteSettings:
     """How long results, finished job states and idempotency keys are kept."""
     deadline_s: float = Field(default=600.0, gt=0)
     """A job not finished this long after it was accepted is overdue."""
+    priority: Priority = "normal"
+    """Class of the route's requests while throttled: lower classes are refused first."""
     replicas_ack: int = Field(default=0, ge=0)
     """Redis replicas that must hold an admitted job before the client is answered
     (WAIT); fewer within replicas_ack_timeout_s is a 503."""
@@ -267,9 +326,7 @@ class RouteSettings:
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ROUTE_NAME.match(value):
-            raise ValueError("must be 1-48 characters of [a-z0-9-], not starting or ending in -")
-        return value
+        return checked_name(value)
 
     @model_validator(mode="after")
     def _mode(self) -> RouteSettings:
@@ -287,6 +344,8 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     gateway: GatewaySettings = GatewaySettings()
     scaler: ControllerSettings = ControllerSettings()
+    tenants: tuple[TenantSettings, ...] = ()
+    """API keys -> tenants; when any are set, every public request needs a key."""
     routes: tuple[RouteSettings, ...] = ()
 
     @model_validator(mode="after")
@@ -296,6 +355,12 @@ class Settings:
             if route.name in seen:
                 raise ValueError(f"route name {route.name!r} is used twice")
             seen.add(route.name)
+        names = [t.name for t in self.tenants]
+        digests = [t.api_key_sha256 for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError("a tenant name is used twice")
+        if len(set(digests)) != len(digests):
+            raise ValueError("two tenants share an API key")
         return self
 
     def route(self, name: str) -> RouteSettings:

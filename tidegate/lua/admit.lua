@@ -3,33 +3,84 @@
 -- single script call costs one command to encode and parse instead of one per
 -- job. All keys belong to one route (one Cluster slot).
 --
--- KEYS: requests stream, events stream, deadline index, then per job its
---       projection and, when the job has an Idempotency-Key, the idempotency
---       record
--- ARGV: ttl_ms, deadline_s, then per job 7 values:
+-- Before a job is enqueued, in the same atomic call, on Redis server time:
+--   - its tenant's quota bucket (when the tenant has a quota; always on);
+--   - the route's capacity throttle, when the scaler has set one: one token
+--     bucket shared by every gateway; a lower priority class needs a reserve
+--     left in the bucket (low: half the burst, normal: a tenth, high: none);
+--     with tenants, each active tenant (seen in the last share window) also
+--     has a fair-share bucket at rate x weight / sum of active weights, so
+--     one tenant's surge cannot take the others' share.
+-- Nothing is consumed unless every check passes. A route that is not
+-- throttled costs one HMGET here, and no round trip anywhere.
+--
+-- KEYS: requests stream, events stream, deadline index, throttle hash,
+--       refused counter, active-tenants zset, tenant-weights hash, then per
+--       job its projection, its idempotency record (when it has a key), its
+--       tenant's quota bucket (when the tenant has a quota) and its tenant's
+--       share bucket (when it has a tenant)
+-- ARGV: ttl_ms, deadline_s, share window ms, then per job 12 values:
 --       job id, has idempotency key (0|1), payload digest, method, path,
---       meta (JSON: method, path, query, headers, attempt), body
--- Returns a flat array: per job 'new'|'duplicate'|'conflict' and the job id
--- (for a duplicate or conflict, the id of the job the key belongs to).
+--       meta (JSON), body, tenant ('' = none), quota rate per s (0 = none),
+--       quota burst, weight, priority class (0 high, 1 normal, 2 low)
+-- Returns a flat array, 3 per job: outcome ('new'|'duplicate'|'conflict'|
+-- 'throttled'|'quota'), job id (for duplicate/conflict: the key's job), and
+-- for throttled/quota "retry_ms,remaining,limit,window_s" (else '').
 local requests, events = KEYS[1], KEYS[2]
 deadlines_key = KEYS[3]
-local ttl_ms, deadline_s = ARGV[1], tonumber(ARGV[2])
+local throttle, refused, active, weights = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local ttl_ms, deadline_s, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local deadline = tostring(now_ms + math.floor(deadline_s * 1000))
+local RESERVE = {[0] = 0, [1] = 0.1, [2] = 0.5}
+
+-- A token bucket: tokens refilled since ts_ms at rate per second, up to burst.
+local function level(key, rate, burst)
+  local b = redis.call('HMGET', key, 'tokens', 'ts_ms')
+  local tokens = tonumber(b[1]) or burst
+  local ts = tonumber(b[2]) or now_ms
+  return math.min(burst, tokens + math.max(0, now_ms - ts) * rate / 1000)
+end
+local function keep(key, tokens, rate, burst, expire)
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts_ms', now_ms)
+  if expire then
+    redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 60000)
+  end
+end
+local function info(retry_ms, remaining, limit, window_s)
+  return math.ceil(retry_ms) .. ',' .. math.floor(remaining) .. ',' .. math.floor(limit) ..
+         ',' .. math.ceil(window_s)
+end
+
+local th = redis.call('HMGET', throttle, 'rate', 'burst')
+local rate, burst = tonumber(th[1]), tonumber(th[2])
+local throttled = rate ~= nil and rate > 0
+local route_tokens = nil
+local active_weight = nil
+if throttled then
+  burst = math.max(1, burst or 1)
+  route_tokens = level(throttle, rate, burst)
+  redis.call('ZREMRANGEBYSCORE', active, '-inf', now_ms - window_ms)
+end
 
 local out = {}
-local k = 4
-for a = 3, #ARGV, 7 do
+local refusals = 0
+local k = 8
+for a = 4, #ARGV, 12 do
   local job, has_idem, digest = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local method, path, meta, body = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local tenant, quota_rate, quota_burst = ARGV[a + 7], tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
+  local weight, class = tonumber(ARGV[a + 10]), tonumber(ARGV[a + 11])
   local proj = KEYS[k]
-  local idem = nil
   k = k + 1
+  local idem, quota, share = nil, nil, nil
   if has_idem == '1' then idem = KEYS[k]; k = k + 1 end
+  if quota_rate > 0 then quota = KEYS[k]; k = k + 1 end
+  if tenant ~= '' then share = KEYS[k]; k = k + 1 end
 
-  local outcome, id = 'new', job
+  local outcome, id, extra = 'new', job, ''
   if idem then
     local prev = redis.call('HMGET', idem, 'job', 'digest')
     if prev[1] then
@@ -37,17 +88,69 @@ for a = 3, #ARGV, 7 do
       if prev[2] == digest then outcome = 'duplicate' else outcome = 'conflict' end
     end
   end
+
   if outcome == 'new' then
-    local entry = redis.call('XADD', requests, '*', 'job', job, 'meta', meta, 'body', body,
-                             'deadline_ms', deadline)
-    append(events, proj, job, 'accepted', ttl_ms,
-           {'deadline_ms', deadline, 'entry', entry, 'method', method, 'path', path})
-    if idem then
-      redis.call('HSET', idem, 'job', job, 'digest', digest)
-      redis.call('PEXPIRE', idem, ttl_ms)
+    -- The checks: compute every level first, consume only if all pass.
+    local quota_tokens, share_tokens, share_rate, share_burst = nil, nil, nil, nil
+    if quota then
+      quota_tokens = level(quota, quota_rate, quota_burst)
+      if quota_tokens < 1 then
+        outcome = 'quota'
+        extra = info((1 - quota_tokens) / quota_rate * 1000, quota_tokens, quota_burst,
+                     quota_burst / quota_rate)
+      end
+    end
+    if outcome == 'new' and throttled then
+      if share then
+        local seen = redis.call('ZSCORE', active, tenant)
+        redis.call('ZADD', active, now_ms, tenant)
+        redis.call('HSET', weights, tenant, tostring(weight))
+        if not active_weight then
+          active_weight = 0
+          local names = redis.call('ZRANGE', active, 0, -1)
+          local ws = redis.call('HMGET', weights, unpack(names))
+          for i = 1, #names do active_weight = active_weight + (tonumber(ws[i]) or 1) end
+        elseif not seen then
+          active_weight = active_weight + weight
+        end
+        share_rate = rate * weight / math.max(active_weight, weight)
+        share_burst = math.max(1, burst * weight / math.max(active_weight, weight))
+        share_tokens = level(share, share_rate, share_burst)
+      end
+      local need = 1 + RESERVE[class] * burst
+      if route_tokens < need then
+        outcome = 'throttled'
+        extra = info((need - route_tokens) / rate * 1000, math.max(0, route_tokens - need + 1),
+                     burst, burst / rate)
+      elseif share_tokens and share_tokens < 1 then
+        outcome = 'throttled'
+        extra = info((1 - share_tokens) / share_rate * 1000, share_tokens, share_burst,
+                     share_burst / share_rate)
+      end
+    end
+    if outcome == 'new' then
+      if quota then keep(quota, quota_tokens - 1, quota_rate, quota_burst, true) end
+      if throttled then
+        route_tokens = route_tokens - 1
+        if share then keep(share, share_tokens - 1, share_rate, share_burst, true) end
+      end
+      local entry = redis.call('XADD', requests, '*', 'job', job, 'meta', meta, 'body', body,
+                               'deadline_ms', deadline)
+      local accepted = {'deadline_ms', deadline, 'entry', entry, 'method', method, 'path', path}
+      if tenant ~= '' then accepted[#accepted + 1] = 'tenant'; accepted[#accepted + 1] = tenant end
+      append(events, proj, job, 'accepted', ttl_ms, accepted)
+      if idem then
+        redis.call('HSET', idem, 'job', job, 'digest', digest)
+        redis.call('PEXPIRE', idem, ttl_ms)
+      end
+    else
+      refusals = refusals + 1
     end
   end
   out[#out + 1] = outcome
   out[#out + 1] = id
+  out[#out + 1] = extra
 end
+if throttled then keep(throttle, route_tokens, rate, burst, false) end
+if refusals > 0 then redis.call('INCRBY', refused, refusals) end
 return out

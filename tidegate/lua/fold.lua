@@ -64,6 +64,7 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     put('job', f['job']); put('accepted_at_ms', t)
     put('deadline_ms', f['deadline_ms']); put('entry', f['entry'])
     put('method', f['method']); put('path', f['path']); put('attempts', '0')
+    put('tenant', f['tenant'])
     put('events', ev_id)
   else
     local events = redis.call('HGET', proj, 'events')

@@ -1,0 +1,215 @@
+"""The front-door throttle and quotas, against a real redis-server.
+
+Token buckets refill on Redis server time; these tests set rates so low
+(0.001/s) that nothing refills while they run, so every count is exact and
+no assertion depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import make_settings, running_gateway, wait_until
+from tidegate import throttle
+from tidegate.envelope import Job
+from tidegate.errors import Refused
+from tidegate.keys import RouteKeys, new_job_id
+from tidegate.ledger import Ledger
+from tidegate.settings import Settings, parse_settings
+from tidegate.throttle import Throttle
+
+SLOW = 0.001  # tokens per second: no refill within a test
+
+
+def job(route: str = "reports") -> Job:
+    return Job(id=new_job_id(route), route=route, method="POST", path="/" + route, body=b"x")
+
+
+async def set_throttle(redis: Redis, route: str, burst: int, rate: float = SLOW) -> None:
+    state = Throttle(rate, burst, "max_replicas", "test", time.time(), 429)
+    await throttle.apply(redis, route, state, ttl_s=60, announce=True)
+
+
+async def outcomes(book: Ledger, settings: Settings, n: int, **kw: Any) -> list[str]:
+    out = []
+    for _ in range(n):
+        try:
+            await book.admit(settings.route("reports"), job(), None, **kw)
+            out.append("admitted")
+        except Refused as e:
+            out.append(e.cause)
+    return out
+
+
+async def test_bucket_admits_its_burst_then_refuses_and_counts(
+    redis: Redis, settings: Settings
+) -> None:
+    book = Ledger(redis, settings.routes)
+    assert await outcomes(book, settings, 3) == ["admitted"] * 3  # not throttled
+    await set_throttle(redis, "reports", burst=5)
+    refused_first = await outcomes(book, settings, 8, priority="high")
+    assert refused_first == ["admitted"] * 5 + ["capacity"] * 3
+    keys = RouteKeys("reports")
+    assert await redis.xlen(keys.requests) == 3 + 5  # nothing refused was enqueued
+    assert int(await redis.get(keys.refused) or 0) == 3  # offered load, for the scaler
+    with pytest.raises(Refused) as refused:
+        await book.admit(settings.route("reports"), job(), None)
+    assert refused.value.retry_after_s > 100  # one token at 0.001/s
+    assert refused.value.limit == 5
+    await throttle.lift(redis, "reports")
+    assert await outcomes(book, settings, 2) == ["admitted"] * 2
+
+
+async def test_lower_priority_classes_are_refused_first(redis: Redis, settings: Settings) -> None:
+    book = Ledger(redis, settings.routes)
+    await set_throttle(redis, "reports", burst=10)
+    # low needs half the burst left over: admitted while 6 or more tokens remain
+    assert await outcomes(book, settings, 6, priority="low") == ["admitted"] * 5 + ["capacity"]
+    # normal needs a tenth in reserve (1 + 1 tokens): 5 left -> admitted down to 2
+    normal = await outcomes(book, settings, 5, priority="normal")
+    assert normal == ["admitted"] * 4 + ["capacity"]
+    # high takes the last token
+    assert await outcomes(book, settings, 2, priority="high") == ["admitted", "capacity"]
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tenant_settings(redis_url: str, quota: dict[str, Any] | None = None) -> Settings:
+    base = make_settings(redis_url)
+    raw = {
+        "redis": {"url": redis_url},
+        "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+        "tenants": [
+            {"name": "acme", "api_key_sha256": key_digest("acme-key"), "quota": quota},
+            {"name": "zenith", "api_key_sha256": key_digest("zenith-key")},
+        ],
+        "routes": [
+            {
+                "name": r.name,
+                "match": {"path_prefix": r.match.path_prefix, "methods": list(r.match.methods)},
+                "mode": r.mode,
+                **({"upstream": r.upstream} if r.upstream else {}),
+            }
+            for r in base.routes
+        ],
+    }
+    if quota is None:
+        del raw["tenants"][0]["quota"]  # type: ignore[index]
+    return parse_settings(raw)
+
+
+async def test_fair_share_keeps_one_tenant_from_taking_the_others_share(
+    redis: Redis, redis_url: str
+) -> None:
+    settings = tenant_settings(redis_url)
+    acme, zenith = settings.tenants
+    book = Ledger(redis, settings.routes)
+    await set_throttle(redis, "reports", burst=10)
+    high = {"priority": "high"}
+    assert await outcomes(book, settings, 1, tenant=acme, **high) == ["admitted"]
+    assert await outcomes(book, settings, 1, tenant=zenith, **high) == ["admitted"]
+    # Both active, equal weights: acme's surge stops at its share, half of the
+    # burst (without shares it would take all 8 tokens left) ...
+    surge = await outcomes(book, settings, 8, tenant=acme, **high)
+    assert surge == ["admitted"] * 5 + ["capacity"] * 3
+    # ... so zenith still finds tokens in the route's bucket.
+    later = await outcomes(book, settings, 5, tenant=zenith, **high)
+    assert later == ["admitted"] * 3 + ["capacity"] * 2
+
+
+async def test_quotas_and_tenant_isolation_through_the_gateway(
+    redis: Redis, redis_url: str
+) -> None:
+    settings = tenant_settings(redis_url, quota={"rate_per_s": SLOW, "burst": 2})
+    async with running_gateway(settings) as gw:
+
+        async def post(key: str | None) -> tuple[int, dict[str, Any], Any]:
+            headers = {"X-Api-Key": key} if key else {}
+            async with gw.http.post(gw.url("/reports"), data=b"r", headers=headers) as r:
+                return r.status, dict(r.headers), await r.json()
+
+        status, _, body = await post(None)
+        assert status == 401
+        assert body["type"].endswith("api-key-required")
+        assert (await post("wrong-key"))[0] == 401
+        first = await post("acme-key")
+        assert [first[0], (await post("acme-key"))[0]] == [202, 202]
+        status, headers, body = await post("acme-key")  # the quota's burst is 2
+        assert status == 429
+        assert body["cause"] == "quota"
+        assert body["type"].endswith("quota-exceeded")
+        assert int(headers["Retry-After"]) >= 1
+        assert headers["RateLimit-Policy"].startswith('"quota";q=2;w=')
+        assert headers["RateLimit"].startswith('"quota";r=0;t=')
+        assert (await post("zenith-key"))[0] == 202  # another tenant: its own limits
+
+        job_url = first[1]["Location"]
+        async with gw.http.get(gw.url(job_url), headers={"X-Api-Key": "acme-key"}) as r:
+            assert r.status == 200
+        async with gw.http.get(gw.url(job_url), headers={"X-Api-Key": "zenith-key"}) as r:
+            assert r.status == 404  # not its job: the same answer as an unknown one
+        async with gw.http.get(gw.url(job_url)) as r:
+            assert r.status == 401
+        metric = gw.gw.metrics.throttled.labels("reports", "quota", "acme")._value.get()
+        assert metric == 1
+
+
+async def test_gateways_share_one_bucket_and_answer_with_the_headers(
+    redis: Redis, settings: Settings
+) -> None:
+    await set_throttle(redis, "reports", burst=6)
+    async with running_gateway(settings) as one, running_gateway(settings) as two:
+
+        async def post(gw: Any) -> tuple[int, dict[str, str], Any]:
+            async with gw.http.post(gw.url("/reports"), data=b"r") as r:
+                return r.status, dict(r.headers), await r.json()
+
+        answers = await asyncio.gather(*(post(gw) for gw in (one, two) for _ in range(10)))
+    statuses = [status for status, _, _ in answers]
+    # One bucket for both gateways: 6 tokens, of which the normal class leaves
+    # a tenth (0.6) to high-priority requests: 5 admitted.
+    assert statuses.count(202) == 5
+    assert statuses.count(429) == 15
+    _, headers, body = next(a for a in answers if a[0] == 429)
+    assert body["cause"] == "capacity"
+    assert body["type"].endswith("capacity-throttled")
+    assert headers["Content-Type"] == "application/problem+json"
+    assert int(headers["Retry-After"]) >= 1
+    assert headers["RateLimit-Policy"].startswith('"capacity";q=6;w=')
+    assert headers["RateLimit"].startswith('"capacity";r=0;t=')
+
+
+async def test_a_route_may_throttle_with_503(redis: Redis, redis_url: str) -> None:
+    settings = make_settings(
+        redis_url,
+        scaler={"target": {"kind": "local", "upstream": "http://x"}, "throttle": {"status": 503}},
+    )
+    await set_throttle(redis, "orders", burst=0)
+    async with running_gateway(settings) as gw, gw.http.post(gw.url("/orders"), data=b"o") as r:
+        assert r.status == 503
+        assert "RateLimit" in r.headers
+
+
+async def test_gateway_view_follows_pubsub_and_the_timer(redis: Redis, settings: Settings) -> None:
+    async with running_gateway(settings) as gw:
+        watcher = gw.gw.throttles
+        await set_throttle(redis, "reports", burst=3)  # announced
+        await wait_until(lambda: _ready(watcher.states["reports"] is not None), what="pub/sub")
+        assert gw.gw.metrics.throttle_active.labels("reports")._value.get() == 1
+        # Lifted without an announcement (as if the message was missed): the
+        # periodic re-read corrects the view.
+        await redis.delete(RouteKeys("reports").throttle)
+        await wait_until(lambda: _ready(watcher.states["reports"] is None), 10, "the re-read")
+        assert gw.gw.metrics.throttle_active.labels("reports")._value.get() == 0
+
+
+async def _ready(value: bool) -> bool:
+    return value
