@@ -45,6 +45,7 @@ from tidegate.errors import (
 from tidegate.keys import new_job_id
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.settings import RouteSettings, TenantSettings
+from tidegate.throttle import take_quota
 
 JOBS_PATH = "/_tidegate/jobs/"
 RETRY_AFTER = "1"
@@ -122,6 +123,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
             gw.metrics.rejected.labels(route.name, "unauthorized").inc()
             return unauthorized()
     if route.mode == "proxy":
+        if tenant is not None and tenant.quota is not None:
+            try:
+                over = await take_quota(gw.redis, route.name, tenant)
+            except RedisUnavailable:
+                gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
+                return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+            if over is not None:
+                return refused(gw, route, over, tenant.name)
         return await forward(gw, route, request)
     return await _queued(gw, route, request, tenant)
 

@@ -15,12 +15,13 @@ import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import wait_until
-from tidegate import scaler_view
+from tidegate import scaler_view, throttle
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger
 from tidegate.local_redis import free_port
 from tidegate.settings import Settings
+from tidegate.throttle import Throttle
 
 
 def tidegate(*args: str, timeout_s: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -140,6 +141,12 @@ async def test_replay_and_status_commands(
     table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
     orders = next(line for line in table.stdout.splitlines() if line.startswith("orders"))
     assert orders.split()[:6] == ["orders", "5", "0", "12.5", "10.0", "2/3"]
+    state = Throttle(12.0, 24, "max_replicas", "needs 9, may have 4", 1.0, 429)
+    await throttle.apply(redis, "orders", state, ttl_s=30, announce=False)
+    table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
+    assert "THROTTLED at 12.0/s (max_replicas)" in table.stdout
+    result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")
+    assert json.loads(result.stdout)["routes"]["orders"]["throttle"]["burst"] == 24
     await redis.delete(RouteKeys("orders").scaler)  # no scaler publishing: said so
     table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
     assert "no scaler view" in table.stdout

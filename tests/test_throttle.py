@@ -161,6 +161,13 @@ async def test_quotas_and_tenant_isolation_through_the_gateway(
         metric = gw.gw.metrics.throttled.labels("reports", "quota", "acme")._value.get()
         assert metric == 1
 
+        # Proxy routes have no queue; the quota still applies (its own bucket).
+        proxied = []
+        for _ in range(3):
+            async with gw.http.get(gw.url("/orders/1"), headers={"X-Api-Key": "acme-key"}) as r:
+                proxied.append(r.status)
+        assert proxied == [502, 502, 429]  # the upstream is unreachable; the third is over
+
 
 async def test_gateways_share_one_bucket_and_answer_with_the_headers(
     redis: Redis, settings: Settings

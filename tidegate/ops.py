@@ -16,7 +16,7 @@ def _rate(value: Any) -> str:
 
 
 async def print_status(settings: Settings, *, as_json: bool = False) -> int:
-    """One row per route: backlog, pending, rates and replicas (from the scaler)."""
+    """One row per route: backlog, pending, rates, replicas (from the scaler), throttle."""
     redis = connect(settings.redis)
     try:
         routes = await routes_status(redis, settings)
@@ -40,6 +40,9 @@ async def print_status(settings: Settings, *, as_json: bool = False) -> int:
         note = view.get("reason", "no scaler view") if view else "no scaler view"
         if view.get("exhausted"):
             note = f"EXHAUSTED (needs {view['needed_replicas']}): {note}"
+        if row.get("throttle"):
+            state = row["throttle"]
+            note = f"THROTTLED at {state['rate_per_s']:.1f}/s ({state['reason']}); {note}"
         print(
             f"{name:<20} {waiting:>9} {row['pending']:>8} {_rate(view.get('arrival_rate')):>8} "
             f"{_rate(view.get('drain_rate')):>8} {replicas:>10}  {note}"

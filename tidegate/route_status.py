@@ -2,7 +2,8 @@
 
 The backlog is measured on the spot (``tidegate.backlog``); rates and
 replicas come from the scaler's latest published view
-(``tidegate.scaler_view``), ``None`` when no scaler has published one lately.
+(``tidegate.scaler_view``), ``None`` when no scaler has published one lately;
+the throttle, when one is set, from the route's throttle hash.
 The gateway's ``/status`` and ``tidegate status`` both show this.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tidegate import backlog, scaler_view
+from tidegate import backlog, scaler_view, throttle
 from tidegate.settings import Settings
 
 
@@ -22,9 +23,15 @@ async def routes_status(redis: Redis, settings: Settings) -> dict[str, dict[str,
     queued = [r for r in settings.routes if r.mode != "proxy"]
     measured = await asyncio.gather(*(backlog.measure(redis, r.name) for r in queued))
     views = await asyncio.gather(*(scaler_view.read(redis, r.name) for r in queued))
+    throttles = await asyncio.gather(*(throttle.read(redis, r.name) for r in queued))
     out: dict[str, dict[str, Any]] = {}
     for route in settings.routes:
         out[route.name] = {"mode": route.mode, "upstream": route.upstream}
-    for route, found, view in zip(queued, measured, views, strict=True):
-        out[route.name] = {"mode": route.mode, **found.as_dict(), "scaler": view}
+    for route, found, view, state in zip(queued, measured, views, throttles, strict=True):
+        out[route.name] = {
+            "mode": route.mode,
+            **found.as_dict(),
+            "scaler": view,
+            "throttle": state.as_dict() if state else None,
+        }
     return out

@@ -3,7 +3,8 @@
 Every write that touches a job is one Lua call so that it is atomic: the event
 is appended and the projection updated together, the result stored together
 with the acknowledgement. ``fold.lua`` holds the one definition of the
-projection fold and is prepended to each script that needs it.
+projection fold and ``bucket.lua`` the one token bucket; both are prepended
+to every script.
 
 Scripts are called with EVALSHA. After a Redis restart the script cache is
 empty and Redis answers NOSCRIPT; ``call`` and ``run_pipeline`` then load the
@@ -26,7 +27,17 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.coalesce import Coalescer
 
-_NAMES = ("admit", "start", "finish", "cancel", "replay", "promote", "compensate", "overdue")
+_NAMES = (
+    "admit",
+    "start",
+    "finish",
+    "cancel",
+    "replay",
+    "promote",
+    "compensate",
+    "overdue",
+    "quota",
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,12 @@ class Script:
 
 def _load() -> dict[str, Script]:
     folder = resources.files("tidegate") / "lua"
-    fold = (folder / "fold.lua").read_text(encoding="utf-8")
+    prelude = "\n".join(
+        (folder / f"{name}.lua").read_text(encoding="utf-8") for name in ("fold", "bucket")
+    )
     out = {}
     for name in _NAMES:
-        source = fold + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+        source = prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
         out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
     return out
 

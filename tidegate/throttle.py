@@ -11,6 +11,9 @@ throttle channel; gateways also re-read on a short timer.
 Enforcement does not depend on a gateway having heard: the admit script reads
 the hash in the same atomic call that enqueues. What a gateway keeps is a view
 for its metrics and logs.
+
+Quotas on proxy routes (no queue, so no admit call) are taken with
+``take_quota``, one script call on the same bucket code.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from tidegate import scripts
+from tidegate.errors import Refused
 from tidegate.keys import RouteKeys
 from tidegate.redis_client import text, unavailable_as_error
+from tidegate.settings import TenantSettings
 
 
 @dataclass(frozen=True)
@@ -95,3 +101,21 @@ async def read(redis: Redis, route: str) -> Throttle | None:
 
 def now_s() -> float:
     return time.time()
+
+
+async def take_quota(redis: Redis, route: str, tenant: TenantSettings) -> Refused | None:
+    """Take a token from the tenant's quota on a route that does not queue
+    (proxy); the refusal when the quota is used up, else None."""
+    quota = tenant.quota
+    if quota is None:
+        return None
+    keys = RouteKeys(route)
+    burst = quota.burst or max(1, round(quota.rate_per_s))
+    with unavailable_as_error("checking a quota"):
+        ok, info = await scripts.call(
+            redis, "quota", [keys.quota(tenant.name), keys.refused], [quota.rate_per_s, burst]
+        )
+    if int(ok):
+        return None
+    retry_ms, remaining, limit, window_s = (int(x) for x in text(info).split(","))
+    return Refused("quota", retry_ms / 1000, remaining, limit, window_s)

@@ -31,28 +31,14 @@ deadlines_key = KEYS[3]
 local throttle, refused, active, weights = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local ttl_ms, deadline_s, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = server_ms()
 local deadline = tostring(now_ms + math.floor(deadline_s * 1000))
 local RESERVE = {[0] = 0, [1] = 0.1, [2] = 0.5}
-
--- A token bucket: tokens refilled since ts_ms at rate per second, up to burst.
-local function level(key, rate, burst)
-  local b = redis.call('HMGET', key, 'tokens', 'ts_ms')
-  local tokens = tonumber(b[1]) or burst
-  local ts = tonumber(b[2]) or now_ms
-  return math.min(burst, tokens + math.max(0, now_ms - ts) * rate / 1000)
-end
+local function level(key, rate, burst) return bucket_level(key, rate, burst, now_ms) end
 local function keep(key, tokens, rate, burst, expire)
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts_ms', now_ms)
-  if expire then
-    redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 60000)
-  end
+  bucket_keep(key, tokens, rate, burst, now_ms, expire)
 end
-local function info(retry_ms, remaining, limit, window_s)
-  return math.ceil(retry_ms) .. ',' .. math.floor(remaining) .. ',' .. math.floor(limit) ..
-         ',' .. math.ceil(window_s)
-end
+local info = bucket_info
 
 local th = redis.call('HMGET', throttle, 'rate', 'burst')
 local rate, burst = tonumber(th[1]), tonumber(th[2])
