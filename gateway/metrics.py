@@ -47,6 +47,12 @@ class GatewayMetrics:
             ["route"],
             registry=self.registry,
         )
+        self.throttle_tokens = Gauge(
+            "tidegate_gateway_throttle_bucket_tokens",
+            "Tokens in the route's shared bucket at this gateway's last read (0: no throttle).",
+            ["route"],
+            registry=self.registry,
+        )
         self.admitted = Counter(
             "tidegate_gateway_admitted",
             "Requests admitted into a route's queue (duplicates by Idempotency-Key excluded).",

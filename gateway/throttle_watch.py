@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -62,6 +63,8 @@ class ThrottleWatcher:
                     log.warning("route %s: throttle lifted", route)
             self._metrics.throttle_active.labels(route).set(int(state is not None))
             self._metrics.throttle_rate.labels(route).set(state.rate_per_s if state else 0)
+            fill = state.fill(time.time()) if state else 0.0
+            self._metrics.throttle_tokens.labels(route).set(fill)
         self.reads += 1
 
     async def _run(self) -> None:

@@ -211,6 +211,7 @@ async def test_gateway_view_follows_pubsub_and_the_timer(redis: Redis, settings:
         await set_throttle(redis, "reports", burst=3)  # announced
         await wait_until(lambda: _ready(watcher.states["reports"] is not None), what="pub/sub")
         assert gw.gw.metrics.throttle_active.labels("reports")._value.get() == 1
+        assert gw.gw.metrics.throttle_tokens.labels("reports")._value.get() == 3  # full
         # Lifted without an announcement (as if the message was missed): the
         # periodic re-read corrects the view.
         await redis.delete(RouteKeys("reports").throttle)

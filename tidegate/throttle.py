@@ -40,6 +40,16 @@ class Throttle:
     detail: str
     since_s: float
     status: int = 429
+    tokens: float | None = None
+    """The shared bucket's level when last written (None: untouched, full)."""
+    tokens_at_s: float | None = None
+
+    def fill(self, now_s: float) -> float:
+        """Tokens in the bucket at ``now_s`` (refilled since the last write)."""
+        if self.tokens is None or self.tokens_at_s is None:
+            return float(self.burst)
+        refill = max(0.0, now_s - self.tokens_at_s) * self.rate_per_s
+        return min(float(self.burst), self.tokens + refill)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +106,8 @@ async def read(redis: Redis, route: str) -> Throttle | None:
         detail=fields.get("detail", ""),
         since_s=int(fields.get("since_ms", "0")) / 1000,
         status=int(fields.get("status", "429")),
+        tokens=float(fields["tokens"]) if "tokens" in fields else None,
+        tokens_at_s=int(fields["ts_ms"]) / 1000 if "ts_ms" in fields else None,
     )
 
 
