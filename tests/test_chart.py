@@ -4,6 +4,8 @@ embeds it), every manifest validated against the Kubernetes schemas."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,24 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def component(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [
+        d
+        for d in of_kind(docs, kind)
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == name
+    ]
+    return found
+
+
+def config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config")]
+    return found
+
+
+# Kinds of the Prometheus Operator: not in the Kubernetes schemas; checked by shape.
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
 def test_lint_is_clean_in_strict_mode() -> None:
     for values in (None, NON_DEFAULT):
         report = helm.lint(CHART, values, strict=True)
@@ -75,13 +95,13 @@ def test_every_manifest_is_valid_kubernetes(values: dict[str, Any] | None) -> No
     docs = render(values)
     assert docs
     for doc in docs:
-        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
 
 @pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["default", "non-default"])
 def test_rendered_config_is_one_tidegate_check_accepts(values: dict[str, Any] | None) -> None:
-    (config_map,) = of_kind(render(values), "ConfigMap")
-    raw = yaml.safe_load(config_map["data"]["tidegate.yaml"])
+    raw = yaml.safe_load(config_map(render(values))["data"]["tidegate.yaml"])
     settings = parse_settings(raw, env={"TIDEGATE_REDIS_URL": "redis://redis:6379/0"})
     assert settings.gateway.listen == "0.0.0.0:8080"
     assert [r.name for r in settings.routes] == [
@@ -89,10 +109,12 @@ def test_rendered_config_is_one_tidegate_check_accepts(values: dict[str, Any] | 
     ]
 
 
-def test_pods_are_secure_by_default() -> None:
-    (deployment,) = of_kind(render(), "Deployment")
+@pytest.mark.parametrize("part", ["gateway", "scaler"])
+def test_pods_are_secure_by_default(part: str) -> None:
+    deployment = component(render(), "Deployment", part)
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    # Only the scaler talks to the Kubernetes API.
+    assert pod["automountServiceAccountToken"] is (part == "scaler")
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     (container,) = pod["containers"]
@@ -108,13 +130,13 @@ def test_pods_are_secure_by_default() -> None:
 def test_redis_url_comes_from_a_secret() -> None:
     default = render()
     (secret,) = of_kind(default, "Secret")
-    (deployment,) = of_kind(default, "Deployment")
+    deployment = component(default, "Deployment", "gateway")
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     ref = env[0]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "redis-url")
     custom = render(NON_DEFAULT)
     assert of_kind(custom, "Secret") == []  # existingSecret: the chart creates none
-    (deployment,) = of_kind(custom, "Deployment")
+    deployment = component(custom, "Deployment", "gateway")
     ref = deployment["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
     assert ref["secretKeyRef"] == {"name": "shared-redis", "key": "url"}
 
@@ -189,3 +211,162 @@ def test_the_crd_matches_the_scaler_settings() -> None:
     assert parsed.error is None
     assert parsed.settings is not None
     assert parsed.settings.target.namespace == "shop"  # defaulted from the resource
+
+
+EVERYTHING: dict[str, Any] = {
+    "scaler": {"namespaces": ["shop", "billing"], "replicas": 3},
+    "tenants": {
+        "list": [
+            {
+                "name": "acme",
+                "api_key_sha256": "a" * 64,
+                "quota": {"rate_per_s": 50, "burst": 100},
+            }
+        ]
+    },
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
+    },
+    "routes": [
+        {
+            "name": "orders",
+            "match": {"path_prefix": "/orders"},
+            "scaler": {
+                "target": {"kind": "deployment", "namespace": "shop", "name": "orders-worker"},
+                "max_replicas": 20,
+            },
+        }
+    ],
+}
+
+
+def test_everything_on_is_valid_and_checks_as_a_config() -> None:
+    docs = render(EVERYTHING)
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    raw = yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"])
+    settings = parse_settings(raw, env={"TIDEGATE_REDIS_URL": "redis://redis:6379/0"})
+    assert settings.scaler.namespaces == ("shop", "billing")
+    assert settings.scaler.lease_namespace == "shop"
+    assert settings.routes[0].scaler is not None
+    report = helm.lint(CHART, EVERYTHING, strict=True)
+    assert report["errors"] == []
+
+
+def test_scaler_rbac_is_least_privilege() -> None:
+    docs = render(EVERYTHING)
+    assert of_kind(docs, "ClusterRole") == []
+    assert of_kind(docs, "ClusterRoleBinding") == []
+    roles = of_kind(docs, "Role")
+    rules = [rule for role in roles for rule in role["rules"]]
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+    by_resource: dict[str, set[str]] = {}
+    for rule in rules:
+        for resource in rule["resources"]:
+            by_resource.setdefault(resource, set()).update(rule["verbs"])
+    assert by_resource["deployments"] == {"get"}  # read only: never a whole Deployment
+    assert by_resource["deployments/scale"] <= {"get", "update", "patch"}
+    assert by_resource["leases"] <= {"get", "create", "update"}
+    assert by_resource["backlogscalers"] <= {"get", "list", "watch"}
+    assert by_resource["backlogscalers/status"] <= {"get", "update", "patch"}
+    assert by_resource["events"] <= {"create", "patch"}
+    assert set(by_resource) == {
+        "deployments",
+        "deployments/scale",
+        "leases",
+        "backlogscalers",
+        "backlogscalers/status",
+        "events",
+    }
+    # A Role and its binding in every watched namespace; the Lease only at home.
+    scaling = {r["metadata"].get("namespace") for r in roles if "leases" not in str(r["rules"])}
+    assert scaling == {"shop", "billing"}
+    (account,) = of_kind(docs, "ServiceAccount")
+    for binding in of_kind(docs, "RoleBinding"):
+        (subject,) = binding["subjects"]
+        assert subject["name"] == account["metadata"]["name"]
+    scaler = component(docs, "Deployment", "scaler")
+    assert scaler["spec"]["replicas"] == 3
+    assert scaler["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    # No other pod gets the scaler's account or a token.
+    gateway = component(docs, "Deployment", "gateway")
+    assert "serviceAccountName" not in gateway["spec"]["template"]["spec"]
+
+
+def test_the_scaler_can_be_left_out() -> None:
+    docs = render({"scaler": {"enabled": False}})
+    assert [d["kind"] for d in docs if "scaler" in d["metadata"]["name"]] == []
+
+
+def test_tenants_come_from_a_secret_mounted_where_the_config_says() -> None:
+    docs = render(EVERYTHING)
+    raw = yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"])
+    tenants_secret = next(s for s in of_kind(docs, "Secret") if "tenants" in s["metadata"]["name"])
+    tenants = yaml.safe_load(tenants_secret["stringData"]["tenants.yaml"])
+    assert tenants == EVERYTHING["tenants"]["list"]
+    gateway = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (volume,) = [v for v in gateway["volumes"] if v["name"] == "tenants"]
+    assert volume["secret"]["secretName"] == tenants_secret["metadata"]["name"]
+    (mount,) = [m for m in gateway["containers"][0]["volumeMounts"] if m["name"] == "tenants"]
+    assert raw["tenants_file"] == mount["mountPath"] + "/" + volume["secret"]["items"][0]["path"]
+    existing = render({"tenants": {"existingSecret": "our-keys", "existingSecretKey": "k"}})
+    assert not [s for s in of_kind(existing, "Secret") if "tenants" in s["metadata"]["name"]]
+    pod = component(existing, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tenants"]
+    assert volume["secret"]["secretName"] == "our-keys"
+    assert volume["secret"]["items"] == [{"key": "k", "path": "tenants.yaml"}]
+
+
+def known_metrics() -> set[str]:
+    from gateway.metrics import GatewayMetrics
+    from scaler.metrics import ScalerMetrics
+    from worker.metrics import WorkerMetrics
+
+    names: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    for metrics in (GatewayMetrics(), WorkerMetrics(), ScalerMetrics()):
+        for family in metrics.registry.collect():
+            names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+    return names
+
+
+def test_alerts_and_dashboard_use_metrics_that_exist() -> None:
+    docs = render(EVERYTHING)
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "admin"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [
+        s for s in of_kind(docs, "Service") if selector.items() <= s["metadata"]["labels"].items()
+    ]
+    assert {
+        component
+        for s in services
+        for component in [s["metadata"]["labels"]["app.kubernetes.io/component"]]
+    } == {"gateway", "scaler"}
+    assert all(any(p["name"] == "admin" for p in s["spec"]["ports"]) for s in services)
+
+    (rule,) = of_kind(docs, "PrometheusRule")
+    alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "TidegateBacklogNotDraining",
+        "TidegateThrottleActive",
+        "TidegateNoScalerLeader",
+        "TidegateDeadLettersRising",
+    }
+    dashboard_map = next(
+        d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    )
+    dashboard = json.loads(dashboard_map["data"]["tidegate.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "tidegate.json").read_text())
+    exprs = list(alerts.values()) + [
+        t["expr"] for panel in dashboard["panels"] for t in panel["targets"]
+    ]
+    used = {name for expr in exprs for name in re.findall(r"tidegate_[a-z_]+", expr)}
+    assert used
+    assert used <= known_metrics(), used - known_metrics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tidegate.errors import ConfigError
 from tidegate.settings import Settings, load_settings, parse_settings
@@ -145,3 +146,28 @@ def test_route_lookup_names_the_known_routes() -> None:
     settings = Settings(**{"routes": [{"name": "a", "match": {"path_prefix": "/a"}}]})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"no such route \(configured: a\)"):
         settings.route("b")
+
+
+def test_tenants_can_come_from_a_file_of_their_own(tmp_path: Path) -> None:
+    digest = "a" * 64
+    secret = tmp_path / "tenants.yaml"
+    secret.write_text(yaml.safe_dump([{"name": "acme", "api_key_sha256": digest}]))
+    config = tmp_path / "tidegate.yaml"
+    config.write_text(yaml.safe_dump({"tenants_file": str(secret)}))
+    settings = load_settings(config, env={})
+    assert [t.name for t in settings.tenants] == ["acme"]
+    config.write_text(yaml.safe_dump({}))
+    assert load_settings(config, env={"TIDEGATE_TENANTS_FILE": str(secret)}).tenants
+    secret.write_text(yaml.safe_dump([{"name": "acme", "api_key_sha256": "not-a-digest"}]))
+    with pytest.raises(ConfigError, match=r"tenants\[0\].api_key_sha256: must be 64"):
+        load_settings(config, env={"TIDEGATE_TENANTS_FILE": str(secret)})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config, env={"TIDEGATE_TENANTS_FILE": str(tmp_path / "missing.yaml")})
+
+
+def test_parts_that_serve_no_clients_do_not_need_the_tenants_file(tmp_path: Path) -> None:
+    config = tmp_path / "tidegate.yaml"
+    config.write_text(yaml.safe_dump({"tenants_file": str(tmp_path / "not-mounted.yaml")}))
+    assert load_settings(config, env={}, tenants=False).tenants == ()
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config, env={})  # the gateway needs it

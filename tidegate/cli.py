@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str) -> Settings:
-    return load_settings(path)
+def _load(path: str, *, tenants: bool = False) -> Settings:
+    """The config; the tenants file is read only for the parts that use it."""
+    return load_settings(path, tenants=tenants)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "check":
-        settings = _load(args.config)
+        settings = _load(args.config, tenants=True)
         print(f"{args.config}: valid ({len(settings.routes)} route(s))")
         return 0
     if command == "gateway":
         from gateway.app import run as run_gateway
 
-        run_gateway(_load(args.config))
+        run_gateway(_load(args.config, tenants=True))
         return 0
     if command == "worker":
         from worker.main import run as run_worker

@@ -346,6 +346,8 @@ class Settings:
     scaler: ControllerSettings = ControllerSettings()
     tenants: tuple[TenantSettings, ...] = ()
     """API keys -> tenants; when any are set, every public request needs a key."""
+    tenants_file: str | None = None
+    """A YAML file holding the tenants list instead (mounted from a Secret)."""
     routes: tuple[RouteSettings, ...] = ()
 
     @model_validator(mode="after")
@@ -433,14 +435,38 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError([f"(top level): {e}"]) from e
 
 
-def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Read, parse and validate a config file; ConfigError says what is wrong."""
+def load_settings(
+    path: str | Path, env: Mapping[str, str] | None = None, *, tenants: bool = True
+) -> Settings:
+    """Read, parse and validate a config file; ConfigError says what is wrong.
+
+    ``tenants_file`` (or ``TIDEGATE_TENANTS_FILE``) names a second YAML file,
+    a list of tenants, read here: in Kubernetes the tenants come from a Secret
+    while the rest of the config is a ConfigMap. Parts that do not serve
+    clients (worker, scaler) pass ``tenants=False`` and need no such file.
+    """
+    raw = _read_yaml(path)
+    environ = os.environ if env is None else env
+    if isinstance(raw, dict) and tenants:
+        tenants_file = environ.get(f"{ENV_PREFIX}TENANTS_FILE".upper()) or raw.get("tenants_file")
+        if tenants_file:
+            if raw.get("tenants"):
+                raise ConfigError(["tenants: give tenants or tenants_file, not both"])
+            tenants = _read_yaml(tenants_file)
+            if isinstance(tenants, dict):
+                tenants = tenants.get("tenants")
+            if not isinstance(tenants, list):
+                raise ConfigError([f"{tenants_file}: expected a list of tenants"])
+            raw = {**raw, "tenants": tenants, "tenants_file": str(tenants_file)}
+    return parse_settings(raw, env)
+
+
+def _read_yaml(path: str | Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from e
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
-    return parse_settings(raw, env)

@@ -1,19 +1,19 @@
 {{/* Names are cut to 63 characters, the limit of a label value and of a DNS
-label (Service names). The full name is cut to 54 so that the longest suffix
-the chart appends ("-gateway") still fits. */}}
+label (Service names). The full name is cut to 50 so that the longest suffix
+the chart appends ("-scaler-lease") still fits. */}}
 {{- define "tidegate.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "tidegate.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 54 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -48,6 +48,43 @@ runAsUser: 10001
 runAsGroup: 10001
 capabilities:
   drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Volumes and mounts every tidegate pod needs: the config and a writable
+/tmp on a read-only root filesystem. */}}
+{{- define "tidegate.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "tidegate.fullname" . }}-config
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
+{{- define "tidegate.volumeMounts" -}}
+- name: config
+  mountPath: /etc/tidegate
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "tidegate.hasTenants" -}}
+{{- if or .Values.tenants.list .Values.tenants.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "tidegate.redisEnv" -}}
+- name: TIDEGATE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tidegate.redisSecret" . }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- end -}}
+
+{{- define "tidegate.podSecurityContext" -}}
+runAsNonRoot: true
+fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
