@@ -335,4 +335,7 @@ async def test_openapi_document_describes_the_job_api(gateway: RunningGateway) -
         "/_tidegate/jobs/{id}/events",
     ):
         assert path in doc["paths"]
+        for operation in doc["paths"][path].values():
+            if isinstance(operation, dict) and "responses" in operation:
+                assert "401" in operation["responses"]  # with tenants configured
     assert "delete" in doc["paths"]["/_tidegate/jobs/{id}"]
