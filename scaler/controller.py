@@ -111,6 +111,7 @@ class RouteLoop:
         self.policy = Policy(policy_settings(settings))
         self.governor = Governor(settings.throttle)
         self.throttle: Throttle | None = None
+        self._adopted = False
         self._refused: tuple[float, int] | None = None
         self._refused_rate = 0.0
         self.failures = 0
@@ -185,6 +186,18 @@ class RouteLoop:
         self, now: float, decision: Decision, replicas: Replicas, sample: Sample, target: int
     ) -> None:
         """Set, refresh or lift the route's front-door throttle (leader only)."""
+        if not self.is_leader():
+            self._adopted = False
+        elif not self._adopted:
+            # A throttle a previous leader set is this leader's to keep or lift.
+            try:
+                found = await throttle.read(self.redis, self.route)
+            except RedisUnavailable:
+                return
+            if found is not None:
+                self.governor.adopt(found.rate_per_s, found.reason)
+                self.throttle = found
+            self._adopted = True
         last, self._refused = self._refused, (now, sample.refused_total)
         if last is not None and now > last[0]:
             fresh = max(0, sample.refused_total - last[1]) / (now - last[0])

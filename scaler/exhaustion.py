@@ -68,6 +68,13 @@ class Governor:
         self._short_since: float | None = None
         self._recovered_since: float | None = None
 
+    def adopt(self, rate_per_s: float, reason: str) -> None:
+        """Take over a throttle set before (by a previous leader): it is then
+        re-rated and lifted by the same rules as one set here."""
+        if self.rate is None:
+            self.rate, self.reason = rate_per_s, reason
+            self._recovered_since = None
+
     def _capacity(self, step: Step) -> float:
         if step.service_rate:
             return step.service_rate * step.ready

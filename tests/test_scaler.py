@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from scaler.metrics import ScalerMetrics
 from scaler.resources import emit_event, patch_status
 from tests.conftest import wait_until
 from tests.fake_kube import FakeKube
-from tidegate import scaler_view
+from tidegate import scaler_view, throttle
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.local_redis import free_port
 from tidegate.redis_client import connect
@@ -40,8 +41,10 @@ from tidegate.settings import (
     ScalerSettings,
     Settings,
     TargetSettings,
+    ThrottleSettings,
     parse_settings,
 )
+from tidegate.throttle import Throttle
 from worker.group_reader import ensure_group
 
 NS, DEPLOY = "shop", "orders-worker"
@@ -221,6 +224,26 @@ async def test_redis_down_holds_replicas_then_the_fallback(fake: FakeKube, kube:
         assert loop.metrics.measure_failures.labels("orders")._value.get() == 3
     finally:
         await down.aclose()
+
+
+async def test_a_new_leader_adopts_and_lifts_a_throttle_set_before(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=2)
+    old = Throttle(5.0, 10, "max_replicas", "set by the previous leader", time.time(), 429)
+    await throttle.apply(redis, "orders", old, ttl_s=60, announce=True)
+    clock = Clock()  # and the route has recovered: nothing waits
+    settings = scaler_settings(throttle=ThrottleSettings(hold_s=2, low_water_s=5))
+    loop = route_loop(kube, redis, clock, settings)
+    await loop.step()
+    assert loop.throttle is not None  # adopted, not ignored until it expires
+    assert abs(loop.throttle.since_s - old.since_s) < 0.01  # the same throttle, re-rated
+    assert await throttle.read(redis, "orders") is not None
+    for _ in range(3):
+        clock.now += 1
+        await loop.step()
+    assert await throttle.read(redis, "orders") is None  # lifted by the same rules
+    assert loop.throttle is None
 
 
 async def test_standby_samples_but_never_writes(fake: FakeKube, kube: Kube, redis: Redis) -> None:
