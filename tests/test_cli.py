@@ -222,6 +222,8 @@ def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     assert "FAIL" not in result.stdout
     assert "all steps passed" in result.stdout
     assert "Redis: " in result.stdout
+    assert "then throttled at the front" in result.stdout  # the surge
+    assert "throttle lifted" in result.stdout
 
 
 async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str) -> None:

@@ -6,13 +6,16 @@ embedded in-process Redis (fakeredis's TCP server, with Lua). The demo says
 which one it used.
 
 It then starts the sample service (``tidegate.sample_service``), a gateway, a
-worker for ``orders`` and the scaler, which runs ``reports``' workers as local
-processes (zero while idle, more during the burst), all as real ``tidegate``
-subprocesses, and runs a short
+worker for ``orders`` and the scaler, which runs the workers of ``reports``
+and ``exports`` as local processes (zero while idle, more under load), all as
+real ``tidegate`` subprocesses, and runs a short
 scenario: synchronous requests answered as if proxied, an asynchronous job
 redeemed through the job API, an Idempotency-Key repeated, a malformed and an
 oversized request, a burst of asynchronous requests drained by the workers,
-and the per-route status. Every step prints one plain line; the exit code is
+a surge on ``exports`` beyond what its two workers can drain (with a live
+view: the scaler scales out, finds scaling exhausted and throttles the front
+door with 429s, then lifts the throttle once the backlog is gone), and the
+per-route status. Every step prints one plain line; the exit code is
 0 only when every step saw what it expected. ``--duration`` bounds the run.
 
 This module starts the parts as processes and never imports them, so the core
@@ -126,6 +129,31 @@ def demo_config(redis_url: str, port: int, admin_port: int, upstream: str) -> di
                     "drain_target_s": 5,
                     "lag_per_replica": 50,
                     "scale_down_window_s": 5,
+                },
+            },
+            {
+                # The surge: more than its workers can drain. At most 2
+                # workers, one job at a time each, 100 ms per job: about
+                # 20 jobs/s. Offered 80/s, the scaler scales out, finds it
+                # exhausted, and throttles the front door until it recovers.
+                "name": "exports",
+                "match": {"path_prefix": "/exports", "methods": ["POST"]},
+                "mode": "async",
+                "worker": {"concurrency": 1},
+                "scaler": {
+                    "target": {"kind": "local", "upstream": upstream},
+                    "min_replicas": 0,
+                    "max_replicas": 2,
+                    "interval_s": 0.25,
+                    "drain_target_s": 2,
+                    "scale_down_window_s": 2,
+                    "throttle": {
+                        "burst_s": 1,
+                        "margin": 0.2,
+                        "ready_grace_s": 5,
+                        "low_water_s": 1,
+                        "hold_s": 1,
+                    },
                 },
             },
         ],
@@ -276,8 +304,85 @@ async def scenario(report: Report, base: str, admin: str, burst: int, budget_s: 
         report.step(
             most >= 1, f"the scaler ran up to {most} worker process(es) for reports meanwhile"
         )
+        await surge(report, http, base, admin, budget_s)
         async with http.get(admin + "/status") as r:
             report.info(f"/status: {json.dumps((await r.json())['routes'])}")
+
+
+def live_line(route: dict[str, Any]) -> str:
+    """One line of the live view of a route, from /status."""
+    view = route.get("scaler") or {}
+    state = route.get("throttle")
+    throttled = f"{state['rate_per_s']:.1f}/s ({state['reason']})" if state else "off"
+    return (
+        f"live: backlog {route['waiting']:>4} | workers {view.get('ready_replicas', 0)}/"
+        f"{view.get('desired_replicas', 0)} | in {view.get('arrival_rate', 0):5.1f}/s "
+        f"out {view.get('drain_rate', 0):5.1f}/s | throttle {throttled}"
+    )
+
+
+async def surge(
+    report: Report, http: aiohttp.ClientSession, base: str, admin: str, budget_s: float
+) -> None:
+    """Offer more than the exports workers can drain; watch scale-out, then the throttle."""
+    rate, seconds = 80, 6.0
+    report.info(f"surge: {rate} requests/s to /exports for {seconds:.0f}s (capacity ~20/s)")
+    answers: list[tuple[int, bool]] = []
+    most_ready = 0
+    seen_throttle = False
+
+    async def status() -> dict[str, Any]:
+        async with http.get(admin + "/status") as r:
+            route: dict[str, Any] = (await r.json())["routes"]["exports"]
+            return route
+
+    async def one() -> None:
+        async with http.post(base + "/exports", data=b"export") as r:
+            await r.read()
+            headers = ("Retry-After" in r.headers) and ("RateLimit-Policy" in r.headers)
+            answers.append((r.status, headers))
+
+    async def view(stop: asyncio.Event) -> None:
+        nonlocal most_ready, seen_throttle
+        while not stop.is_set():
+            route = await status()
+            most_ready = max(most_ready, int((route["scaler"] or {}).get("ready_replicas", 0)))
+            seen_throttle = seen_throttle or route.get("throttle") is not None
+            report.info(live_line(route))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    stop = asyncio.Event()
+    viewer = asyncio.create_task(view(stop))
+    try:
+        started = time.monotonic()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the offered load
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        admitted = sum(1 for status, _ in answers if status == 202)
+        refused = [with_headers for status, with_headers in answers if status == 429]
+        report.step(
+            most_ready == 2 and bool(refused) and all(refused),
+            f"scaled out to {most_ready} workers (the maximum), then throttled at the front: "
+            f"{admitted} admitted, {len(refused)} refused with 429 + Retry-After + RateLimit",
+        )
+
+        async def lifted() -> bool:
+            return (await status()).get("throttle") is None
+
+        left = max(1.0, budget_s - (time.monotonic() - report.started))
+        ended = time.monotonic()
+        report.step(
+            seen_throttle and await _until(lifted, left, 0.2),
+            f"load gone: backlog drained and throttle lifted {time.monotonic() - ended:.1f}s later",
+        )
+    finally:
+        stop.set()
+        await viewer
 
 
 async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -> None:

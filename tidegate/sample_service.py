@@ -7,6 +7,7 @@ repeat of a key returns the first answer and has no second effect).
 - ``POST /orders``: creates an order (``work_ms`` of simulated work), answers
   201 with the order as JSON;
 - ``POST /reports``: same, slower (``report_ms``);
+- ``POST /exports``: same, slower still (``export_ms``; the demo's surge);
 - ``GET /orders/{n}``: reads an order back (for proxy routes);
 - ``POST /fail``: always 500 (to see retries);
 - ``POST /compensate``: records a compensation, once per Idempotency-Key.
@@ -25,6 +26,7 @@ from aiohttp import web
 class ServiceState:
     work_ms: int = 20
     report_ms: int = 200
+    export_ms: int = 100
     orders: dict[int, dict[str, object]] = field(default_factory=dict)
     by_key: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     calls: int = 0
@@ -66,6 +68,10 @@ async def create_report(request: web.Request) -> web.Response:
     return await _create(request, "report", request.app[STATE].report_ms)
 
 
+async def create_export(request: web.Request) -> web.Response:
+    return await _create(request, "export", request.app[STATE].export_ms)
+
+
 async def get_order(request: web.Request) -> web.Response:
     order = request.app[STATE].orders.get(int(request.match_info["n"]))
     if order is None:
@@ -97,6 +103,7 @@ def build_app(work_ms: int = 20, report_ms: int = 200) -> web.Application:
     app.router.add_post("/orders", create_order)
     app.router.add_get(r"/orders/{n:\d+}", get_order)
     app.router.add_post("/reports", create_report)
+    app.router.add_post("/exports", create_export)
     app.router.add_post("/fail", fail)
     app.router.add_post("/compensate", compensate)
     return app
