@@ -1,8 +1,9 @@
 """End to end: offered load above what two workers can drain.
 
 A real gateway, real Redis, the scaler's route loop with the local actuator
-(at most 2 ``tidegate worker`` processes, one job at a time each, against a
-service taking 100 ms per job: about 20 jobs/s of capacity), and a client
+(the demo's ``exports`` route: at most 2 ``tidegate worker`` processes, one
+job at a time each, against a service taking 100 ms per job: about 20 jobs/s
+of capacity), and a client
 offering about 60 requests/s. The scaler scales to its maximum, sees the
 backlog would not drain, and throttles the front door; responses carry the
 rate-limit headers and the backlog stops growing. When the load stops, the
@@ -25,6 +26,8 @@ from scaler.local import LocalActuator
 from scaler.metrics import ScalerMetrics
 from tests.conftest import running_gateway, wait_until
 from tidegate import backlog, throttle
+from tidegate.demo import demo_config
+from tidegate.local_redis import free_port
 from tidegate.sample_service import build_app as build_sample
 from tidegate.settings import load_settings
 
@@ -32,46 +35,19 @@ from tidegate.settings import load_settings
 async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    service = TestServer(build_sample(work_ms=5, report_ms=100), host="127.0.0.1")
+    service = TestServer(build_sample(work_ms=5), host="127.0.0.1")  # exports: 100 ms
     await service.start_server()
     upstream = str(service.make_url("")).rstrip("/")
+    # The demo's surge route: at most 2 workers, one job at a time each.
+    raw = demo_config(redis_url, free_port(), free_port(), upstream)
+    raw["routes"] = [r for r in raw["routes"] if r["name"] == "exports"]
     config = tmp_path / "tidegate.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "redis": {"url": redis_url},
-                "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
-                "routes": [
-                    {
-                        "name": "reports",
-                        "match": {"path_prefix": "/reports", "methods": ["POST"]},
-                        "mode": "async",
-                        "worker": {"concurrency": 1},
-                        "scaler": {
-                            "target": {"kind": "local", "upstream": upstream},
-                            "min_replicas": 1,
-                            "max_replicas": 2,
-                            "interval_s": 0.2,
-                            "drain_target_s": 2,
-                            "scale_down_window_s": 1,
-                            "throttle": {
-                                "burst_s": 1,
-                                "margin": 0.2,
-                                "ready_grace_s": 5,
-                                "low_water_s": 1,
-                                "hold_s": 1,
-                            },
-                        },
-                    }
-                ],
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(raw))
     settings = load_settings(config)
-    route = settings.route("reports")
+    route = settings.route("exports")
     assert route.scaler is not None
-    actuator = LocalActuator(str(config), "reports", upstream=upstream, stop_grace_s=5)
-    loop = RouteLoop("reports", route.scaler, actuator, redis, ScalerMetrics())
+    actuator = LocalActuator(str(config), "exports", upstream=upstream, stop_grace_s=5)
+    loop = RouteLoop("exports", route.scaler, actuator, redis, ScalerMetrics())
     scaler = asyncio.create_task(loop.run())
     answers: list[tuple[int, dict[str, str]]] = []
     offering = asyncio.Event()
@@ -80,7 +56,7 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
         async with running_gateway(settings) as gw:
 
             async def one() -> None:
-                async with gw.http.post(gw.url("/reports"), data=b"r") as r:
+                async with gw.http.post(gw.url("/exports"), data=b"r") as r:
                     await r.read()
                     answers.append((r.status, dict(r.headers)))
 
@@ -96,14 +72,14 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
             load = asyncio.create_task(offer())
 
             async def throttled() -> bool:
-                return await throttle.read(redis, "reports") is not None
+                return await throttle.read(redis, "exports") is not None
 
             await wait_until(throttled, 60, "the throttle to engage")
-            state = await throttle.read(redis, "reports")
+            state = await throttle.read(redis, "exports")
             assert state is not None
             assert state.reason == "max_replicas"
             assert (await actuator.observe()).desired == 2  # scaled out first
-            engaged_at = (await backlog.measure(redis, "reports")).waiting
+            engaged_at = (await backlog.measure(redis, "exports")).waiting
             offered_before = len(answers)
 
             async def offered(n: int) -> bool:
@@ -118,17 +94,17 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
             # Unthrottled, 150 offered against ~20/s drained would have grown the
             # backlog by about 100; throttled below capacity it does not grow
             # beyond the bucket's burst.
-            waiting = (await backlog.measure(redis, "reports")).waiting
+            waiting = (await backlog.measure(redis, "exports")).waiting
             assert waiting <= engaged_at + state.burst + 10
 
             offering.clear()
             await load
 
             async def lifted() -> bool:
-                return await throttle.read(redis, "reports") is None
+                return await throttle.read(redis, "exports") is None
 
             await wait_until(lifted, 60, "the throttle to lift")
-            assert (await backlog.measure(redis, "reports")).waiting <= 20
+            assert (await backlog.measure(redis, "exports")).waiting <= 20
     finally:
         offering.clear()
         scaler.cancel()
