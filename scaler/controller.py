@@ -7,7 +7,9 @@ Each route runs on its own ``interval_s``:
 3. decide (``scaler.policy``, pure);
 4. if this replica leads (``is_leader``) and the decision differs from what
    the target is asked to run: write it, emit an Event;
-5. publish the route's view in Redis (``tidegate.scaler_view``), update
+5. keep the front-door throttle in line (``scaler.front_door``: set,
+   re-rate or lift it when scaling is exhausted or has recovered);
+6. publish the route's view in Redis (``tidegate.scaler_view``), update
    metrics, and the BacklogScaler's status when there is one.
 
 Faults hold, they never scale down: a failed measurement (Redis down) holds
@@ -31,13 +33,14 @@ from typing import Any
 from redis.asyncio import Redis
 
 from scaler.actuator import Actuator, Replicas, TargetMissing
-from scaler.exhaustion import Governor, Step
+from scaler.exhaustion import Step
+from scaler.front_door import FrontDoor
 from scaler.kube import KubeError
 from scaler.metrics import ScalerMetrics
 from scaler.policy import Decision, Policy, PolicySettings, Sample
 from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
 from scaler.sampling import sample_route
-from tidegate import scaler_view, throttle
+from tidegate import scaler_view
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
 from tidegate.settings import ScalerSettings
@@ -109,16 +112,17 @@ class RouteLoop:
         self.write_event = write_event
         self.clock = clock
         self.policy = Policy(policy_settings(settings))
-        self.governor = Governor(settings.throttle)
-        self.throttle: Throttle | None = None
-        self._adopted = False
-        self._refused: tuple[float, int] | None = None
-        self._refused_rate = 0.0
+        self.front_door = FrontDoor(route, settings, redis, is_leader, self._event)
         self.failures = 0
         self.api_failures = 0
         self._conditions = list(conditions or [])
         self._status_key: tuple[Any, ...] | None = None
         self._status_at = -STATUS_EVERY_S
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The route's throttle as this loop last wrote it."""
+        return self.front_door.throttle
 
     async def step(self) -> StepResult:
         started = time.perf_counter()
@@ -176,78 +180,26 @@ class RouteLoop:
                 await self._event("Scaled", message, "Normal")
         self.api_failures = 0
         if measured:
-            await self._govern(now, decision, replicas, sample, target)
+            self.front_door.count_refused(now, sample.refused_total)
+            await self.front_door.govern(
+                Step(
+                    t_s=now,
+                    waiting=sample.waiting or 0,
+                    arrival_rate=decision.arrival_rate,
+                    refused_rate=self.front_door.refused_rate,
+                    completion_rate=decision.completion_rate,
+                    service_rate=decision.service_rate,
+                    needed=decision.needed,
+                    desired=target,
+                    ready=replicas.ready,
+                    max_replicas=self.settings.max_replicas,
+                    drain_target_s=self.settings.drain_target_s,
+                )
+            )
         self._observe(decision, replicas, sample)
         if self.is_leader():
             await self._publish(decision, replicas, sample, target, reason)
         return StepResult(decision, replicas, wrote, None)
-
-    async def _govern(
-        self, now: float, decision: Decision, replicas: Replicas, sample: Sample, target: int
-    ) -> None:
-        """Set, refresh or lift the route's front-door throttle (leader only)."""
-        if not self.is_leader():
-            self._adopted = False
-        elif not self._adopted:
-            # A throttle a previous leader set is this leader's to keep or lift.
-            try:
-                found = await throttle.read(self.redis, self.route)
-            except RedisUnavailable:
-                return
-            if found is not None:
-                self.governor.adopt(found.rate_per_s, found.reason)
-                self.throttle = found
-            self._adopted = True
-        last, self._refused = self._refused, (now, sample.refused_total)
-        if last is not None and now > last[0]:
-            fresh = max(0, sample.refused_total - last[1]) / (now - last[0])
-            self._refused_rate = 0.3 * fresh + 0.7 * self._refused_rate
-        verdict = self.governor.decide(
-            Step(
-                t_s=now,
-                waiting=sample.waiting or 0,
-                arrival_rate=decision.arrival_rate,
-                refused_rate=self._refused_rate,
-                completion_rate=decision.completion_rate,
-                service_rate=decision.service_rate,
-                needed=decision.needed,
-                desired=target,
-                ready=replicas.ready,
-                max_replicas=self.settings.max_replicas,
-                drain_target_s=self.settings.drain_target_s,
-            )
-        )
-        if not self.is_leader():
-            return
-        t = self.settings.throttle
-        ttl_s = max(10.0, self.settings.interval_s * 5)
-        try:
-            if verdict.rate_per_s is None:
-                if verdict.changed or self.throttle is not None:
-                    await throttle.lift(self.redis, self.route)
-                    message = f"throttle lifted: {verdict.detail}"
-                    log.warning("route %s: %s", self.route, message)
-                    await self._event("ThrottleLifted", message, "Normal")
-                self.throttle = None
-                return
-            since = self.throttle.since_s if self.throttle else time.time()
-            self.throttle = Throttle(
-                rate_per_s=verdict.rate_per_s,
-                burst=max(1, round(verdict.rate_per_s * t.burst_s)),
-                reason=verdict.reason,
-                detail=verdict.detail,
-                since_s=since,
-                status=t.status,
-            )
-            await throttle.apply(self.redis, self.route, self.throttle, ttl_s, verdict.changed)
-            if verdict.changed:
-                message = (
-                    f"throttled at {verdict.rate_per_s:.1f}/s ({verdict.reason}): {verdict.detail}"
-                )
-                log.warning("route %s: %s", self.route, message)
-                await self._event("Throttled", message, "Warning")
-        except RedisUnavailable:
-            pass  # the throttle expires on its own if it cannot be refreshed
 
     def _api_failed(self, e: KubeError) -> StepResult:
         self.api_failures += 1
@@ -299,7 +251,7 @@ class RouteLoop:
             "reason": reason,
             "target": self.actuator.describe,
             "throttle": self.throttle.as_dict() if self.throttle else None,
-            "refused_rate": round(self._refused_rate, 3),
+            "refused_rate": round(self.front_door.refused_rate, 3),
             "updated_at_s": round(time.time(), 3),
         }
         with contextlib.suppress(RedisUnavailable):  # then the view expires on its own

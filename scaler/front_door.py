@@ -1,0 +1,119 @@
+"""Keeping a route's front-door throttle in Redis in line with the governor.
+
+The governor (``scaler.exhaustion``) decides; this applies: each step it
+turns the refused-requests counter into a rate (offered load = admitted +
+refused), feeds the governor, and as leader sets, refreshes (the throttle
+hash expires unless refreshed, so a throttle never outlives its scaler by
+more than its TTL) or lifts the throttle, reporting each change (log and an
+Event through ``notify``). A leader that finds a throttle its predecessor
+set adopts it, so it is re-rated and lifted by the same rules instead of
+being left to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from scaler.exhaustion import Governor, Step
+from tidegate import throttle
+from tidegate.errors import RedisUnavailable
+from tidegate.settings import ScalerSettings
+from tidegate.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+MIN_TTL_S = 10.0
+TTL_INTERVALS = 5
+REFUSED_SMOOTHING = 0.3
+
+Notify = Callable[[str, str, str], Awaitable[None]]
+"""(reason, message, Normal|Warning) -> an Event."""
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        route: str,
+        settings: ScalerSettings,
+        redis: Redis,
+        is_leader: Callable[[], bool],
+        notify: Notify,
+    ) -> None:
+        self.route = route
+        self.settings = settings
+        self.redis = redis
+        self.is_leader = is_leader
+        self.notify = notify
+        self.governor = Governor(settings.throttle)
+        self.throttle: Throttle | None = None
+        """The throttle as last written (None: not throttled)."""
+        self.refused_rate = 0.0
+        self._refused: tuple[float, int] | None = None
+        self._adopted = False
+
+    def count_refused(self, now: float, refused_total: int) -> None:
+        last, self._refused = self._refused, (now, refused_total)
+        if last is not None and now > last[0]:
+            fresh = max(0, refused_total - last[1]) / (now - last[0])
+            a = REFUSED_SMOOTHING
+            self.refused_rate = a * fresh + (1 - a) * self.refused_rate
+
+    async def _adopt(self) -> bool:
+        """As a new leader, take over a throttle set before; False if Redis is away."""
+        if not self.is_leader():
+            self._adopted = False
+            return True
+        if self._adopted:
+            return True
+        try:
+            found = await throttle.read(self.redis, self.route)
+        except RedisUnavailable:
+            return False
+        if found is not None:
+            self.governor.adopt(found.rate_per_s, found.reason)
+            self.throttle = found
+        self._adopted = True
+        return True
+
+    async def govern(self, step: Step) -> None:
+        """Decide on this step and, as leader, make Redis say so."""
+        if not await self._adopt():
+            return
+        verdict = self.governor.decide(step)
+        if not self.is_leader():
+            return
+        t = self.settings.throttle
+        ttl_s = max(MIN_TTL_S, self.settings.interval_s * TTL_INTERVALS)
+        try:
+            if verdict.rate_per_s is None:
+                if verdict.changed or self.throttle is not None:
+                    await throttle.lift(self.redis, self.route)
+                    await self._report("ThrottleLifted", f"throttle lifted: {verdict.detail}")
+                self.throttle = None
+                return
+            since = self.throttle.since_s if self.throttle else time.time()
+            self.throttle = Throttle(
+                rate_per_s=verdict.rate_per_s,
+                burst=max(1, round(verdict.rate_per_s * t.burst_s)),
+                reason=verdict.reason,
+                detail=verdict.detail,
+                since_s=since,
+                status=t.status,
+            )
+            await throttle.apply(self.redis, self.route, self.throttle, ttl_s, verdict.changed)
+            if verdict.changed:
+                await self._report(
+                    "Throttled",
+                    f"throttled at {verdict.rate_per_s:.1f}/s ({verdict.reason}): {verdict.detail}",
+                    "Warning",
+                )
+        except RedisUnavailable:
+            pass  # not refreshed: the throttle expires on its own
+
+    async def _report(self, reason: str, message: str, kind: str = "Normal") -> None:
+        log.warning("route %s: %s", self.route, message)
+        await self.notify(reason, message, kind)
