@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -60,9 +61,10 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             except ConfigException:
                 load_kube(client_configuration=configuration)
         return client.ApiClient(configuration)
-    except (ConfigException, OSError) as e:
+    except (ConfigException, OSError, yaml.YAMLError, ValueError, TypeError, KeyError) as e:
         where = kubeconfig or "in-cluster config, KUBECONFIG or ~/.kube/config"
-        raise ConfigError([f"kubernetes: cannot load {where}: {e}"]) from e
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError([f"kubernetes: cannot load {where}: {reason}"]) from e
 
 
 def own_namespace(default: str = "default") -> str:

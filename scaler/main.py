@@ -94,6 +94,7 @@ class Controller:
         self.elector = elector
         self.loops: dict[str, tuple[Scaled, RouteLoop, asyncio.Task[None]]] = {}
         self.synced = False
+        self._said_idle = False
 
     def is_leader(self) -> bool:
         return self.elector.is_leader if self.elector else True
@@ -218,6 +219,12 @@ class Controller:
         try:
             while not stop.is_set():
                 await self.sync()
+                if not self.loops and not self._said_idle:
+                    self._said_idle = True
+                    log.warning(
+                        "no route to scale: give a route a scaler: section, or list "
+                        "scaler.namespaces to watch for BacklogScaler resources"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.scaler.resync_s)
         finally:

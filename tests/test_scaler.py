@@ -504,3 +504,33 @@ async def test_two_scaler_processes_hand_the_lease_over(
     logs = "".join((tmp_path / f"scaler{i}.log").read_text() for i in range(2))
     assert "now the leader" in logs
     assert "Traceback" not in logs
+
+
+def test_scaler_command_says_what_is_wrong_with_a_kubeconfig(tmp_path: Path) -> None:
+    config = tmp_path / "tidegate.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "routes": [
+                    {
+                        "name": "orders",
+                        "match": {"path_prefix": "/orders"},
+                        "scaler": {"target": {"kind": "deployment", "namespace": NS, "name": "w"}},
+                    }
+                ]
+            }
+        )
+    )
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [")
+    for kubeconfig in (tmp_path / "missing", broken):
+        result = subprocess.run(
+            [*SCALER_CMD, "-c", str(config), "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert f"kubernetes: cannot load {kubeconfig}" in result.stderr
+        assert "Traceback" not in result.stderr
