@@ -28,8 +28,8 @@ How the number is found:
   decides idleness); zero replicas follow once the scale-down window has
   passed.
 - **Stability.** Up at once; down only to the highest recommendation of the
-  last ``scale_down_window_s``, and not for a change within the tolerance
-  band. The window remembers the replicas the arrivals need (what may come
+  last ``scale_down_window_s``; neither way for a change within the
+  tolerance band (relative to the current replicas, as the HPA does). The window remembers the replicas the arrivals need (what may come
   back), not those added to drain a backlog: once the backlog is gone, those
   are released without waiting out the window. Clamped to
   ``[min_replicas, max_replicas]``; a need above the maximum is reported as
@@ -154,6 +154,8 @@ class Policy:
         current = sample.current_replicas
         if needed >= current:
             target, why = needed, f"up: {how}" if needed > current else f"steady: {how}"
+            if current and needed > current and (needed - current) / current <= s.tolerance:
+                target, why = current, f"steady: {how} (within tolerance)"
         else:
             highest = max(n for _, n in self._history)
             target = max(needed, highest)

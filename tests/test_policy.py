@@ -131,3 +131,10 @@ def test_a_surge_is_sized_on_the_interval_it_shows() -> None:
     for _ in range(3):
         route.tick(policy, arrivals=20, done=20, waiting=10)  # 10/s per replica learned
     assert route.tick(policy, arrivals=200, done=20, waiting=10) >= 15  # smoothed alone: 4
+
+
+def test_small_increases_within_the_tolerance_are_not_made() -> None:
+    policy = Policy(PolicySettings(tolerance=0.1, lag_per_replica=10, max_replicas=50))
+    route = Route(replicas=20)
+    assert route.tick(policy, arrivals=0, done=0, waiting=210) == 20  # 21 is within 10%
+    assert route.tick(policy, arrivals=0, done=0, waiting=230) == 23  # 23 is not
