@@ -29,9 +29,10 @@ How the number is found:
   passed.
 - **Stability.** Up at once; down only to the highest recommendation of the
   last ``scale_down_window_s``; neither way for a change within the
-  tolerance band (relative to the current replicas, as the HPA does). The window remembers the replicas the arrivals need (what may come
-  back), not those added to drain a backlog: once the backlog is gone, those
-  are released without waiting out the window. Clamped to
+  tolerance band (relative to the current replicas, as the HPA does). The
+  window remembers the replicas the arrivals need (what may come back), not
+  those added to drain a backlog: once the backlog is gone, those are
+  released without waiting out the window. Clamped to
   ``[min_replicas, max_replicas]``; a need above the maximum is reported as
   ``exhausted`` (the throttle's cue).
 - **Unknown is not zero.** A sample whose measurement failed (``None``
