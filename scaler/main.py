@@ -4,8 +4,9 @@ The controller gathers the routes to scale from two sources and keeps one
 ``RouteLoop`` task per route:
 
 - the config file: every route with a ``scaler:`` section;
-- ``BacklogScaler`` resources in ``scaler.namespaces``, listed every
-  ``resync_s``. A resource wins over the config file for the same route; two
+- ``BacklogScaler`` resources in ``scaler.namespaces``, listed again at once
+  when a watch reports one added, deleted or changed in spec, and every
+  ``resync_s`` in any case. A resource wins over the config file for the same route; two
   resources for one route: the older one scales, the other is reported
   (``Active`` false, reason ``Conflict``). A changed spec (new generation)
   restarts that route's loop with the new settings.
@@ -24,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,7 @@ from scaler.resources import (
     now_rfc3339,
     parse,
     patch_status,
+    watch_changes,
 )
 from tidegate.admin_server import serve_admin
 from tidegate.errors import ConfigError
@@ -53,6 +56,8 @@ from tidegate.settings import ScalerSettings, Settings, parse_listen
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+
+WATCH_DEBOUNCE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -212,12 +217,34 @@ class Controller:
         await loop.actuator.close()
         log.info("route %s: stopped scaling (%s)", route, scaled.source)
 
+    def _watch(self, changed: asyncio.Event, stopping: threading.Event) -> None:
+        """One thread per watched namespace, waking the loop on a change."""
+        if self.kube is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(changed.set)
+
+        for namespace in self.settings.scaler.namespaces:
+            threading.Thread(
+                target=watch_changes,
+                args=(self.kube, namespace, wake, stopping),
+                name=f"watch-{namespace}",
+                daemon=True,  # blocked in a read until its watch times out
+            ).start()
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Sync now, then on every watched change (debounced) and every resync_s."""
         tasks: list[asyncio.Task[None]] = []
         if self.elector:
             tasks.append(asyncio.create_task(self.elector.run(), name="lease"))
+        changed, stopping = asyncio.Event(), threading.Event()
+        self._watch(changed, stopping)
         try:
             while not stop.is_set():
+                changed.clear()
                 await self.sync()
                 if not self.loops and not self._said_idle:
                     self._said_idle = True
@@ -225,9 +252,16 @@ class Controller:
                         "no route to scale: give a route a scaler: section, or list "
                         "scaler.namespaces to watch for BacklogScaler resources"
                     )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.scaler.resync_s)
+                waits = [asyncio.ensure_future(e.wait()) for e in (stop, changed)]
+                await asyncio.wait(
+                    waits, timeout=self.settings.scaler.resync_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waits:
+                    waiter.cancel()
+                if changed.is_set() and not stop.is_set():
+                    await asyncio.sleep(WATCH_DEBOUNCE_S)  # one sync for a burst of changes
         finally:
+            stopping.set()
             for route in list(self.loops):
                 await self._stop(route)
             await stop_tasks(tasks)

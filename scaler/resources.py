@@ -14,10 +14,14 @@ so the spec (owned by the user) is never touched.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes import watch
 from pydantic import ValidationError
 
 from scaler.kube import Kube
@@ -27,6 +31,11 @@ GROUP = "tidegate.io"
 VERSION = "v1alpha1"
 PLURAL = "backlogscalers"
 KIND = "BacklogScaler"
+WATCH_RETRY_S = 5.0
+
+new_watch: Callable[[], Any] = watch.Watch  # the watch module carries no type annotations
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,3 +171,56 @@ async def emit_event(kube: Kube, ref: ResourceRef, reason: str, message: str, ki
         ref.namespace,
         body,
     )
+
+
+def watch_changes(
+    kube: Kube,
+    namespace: str,
+    on_change: Callable[[], None],
+    stopping: threading.Event,
+    timeout_s: int = 30,
+) -> None:
+    """Call ``on_change`` when a BacklogScaler in ``namespace`` is added,
+    deleted or its spec changes (a new generation); status updates are ignored.
+
+    Blocking: runs in a thread of its own until ``stopping`` is set. The
+    watch is only a trigger: the controller then lists the resources again,
+    which stays the source of truth (a missed event costs one resync period,
+    never a wrong state). Each watch request lasts ``timeout_s`` and is
+    renewed; errors are logged and retried after a pause.
+    """
+    seen: dict[str, int] = {}
+    while not stopping.is_set():
+        w: Any = new_watch()
+        try:
+            for event in w.stream(
+                kube.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                timeout_seconds=timeout_s,
+                _request_timeout=timeout_s + 10,
+            ):
+                if stopping.is_set():
+                    w.stop()
+                    break
+                meta = (event.get("raw_object") or {}).get("metadata") or {}
+                uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
+                kind = event.get("type")
+                if kind == "DELETED":
+                    seen.pop(uid, None)
+                elif seen.get(uid) == generation:
+                    continue  # a status update, or a re-sent ADDED: nothing to do
+                else:
+                    seen[uid] = generation
+                on_change()
+        except Exception as e:  # the watch is an optimization: never fatal
+            if stopping.is_set():
+                break
+            log.warning(
+                "watching backlogscalers in %s: %s; retrying (the periodic list goes on)",
+                namespace,
+                str(e).splitlines()[0] if str(e) else type(e).__name__,
+            )
+            stopping.wait(WATCH_RETRY_S)

@@ -6,8 +6,8 @@ It serves the real REST paths the scaler uses, over HTTP, so the official
 - ``apps/v1`` deployments (get) and their ``/scale`` subresource (get,
   replace, merge patch);
 - ``coordination.k8s.io/v1`` leases (get, create, replace);
-- ``tidegate.io/v1alpha1`` backlogscalers (list, get) and their ``/status``
-  subresource (merge patch, replace);
+- ``tidegate.io/v1alpha1`` backlogscalers (list, watch, get) and their
+  ``/status`` subresource (merge patch, replace);
 - core ``v1`` events (create).
 
 With the semantics the scaler must cope with: every object has a
@@ -23,6 +23,8 @@ Every request is recorded, with the monotonic time it arrived.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import itertools
 import json
@@ -105,6 +107,7 @@ class FakeKube:
     ready_cap: dict[tuple[str, str], int] = field(default_factory=dict)
     scale_conflicts: int = 0
     url: str = ""
+    _watchers: list[tuple[str, asyncio.Queue[tuple[str, Any]]]] = field(default_factory=list)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
 
@@ -157,6 +160,55 @@ class FakeKube:
             "metadata": self._meta(ns, name),
             "spec": spec,
         }
+        self._notify("ADDED", self.scalers[(ns, name)])
+
+    def update_scaler_spec(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        obj = self.scalers[(ns, name)]
+        obj["spec"] = spec
+        obj["metadata"]["generation"] += 1
+        obj["metadata"]["resourceVersion"] = self._rv()
+        self._notify("MODIFIED", obj)
+
+    def delete_scaler(self, ns: str, name: str) -> None:
+        self._notify("DELETED", self.scalers.pop((ns, name)))
+
+    def _notify(self, kind: str, obj: dict[str, Any]) -> None:
+        ns = obj["metadata"]["namespace"]
+        for watched, queue in self._watchers:
+            if watched == ns:
+                queue.put_nowait((kind, copy.deepcopy(obj)))
+
+    async def _watch(self, request: web.Request, ns: str) -> web.StreamResponse:
+        """A watch: the existing objects as ADDED, then changes, for timeoutSeconds."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        entry = (ns, queue)
+        self._watchers.append(entry)
+        try:
+            for (n, _), obj in list(self.scalers.items()):
+                if n == ns:
+                    queue.put_nowait(("ADDED", copy.deepcopy(obj)))
+            deadline = time.monotonic() + float(request.query.get("timeoutSeconds", "30"))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    kind, obj = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    break
+                if kind == "STOP":
+                    break
+                line = json.dumps({"type": kind, "object": obj}) + "\n"
+                await response.write(line.encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._watchers.remove(entry)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
 
     def fail(
         self,
@@ -206,10 +258,12 @@ class FakeKube:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        for _, queue in self._watchers:  # end open watches now, not at their timeout
+            queue.put_nowait(("STOP", None))
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         self.requests.append(Request(request.method, request.path, body, time.monotonic()))
@@ -231,6 +285,10 @@ class FakeKube:
                         status=fault.status,
                         headers=headers,
                     )
+            if request.method == "GET" and request.query.get("watch") in ("true", "1"):
+                m = SCALERS.match(request.path)
+                if m and m["name"] is None:
+                    return await self._watch(request, m["ns"])
             return web.json_response(self._route(request.method, request.path, body))
         except ApiError as e:
             return web.json_response(status_body(e.code, e.reason, e.message), status=e.code)
@@ -325,6 +383,7 @@ class FakeKube:
         else:
             raise ApiError(405, "MethodNotAllowed", method)
         current["metadata"]["resourceVersion"] = self._rv()
+        self._notify("MODIFIED", current)
         return current
 
     def _deployment(self, method: str, ns: str, name: str, scale: bool, body: Any) -> Any:

@@ -322,14 +322,14 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
         assert "from 0 to 3" in scaled[0]["message"]
 
         # A changed spec restarts the route's loop with the new settings.
-        fake.scalers[(NS, "orders")]["spec"]["max_replicas"] = 6
-        fake.scalers[(NS, "orders")]["metadata"]["generation"] = 2
+        fake.update_scaler_spec(NS, "orders", {**spec, "max_replicas": 6})
         await controller.sync()
         await wait_until(
             lambda: _true(fake.replicas(NS, DEPLOY) == 6), what="rescaled to the new maximum"
         )
         # A deleted resource stops its loop.
-        del fake.scalers[(NS, "orders")], fake.scalers[(NS, "orders-again")]
+        fake.delete_scaler(NS, "orders")
+        fake.delete_scaler(NS, "orders-again")
         await controller.sync()
         assert "orders" not in controller.loops
     finally:
@@ -339,6 +339,37 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_backlog_scalers_are_picked_up_through_the_watch(
+    fake: FakeKube, kube: Kube, redis: Redis, redis_url: str
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=0)
+    # A resync far away: only the watch can bring changes in during this test.
+    settings = controller_settings(redis_url, resync_s=3600)
+    controller = Controller(settings, "unused.yaml", redis, kube, ScalerMetrics())
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    spec = {"route": "orders", "target": {"name": DEPLOY}, "max_replicas": 3}
+
+    def max_replicas() -> int | None:
+        entry = controller.loops.get("orders")
+        return entry[1].settings.max_replicas if entry else None
+
+    try:
+        await wait_until(lambda: _true(controller.synced), what="the first sync")
+        assert controller.loops == {}
+        fake.add_scaler(NS, "orders", spec)
+        await wait_until(lambda: _true(max_replicas() == 3), what="the new resource")
+        fake.update_scaler_spec(NS, "orders", {**spec, "max_replicas": 5})
+        await wait_until(lambda: _true(max_replicas() == 5), what="the changed spec")
+        fake.delete_scaler(NS, "orders")
+        await wait_until(lambda: _true(max_replicas() is None), what="the deletion")
+        lists = [r for r in fake.requests if r.path.endswith("/backlogscalers")]
+        assert len(lists) < 20  # status writes did not trigger a list each
+    finally:
+        stop.set()
+        await task
 
 
 async def test_lease_only_one_leader_takeover_after_expiry_and_release(
