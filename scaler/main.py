@@ -254,7 +254,9 @@ class Controller:
                     )
                 waits = [asyncio.ensure_future(e.wait()) for e in (stop, changed)]
                 await asyncio.wait(
-                    waits, timeout=self.settings.scaler.resync_s, return_when=asyncio.FIRST_COMPLETED
+                    waits,
+                    timeout=self.settings.scaler.resync_s,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for waiter in waits:
                     waiter.cancel()
