@@ -36,8 +36,6 @@ class ThrottleWatcher:
         self._routes = list(routes)
         self._metrics = metrics
         self.states: dict[str, Throttle | None] = dict.fromkeys(self._routes)
-        self.reads = 0
-        """Re-reads done (tests observe the timer path with it)."""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -65,7 +63,6 @@ class ThrottleWatcher:
             self._metrics.throttle_rate.labels(route).set(state.rate_per_s if state else 0)
             fill = state.fill(time.time()) if state else 0.0
             self._metrics.throttle_tokens.labels(route).set(fill)
-        self.reads += 1
 
     async def _run(self) -> None:
         channels = {RouteKeys(r).throttle_channel: r for r in self._routes}

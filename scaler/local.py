@@ -29,9 +29,6 @@ class LocalActuator:
     upstream: str | None = None
     app: str | None = None
     stop_grace_s: float = 10.0
-    extra_args: tuple[str, ...] = ()
-    log_file: str | None = None
-    """Where the workers' output goes (default: inherited)."""
     _running: list[asyncio.subprocess.Process] = field(default_factory=list)
     _stopping: list[tuple[asyncio.subprocess.Process, float]] = field(default_factory=list)
     _desired: int | None = None
@@ -44,16 +41,10 @@ class LocalActuator:
         cmd = [sys.executable, "-m", "tidegate", "worker", "-c", self.config_path]
         cmd += ["--route", self.route]
         cmd += ["--upstream", self.upstream] if self.upstream else ["--app", str(self.app)]
-        return cmd + list(self.extra_args)
+        return cmd
 
     async def _start(self) -> None:
-        out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115, ASYNC230
-        try:
-            proc = await asyncio.create_subprocess_exec(*self._command(), stdout=out, stderr=out)
-        finally:
-            if out:
-                out.close()
-        self._running.append(proc)
+        self._running.append(await asyncio.create_subprocess_exec(*self._command()))
 
     def _reap(self) -> None:
         for proc in [p for p in self._running if p.returncode is not None]:

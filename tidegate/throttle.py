@@ -18,7 +18,6 @@ Quotas on proxy routes (no queue, so no admit call) are taken with
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,10 +108,6 @@ async def read(redis: Redis, route: str) -> Throttle | None:
         tokens=float(fields["tokens"]) if "tokens" in fields else None,
         tokens_at_s=int(fields["ts_ms"]) / 1000 if "ts_ms" in fields else None,
     )
-
-
-def now_s() -> float:
-    return time.time()
 
 
 async def take_quota(redis: Redis, route: str, tenant: TenantSettings) -> Refused | None:
