@@ -113,7 +113,7 @@ def admit_call(
         args += [
             tenant.name if tenant else "",
             quota.rate_per_s if quota else 0,
-            (quota.burst or max(1, round(quota.rate_per_s))) if quota else 0,
+            quota.bucket_size if quota else 0,
             tenant.weight if tenant else 1,
             PRIORITIES.index(item.priority),
         ]

@@ -269,6 +269,11 @@ class QuotaSettings:
     burst: int = Field(default=0, ge=0)
     """Requests allowed at once beyond the rate (default: one second of it)."""
 
+    @property
+    def bucket_size(self) -> int:
+        """The bucket's capacity: ``burst``, or one second of the rate (at least 1)."""
+        return self.burst or max(1, round(self.rate_per_s))
+
 
 @dataclass(frozen=True, config=_STRICT)
 class TenantSettings:

@@ -117,10 +117,12 @@ async def take_quota(redis: Redis, route: str, tenant: TenantSettings) -> Refuse
     if quota is None:
         return None
     keys = RouteKeys(route)
-    burst = quota.burst or max(1, round(quota.rate_per_s))
     with unavailable_as_error("checking a quota"):
         ok, info = await scripts.call(
-            redis, "quota", [keys.quota(tenant.name), keys.refused], [quota.rate_per_s, burst]
+            redis,
+            "quota",
+            [keys.quota(tenant.name), keys.refused],
+            [quota.rate_per_s, quota.bucket_size],
         )
     if int(ok):
         return None

@@ -34,11 +34,6 @@ local ttl_ms, deadline_s, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[
 local now_ms = server_ms()
 local deadline = tostring(now_ms + math.floor(deadline_s * 1000))
 local RESERVE = {[0] = 0, [1] = 0.1, [2] = 0.5}
-local function level(key, rate, burst) return bucket_level(key, rate, burst, now_ms) end
-local function keep(key, tokens, rate, burst, expire)
-  bucket_keep(key, tokens, rate, burst, now_ms, expire)
-end
-local info = bucket_info
 
 local th = redis.call('HMGET', throttle, 'rate', 'burst')
 local rate, burst = tonumber(th[1]), tonumber(th[2])
@@ -47,7 +42,7 @@ local route_tokens = nil
 local active_weight = nil
 if throttled then
   burst = math.max(1, burst or 1)
-  route_tokens = level(throttle, rate, burst)
+  route_tokens = bucket_level(throttle, rate, burst, now_ms)
   redis.call('ZREMRANGEBYSCORE', active, '-inf', now_ms - window_ms)
 end
 
@@ -79,11 +74,11 @@ for a = 4, #ARGV, 12 do
     -- The checks: compute every level first, consume only if all pass.
     local quota_tokens, share_tokens, share_rate, share_burst = nil, nil, nil, nil
     if quota then
-      quota_tokens = level(quota, quota_rate, quota_burst)
+      quota_tokens = bucket_level(quota, quota_rate, quota_burst, now_ms)
       if quota_tokens < 1 then
         outcome = 'quota'
-        extra = info((1 - quota_tokens) / quota_rate * 1000, quota_tokens, quota_burst,
-                     quota_burst / quota_rate)
+        extra = bucket_info((1 - quota_tokens) / quota_rate * 1000, quota_tokens, quota_burst,
+                            quota_burst / quota_rate)
       end
     end
     if outcome == 'new' and throttled then
@@ -101,24 +96,24 @@ for a = 4, #ARGV, 12 do
         end
         share_rate = rate * weight / math.max(active_weight, weight)
         share_burst = math.max(1, burst * weight / math.max(active_weight, weight))
-        share_tokens = level(share, share_rate, share_burst)
+        share_tokens = bucket_level(share, share_rate, share_burst, now_ms)
       end
       local need = 1 + RESERVE[class] * burst
       if route_tokens < need then
         outcome = 'throttled'
-        extra = info((need - route_tokens) / rate * 1000, math.max(0, route_tokens - need + 1),
-                     burst, burst / rate)
+        extra = bucket_info((need - route_tokens) / rate * 1000,
+                            math.max(0, route_tokens - need + 1), burst, burst / rate)
       elseif share_tokens and share_tokens < 1 then
         outcome = 'throttled'
-        extra = info((1 - share_tokens) / share_rate * 1000, share_tokens, share_burst,
-                     share_burst / share_rate)
+        extra = bucket_info((1 - share_tokens) / share_rate * 1000, share_tokens,
+                            share_burst, share_burst / share_rate)
       end
     end
     if outcome == 'new' then
-      if quota then keep(quota, quota_tokens - 1, quota_rate, quota_burst, true) end
+      if quota then bucket_keep(quota, quota_tokens - 1, quota_rate, quota_burst, now_ms, true) end
       if throttled then
         route_tokens = route_tokens - 1
-        if share then keep(share, share_tokens - 1, share_rate, share_burst, true) end
+        if share then bucket_keep(share, share_tokens - 1, share_rate, share_burst, now_ms, true) end
       end
       local entry = redis.call('XADD', requests, '*', 'job', job, 'meta', meta, 'body', body,
                                'deadline_ms', deadline)
@@ -137,6 +132,6 @@ for a = 4, #ARGV, 12 do
   out[#out + 1] = id
   out[#out + 1] = extra
 end
-if throttled then keep(throttle, route_tokens, rate, burst, false) end
+if throttled then bucket_keep(throttle, route_tokens, rate, burst, now_ms, false) end
 if refusals > 0 then redis.call('INCRBY', refused, refusals) end
 return out
