@@ -43,12 +43,6 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-def _not_found(job_id: str) -> web.Response:
-    return problems.problem(
-        404, "job-not-found", "No such job", f"No job {job_id} (unknown, or its retention ended)."
-    )
-
-
 def job_view(job_id: str, projection: dict[str, str]) -> dict[str, Any]:
     view: dict[str, Any] = {"id": job_id, "route": job_id.partition(".")[0]}
     view["state"] = projection.get("state", "unknown")
@@ -67,7 +61,7 @@ async def get_job(request: web.Request) -> web.Response:
     try:
         projection = await gw.ledger.projection(job_id)
     except JobNotFound:
-        return _not_found(job_id)
+        return problems.job_not_found(job_id)
     return _json(job_view(job_id, projection))
 
 
@@ -77,7 +71,7 @@ async def get_result(request: web.Request) -> web.Response:
         projection = await gw.ledger.projection(job_id)
         reply = await gw.ledger.result(job_id)
     except JobNotFound:
-        return _not_found(job_id)
+        return problems.job_not_found(job_id)
     state = projection.get("state", "")
     if reply is None:
         if state in TERMINAL_STATES:
@@ -99,7 +93,7 @@ async def get_events(request: web.Request) -> web.Response:
     try:
         events = await gw.ledger.events(job_id)
     except JobNotFound:
-        return _not_found(job_id)
+        return problems.job_not_found(job_id)
     return _json({"id": job_id, "events": events})
 
 
@@ -108,7 +102,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     try:
         await gw.ledger.cancel(job_id)
     except JobNotFound:
-        return _not_found(job_id)
+        return problems.job_not_found(job_id)
     except TransitionRefused as e:
         return problems.problem(
             409,

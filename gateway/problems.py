@@ -46,6 +46,13 @@ def redis_unavailable(retry_after_s: int) -> web.Response:
     )
 
 
+def job_not_found(job_id: str) -> web.Response:
+    """Unknown, expired, malformed or another tenant's: the same answer."""
+    return problem(
+        404, "job-not-found", "No such job", f"No job {job_id} (unknown, or its retention ended)."
+    )
+
+
 def body_too_large(route: str, limit_bytes: int) -> web.Response:
     return problem(
         413,

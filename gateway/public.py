@@ -127,8 +127,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 over = await take_quota(gw.redis, route.name, tenant)
             except RedisUnavailable:
-                gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
-                return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+                return _redis_down(gw, route)
             if over is not None:
                 return refused(gw, route, over, tenant.name)
         return await forward(gw, route, request)
@@ -150,6 +149,11 @@ def _reserved(request: web.Request) -> web.Response:
     return problems.problem(
         404, "not-found", "Not found", f"{request.path} is not part of the job API."
     )
+
+
+def _redis_down(gw: Gateway, route: RouteSettings) -> web.Response:
+    gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
+    return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
 
 
 def refused(gw: Gateway, route: RouteSettings, e: Refused, tenant: str) -> web.Response:
@@ -249,8 +253,7 @@ async def _queued(
         except Refused as e:
             return refused(gw, route, e, tenant.name if tenant else "")
         except RedisUnavailable:
-            gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
-            return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+            return _redis_down(gw, route)
         except NotReplicated as e:
             gw.metrics.rejected.labels(route.name, "not_replicated").inc()
             return problems.problem(

@@ -93,12 +93,7 @@ def owned(
             except JobNotFound:
                 owner = ""
             if owner != tenant.name:
-                return problems.problem(
-                    404,
-                    "job-not-found",
-                    "No such job",
-                    f"No job {job_id} (unknown, or its retention ended).",
-                )
+                return problems.job_not_found(job_id)
             return await handler(request)
 
         return guarded
