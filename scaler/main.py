@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -138,24 +139,31 @@ class Controller:
         parsed = [(parse(o), o) for o in objects if o]
         parsed.sort(key=lambda po: (po[0].ref.created, po[0].ref.namespace, po[0].ref.name))
         for p, obj in parsed:
-            old = list((obj.get("status") or {}).get("conditions") or [])
+            status = obj.get("status") or {}
+            old = list(status.get("conditions") or [])
             if p.error or p.settings is None or p.route is None:
-                await self._reject(p.ref, "InvalidSpec", p.error or "invalid spec", old)
+                await self._reject(p.ref, "InvalidSpec", p.error or "invalid spec", status)
                 continue
             if p.route in found:
                 first = found[p.route].source
-                await self._reject(p.ref, "Conflict", f"route {p.route} is scaled by {first}", old)
+                message = f"route {p.route} is scaled by {first}"
+                await self._reject(p.ref, "Conflict", message, status)
                 continue
             found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old))
         return found
 
-    async def _reject(self, ref: ResourceRef, reason: str, message: str, old: list[Any]) -> None:
+    async def _reject(
+        self, ref: ResourceRef, reason: str, message: str, status: dict[str, Any]
+    ) -> None:
+        old = list(status.get("conditions") or [])
+        wanted = [condition("Active", False, reason, message)]
+        reported = [{k: c.get(k) for k in wanted[0]} for c in old] == wanted
+        if reported and status.get("observedGeneration") == ref.generation:
+            return  # said already: not again at every resync
         log.warning("%s: %s", ref.describe, message)
         if self.kube is None or not self.is_leader():
             return
-        conditions = merge_conditions(old, [condition("Active", False, reason, message)], "")
-        for c in conditions:
-            c["lastTransitionTime"] = c["lastTransitionTime"] or now_rfc3339()
+        conditions = merge_conditions(old, wanted, now_rfc3339())
         try:
             await patch_status(
                 self.kube, ref, {"observedGeneration": ref.generation, "conditions": conditions}
@@ -184,15 +192,6 @@ class Controller:
 
     def _start(self, scaled: Scaled) -> None:
         kube = self.kube
-
-        async def write_status(ref: ResourceRef, status: dict[str, Any]) -> None:
-            assert kube is not None
-            await patch_status(kube, ref, status)
-
-        async def write_event(ref: ResourceRef, reason: str, message: str, kind: str) -> None:
-            assert kube is not None
-            await emit_event(kube, ref, reason, message, kind)
-
         loop = RouteLoop(
             scaled.route,
             scaled.settings,
@@ -202,8 +201,8 @@ class Controller:
             is_leader=self.is_leader,
             resource=scaled.resource,
             conditions=list(scaled.conditions),
-            write_status=write_status if kube else None,
-            write_event=write_event if kube else None,
+            write_status=functools.partial(patch_status, kube) if kube else None,
+            write_event=functools.partial(emit_event, kube) if kube else None,
         )
         log.info(
             "route %s: scaling %s (from %s)", scaled.route, loop.actuator.describe, scaled.source

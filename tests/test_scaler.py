@@ -316,6 +316,10 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
         assert conditions("broken") == {"Active": ("False", "InvalidSpec")}
         assert "max_replicas" in status("broken")["conditions"][0]["message"]
         assert conditions("nowhere")["Active"] == ("False", "TargetMissing")
+        writes = len([r for r in fake.requests if r.path.endswith("/broken/status")])
+        await controller.sync()
+        rewrites = len([r for r in fake.requests if r.path.endswith("/broken/status")])
+        assert rewrites == writes  # a problem reported once is not written at every resync
         scaled = [e for e in fake.events if e["reason"] == "Scaled"]
         assert scaled
         assert scaled[0]["involvedObject"]["name"] == "orders"
