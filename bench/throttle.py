@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,32 @@ def overhead(folder: Path, redis_url: str, rounds: int, duration_s: int) -> None
         proc.wait(10)
 
 
+Measure = Callable[[Redis, list[str], float, float], Awaitable[None]]
+
+
+def run_phase(
+    folder: Path, redis_url: str, tenants: bool, measure: Measure, rate: float, duration_s: float
+) -> None:
+    """Four gateways on a fresh config, one measurement against them, then stop them."""
+    gateways = start_gateways(folder, config(redis_url, tenants=tenants), 4)
+    try:
+        urls = [f"http://127.0.0.1:{p}/bench" for _, p in gateways]
+        time.sleep(1.0)
+
+        async def run() -> None:
+            redis = Redis.from_url(redis_url)
+            try:
+                await measure(redis, urls, rate, duration_s)
+            finally:
+                await redis.aclose()
+
+        asyncio.run(run())
+    finally:
+        for proc, _ in gateways:
+            proc.terminate()
+            proc.wait(10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0)
@@ -226,43 +253,11 @@ def main() -> int:
         server = start_redis_server(port, folder)
         wait_for_port(port)
         redis_url = f"redis://127.0.0.1:{port}/0"
-        gateways: list[tuple[Any, int]] = []
         try:
-            gateways = start_gateways(folder, config(redis_url, tenants=False), 4)
-            urls = [f"http://127.0.0.1:{p}/bench" for _, p in gateways]
-            time.sleep(1.0)
-
-            async def both() -> None:
-                redis = Redis.from_url(redis_url)
-                try:
-                    await accuracy(redis, urls, args.rate, args.duration_s)
-                finally:
-                    await redis.aclose()
-
-            asyncio.run(both())
-            for proc, _ in gateways:
-                proc.terminate()
-                proc.wait(10)
-            gateways = start_gateways(folder, config(redis_url, tenants=True), 4)
-            urls = [f"http://127.0.0.1:{p}/bench" for _, p in gateways]
-            time.sleep(1.0)
-
-            async def fair() -> None:
-                redis = Redis.from_url(redis_url)
-                try:
-                    await fairness(redis, urls, args.rate, args.duration_s)
-                finally:
-                    await redis.aclose()
-
-            asyncio.run(fair())
-            for proc, _ in gateways:
-                proc.terminate()
-                proc.wait(10)
-            gateways = []
+            for tenants, measure in ((False, accuracy), (True, fairness)):
+                run_phase(folder, redis_url, tenants, measure, args.rate, args.duration_s)
             overhead(folder, redis_url, args.rounds, args.overhead_duration_s)
         finally:
-            for proc, _ in gateways:
-                proc.terminate()
             server.terminate()
             server.wait(10)
     return 0

@@ -80,7 +80,7 @@ class LeaderElector:
     def _what(self) -> str:
         return f"lease {self.settings.namespace}/{self.settings.name}"
 
-    def _body(self, resource_version: str | None, acquired: str, transitions: int) -> Any:
+    def _body(self, resource_version: str | None, spec: dict[str, Any]) -> Any:
         s = self.settings
         metadata = {"name": s.name, "namespace": s.namespace}
         if resource_version:
@@ -89,13 +89,17 @@ class LeaderElector:
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": metadata,
-            "spec": {
-                "holderIdentity": s.identity,
-                "leaseDurationSeconds": max(1, round(s.duration_s)),
-                "acquireTime": acquired,
-                "renewTime": micro_time(self.wall()),
-                "leaseTransitions": transitions,
-            },
+            "spec": spec,
+        }
+
+    def _held(self, acquired: str, transitions: int) -> dict[str, Any]:
+        """The spec of a Lease this candidate holds, renewed now."""
+        return {
+            "holderIdentity": self.settings.identity,
+            "leaseDurationSeconds": max(1, round(self.settings.duration_s)),
+            "acquireTime": acquired,
+            "renewTime": micro_time(self.wall()),
+            "leaseTransitions": transitions,
         }
 
     async def attempt(self) -> bool:
@@ -114,7 +118,7 @@ class LeaderElector:
                     f"creating {self._what}",
                     api.create_namespaced_lease,
                     s.namespace,
-                    self._body(None, micro_time(self.wall()), 0),
+                    self._body(None, self._held(micro_time(self.wall()), 0)),
                 )
             except KubeError as e2:
                 if e2.status == 409:  # another candidate created it first
@@ -144,7 +148,9 @@ class LeaderElector:
                 api.replace_namespaced_lease,
                 s.name,
                 s.namespace,
-                self._body(lease.metadata.resource_version, micro_time(acquired), transitions),
+                self._body(
+                    lease.metadata.resource_version, self._held(micro_time(acquired), transitions)
+                ),
             )
         except KubeError as e:
             if e.status == 409:  # changed under us: read again next time
@@ -189,13 +195,15 @@ class LeaderElector:
             )
             if lease.spec.holder_identity != s.identity:
                 return
-            body = self._body(lease.metadata.resource_version, micro_time(self.wall()), 0)
-            body["spec"] = {
-                "holderIdentity": None,
-                "leaseDurationSeconds": 1,
-                "renewTime": micro_time(self.wall()),
-                "leaseTransitions": lease.spec.lease_transitions or 0,
-            }
+            body = self._body(
+                lease.metadata.resource_version,
+                {
+                    "holderIdentity": None,
+                    "leaseDurationSeconds": 1,
+                    "renewTime": micro_time(self.wall()),
+                    "leaseTransitions": lease.spec.lease_transitions or 0,
+                },
+            )
             await self.kube.call(
                 f"releasing {self._what}", api.replace_namespaced_lease, s.name, s.namespace, body
             )
