@@ -24,10 +24,9 @@ from redis.asyncio import Redis
 
 from tidegate import scripts
 from tidegate.coalesce import Coalescer
-from tidegate.envelope import Job
 from tidegate.errors import NotReplicated
 from tidegate.ledger import Admission, Admitted, admit_call, admit_results
-from tidegate.settings import RouteSettings, TenantSettings
+from tidegate.settings import RouteSettings
 
 _Item = tuple[RouteSettings, Admission]
 
@@ -39,17 +38,10 @@ class AdmissionBatcher(Coalescer[_Item, Admitted]):
         super().__init__(max_batch=batch_max_size, breaker_s=breaker_s, name="admission")
         self._redis = redis
 
-    async def admit(
-        self,
-        route: RouteSettings,
-        job: Job,
-        idempotency_key: str | None,
-        tenant: TenantSettings | None = None,
-        priority: str = "normal",
-    ) -> Admitted:
+    async def admit(self, route: RouteSettings, admission: Admission) -> Admitted:
         """Admit one job; raises RedisUnavailable, NotReplicated, IdempotencyConflict
         or Refused (throttle or quota)."""
-        return await self.submit((route, Admission(job, idempotency_key, tenant, priority)))
+        return await self.submit((route, admission))
 
     async def flush(self, items: Sequence[_Item]) -> list[Admitted | BaseException]:
         groups: dict[str, list[int]] = {}

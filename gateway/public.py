@@ -43,7 +43,7 @@ from tidegate.errors import (
     Refused,
 )
 from tidegate.keys import new_job_id
-from tidegate.ledger import TERMINAL_STATES
+from tidegate.ledger import TERMINAL_STATES, Admission
 from tidegate.settings import RouteSettings, TenantSettings
 from tidegate.throttle import take_quota
 
@@ -249,7 +249,7 @@ async def _queued(
     waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
     try:
         try:
-            admitted = await gw.batcher.admit(route, job, key, tenant, priority)
+            admitted = await gw.batcher.admit(route, Admission(job, key, tenant, priority))
         except Refused as e:
             return refused(gw, route, e, tenant.name if tenant else "")
         except RedisUnavailable:
