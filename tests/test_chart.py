@@ -350,6 +350,18 @@ def test_alerts_and_dashboard_use_metrics_that_exist() -> None:
         for component in [s["metadata"]["labels"]["app.kubernetes.io/component"]]
     } == {"gateway", "scaler"}
     assert all(any(p["name"] == "admin" for p in s["spec"]["ports"]) for s in services)
+    assert all(s["spec"]["type"] == "ClusterIP" for s in services)
+
+
+def test_the_admin_port_is_never_on_the_public_service() -> None:
+    docs = render({**EVERYTHING, "gateway": {"service": {"type": "LoadBalancer"}}})
+    public = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-gateway")]
+    admin = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-admin")]
+    assert len(public) == 1
+    assert len(admin) == 1
+    assert [p["name"] for p in public[0]["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in admin[0]["spec"]["ports"]] == ["admin"]
+    assert admin[0]["spec"]["type"] == "ClusterIP"
 
     (rule,) = of_kind(docs, "PrometheusRule")
     alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
