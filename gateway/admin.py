@@ -2,7 +2,8 @@
 
 - ``/metrics``: Prometheus text format.
 - ``/healthz``: the process is alive (always 200 while it serves).
-- ``/readyz``: 503 while Redis is unreachable, before the result subscription
+- ``/readyz``: 503 while Redis is unreachable or refuses writes (out of
+  memory: admission answers 503 then too), before the result subscription
   is up, or while draining for shutdown, so that Kubernetes stops sending
   traffic. The probe reads state kept by a background check; it never waits
   on Redis itself.
@@ -39,6 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
         reasons.append("draining for shutdown")
     if not gw.redis_ok:
         reasons.append("Redis unreachable")
+    elif gw.writes_refused:
+        reasons.append("Redis refuses writes (out of memory)")
     if not gw.waiter.subscribed.is_set():
         reasons.append("result subscription not established")
     if reasons:

@@ -10,6 +10,11 @@ heavy load batches grow by themselves while the previous one is in flight, up
 to ``batch_max_size``. One script call per batch, not per job, matters: the
 client-side cost of encoding a command and parsing its reply dominates.
 
+One bad request fails alone: the gateway checks every header before a request
+joins a batch, and should anything in a batch still fail to encode (nothing
+has been sent then), the batch is sifted: each admission is encoded on its
+own, those that fail are refused (400), and the rest are sent.
+
 When Redis is unreachable the whole batch fails with ``RedisUnavailable``,
 and for ``breaker_s`` afterwards admissions fail at once without another
 connection attempt, so clients get a fast 503 instead of piling up behind
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from gateway.rejections import Rejection
 from tidegate import scripts
 from tidegate.coalesce import Coalescer
 from tidegate.errors import NotReplicated
@@ -44,6 +50,28 @@ class AdmissionBatcher(Coalescer[_Item, Admitted]):
         return await self.submit((route, admission))
 
     async def flush(self, items: Sequence[_Item]) -> list[Admitted | BaseException]:
+        try:
+            return await self._send(items)
+        except (UnicodeEncodeError, TypeError, ValueError):
+            pass  # raised while encoding, before anything was sent: sift the batch
+        out: list[Admitted | BaseException] = []
+        good: list[int] = []
+        for index, (route, admission) in enumerate(items):
+            try:
+                _, keys, args = admit_call(route, [admission])
+                scripts.pack([*keys, *args])
+            except (UnicodeEncodeError, TypeError, ValueError):
+                out.append(_unencodable(route.name))
+            else:
+                out.append(RuntimeError("unanswered"))
+                good.append(index)
+        if good:
+            sent = await self._send([items[i] for i in good])
+            for i, result in zip(good, sent, strict=True):
+                out[i] = result
+        return out
+
+    async def _send(self, items: Sequence[_Item]) -> list[Admitted | BaseException]:
         groups: dict[str, list[int]] = {}
         for index, (route, _) in enumerate(items):
             groups.setdefault(route.name, []).append(index)
@@ -74,3 +102,12 @@ class AdmissionBatcher(Coalescer[_Item, Admitted]):
             for i, result in zip(indexes, results, strict=True):
                 out[i] = result
         return out
+
+
+def _unencodable(route: str) -> Rejection:
+    return Rejection(
+        "bad-header",
+        "Request cannot be stored",
+        "A part of the request (a header, the path or a key) cannot be encoded as UTF-8.",
+        route=route,
+    )

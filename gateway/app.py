@@ -20,15 +20,46 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import admin, jobs_api, problems, public
 from gateway.context import GATEWAY, Gateway, open_context
 from gateway.metrics import GatewayMetrics
+from gateway.rejections import Rejection
+from gateway.screening import screen
+from gateway.slow_clients import guard_server
 from gateway.tenants import Tenants, owned
 from tidegate.errors import RedisUnavailable
 from tidegate.settings import Settings, parse_listen
 
 log = logging.getLogger(__name__)
+
+
+class ParserErrorsInOneLine(logging.Filter):
+    """aiohttp logs a malformed request (its parser's 400) with a traceback;
+    anyone can send those, so each becomes one line without the trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            error = record.exc_info[1]
+            reason = str(error.message).strip().splitlines()[0] if error.message else ""
+            record.msg = f"{record.getMessage()}: malformed request ({error.code}) {reason}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_PARSER_FILTER = ParserErrorsInOneLine()
+
+
+def quiet_parser_errors() -> None:
+    """Install the one-line filter on aiohttp's server logger (once)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if _PARSER_FILTER not in server_log.filters:
+        server_log.addFilter(_PARSER_FILTER)
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,9 +77,12 @@ def problem_boundary(handler: Handler) -> Handler:
         gw = request.app[GATEWAY]
         gw.in_flight += 1
         try:
+            request[public.CANONICAL_PATH] = screen(request, gw.settings.gateway.max_header_bytes)
             return await handler(request)
-        except RedisUnavailable:
-            return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+        except Rejection as e:
+            return _answer(gw, e)
+        except RedisUnavailable as e:
+            return _answer(gw, public.redis_rejection(gw, e))
         except web.HTTPException as e:
             if e.status < 400:
                 raise
@@ -71,10 +105,18 @@ def problem_boundary(handler: Handler) -> Handler:
     return guarded
 
 
+def _answer(gw: Gateway, rejection: Rejection) -> web.Response:
+    gw.metrics.rejected.labels(rejection.route, rejection.reason).inc()
+    if rejection.kind == "redis-full":
+        gw.writes_refused = True  # /readyz reports it until a write succeeds again
+    return rejection.response()
+
+
 def build_apps(
     settings: Settings, metrics: GatewayMetrics | None = None
 ) -> tuple[web.Application, web.Application]:
     """The public and admin applications, sharing one context."""
+    quiet_parser_errors()
     limit = settings.gateway.max_header_bytes
     public_app = web.Application(
         # Routes enforce their own max_body_bytes before reading; this only
@@ -100,7 +142,8 @@ def build_apps(
     public_app.cleanup_ctx.append(context)
     own = owned(Tenants(settings.tenants), tenant_of)
     jobs_api.add_routes(public_app, problem_boundary, own)
-    public_app.router.add_route("*", "/{tail:.*}", problem_boundary(public.handle))
+    # [\s\S]: "." would not match a decoded newline, leaving aiohttp to answer 404
+    public_app.router.add_route("*", r"/{tail:[\s\S]*}", problem_boundary(public.handle))
     admin.add_routes(admin_app)
     return public_app, admin_app
 
@@ -113,6 +156,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     admin_runner = web.AppRunner(admin_app, shutdown_timeout=1.0, access_log=None)
     await public_runner.setup()
     await admin_runner.setup()
+    assert public_runner.server is not None
+    guard_server(public_runner.server, settings.gateway)
     try:
         host, port = parse_listen(settings.gateway.listen)
         await web.TCPSite(public_runner, host, port, shutdown_timeout=grace_s).start()

@@ -14,15 +14,19 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from gateway.admission import AdmissionBatcher
+from gateway.http_headers import Forwarding
 from gateway.metrics import GatewayMetrics
 from gateway.routing import Router
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
 from tidegate import scripts
+from tidegate.keys import GATEWAY_PROBE
 from tidegate.ledger import Ledger
+from tidegate.redact import redact_url
 from tidegate.redis_client import UNAVAILABLE, connect
 from tidegate.settings import Settings
 from tidegate.tasks import stop_tasks
@@ -42,11 +46,14 @@ class Gateway:
     http: aiohttp.ClientSession
     tenants: Tenants
     throttles: ThrottleWatcher
+    forwarding: Forwarding
     draining: bool = False
     in_flight: int = 0
     """Requests being handled (a plain count; the gauge reads it on scrape)."""
     stopping: bool = False
     redis_ok: bool = False
+    writes_refused: bool = False
+    """Redis refused an admission for want of memory; cleared by a write that succeeds."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -59,19 +66,36 @@ class Gateway:
         await self.redis.aclose()
 
     async def _health(self, interval_s: float = 1.0) -> None:
-        """Keep ``redis_ok`` current for /readyz without a probe hitting Redis."""
+        """Keep ``redis_ok`` and ``writes_refused`` current for /readyz without a
+        probe hitting Redis.
+
+        While Redis refuses writes (out of memory) a ping still answers, so
+        once an admission was refused for memory this loop probes with a small
+        write (a key that expires) until one succeeds.
+        """
         while not self.stopping:
             try:
                 await self.redis.ping()
                 if not self.redis_ok:
                     await scripts.load_all(self.redis)
-                    log.info("Redis reachable at %s", self.settings.redis.url)
+                    log.info("Redis reachable at %s", redact_url(self.settings.redis.url))
                 self.redis_ok = True
+                if self.writes_refused:
+                    await self._probe_write()
             except UNAVAILABLE as e:
                 if self.redis_ok:
                     log.warning("Redis unreachable: %s", e)
                 self.redis_ok = False
             await asyncio.sleep(interval_s)
+
+    async def _probe_write(self) -> None:
+        try:
+            await self.redis.set(GATEWAY_PROBE, "1", px=5000)
+        except ResponseError as e:
+            log.warning("Redis still refuses writes: %s", e)
+            return
+        log.info("Redis takes writes again")
+        self.writes_refused = False
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -93,6 +117,7 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         http=aiohttp.ClientSession(auto_decompress=False),
         tenants=Tenants(settings.tenants),
         throttles=ThrottleWatcher(redis, queued, metrics),
+        forwarding=Forwarding(settings.gateway.trusted_proxies),
     )
     gw.metrics.in_flight.set_function(lambda: gw.in_flight)
     gw.batcher.start()

@@ -1,38 +1,97 @@
 """Header handling shared by every forwarding path of the gateway.
 
-Hop-by-hop headers are stripped (``tidegate.http``); the gateway adds
-``X-Forwarded-For/Proto/Host`` so the service behind it sees the original
-client. ``Prefer`` (RFC 7240) is parsed here too: it is addressed to
-the gateway and is not forwarded.
+What a client sends is checked before anything else reads it: a header value
+that is not UTF-8 is refused (400) on its own, so it can never reach a batch
+of other clients' admissions or a log line.
+
+What is forwarded: the client's headers without the hop-by-hop ones
+(``tidegate.http``), without those the gateway consumes (``Prefer``,
+``Idempotency-Key``, ``Tidegate-*``) and without the credentials the client
+used to authenticate to the gateway (``X-Api-Key``, and ``Authorization`` when
+it carried the tenant's key): those are never stored with a job or sent to a
+service. ``X-Forwarded-For/-Proto/-Host`` are set by the gateway from what it
+saw; a client's own values are kept and extended only when the peer is one of
+``gateway.trusted_proxies``, and the other forwarding headers (``Forwarded``,
+``X-Real-IP``, ``X-Forwarded-Port``, ``X-Forwarded-Prefix``) reach the service
+only from such a proxy. ``Prefer`` (RFC 7240) is parsed here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.rejections import Rejection
 from tidegate.http import strip_headers
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
-_REQUEST_DROP = frozenset({"host", "content-length", "expect", "prefer", "idempotency-key"})
+_REQUEST_DROP = frozenset(
+    {"host", "content-length", "expect", "prefer", "idempotency-key", "tidegate-priority"}
+)
 _RESPONSE_DROP = frozenset({"content-length", "date", "server"})
 
+_SET_BY_GATEWAY = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+_FROM_PROXIES_ONLY = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
 
-_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def forward_request_headers(request: web.Request) -> list[tuple[str, str]]:
-    """The client's headers as the upstream should see them."""
-    headers = request.headers
-    pairs = strip_headers(headers.items(), _REQUEST_DROP | _FORWARDED)
-    prior = headers.get("X-Forwarded-For")
-    peer = request.remote or "unknown"
-    pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
-    pairs.append(("X-Forwarded-Proto", headers.get("X-Forwarded-Proto", request.scheme)))
-    pairs.append(("X-Forwarded-Host", headers.get("X-Forwarded-Host", request.host)))
-    return pairs
+def check_header_values(request: web.Request) -> None:
+    """Refuse a request with a header value that is not UTF-8 (aiohttp hands
+    such bytes over as lone surrogates, which nothing downstream can encode)."""
+    for name, value in request.headers.items():
+        if value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Rejection(
+                "bad-header",
+                "Header value is not UTF-8",
+                f"The value of header {name} holds bytes that are not UTF-8.",
+                header=name,
+            ) from None
+
+
+class Forwarding:
+    """Builds the headers a service sees, trusting only the configured proxies."""
+
+    def __init__(self, trusted_proxies: Sequence[str]) -> None:
+        self.trusted: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies
+        )
+
+    def is_trusted(self, peer: str | None) -> bool:
+        if not self.trusted or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    def request_headers(
+        self, request: web.Request, credentials: Collection[str] = ()
+    ) -> list[tuple[str, str]]:
+        """The client's headers as the upstream should see them; ``credentials``
+        are the lower-case names of headers that authenticated to the gateway."""
+        headers = request.headers
+        peer = request.remote or "unknown"
+        trusted = self.is_trusted(request.remote)
+        drop = _REQUEST_DROP | _SET_BY_GATEWAY | frozenset(credentials)
+        if not trusted:
+            drop |= _FROM_PROXIES_ONLY
+        pairs = strip_headers(headers.items(), drop)
+        prior = headers.get("X-Forwarded-For") if trusted else None
+        proto = headers.get("X-Forwarded-Proto") if trusted else None
+        host = headers.get("X-Forwarded-Host") if trusted else None
+        pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
+        pairs.append(("X-Forwarded-Proto", proto or request.scheme))
+        pairs.append(("X-Forwarded-Host", host or request.host))
+        return pairs
 
 
 def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

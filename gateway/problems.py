@@ -51,13 +51,3 @@ def job_not_found(job_id: str) -> web.Response:
     return problem(
         404, "job-not-found", "No such job", f"No job {job_id} (unknown, or its retention ended)."
     )
-
-
-def body_too_large(route: str, limit_bytes: int) -> web.Response:
-    return problem(
-        413,
-        "body-too-large",
-        "Request body too large",
-        f"Route {route} takes bodies of at most {limit_bytes} bytes.",
-        max_body_bytes=limit_bytes,
-    )

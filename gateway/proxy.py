@@ -2,55 +2,72 @@
 
 For reads and calls that need no leveling. Nothing is queued: the request
 body streams to the upstream as it arrives (still bounded by the route's
-``max_body_bytes``), and the upstream's body streams back as it is produced.
-Redirects are passed to the client, not followed; content encodings are passed
-through untouched. An unreachable upstream is a 502, a slow one a 504.
+``max_body_bytes`` and ``gateway.body_timeout_s``), and the upstream's body
+streams back as it is produced. Redirects are passed to the client, not
+followed; content encodings are passed through untouched. An unreachable
+upstream is a 502, a slow one a 504; neither answer names the upstream (the
+log does, without its credentials).
+
+What goes on the wire is the upstream's base URL followed by the request's
+canonical path (``tidegate.paths``: no dot segment, no encoded slash), byte
+for byte (``encoded=True``: no client-side re-quoting or dot resolution), and
+the query as the client sent it. So nothing forwarded resolves outside the
+upstream's base path.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import Collection
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway import problems
+from gateway.body import body_chunks
 from gateway.context import Gateway
-from gateway.http_headers import forward_request_headers, response_headers
+from gateway.http_headers import response_headers
+from gateway.rejections import Rejection, body_too_large
+from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
+
+log = logging.getLogger(__name__)
 
 _PROXY_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=60.0)
 
 
-class _Oversized(Exception):
-    pass
+def upstream_url(base: str, path: str, raw_query: str) -> URL:
+    """The URL a request is forwarded to, exactly as it will be sent."""
+    target = base.rstrip("/") + path + (f"?{raw_query}" if raw_query else "")
+    return URL(target, encoded=True)
 
 
-async def _limited(request: web.Request, limit_bytes: int) -> AsyncIterator[bytes]:
-    total = 0
-    async for chunk in request.content.iter_chunked(65536):
-        total += len(chunk)
-        if total > limit_bytes:
-            raise _Oversized
-        yield chunk
-
-
-async def forward(gw: Gateway, route: RouteSettings, request: web.Request) -> web.StreamResponse:
+async def forward(
+    gw: Gateway,
+    route: RouteSettings,
+    request: web.Request,
+    path: str,
+    credentials: Collection[str] = (),
+) -> web.StreamResponse:
     declared = request.content_length
     if declared is not None and declared > route.max_body_bytes:
-        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
-        return problems.body_too_large(route.name, route.max_body_bytes)
+        raise body_too_large(route.name, route.max_body_bytes)
     assert route.upstream is not None  # settings guarantee it for proxy routes
-    url = route.upstream.rstrip("/") + request.rel_url.raw_path_qs
-    body = _limited(request, route.max_body_bytes) if request.body_exists else None
+    url = upstream_url(route.upstream, path, request.rel_url.raw_query_string)
+    body = (
+        body_chunks(request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s)
+        if request.body_exists
+        else None
+    )
     response: web.StreamResponse | None = None
     try:
         async with gw.http.request(
             request.method,
             url,
-            headers=forward_request_headers(request),
+            headers=gw.forwarding.request_headers(request, credentials),
             data=body,
             allow_redirects=False,
             timeout=_PROXY_TIMEOUT,
@@ -77,20 +94,27 @@ async def forward(gw: Gateway, route: RouteSettings, request: web.Request) -> we
 def _problem_for(gw: Gateway, route: RouteSettings, error: Exception) -> web.Response:
     """Translate a forwarding failure into the client's answer."""
     cause = error.__cause__ if isinstance(error, aiohttp.ClientError) else None
-    if isinstance(error, _Oversized) or isinstance(cause, _Oversized):
-        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
-        return problems.body_too_large(route.name, route.max_body_bytes)
+    if isinstance(error, Rejection):
+        raise error
+    if isinstance(cause, Rejection):  # the body was refused while streaming
+        raise cause from None
+    upstream = redact_url(route.upstream or "")
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         gw.metrics.proxied.labels(route.name, "timeout").inc()
+        log.warning("route %s: upstream %s timed out", route.name, upstream)
         return problems.problem(
             504,
             "upstream-timeout",
             "Upstream timed out",
-            f"{route.upstream} did not answer in time.",
+            f"The upstream of route {route.name} did not answer in time.",
         )
     if isinstance(error, aiohttp.ClientError):
         gw.metrics.proxied.labels(route.name, "error").inc()
+        log.warning("route %s: upstream %s unreachable: %s", route.name, upstream, error)
         return problems.problem(
-            502, "upstream-unreachable", "Upstream unreachable", f"{route.upstream}: {error}"
+            502,
+            "upstream-unreachable",
+            "Upstream unreachable",
+            f"The upstream of route {route.name} could not be reached.",
         )
     raise error

@@ -1,11 +1,20 @@
 """The public port: route a request, admit it, answer at once or when done.
 
 Order of checks, cheapest first, so that a request that will be refused costs
-as little as possible: header size (431), route (404), declared body size
-(413, before a byte of the body is read), then the body is read with the
-limit enforced as it streams in (413 again for chunked bodies that grow too
-large), then admission (503 when Redis is away, 422 on an Idempotency-Key
-conflict).
+as little as possible. The problem boundary (``app.problem_boundary``) has
+already checked the header block (431), every header value (400) and the path
+(400, ``tidegate.paths``); here come the route (404), the tenant's key (401),
+the priority and the Idempotency-Key (400), the declared body size (413,
+before a byte of the body is read), then the body, read with its size limit
+and stall timeout enforced as it streams in (413, 408), then admission. A
+step that refuses raises a ``Rejection``; nothing here builds an error itself.
+
+Admission's Redis failures each get their own truthful answer: unreachable
+(nothing was sent) is 503 "nothing was accepted"; out of memory is 503 "full";
+a call that was sent but not answered is 503 "outcome unknown" with the
+``Location`` of the job id the gateway had assigned, because the job may well
+exist: the client GETs it, or repeats the request with the same
+Idempotency-Key, which can never create a second job.
 
 A sync request registers for its job's end *before* admission, so the worker
 cannot finish unseen. A sync wait that runs out is not an error: the job is
@@ -19,26 +28,25 @@ import contextlib
 import math
 import re
 import time
+from collections.abc import Collection
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway import problems
+from gateway.body import read_body
 from gateway.context import GATEWAY, Gateway
-from gateway.http_headers import (
-    NO_PREFERENCES,
-    forward_request_headers,
-    header_bytes,
-    parse_prefer,
-    response_headers,
-)
+from gateway.http_headers import NO_PREFERENCES, parse_prefer, response_headers
 from gateway.proxy import forward
-from gateway.tenants import priority_of, unauthorized
+from gateway.rejections import Rejection
+from gateway.tenants import priority_of
 from tidegate.envelope import Job
 from tidegate.errors import (
     IdempotencyConflict,
     JobNotFound,
     NotReplicated,
+    OutcomeUnknown,
+    RedisFull,
     RedisUnavailable,
     Refused,
 )
@@ -49,23 +57,9 @@ from tidegate.throttle import take_quota
 
 JOBS_PATH = "/_tidegate/jobs/"
 RETRY_AFTER = "1"
-MAX_IDEMPOTENCY_KEY_CHARS = 255
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: web.Request, limit_bytes: int) -> bytes:
-    """Read the body, refusing it as soon as it passes ``limit_bytes``."""
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.content.iter_chunked(65536):
-        total += len(chunk)
-        if total > limit_bytes:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+CANONICAL_PATH = web.RequestKey("canonical_path", str)
+"""The request's canonical path, set by the problem boundary."""
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def job_links(job_id: str) -> dict[str, str]:
@@ -96,64 +90,93 @@ def accepted(job_id: str, state: str, applied: list[str]) -> web.Response:
 
 async def handle(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    limit = gw.settings.gateway.max_header_bytes
-    if header_bytes(request.raw_headers) > limit:
-        gw.metrics.rejected.labels("", "headers_too_large").inc()
-        return problems.problem(
-            431,
-            "headers-too-large",
-            "Request header fields too large",
-            f"The request's headers exceed {limit} bytes in all.",
-        )
-    if request.path.startswith("/_tidegate/"):
-        return _reserved(request)
-    route = gw.router.match(request.method, request.path)
+    path = request[CANONICAL_PATH]
+    if path.startswith("/_tidegate/"):
+        raise _reserved(request.method, path)
+    route = gw.router.match(request.method, path)
     if route is None:
-        gw.metrics.rejected.labels("", "no_route").inc()
-        return problems.problem(
-            404,
-            "no-route",
-            "No route",
-            f"No route takes {request.method} {request.path}.",
-        )
-    tenant = None
+        raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
+    tenant, credentials = None, frozenset[str]()
     if gw.tenants.enabled:
-        tenant = gw.tenants.identify(request)
-        if tenant is None:
-            gw.metrics.rejected.labels(route.name, "unauthorized").inc()
-            return unauthorized()
+        tenant, credentials = gw.tenants.require(request, route.name)
     if route.mode == "proxy":
         if tenant is not None and tenant.quota is not None:
             try:
                 over = await take_quota(gw.redis, route.name, tenant)
-            except RedisUnavailable:
-                return _redis_down(gw, route)
+            except RedisUnavailable as e:
+                raise redis_rejection(gw, e, route.name) from e
             if over is not None:
                 return refused(gw, route, over, tenant.name)
-        return await forward(gw, route, request)
-    return await _queued(gw, route, request, tenant)
+        return await forward(gw, route, request, path, credentials)
+    return await _queued(gw, route, request, path, tenant, credentials)
 
 
-_JOB_API_PATH = re.compile(r"^/_tidegate/(openapi\.json|jobs/[^/]+(/result|/events)?)$")
+_JOB_ID = "[A-Za-z0-9._-]+"
+_JOB_API_METHODS = (
+    (re.compile(r"^/_tidegate/openapi\.json$"), "GET, HEAD"),
+    (re.compile(rf"^/_tidegate/jobs/{_JOB_ID}$"), "GET, HEAD, DELETE"),
+    (re.compile(rf"^/_tidegate/jobs/{_JOB_ID}/(result|events)$"), "GET, HEAD"),
+)
 
 
-def _reserved(request: web.Request) -> web.Response:
-    """The job API's prefix never reaches a route: a wrong method is 405."""
-    if _JOB_API_PATH.match(request.path):
-        return problems.problem(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            f"{request.method} is not part of the job API at {request.path}.",
+def _reserved(method: str, path: str) -> Rejection:
+    """The job API's prefix never reaches a route: a wrong method is 405 with
+    ``Allow``; a path outside the API (a job id outside the id alphabet
+    included) is 404."""
+    for pattern, allow in _JOB_API_METHODS:
+        if pattern.match(path):
+            return Rejection(
+                "method-not-allowed",
+                "Method not allowed",
+                f"{method} is not part of the job API at {path}; allowed: {allow}.",
+                headers={"Allow": allow},
+            )
+    return Rejection("not-found", "Not found", f"{path} is not part of the job API.")
+
+
+def redis_rejection(
+    gw: Gateway, error: RedisUnavailable, route: str = "", job_id: str | None = None
+) -> Rejection:
+    """The answer to a Redis failure, saying truthfully what is known."""
+    retry = {"Retry-After": str(gw.settings.gateway.redis_retry_after_s)}
+    if isinstance(error, OutcomeUnknown) and job_id is not None:
+        links = job_links(job_id)
+        return Rejection(
+            "outcome-unknown",
+            "Outcome unknown",
+            f"The queue did not confirm admission in time; job {job_id} may or may not "
+            "exist. GET its Location (404 means it was not admitted), or repeat the "
+            "request with the same Idempotency-Key: that never creates a second job.",
+            headers={**retry, "Location": links["self"]},
+            route=route,
+            job=job_id,
+            links=links,
         )
-    return problems.problem(
-        404, "not-found", "Not found", f"{request.path} is not part of the job API."
+    if isinstance(error, OutcomeUnknown):
+        return Rejection(
+            "outcome-unknown",
+            "Outcome unknown",
+            "The queue did not answer in time; the operation may or may not have taken "
+            "effect. Read the job's state before repeating it.",
+            headers=retry,
+            route=route,
+        )
+    if isinstance(error, RedisFull):
+        return Rejection(
+            "redis-full",
+            "Queue full",
+            "The queue refuses writes right now (out of memory); nothing was accepted. "
+            "Retry later.",
+            headers=retry,
+            route=route,
+        )
+    return Rejection(
+        "redis-unavailable",
+        "Queue unavailable",
+        "The gateway cannot reach its queue right now; nothing was accepted. Retry later.",
+        headers=retry,
+        route=route,
     )
-
-
-def _redis_down(gw: Gateway, route: RouteSettings) -> web.Response:
-    gw.metrics.rejected.labels(route.name, "redis_unavailable").inc()
-    return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
 
 
 def refused(gw: Gateway, route: RouteSettings, e: Refused, tenant: str) -> web.Response:
@@ -190,59 +213,65 @@ def refused(gw: Gateway, route: RouteSettings, e: Refused, tenant: str) -> web.R
     )
 
 
-async def _queued(
-    gw: Gateway, route: RouteSettings, request: web.Request, tenant: TenantSettings | None
-) -> web.StreamResponse:
-    started = time.perf_counter()
-    priority = priority_of(request, route, tenant)
-    if isinstance(priority, web.Response):
-        gw.metrics.rejected.labels(route.name, "bad_request").inc()
-        return priority
-    declared = request.content_length
-    if declared is not None and declared > route.max_body_bytes:
-        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
-        return problems.body_too_large(route.name, route.max_body_bytes)
-    try:
-        if declared is not None:  # length known and within the limit
-            body = await request.read()
-        else:
-            body = await read_body(request, route.max_body_bytes)
-    except BodyTooLarge:
-        gw.metrics.rejected.labels(route.name, "body_too_large").inc()
-        return problems.body_too_large(route.name, route.max_body_bytes)
+def idempotency_key(request: web.Request, route: str) -> str | None:
+    """The request's Idempotency-Key; Rejection unless 1-255 visible ASCII characters."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        gw.metrics.rejected.labels(route.name, "bad_request").inc()
-        return problems.problem(
-            400,
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise Rejection(
             "bad-idempotency-key",
             "Invalid Idempotency-Key",
-            f"An Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+            "An Idempotency-Key has 1 to 255 visible ASCII characters.",
+            route=route,
         )
+    return key
 
+
+def wait_for(gw: Gateway, route: RouteSettings, request: web.Request) -> tuple[float, list[str]]:
+    """How long a request waits for its result, and the preferences applied."""
     prefer = (
         parse_prefer(request.headers.getall("Prefer"))
         if "Prefer" in request.headers
         else NO_PREFERENCES
     )
-    wait_s = 0.0
-    applied: list[str] = []
-    if route.mode == "sync":
-        if prefer.respond_async:
-            applied.append("respond-async")
-        elif not gw.draining:  # while shutting down, nobody waits
-            wait_s = route.wait_s
-            if prefer.wait_s is not None:
-                wait_s = min(wait_s, prefer.wait_s)
-                applied.append(f"wait={prefer.wait_s:g}")
+    if route.mode != "sync":
+        return 0.0, []
+    if prefer.respond_async:
+        return 0.0, ["respond-async"]
+    if gw.draining:  # while shutting down, nobody waits
+        return 0.0, []
+    if prefer.wait_s is None:
+        return route.wait_s, []
+    wait_s = min(route.wait_s, prefer.wait_s)
+    return wait_s, [f"wait={wait_s:g}"]
 
+
+def wait_s_asked(applied: list[str]) -> bool:
+    """A sync request that did not ask to be answered at once."""
+    return "respond-async" not in applied
+
+
+async def _queued(
+    gw: Gateway,
+    route: RouteSettings,
+    request: web.Request,
+    path: str,
+    tenant: TenantSettings | None,
+    credentials: Collection[str],
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    priority = priority_of(request, route, tenant)
+    key = idempotency_key(request, route.name)
+    body = await read_body(
+        request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
+    )
+    wait_s, applied = wait_for(gw, route, request)
     job = Job(
         id=new_job_id(route.name),
         route=route.name,
         method=request.method,
-        path=request.path,
-        query=request.query_string,
-        headers=tuple(forward_request_headers(request)),
+        path=path,
+        query=request.rel_url.raw_query_string,
+        headers=tuple(gw.forwarding.request_headers(request, credentials)),
         body=body,
     )
     wait_id = job.id
@@ -252,26 +281,24 @@ async def _queued(
             admitted = await gw.batcher.admit(route, Admission(job, key, tenant, priority))
         except Refused as e:
             return refused(gw, route, e, tenant.name if tenant else "")
-        except RedisUnavailable:
-            return _redis_down(gw, route)
+        except RedisUnavailable as e:
+            raise redis_rejection(gw, e, route.name, job.id) from e
         except NotReplicated as e:
-            gw.metrics.rejected.labels(route.name, "not_replicated").inc()
-            return problems.problem(
-                503,
+            raise Rejection(
                 "not-replicated",
                 "Not durable yet",
                 f"{e}. The job may exist on the primary: retry with the same "
                 "Idempotency-Key to get the same job, not a second one.",
                 headers={"Retry-After": str(gw.settings.gateway.redis_retry_after_s)},
-            )
+                route=route.name,
+            ) from e
         except IdempotencyConflict as e:
-            gw.metrics.rejected.labels(route.name, "idempotency_conflict").inc()
-            return problems.problem(
-                422,
+            raise Rejection(
                 "idempotency-key-reused",
                 "Idempotency-Key reused with another payload",
                 f"{e}. A key identifies one request: same method, path, query and body.",
-            )
+                route=route.name,
+            ) from e
         metrics = gw.metrics.route(route.name)
         metrics.admission_latency.observe(time.perf_counter() - started)
         if admitted.outcome == "new":
@@ -285,7 +312,7 @@ async def _queued(
                 wait_id = admitted.job_id
                 waiting = gw.waiter.register(wait_id)
                 state = await _state_of(gw, admitted.job_id)  # it may have ended meanwhile
-            if state in TERMINAL_STATES and route.mode == "sync" and not prefer.respond_async:
+            if state in TERMINAL_STATES and route.mode == "sync" and wait_s_asked(applied):
                 return await _finished(gw, admitted.job_id, state, applied)
         if waiting is None:
             return accepted(admitted.job_id, state, applied)

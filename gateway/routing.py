@@ -1,22 +1,18 @@
 """Route matching: the first route whose path prefix and method match wins.
 
-A prefix matches on a segment boundary: ``/orders`` takes ``/orders``,
-``/orders/7`` and ``/orders?x``, not ``/ordersfoo``. Routes are tried in the
-order of the config file, so an operator can put a narrow route before a
-broad one.
+Paths are matched in their canonical form (``tidegate.paths``), the same form
+that is forwarded. A prefix matches on a segment boundary: ``/orders`` takes
+``/orders``, ``/orders/7`` and ``/orders?x``, not ``/ordersfoo``. Routes are
+tried in the order of the config file, so an operator can put a narrow route
+before a broad one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tidegate.paths import under_prefix
 from tidegate.settings import RouteSettings
-
-
-def prefix_matches(prefix: str, path: str) -> bool:
-    if prefix.endswith("/"):
-        return path.startswith(prefix) or path == prefix.rstrip("/")
-    return path == prefix or path.startswith(prefix + "/")
 
 
 class Router:
@@ -26,7 +22,8 @@ class Router:
         self._routes = tuple(routes)
 
     def match(self, method: str, path: str) -> RouteSettings | None:
+        """The route for a canonical ``path``, or None."""
         for route in self._routes:
-            if method in route.match.methods and prefix_matches(route.match.path_prefix, path):
+            if method in route.match.methods and under_prefix(route.match.path_prefix, path):
                 return route
         return None

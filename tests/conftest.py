@@ -9,6 +9,7 @@ worker as a Consumer task: everything talks over real TCP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -18,9 +19,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from gateway.app import build_apps
 from gateway.context import GATEWAY, Gateway
+from gateway.slow_clients import guard_server
 from tests.redis_server import RedisServer
 from tidegate.ledger import Ledger
 from tidegate.redis_client import connect
@@ -177,6 +180,9 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     admin = TestServer(admin_app, host="127.0.0.1")
     await public.start_server()
     await admin.start_server()
+    assert public.runner is not None
+    assert public.runner.server is not None
+    guard_server(public.runner.server, settings.gateway)  # as gateway.app.serve does
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     running = RunningGateway(public, admin, http)
     await running.gw.waiter.subscribed.wait()
@@ -219,12 +225,15 @@ async def running_worker(
     from worker.group_reader import ensure_group
 
     client = connect(settings.redis, extra_timeout_s=1.0)
+    # Redis out of memory refuses even an existing group's XGROUP CREATE: the
+    # consumer's own reader creates the group then, once Redis takes writes.
+    with contextlib.suppress(OutOfMemoryError):
+        await ensure_group(client, RouteKeys(route).requests, GROUP)
     batcher = ScriptBatcher(client)  # as worker.main runs it
     batcher.start()
     consumer = Consumer(
         client, settings.route(route), Ledger(client, settings.routes, batcher), executor, **kwargs
     )
-    await ensure_group(client, RouteKeys(route).requests, GROUP)
     compensator = Compensator(
         client, settings.route(route), consumer.ledger, executor, consumer.name
     )

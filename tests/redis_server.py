@@ -16,16 +16,24 @@ from tidegate.local_redis import free_port, start_redis_server
 
 
 class RedisServer:
-    def __init__(self, *, appendonly: bool = False, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        appendonly: bool = False,
+        extra_args: tuple[str, ...] = (),
+        password: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.appendonly = appendonly
-        self.extra_args = extra_args
+        self.password = password
+        self.extra_args = extra_args + (("--requirepass", password) if password else ())
         self._dir = tempfile.TemporaryDirectory(prefix="tidegate-test-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.proc = start_redis_server(
@@ -36,7 +44,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass

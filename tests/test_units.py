@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from gateway.http_headers import parse_prefer
-from gateway.routing import Router, prefix_matches
+from gateway.routing import Router
 from tidegate.envelope import Job
 from tidegate.http import strip_headers
 from tidegate.keys import RouteKeys, new_job_id, route_of
+from tidegate.paths import under_prefix as prefix_matches
 from tidegate.settings import parse_settings
 
 

@@ -83,10 +83,11 @@ class Coalescer(ABC, Generic[T, R]):
         self.batches += 1
         try:
             results = await self.flush([item for item, _ in batch])
-        except UNAVAILABLE as e:
+        except (RedisUnavailable, *UNAVAILABLE) as e:
             self._down_until = time.monotonic() + self._breaker_s
             log.warning("Redis unreachable, %d %s call(s) failed: %s", len(batch), self._name, e)
-            _fail(batch, RedisUnavailable(str(e)))
+            # OutcomeUnknown stays what it is: those calls may have taken effect.
+            _fail(batch, e if isinstance(e, RedisUnavailable) else RedisUnavailable(str(e)))
             return
         except Exception as e:  # keep the flusher alive whatever happens
             log.exception("%s batch failed", self._name)

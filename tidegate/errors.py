@@ -4,7 +4,10 @@
 
     TidegateError
     ├── ConfigError          the config file or an override is invalid (lists every problem)
-    ├── RedisUnavailable     Redis cannot be reached or timed out; callers answer 503 / back off
+    ├── RedisUnavailable     unreachable, nothing was done; callers answer 503 / back off
+    │   ├── OutcomeUnknown   sent, but no answer came: it may have taken effect
+    │   └── RedisFull        Redis refuses writes (maxmemory reached, noeviction)
+    ├── RedisCommandError    Redis answered with an error no caller expects
     ├── NotReplicated        a write did not reach the replicas a route asks for, in time
     └── LedgerError          the event log refused a change
         ├── JobNotFound      no such job (or its retention ran out)
@@ -32,6 +35,23 @@ class ConfigError(TidegateError):
 
 class RedisUnavailable(TidegateError):
     """Redis did not answer: refused, reset, timed out or still loading."""
+
+
+class OutcomeUnknown(RedisUnavailable):
+    """A command reached Redis (or may have) but its answer did not come back:
+    timed out or cut off after sending. Whether it took effect is not known, so
+    nobody may claim that nothing happened."""
+
+
+class RedisFull(RedisUnavailable):
+    """Redis refused a write because it is out of memory (``maxmemory`` with
+    ``noeviction``). Nothing was written; writes succeed again once memory is
+    freed (results expire, streams are trimmed) or the limit is raised."""
+
+
+class RedisCommandError(TidegateError):
+    """Redis answered with an error no caller expects (a bug or a misconfigured
+    server: a key of the wrong type, a command an ACL forbids)."""
 
 
 class LedgerError(TidegateError):

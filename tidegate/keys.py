@@ -23,6 +23,9 @@ GROUP = "workers"
 COMPENSATORS = "compensators"
 """The consumer group that works off the dead-letter stream (compensation)."""
 
+GATEWAY_PROBE = "tg:gateway:write-probe"
+"""Written (and expiring) by a gateway that checks whether Redis takes writes again."""
+
 _TOKEN_BYTES = 18
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 

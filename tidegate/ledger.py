@@ -64,9 +64,13 @@ class Admitted(NamedTuple):
     outcome: AdmitOutcome
 
 
-def idempotency_digest(key: str) -> str:
-    """Keys are stored hashed: a client's key may carry meaning of its own."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+def idempotency_digest(key: str, tenant: str = "") -> str:
+    """Keys are stored hashed (a client's key may carry meaning of its own) and
+    belong to a tenant: another tenant's equal key is another record, so one
+    tenant can neither redeem nor probe another's keys. Without tenants the
+    digest is of the key alone."""
+    text = f"{tenant}\n{key}" if tenant else key
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Admission(NamedTuple):
@@ -102,7 +106,9 @@ def admit_call(
         job, key, tenant = item.job, item.idempotency_key, item.tenant
         call_keys.append(keys.job(job.id))
         if key:
-            call_keys.append(keys.idempotency(idempotency_digest(key)))
+            call_keys.append(
+                keys.idempotency(idempotency_digest(key, tenant.name if tenant else ""))
+            )
         quota = tenant.quota if tenant else None
         if tenant and quota:
             call_keys.append(keys.quota(tenant.name))

@@ -4,7 +4,8 @@ redis-py's own retry loop is switched off: each part decides itself what to do
 when Redis is away (the gateway answers 503 at once, workers back off and
 resume), and a hidden retry with backoff would turn "fast 503" into a hang.
 Connection errors, timeouts and a server still loading its data all become
-``RedisUnavailable``.
+``RedisUnavailable``; error replies become the tidegate error that says what
+a caller should do (``translate_reply``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,25 @@ from contextlib import contextmanager
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import (
+    OutcomeUnknown,
+    RedisCommandError,
+    RedisFull,
+    RedisUnavailable,
+    TidegateError,
+)
 from tidegate.settings import RedisSettings
 
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
@@ -48,10 +65,39 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# Error replies that mean "not now, nothing was done": a replica that is not
+# (yet) a primary, a primary without its replicas, a cluster reconfiguring, a
+# server loading its data set. redis-py turns most codes into classes (and
+# drops the code from the message); the others keep it as the first word.
+_NOT_NOW = (ReadOnlyError, MasterDownError, BusyLoadingError, ClusterDownError, TryAgainError)
+_NOT_NOW_CODES = ("NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "CLUSTERDOWN", "TRYAGAIN")
+
+
+def translate_reply(error: ResponseError, what: str) -> TidegateError:
+    """The tidegate error for an error reply of Redis."""
+    message = str(error)
+    if isinstance(error, OutOfMemoryError) or message.startswith("OOM "):
+        return RedisFull(
+            f"Redis refuses writes while {what}: out of memory (maxmemory reached). "
+            "Raise maxmemory, shorten result_ttl_s, or add workers to drain the backlog"
+        )
+    if isinstance(error, _NOT_NOW) or message.startswith(_NOT_NOW_CODES):
+        return RedisUnavailable(f"Redis cannot take writes right now while {what}: {message}")
+    return RedisCommandError(f"Redis answered an error while {what}: {message}")
+
+
 @contextmanager
 def unavailable_as_error(what: str) -> Iterator[None]:
-    """Turn redis-py's connection failures into RedisUnavailable."""
+    """Translate redis-py's failures at this boundary.
+
+    Connection failures become RedisUnavailable (OutcomeUnknown when the
+    command timed out after it was sent), error replies ``translate_reply``.
+    """
     try:
         yield
+    except TimeoutError as e:
+        raise OutcomeUnknown(f"Redis did not answer in time while {what}: {e}") from e
     except UNAVAILABLE as e:
         raise RedisUnavailable(f"Redis unreachable while {what}: {e}") from e
+    except ResponseError as e:
+        raise translate_reply(e, what) from e

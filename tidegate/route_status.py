@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from tidegate import backlog, scaler_view, throttle
+from tidegate.redact import redact_url
 from tidegate.settings import Settings
 
 
@@ -26,7 +27,8 @@ async def routes_status(redis: Redis, settings: Settings) -> dict[str, dict[str,
     throttles = await asyncio.gather(*(throttle.read(redis, r.name) for r in queued))
     out: dict[str, dict[str, Any]] = {}
     for route in settings.routes:
-        out[route.name] = {"mode": route.mode, "upstream": route.upstream}
+        upstream = redact_url(route.upstream) if route.upstream else None
+        out[route.name] = {"mode": route.mode, "upstream": upstream}
     for route, found, view, state in zip(queued, measured, views, throttles, strict=True):
         out[route.name] = {
             "mode": route.mode,

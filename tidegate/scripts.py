@@ -11,6 +11,12 @@ empty and Redis answers NOSCRIPT; ``call`` and ``run_pipeline`` then load the
 scripts and send the same commands again. That resend is safe: a NOSCRIPT
 call did nothing, and the calls of a pipeline all use scripts from the same
 cache, which was either empty or not.
+
+Failures are translated here, at the boundary: error replies per call
+(``redis_client.translate_reply``: out of memory is ``RedisFull``), a
+connection that cannot be had is ``RedisUnavailable`` (nothing was sent), and
+a connection lost or timed out once the commands were on their way is
+``OutcomeUnknown``: the scripts may have run, and nobody may say they did not.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.coalesce import Coalescer
+from tidegate.errors import OutcomeUnknown, RedisUnavailable
+from tidegate.redis_client import UNAVAILABLE, translate_reply
 
 _NAMES = (
     "admit",
@@ -105,6 +113,9 @@ async def run_pipeline(
             acked = min(acked, again.pop())
         for i, value in zip(missing, again, strict=True):
             results[i] = value
+    for i, value in enumerate(results):
+        if isinstance(value, ResponseError):
+            results[i] = translate_reply(value, f"running the {calls[i][0]} script")
     if wait:
         results.append(acked)
     return results
@@ -130,7 +141,10 @@ async def _pipeline(redis: Redis, calls: Calls, wait: tuple[int, int] | None) ->
         commands.append(pack(["WAIT", *wait]))
     data = b"".join(commands)
     pool = redis.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    except UNAVAILABLE as e:
+        raise RedisUnavailable(f"Redis unreachable (nothing was sent): {e}") from e
     try:
         await connection.send_packed_command(data)
         results: list[Any] = []
@@ -139,10 +153,14 @@ async def _pipeline(redis: Redis, calls: Calls, wait: tuple[int, int] | None) ->
                 results.append(await connection.read_response())
             except ResponseError as e:  # an error reply; the connection stays in step
                 results.append(e)
-    except BaseException:
+    except BaseException as e:
         # Replies may still be in flight (cancelled, timed out, reset): the
         # connection is out of step and must not be reused.
         await connection.disconnect()
+        if isinstance(e, UNAVAILABLE):
+            raise OutcomeUnknown(
+                f"Redis did not answer {len(calls)} script call(s) it may have run: {e}"
+            ) from e
         raise
     finally:
         await pool.release(connection)

@@ -17,6 +17,7 @@ a list does not map onto flat variables without surprises.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pydantic.dataclasses import dataclass
 
 from tidegate.errors import ConfigError
+from tidegate.paths import UnsafePath, canonical_path
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -83,11 +85,30 @@ class GatewaySettings:
     """Most admissions coalesced into one Redis round trip."""
     redis_retry_after_s: int = Field(default=1, ge=1)
     """Retry-After sent with a 503 while Redis is unreachable."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A request head (request line and headers) must arrive whole within this."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest stall between two chunks of a request body (then 408)."""
+    idle_timeout_s: float = Field(default=75.0, gt=0)
+    """An idle keep-alive connection is closed after this."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs of proxies in front of the gateway whose X-Forwarded-* are extended;
+    from anyone else those headers are replaced by what the gateway saw."""
 
     @field_validator("listen", "admin_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as e:
+                raise ValueError(f"{cidr!r} is not an IP network (CIDR): {e}") from None
         return value
 
 
@@ -107,6 +128,12 @@ class MatchSettings:
             raise ValueError("must start with /")
         if value.rstrip("/").startswith(RESERVED_PREFIX):
             raise ValueError(f"{RESERVED_PREFIX}/ is reserved for the job API")
+        try:
+            canonical = canonical_path(value)
+        except UnsafePath as e:
+            raise ValueError(f"a prefix may not hold {e}") from None
+        if canonical != value:
+            raise ValueError(f"write it in canonical form: {canonical}")
         return value
 
     @field_validator("methods")
@@ -145,6 +172,8 @@ class WorkerSettings:
     """What the reconciler does with a job past ``deadline_s`` without an end."""
     max_requeues: int = Field(default=3, ge=1)
     """With ``on_deadline: requeue``: new deadlines a job gets before it expires."""
+    max_result_bytes: int = Field(default=1048576, ge=0, le=64 * 1048576)
+    """A larger upstream answer fails the job (502, no retry); it is never stored whole."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -43,6 +43,7 @@ from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
+from worker.relay import too_large
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,11 @@ class Consumer:
                 {"pid": os.getpid(), "in_flight": len(self.in_flight), "processed": self.processed}
             )
             try:
-                await self.redis.set(self.keys.alive(self.name), record, px=int(ALIVE_TTL_S * 1000))
-            except UNAVAILABLE as e:
+                with unavailable_as_error("refreshing the liveness record"):
+                    await self.redis.set(
+                        self.keys.alive(self.name), record, px=int(ALIVE_TTL_S * 1000)
+                    )
+            except RedisUnavailable as e:  # out of memory included: try again later
                 if cancel_requested():
                     raise asyncio.CancelledError from e
             await asyncio.sleep(ALIVE_EVERY_S)
@@ -243,6 +247,10 @@ class Consumer:
         except Exception as e:  # an executor bug must not strand the entry
             log.exception("executor failed on job %s", job.id)
             outcome = Failure(f"executor crashed: {e!r}", True)
+        else:
+            limit = self.route.worker.max_result_bytes
+            if isinstance(outcome, Reply) and len(outcome.body) > limit:
+                outcome = too_large(limit)  # a handler's answer, held to the relay's limit
         finally:
             in_flight.dec()
             self.metrics.processing.labels(route).observe(time.perf_counter() - started)

@@ -26,7 +26,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from tidegate.redis_client import UNAVAILABLE
+from tidegate.errors import RedisUnavailable
+from tidegate.redis_client import UNAVAILABLE, translate_reply
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,14 @@ class GroupReader:
     async def fetch(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
         """Entries to work on: reclaimed ones first, else new ones.
 
-        Rides out what a long-running reader meets: the group is (re)created
-        when missing (NOGROUP after a Redis restart without persistence, or an
-        operator deleting it), and Redis being unreachable is waited out with a
-        backoff (0.1 s doubling to 5 s) that ends early when stopping; both
-        return no entries so that the caller's loop goes round again.
+        Rides out what a long-running reader meets: the group and the stream
+        are (re)created when missing (NOGROUP after a Redis restart without
+        persistence, a FLUSHALL, a failover to an empty replica, an operator
+        deleting the group; UNBLOCKED when the stream is deleted under a
+        blocked read), and Redis being unreachable or refusing writes (out of
+        memory) is waited out with a backoff (0.1 s doubling to 5 s) that ends
+        early when stopping; all return no entries so that the caller's loop
+        goes round again.
         """
         try:
             if not self._group_ready:
@@ -91,17 +95,29 @@ class GroupReader:
             self._delay_s = 0.1
             return entries
         except UNAVAILABLE as e:
-            self.failures += 1
-            log.warning("Redis unreachable (%s); retrying in %.1f s", e, self._delay_s)
-            await asyncio.wait({stop_wait}, timeout=self._delay_s)
-            self._delay_s = min(self._delay_s * 2, MAX_BACKOFF_S)
-            return []
+            return await self._back_off(f"Redis unreachable ({e})", stop_wait)
         except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            log.warning("consumer group %s missing on %s; recreating", self.group, self.stream)
-            self._group_ready = False
-            return []
+            message = str(e)
+            if "NOGROUP" in message or message.startswith("UNBLOCKED"):
+                log.warning(
+                    "consumer group %s or stream %s gone (%s); recreating",
+                    self.group,
+                    self.stream,
+                    message,
+                )
+                self._group_ready = False
+                return []
+            error = translate_reply(e, f"reading {self.stream}")
+            if not isinstance(error, RedisUnavailable):
+                raise error from e
+            return await self._back_off(str(error), stop_wait)
+
+    async def _back_off(self, why: str, stop_wait: asyncio.Future[Any]) -> list[Entry]:
+        self.failures += 1
+        log.warning("%s; retrying in %.1f s", why, self._delay_s)
+        await asyncio.wait({stop_wait}, timeout=self._delay_s)
+        self._delay_s = min(self._delay_s * 2, MAX_BACKOFF_S)
+        return []
 
     async def reclaim(self, count: int) -> list[Entry]:
         now = time.monotonic()

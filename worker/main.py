@@ -40,7 +40,13 @@ def build_executor(
     if compensate:
         raise ConfigError(["--compensate goes with --app; a relay uses worker.compensate_path"])
     assert upstream, "either upstream or app"
-    return Relay(upstream, route.worker.timeout_s, route.worker.compensate_path)
+    return Relay(
+        upstream,
+        route.worker.timeout_s,
+        route.worker.compensate_path,
+        prefix=route.match.path_prefix,
+        max_result_bytes=route.worker.max_result_bytes,
+    )
 
 
 async def consume(

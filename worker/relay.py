@@ -8,6 +8,12 @@ job's result, status and all. Which outcomes are retried:
 - no answer (refused, reset, timed out): retryable;
 - 5xx and 429: retryable, the answer kept for the record;
 - anything else, 4xx included, is definitive: retrying cannot change it.
+
+Two limits hold whatever the job says: the path sent is the job's canonical
+path (``tidegate.paths``) under the route's prefix, byte for byte, so a job
+can never make the relay call outside the route (one that would is failed
+for good, not sent); and an answer larger than ``max_result_bytes`` is not
+read whole, let alone stored: the job fails for good with a 502 saying why.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import json
 import time
 
 import aiohttp
+from yarl import URL
 
 from tidegate.backoff import parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.http import strip_headers
+from tidegate.paths import UnsafePath, canonical_path, under_prefix
+from tidegate.redact import redact_url
 
 _DROP_REQUEST = ("host", "content-length", "idempotency-key", "tidegate-attempt")
 _DROP_RESPONSE = ("content-length", "date", "server")
@@ -28,6 +37,40 @@ _DROP_RESPONSE = ("content-length", "date", "server")
 
 def is_retryable_status(status: int) -> bool:
     return status >= 500 or status == 429
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def path_within(prefix: str, path: str) -> bool:
+    """Whether ``path`` is canonical and lies under ``prefix``."""
+    try:
+        return canonical_path(path) == path and under_prefix(prefix, path)
+    except UnsafePath:
+        return False
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit_bytes:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_any():
+        total += len(chunk)
+        if total > limit_bytes:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit_bytes: int) -> Failure:
+    """The definitive failure of a job whose answer exceeds ``max_result_bytes``."""
+    return Failure(
+        f"the upstream's answer is larger than max_result_bytes ({limit_bytes} bytes); "
+        "it was not stored",
+        False,
+    )
 
 
 class Relay:
@@ -40,9 +83,21 @@ class Relay:
     so the endpoint must be idempotent (the key makes that easy).
     """
 
-    def __init__(self, upstream: str, timeout_s: float, compensate_path: str | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        timeout_s: float,
+        compensate_path: str | None = None,
+        *,
+        prefix: str = "/",
+        max_result_bytes: int = 1048576,
+    ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.shown = redact_url(self.upstream)
+        """The upstream as messages may name it (no credentials)."""
         self.compensate_path = compensate_path
+        self.prefix = prefix
+        self.max_result_bytes = max_result_bytes
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._http: aiohttp.ClientSession | None = None
 
@@ -55,9 +110,11 @@ class Relay:
 
     async def __call__(self, job: Job) -> Reply | Failure:
         assert self._http is not None, "Relay.open() first"
+        if not path_within(self.prefix, job.path):
+            return Failure(f"path {job.path!r} lies outside the route's prefix; not sent", False)
         headers = strip_headers(job.headers, _DROP_REQUEST)
         headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
-        url = self.upstream + job.path + (f"?{job.query}" if job.query else "")
+        url = URL(self.upstream + job.path + (f"?{job.query}" if job.query else ""), encoded=True)
         try:
             async with self._http.request(
                 job.method,
@@ -67,16 +124,18 @@ class Relay:
                 allow_redirects=False,
                 timeout=self.timeout,
             ) as response:
-                body = await response.read()
+                body = await _read_capped(response, self.max_result_bytes)
                 reply = Reply(
                     status=response.status,
                     headers=tuple(strip_headers(response.headers.items(), _DROP_RESPONSE)),
                     body=body,
                 )
+        except _TooLarge:
+            return too_large(self.max_result_bytes)
         except TimeoutError:
-            return Failure(f"upstream {self.upstream} timed out after {self.timeout.total}s", True)
+            return Failure(f"upstream {self.shown} timed out after {self.timeout.total}s", True)
         except aiohttp.ClientError as e:
-            return Failure(f"upstream {self.upstream} unreachable: {e!r}", True)
+            return Failure(f"upstream {self.shown} unreachable: {type(e).__name__}", True)
         if is_retryable_status(reply.status):
             wait_s = parse_retry_after(response.headers.get("Retry-After"), time.time())
             return Failure(f"upstream answered {reply.status}", True, reply, wait_s)

@@ -1,0 +1,54 @@
+"""Reading a request body within its limits: size and the pace it arrives at.
+
+One reader serves every path that takes a body (queued admission reads it
+whole, the proxy streams it on): a body larger than the route's
+``max_body_bytes`` is refused as soon as it passes the limit, and a body that
+stalls longer than ``gateway.body_timeout_s`` between two chunks is refused as
+too slow (408), so a client sending a byte now and then cannot hold a
+connection and a handler for as long as it likes. Both end the connection:
+the rest of the body is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.rejections import body_timeout, body_too_large
+
+CHUNK_BYTES = 65536
+
+
+async def body_chunks(
+    request: web.Request, route: str, limit_bytes: int, stall_timeout_s: float
+) -> AsyncIterator[bytes]:
+    """The body's chunks as they come; Rejection when too large or too slow."""
+    declared = request.content_length
+    if declared is not None and declared > limit_bytes:
+        raise body_too_large(route, limit_bytes)
+    total = 0
+    content = request.content
+    while True:
+        try:
+            async with asyncio.timeout(stall_timeout_s):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise body_timeout(route, stall_timeout_s) from None
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit_bytes:
+            raise body_too_large(route, limit_bytes)
+        yield chunk
+
+
+async def read_body(
+    request: web.Request, route: str, limit_bytes: int, stall_timeout_s: float
+) -> bytes:
+    """The whole body, read within the limits of ``body_chunks``."""
+    if not request.body_exists:
+        return b""
+    chunks = [c async for c in body_chunks(request, route, limit_bytes, stall_timeout_s)]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

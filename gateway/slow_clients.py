@@ -1,0 +1,134 @@
+"""Slow clients: a connection cannot be held open by sending a byte now and then.
+
+Three limits, each in ``gateway`` settings:
+
+- ``header_timeout_s``: a request head (request line and headers) must arrive
+  whole within this, counted from the connection's start or, on a keep-alive
+  connection, from the first byte of the next request. Past it, the gateway
+  answers 408 problem+json and closes the connection.
+- ``body_timeout_s``: the longest stall between two chunks of a body, enforced
+  by the body reader (``gateway.body``): 408 and the connection closes.
+- ``idle_timeout_s``: an idle keep-alive connection closes (aiohttp's
+  ``keepalive_timeout``).
+
+After a refused body (413, 408) the rest of it is read and discarded for at
+most ``min(10, body_timeout_s)`` seconds (aiohttp's lingering close), then the
+connection closes.
+
+aiohttp's server has no head timeout of its own, so the gateway's connections
+are served by ``GuardedRequestHandler``, a subclass of aiohttp's protocol that
+keeps one timer per connection: armed while a head is incomplete, cancelled
+as soon as the parser has produced the request. It relies on two attributes
+of aiohttp's ``RequestHandler`` (``_request_count``, ``_payload_parser``);
+``tests/test_slow_clients.py`` fails if they change meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE
+from tidegate.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+def _timeout_response(header_timeout_s: float) -> bytes:
+    body = json.dumps(
+        {
+            "type": PROBLEM_TYPE_BASE + "request-timeout",
+            "title": "Request head too slow",
+            "status": 408,
+            "detail": f"The request head did not arrive within {header_timeout_s:g} s.",
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        f"Content-Type: {CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's protocol with a deadline for each request head."""
+
+    header_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self.timed_out_heads = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        awaiting_head = self._payload_parser is None
+        super().data_received(data)
+        if self._request_count > before:
+            self._disarm()  # a head arrived; its body has a timeout of its own
+        elif awaiting_head and data and self._head_timer is None:
+            self._arm()  # the first bytes of a keep-alive connection's next request
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self._loop.call_later(self.header_timeout_s, self._head_late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info(
+            "closed a connection from %s: request head not complete within %g s",
+            transport.get_extra_info("peername"),
+            self.header_timeout_s,
+        )
+        self.timed_out_heads += 1
+        transport.write(_timeout_response(self.header_timeout_s))
+        self.force_close()
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server, building ``GuardedRequestHandler`` connections."""
+
+    header_timeout_s = 10.0
+
+    def __call__(self) -> RequestHandler:
+        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.header_timeout_s = self.header_timeout_s
+        return handler
+
+
+def guard_server(server: web.Server, settings: GatewaySettings) -> None:
+    """Make a runner's server apply the gateway's slow-client limits to every
+    connection it accepts from now on (call it after ``runner.setup()``)."""
+    if type(server) is not web.Server and not isinstance(server, GuardedServer):
+        raise TypeError(f"cannot guard a {type(server).__name__}")
+    server.__class__ = GuardedServer
+    assert isinstance(server, GuardedServer)
+    server.header_timeout_s = settings.header_timeout_s
+    server._kwargs["keepalive_timeout"] = settings.idle_timeout_s
+    # After a refused body aiohttp reads on for a while so that the client sees
+    # the answer rather than a reset; a client too slow for the body timeout
+    # gets no longer than that timeout for it either.
+    server._kwargs["lingering_time"] = min(10.0, settings.body_timeout_s)

@@ -1,0 +1,242 @@
+"""Redis faults get the right answer: full, slow (outcome unknown), keys gone;
+and answers too large to store. Each against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+
+from tests.conftest import (
+    RunningGateway,
+    make_settings,
+    running_gateway,
+    running_worker,
+    wait_until,
+)
+from tests.redis_server import RedisServer
+from tests.tcp_proxy import ReplyDroppingProxy
+from tidegate.envelope import Job, Reply
+from tidegate.keys import GROUP, RouteKeys, new_job_id
+from tidegate.ledger import Ledger
+from tidegate.settings import parse_settings
+from worker.group_reader import ensure_group
+from worker.handler import Handler
+from worker.relay import Relay
+
+
+async def _fill(client: Redis) -> None:
+    """Leave Redis over its maxmemory (noeviction): writes are refused until
+    ``filler`` is deleted."""
+    await client.set("filler", b"x" * (2 * 1024 * 1024))
+    used = int((await client.info("memory"))["used_memory"])
+    await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", str(used - 256 * 1024))
+
+
+async def _ready(gateway: RunningGateway) -> tuple[int, Any]:
+    async with gateway.http.get(gateway.admin_url("/readyz")) as r:
+        return r.status, await r.json()
+
+
+async def test_redis_full_is_503_with_retry_after_and_not_ready(own_redis: RedisServer) -> None:
+    settings = make_settings(own_redis.url)
+    client = Redis.from_url(own_redis.url)
+    try:
+        async with running_gateway(settings) as gateway:
+            await _fill(client)
+            for _ in range(3):
+                async with gateway.http.post(gateway.url("/reports"), data=b"x") as r:
+                    assert r.status == 503
+                    assert r.headers["Retry-After"] == "1"
+                    problem = await r.json(content_type="application/problem+json")
+                    assert problem["type"].endswith("/redis-full")
+                    assert "nothing was accepted" in problem["detail"]
+
+            async def not_ready() -> bool:
+                status, body = await _ready(gateway)
+                return status == 503 and "Redis refuses writes (out of memory)" in body["reasons"]
+
+            await wait_until(not_ready, what="/readyz to report writes refused")
+            await client.delete("filler")
+
+            async def ready() -> bool:
+                return (await _ready(gateway))[0] == 200
+
+            await wait_until(ready, what="/readyz to recover once memory is freed")
+            async with gateway.http.post(gateway.url("/reports"), data=b"x") as r:
+                assert r.status == 202
+            metric = gateway.gw.metrics.rejected.labels("reports", "redis_full")
+            assert metric._value.get() == 3
+        assert await client.xlen(RouteKeys("reports").requests) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_workers_back_off_while_redis_is_full(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(own_redis.url)
+    client = Redis.from_url(own_redis.url)
+    upstream = TestServer(_service(b"done"), host="127.0.0.1")
+    await upstream.start_server()
+    try:
+        ledger = Ledger(client, settings.routes)
+        job = Job(new_job_id("orders"), "orders", "POST", "/orders")
+        await ledger.admit(settings.route("orders"), job, None)
+        await ensure_group(client, RouteKeys("orders").requests, GROUP)
+        await _fill(client)
+        relay = Relay(str(upstream.make_url("")).rstrip("/"), 2.0)
+        async with running_worker(settings, "orders", relay) as worker:
+
+            async def backing_off() -> bool:
+                return "Redis refuses writes" in caplog.text and "retrying" in caplog.text
+
+            await wait_until(backing_off, what="the worker to back off")
+            assert not worker.task.done()
+            assert (await ledger.projection(job.id))["state"] == "queued"
+            await client.delete("filler")
+
+            async def succeeded() -> bool:
+                return (await ledger.projection(job.id))["state"] == "succeeded"
+
+            await wait_until(succeeded, what="the job to run once memory is freed")
+        assert "job task crashed" not in caplog.text
+    finally:
+        await upstream.close()
+        await client.aclose()
+
+
+async def test_an_unanswered_admission_is_outcome_unknown_with_the_job_id(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    proxy = ReplyDroppingProxy(redis_server.port)
+    await proxy.start()
+    settings = parse_settings(
+        {
+            "redis": {"url": proxy.url, "socket_timeout_s": 0.3},
+            "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+            "routes": [{"name": "reports", "match": {"path_prefix": "/reports"}, "mode": "async"}],
+        },
+        env={},
+    )
+    client = Redis.from_url(redis_url)
+    try:
+        async with running_gateway(settings) as gateway:
+            # The script call reaches Redis and runs; its answer is lost on the way
+            # back: the job exists, and the gateway cannot know it.
+            proxy.drop_replies_after = b"EVALSHA"
+            async with gateway.http.post(gateway.url("/reports"), data=b"x") as r:
+                assert r.status == 503
+                problem = await r.json(content_type="application/problem+json")
+                location = r.headers["Location"]
+                assert r.headers["Retry-After"] == "1"
+            assert problem["type"].endswith("/outcome-unknown")
+            assert "nothing was accepted" not in problem["detail"]
+            assert location == problem["links"]["self"] == f"/_tidegate/jobs/{problem['job']}"
+            proxy.drop_replies_after = None
+
+            async def exists() -> bool:
+                async with gateway.http.get(gateway.url(location)) as r:
+                    return r.status == 200 and (await r.json())["state"] == "queued"
+
+            await wait_until(exists, what="the job behind the lost answer to be found")
+        assert await client.xlen(RouteKeys("reports").requests) == 1
+    finally:
+        await client.aclose()
+        await proxy.close()
+
+
+def _service(body: bytes) -> web.Application:
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+@pytest.mark.parametrize("fault", ["DEL", "FLUSHALL", "XGROUP DESTROY"])
+async def test_a_worker_whose_stream_or_group_vanishes_keeps_serving(
+    redis_url: str, fault: str
+) -> None:
+    settings = make_settings(redis_url, mode="async")
+    ledger_client = Redis.from_url(redis_url)
+    upstream = TestServer(_service(b"ok"), host="127.0.0.1")
+    await upstream.start_server()
+    ledger = Ledger(ledger_client, settings.routes)
+    stream = RouteKeys("orders").requests
+    try:
+        relay = Relay(str(upstream.make_url("")).rstrip("/"), 2.0)
+        async with running_worker(settings, "orders", relay) as worker:
+            for round_ in range(3):
+                job = Job(new_job_id("orders"), "orders", "POST", "/orders", body=b"%d" % round_)
+                await ledger.admit(settings.route("orders"), job, None)
+
+                async def done(job_id: str = job.id) -> bool:
+                    return (await ledger.projection(job_id))["state"] == "succeeded"
+
+                await wait_until(done, what=f"job of round {round_} to succeed")
+                if fault == "DEL":
+                    await ledger_client.delete(stream)
+                elif fault == "FLUSHALL":
+                    await ledger_client.flushall()
+                else:
+                    await ledger_client.xgroup_destroy(stream, GROUP)
+                await asyncio.sleep(0)
+            assert not worker.task.done()
+    finally:
+        await upstream.close()
+        await ledger_client.aclose()
+
+
+@pytest.mark.parametrize("executor", ["relay", "handler"])
+async def test_an_oversized_answer_fails_the_job_and_is_not_stored(
+    redis_url: str, executor: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        redis_url, mode="async", worker={"max_attempts": 3, "max_result_bytes": 4096}
+    )
+    big = b"z" * (10 * 1024 * 1024)
+    client = Redis.from_url(redis_url)
+    upstream = TestServer(_service(big), host="127.0.0.1")
+    await upstream.start_server()
+
+    async def handle(job: Job) -> Reply:
+        return Reply(200, (), big)
+
+    chosen = (
+        Relay(str(upstream.make_url("")).rstrip("/"), 5.0, max_result_bytes=4096)
+        if executor == "relay"
+        else Handler(handle)
+    )
+    ledger = Ledger(client, settings.routes)
+    job = Job(new_job_id("orders"), "orders", "POST", "/orders")
+    try:
+        await ledger.admit(settings.route("orders"), job, None)
+        async with running_worker(settings, "orders", chosen):
+
+            async def ended() -> bool:
+                return (await ledger.projection(job.id))["state"] == "dead_lettered"
+
+            await wait_until(ended, what="the job to fail for good")
+        result = await ledger.result(job.id)
+        assert result is not None
+        assert result.status == 502
+        assert "max_result_bytes (4096 bytes)" in json.loads(result.body)["detail"]
+        assert (await ledger.projection(job.id))["attempts"] == "1"  # not retried
+        stored = await client.memory_usage(RouteKeys("orders").result(job.id))
+        assert stored is not None
+        assert stored < 8192
+    finally:
+        await upstream.close()
+        await client.aclose()
+    logging.getLogger(__name__).debug("done")
