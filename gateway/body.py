@@ -18,16 +18,19 @@ from aiohttp import web
 
 from gateway.rejections import body_timeout, body_too_large
 
-CHUNK_BYTES = 65536
+
+def refuse_declared(request: web.Request, route: str, limit_bytes: int) -> None:
+    """Refuse a body whose declared length is over the limit, before reading any."""
+    declared = request.content_length
+    if declared is not None and declared > limit_bytes:
+        raise body_too_large(route, limit_bytes)
 
 
 async def body_chunks(
     request: web.Request, route: str, limit_bytes: int, stall_timeout_s: float
 ) -> AsyncIterator[bytes]:
     """The body's chunks as they come; Rejection when too large or too slow."""
-    declared = request.content_length
-    if declared is not None and declared > limit_bytes:
-        raise body_too_large(route, limit_bytes)
+    refuse_declared(request, route, limit_bytes)
     total = 0
     content = request.content
     while True:

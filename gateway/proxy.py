@@ -27,10 +27,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import problems
-from gateway.body import body_chunks
+from gateway.body import body_chunks, refuse_declared
 from gateway.context import Gateway
 from gateway.http_headers import response_headers
-from gateway.rejections import Rejection, body_too_large
+from gateway.rejections import Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
 
@@ -52,9 +52,7 @@ async def forward(
     path: str,
     credentials: Collection[str] = (),
 ) -> web.StreamResponse:
-    declared = request.content_length
-    if declared is not None and declared > route.max_body_bytes:
-        raise body_too_large(route.name, route.max_body_bytes)
+    refuse_declared(request, route.name, route.max_body_bytes)  # before connecting upstream
     assert route.upstream is not None  # settings guarantee it for proxy routes
     url = upstream_url(route.upstream, path, request.rel_url.raw_query_string)
     body = (

@@ -29,6 +29,7 @@ import math
 import re
 import time
 from collections.abc import Collection
+from typing import NamedTuple
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -226,28 +227,32 @@ def idempotency_key(request: web.Request, route: str) -> str | None:
     return key
 
 
-def wait_for(gw: Gateway, route: RouteSettings, request: web.Request) -> tuple[float, list[str]]:
-    """How long a request waits for its result, and the preferences applied."""
+class Answer(NamedTuple):
+    """How a queued request is answered: with its result (``sync``; waiting up
+    to ``wait_s``) or at once with 202, and the preferences ``applied``."""
+
+    sync: bool
+    wait_s: float
+    applied: list[str]
+
+
+def answer_for(gw: Gateway, route: RouteSettings, request: web.Request) -> Answer:
+    """How the request is answered, from the route's mode and ``Prefer``."""
     prefer = (
         parse_prefer(request.headers.getall("Prefer"))
         if "Prefer" in request.headers
         else NO_PREFERENCES
     )
     if route.mode != "sync":
-        return 0.0, []
+        return Answer(False, 0.0, [])
     if prefer.respond_async:
-        return 0.0, ["respond-async"]
+        return Answer(False, 0.0, ["respond-async"])
     if gw.draining:  # while shutting down, nobody waits
-        return 0.0, []
+        return Answer(True, 0.0, [])
     if prefer.wait_s is None:
-        return route.wait_s, []
+        return Answer(True, route.wait_s, [])
     wait_s = min(route.wait_s, prefer.wait_s)
-    return wait_s, [f"wait={wait_s:g}"]
-
-
-def wait_s_asked(applied: list[str]) -> bool:
-    """A sync request that did not ask to be answered at once."""
-    return "respond-async" not in applied
+    return Answer(True, wait_s, [f"wait={wait_s:g}"])
 
 
 async def _queued(
@@ -264,7 +269,7 @@ async def _queued(
     body = await read_body(
         request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
     )
-    wait_s, applied = wait_for(gw, route, request)
+    sync, wait_s, applied = answer_for(gw, route, request)
     job = Job(
         id=new_job_id(route.name),
         route=route.name,
@@ -312,7 +317,7 @@ async def _queued(
                 wait_id = admitted.job_id
                 waiting = gw.waiter.register(wait_id)
                 state = await _state_of(gw, admitted.job_id)  # it may have ended meanwhile
-            if state in TERMINAL_STATES and route.mode == "sync" and wait_s_asked(applied):
+            if state in TERMINAL_STATES and sync:
                 return await _finished(gw, admitted.job_id, state, applied)
         if waiting is None:
             return accepted(admitted.job_id, state, applied)

@@ -65,7 +65,6 @@ class GuardedRequestHandler(RequestHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
-        self.timed_out_heads = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -103,7 +102,6 @@ class GuardedRequestHandler(RequestHandler):
             transport.get_extra_info("peername"),
             self.header_timeout_s,
         )
-        self.timed_out_heads += 1
         transport.write(_timeout_response(self.header_timeout_s))
         self.force_close()
 
