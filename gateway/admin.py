@@ -16,8 +16,8 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import problems
 from gateway.context import GATEWAY
+from gateway.public import redis_rejection
 from tidegate.errors import RedisUnavailable
 from tidegate.route_status import routes_status
 
@@ -53,8 +53,8 @@ async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
         routes = await routes_status(gw.redis, gw.settings)
-    except RedisUnavailable:
-        return problems.redis_unavailable(gw.settings.gateway.redis_retry_after_s)
+    except RedisUnavailable as e:
+        return redis_rejection(gw, e).response()
     return web.json_response({"routes": routes, "waiting_requests": gw.waiter.waiting})
 
 

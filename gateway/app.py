@@ -107,8 +107,6 @@ def problem_boundary(handler: Handler) -> Handler:
 
 def _answer(gw: Gateway, rejection: Rejection) -> web.Response:
     gw.metrics.rejected.labels(rejection.route, rejection.reason).inc()
-    if rejection.kind == "redis-full":
-        gw.writes_refused = True  # /readyz reports it until a write succeeds again
     return rejection.response()
 
 

@@ -26,24 +26,19 @@ def problem(
     **extra: Any,
 ) -> web.Response:
     """A problem+json response; ``extra`` adds members (RFC 9457 section 3.2)."""
-    body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
-    body.update(extra)
     return web.Response(
         status=status,
-        body=json.dumps(body).encode(),
+        body=problem_body(status, kind, title, detail, **extra),
         content_type=CONTENT_TYPE,
         headers=headers,
     )
 
 
-def redis_unavailable(retry_after_s: int) -> web.Response:
-    return problem(
-        503,
-        "redis-unavailable",
-        "Queue unavailable",
-        "The gateway cannot reach its queue right now; nothing was accepted. Retry later.",
-        headers={"Retry-After": str(retry_after_s)},
-    )
+def problem_body(status: int, kind: str, title: str, detail: str, **extra: Any) -> bytes:
+    """The problem document itself, for answers written outside aiohttp's handlers."""
+    body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return json.dumps(body).encode()
 
 
 def job_not_found(job_id: str) -> web.Response:

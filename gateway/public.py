@@ -138,7 +138,11 @@ def _reserved(method: str, path: str) -> Rejection:
 def redis_rejection(
     gw: Gateway, error: RedisUnavailable, route: str = "", job_id: str | None = None
 ) -> Rejection:
-    """The answer to a Redis failure, saying truthfully what is known."""
+    """The answer to a Redis failure, saying truthfully what is known.
+
+    Out of memory is also remembered for /readyz, which reports it until the
+    gateway's health check finds that Redis takes writes again.
+    """
     retry = {"Retry-After": str(gw.settings.gateway.redis_retry_after_s)}
     if isinstance(error, OutcomeUnknown) and job_id is not None:
         links = job_links(job_id)
@@ -163,6 +167,7 @@ def redis_rejection(
             route=route,
         )
     if isinstance(error, RedisFull):
+        gw.writes_refused = True
         return Rejection(
             "redis-full",
             "Queue full",

@@ -26,28 +26,25 @@ of aiohttp's ``RequestHandler`` (``_request_count``, ``_payload_parser``);
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.problems import CONTENT_TYPE, PROBLEM_TYPE_BASE
+from gateway.problems import CONTENT_TYPE, problem_body
 from tidegate.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 
 def _timeout_response(header_timeout_s: float) -> bytes:
-    body = json.dumps(
-        {
-            "type": PROBLEM_TYPE_BASE + "request-timeout",
-            "title": "Request head too slow",
-            "status": 408,
-            "detail": f"The request head did not arrive within {header_timeout_s:g} s.",
-        }
-    ).encode()
+    body = problem_body(
+        408,
+        "request-timeout",
+        "Request head too slow",
+        f"The request head did not arrive within {header_timeout_s:g} s.",
+    )
     head = (
         "HTTP/1.1 408 Request Timeout\r\n"
         f"Content-Type: {CONTENT_TYPE}\r\n"
