@@ -18,8 +18,9 @@ only from such a proxy. ``Prefer`` (RFC 7240) is parsed here too.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -37,6 +38,14 @@ _SET_BY_GATEWAY = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarde
 _FROM_PROXIES_ONLY = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NO_CREDENTIALS: frozenset[str] = frozenset()
+
+
+@functools.cache
+def _dropped(trusted: bool, credentials: frozenset[str]) -> frozenset[str]:
+    """The headers not forwarded; a handful of combinations, built once each."""
+    drop = _REQUEST_DROP | _SET_BY_GATEWAY | credentials
+    return drop if trusted else drop | _FROM_PROXIES_ONLY
 
 
 def check_header_values(request: web.Request) -> None:
@@ -74,17 +83,14 @@ class Forwarding:
         return any(address in network for network in self.trusted)
 
     def request_headers(
-        self, request: web.Request, credentials: Collection[str] = ()
+        self, request: web.Request, credentials: frozenset[str] = NO_CREDENTIALS
     ) -> list[tuple[str, str]]:
         """The client's headers as the upstream should see them; ``credentials``
         are the lower-case names of headers that authenticated to the gateway."""
         headers = request.headers
         peer = request.remote or "unknown"
         trusted = self.is_trusted(request.remote)
-        drop = _REQUEST_DROP | _SET_BY_GATEWAY | frozenset(credentials)
-        if not trusted:
-            drop |= _FROM_PROXIES_ONLY
-        pairs = strip_headers(headers.items(), drop)
+        pairs = strip_headers(headers.items(), _dropped(trusted, credentials))
         prior = headers.get("X-Forwarded-For") if trusted else None
         proto = headers.get("X-Forwarded-Proto") if trusted else None
         host = headers.get("X-Forwarded-Host") if trusted else None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
 
 import aiohttp
 from aiohttp import web
@@ -29,7 +28,7 @@ from yarl import URL
 from gateway import problems
 from gateway.body import body_chunks, refuse_declared
 from gateway.context import Gateway
-from gateway.http_headers import response_headers
+from gateway.http_headers import NO_CREDENTIALS, response_headers
 from gateway.rejections import Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
@@ -50,7 +49,7 @@ async def forward(
     route: RouteSettings,
     request: web.Request,
     path: str,
-    credentials: Collection[str] = (),
+    credentials: frozenset[str] = NO_CREDENTIALS,
 ) -> web.StreamResponse:
     refuse_declared(request, route.name, route.max_body_bytes)  # before connecting upstream
     assert route.upstream is not None  # settings guarantee it for proxy routes

@@ -28,7 +28,6 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Collection
 from typing import NamedTuple
 
 from aiohttp import web
@@ -37,7 +36,7 @@ from multidict import CIMultiDict
 from gateway import problems
 from gateway.body import read_body
 from gateway.context import GATEWAY, Gateway
-from gateway.http_headers import NO_PREFERENCES, parse_prefer, response_headers
+from gateway.http_headers import NO_CREDENTIALS, NO_PREFERENCES, parse_prefer, response_headers
 from gateway.proxy import forward
 from gateway.rejections import Rejection
 from gateway.tenants import priority_of
@@ -97,7 +96,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     route = gw.router.match(request.method, path)
     if route is None:
         raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
-    tenant, credentials = None, frozenset[str]()
+    tenant, credentials = None, NO_CREDENTIALS
     if gw.tenants.enabled:
         tenant, credentials = gw.tenants.require(request, route.name)
     if route.mode == "proxy":
@@ -266,7 +265,7 @@ async def _queued(
     request: web.Request,
     path: str,
     tenant: TenantSettings | None,
-    credentials: Collection[str],
+    credentials: frozenset[str],
 ) -> web.StreamResponse:
     started = time.perf_counter()
     priority = priority_of(request, route, tenant)

@@ -128,3 +128,12 @@ class Failure:
     """The upstream's own answer, when it gave one (a 503, say)."""
     retry_after_s: float | None = None
     """How long the upstream asked us to wait (its Retry-After), if it did."""
+
+    @classmethod
+    def result_too_large(cls, limit_bytes: int) -> Failure:
+        """The definitive failure of a job whose answer exceeds ``max_result_bytes``."""
+        return cls(
+            f"the upstream's answer is larger than max_result_bytes ({limit_bytes} bytes); "
+            "it was not stored",
+            False,
+        )

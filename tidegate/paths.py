@@ -79,21 +79,12 @@ def canonical_path(raw: str) -> str:
         raise UnsafePath("a backslash")
     if not raw.isascii():
         raise UnsafePath("characters outside ASCII (percent-encode them)")
-    segments = raw.split("/")
     kept = []
-    for segment in segments[1:]:
+    for segment in raw.split("/")[1:]:
         if not segment:
             continue  # merged slashes
-        if segment in (".", ".."):
-            raise UnsafePath("a dot segment ('.' or '..'), percent-encoded or not")
-        if "%" in segment:
-            _check_segment(segment)
-            segment = _ESCAPE.sub(_canonical_escape, segment)
-            if segment in (".", ".."):
-                raise UnsafePath("a dot segment ('.' or '..'), percent-encoded or not")
-        elif _has_control(segment):
-            raise UnsafePath("a NUL or another control character")
-        kept.append(segment)
+        _check_segment(segment)
+        kept.append(_ESCAPE.sub(_canonical_escape, segment) if "%" in segment else segment)
     path = "/" + "/".join(kept)
     if kept and raw.endswith("/"):
         path += "/"

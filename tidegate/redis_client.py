@@ -67,21 +67,20 @@ def text(value: bytes | str) -> str:
 
 # Error replies that mean "not now, nothing was done": a replica that is not
 # (yet) a primary, a primary without its replicas, a cluster reconfiguring, a
-# server loading its data set. redis-py turns most codes into classes (and
-# drops the code from the message); the others keep it as the first word.
+# server loading its data set. redis-py turns these codes into classes (and
+# drops the code from the message), all but NOREPLICAS.
 _NOT_NOW = (ReadOnlyError, MasterDownError, BusyLoadingError, ClusterDownError, TryAgainError)
-_NOT_NOW_CODES = ("NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "CLUSTERDOWN", "TRYAGAIN")
 
 
 def translate_reply(error: ResponseError, what: str) -> TidegateError:
     """The tidegate error for an error reply of Redis."""
     message = str(error)
-    if isinstance(error, OutOfMemoryError) or message.startswith("OOM "):
+    if isinstance(error, OutOfMemoryError):
         return RedisFull(
             f"Redis refuses writes while {what}: out of memory (maxmemory reached). "
             "Raise maxmemory, shorten result_ttl_s, or add workers to drain the backlog"
         )
-    if isinstance(error, _NOT_NOW) or message.startswith(_NOT_NOW_CODES):
+    if isinstance(error, _NOT_NOW) or message.startswith("NOREPLICAS"):
         return RedisUnavailable(f"Redis cannot take writes right now while {what}: {message}")
     return RedisCommandError(f"Redis answered an error while {what}: {message}")
 

@@ -43,7 +43,6 @@ from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
-from worker.relay import too_large
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +249,9 @@ class Consumer:
         else:
             limit = self.route.worker.max_result_bytes
             if isinstance(outcome, Reply) and len(outcome.body) > limit:
-                outcome = too_large(limit)  # a handler's answer, held to the relay's limit
+                outcome = Failure.result_too_large(
+                    limit
+                )  # a handler's answer, held to the relay's limit
         finally:
             in_flight.dec()
             self.metrics.processing.labels(route).observe(time.perf_counter() - started)

@@ -64,15 +64,6 @@ async def _read_capped(response: aiohttp.ClientResponse, limit_bytes: int) -> by
     return b"".join(chunks)
 
 
-def too_large(limit_bytes: int) -> Failure:
-    """The definitive failure of a job whose answer exceeds ``max_result_bytes``."""
-    return Failure(
-        f"the upstream's answer is larger than max_result_bytes ({limit_bytes} bytes); "
-        "it was not stored",
-        False,
-    )
-
-
 class Relay:
     """Calls ``upstream`` for each job; one connection pool per worker.
 
@@ -131,7 +122,7 @@ class Relay:
                     body=body,
                 )
         except _TooLarge:
-            return too_large(self.max_result_bytes)
+            return Failure.result_too_large(self.max_result_bytes)
         except TimeoutError:
             return Failure(f"upstream {self.shown} timed out after {self.timeout.total}s", True)
         except aiohttp.ClientError as e:
