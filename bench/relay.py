@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 
 from tidegate.envelope import Job
 from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger import Admission, admit_call
+from tidegate.ledger.admission import Admission, admit_call
+from tidegate.ledger.scripts import run_pipeline
 from tidegate.local_redis import free_port, start_redis_server
-from tidegate.scripts import run_pipeline
 from tidegate.settings import parse_settings
 
 HERE = Path(__file__).resolve().parent

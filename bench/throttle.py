@@ -41,8 +41,8 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from admission import POST_LUA, run_wrk
 
-from tidegate import throttle
 from tidegate.keys import RouteKeys
+from tidegate.ledger import throttle
 from tidegate.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.throttle import Throttle
 

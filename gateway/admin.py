@@ -8,7 +8,7 @@
   traffic. The probe reads state kept by a background check; it never waits
   on Redis itself.
 - ``/status``: JSON per route: backlog (waiting), pending, stream length,
-  and the scaler's latest view (rates, replicas; ``tidegate.route_status``).
+  and the scaler's latest view (rates, replicas; ``tidegate.ledger.route_status``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.context import GATEWAY
 from gateway.public import redis_rejection
 from tidegate.errors import RedisUnavailable
-from tidegate.route_status import routes_status
+from tidegate.ledger.route_status import routes_status
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -55,7 +55,12 @@ async def status(request: web.Request) -> web.Response:
         routes = await routes_status(gw.redis, gw.settings)
     except RedisUnavailable as e:
         return redis_rejection(gw, e).response()
-    return web.json_response({"routes": routes, "waiting_requests": gw.waiter.waiting})
+    return web.json_response(
+        {
+            "routes": {name: route.as_dict() for name, route in routes.items()},
+            "waiting_requests": gw.waiter.waiting,
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:

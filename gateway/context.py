@@ -13,21 +13,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
-from gateway.admission import AdmissionBatcher
 from gateway.http_headers import Forwarding
 from gateway.metrics import GatewayMetrics
 from gateway.routing import Router
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
-from tidegate import scripts
-from tidegate.keys import GATEWAY_PROBE
-from tidegate.ledger import Ledger
+from tidegate.errors import RedisUnavailable
+from tidegate.ledger import Ledger, health
+from tidegate.ledger.client import Connection, connect
 from tidegate.redact import redact_url
-from tidegate.redis_client import UNAVAILABLE, connect
 from tidegate.settings import Settings
 from tidegate.tasks import stop_tasks
 
@@ -37,9 +33,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Gateway:
     settings: Settings
-    redis: Redis
+    redis: Connection
     ledger: Ledger
-    batcher: AdmissionBatcher
     waiter: ResultWaiter
     metrics: GatewayMetrics
     router: Router
@@ -61,7 +56,7 @@ class Gateway:
         await stop_tasks(self._tasks)
         await self.throttles.close()
         await self.waiter.close()
-        await self.batcher.close()
+        await self.ledger.close()
         await self.http.close()
         await self.redis.aclose()
 
@@ -75,14 +70,13 @@ class Gateway:
         """
         while not self.stopping:
             try:
-                await self.redis.ping()
+                await health.ping(self.redis, load_scripts=not self.redis_ok)
                 if not self.redis_ok:
-                    await scripts.load_all(self.redis)
                     log.info("Redis reachable at %s", redact_url(self.settings.redis.url))
                 self.redis_ok = True
                 if self.writes_refused:
                     await self._probe_write()
-            except UNAVAILABLE as e:
+            except RedisUnavailable as e:
                 if self.redis_ok:
                     log.warning("Redis unreachable: %s", e)
                 self.redis_ok = False
@@ -90,8 +84,8 @@ class Gateway:
 
     async def _probe_write(self) -> None:
         try:
-            await self.redis.set(GATEWAY_PROBE, "1", px=5000)
-        except ResponseError as e:
+            await health.probe_write(self.redis)
+        except RedisUnavailable as e:
             log.warning("Redis still refuses writes: %s", e)
             return
         log.info("Redis takes writes again")
@@ -103,15 +97,14 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 async def open_context(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
     redis = connect(settings.redis)
-    ledger = Ledger(redis, settings.routes)
+    ledger = Ledger(redis, settings.routes, admission_batch_max=settings.gateway.batch_max_size)
     queued = [r.name for r in settings.routes if r.mode != "proxy"]
     metrics = metrics or GatewayMetrics()
     gw = Gateway(
         settings=settings,
         redis=redis,
         ledger=ledger,
-        batcher=AdmissionBatcher(redis, batch_max_size=settings.gateway.batch_max_size),
-        waiter=ResultWaiter(redis, ledger, queued),
+        waiter=ResultWaiter(ledger, queued),
         metrics=metrics,
         router=Router(settings.routes),
         http=aiohttp.ClientSession(auto_decompress=False),
@@ -120,7 +113,7 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         forwarding=Forwarding(settings.gateway.trusted_proxies),
     )
     gw.metrics.in_flight.set_function(lambda: gw.in_flight)
-    gw.batcher.start()
+    ledger.open()
     if queued:
         gw.waiter.start()
         gw.throttles.start()

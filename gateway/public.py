@@ -49,11 +49,12 @@ from tidegate.errors import (
     RedisFull,
     RedisUnavailable,
     Refused,
+    Unencodable,
 )
 from tidegate.keys import new_job_id
-from tidegate.ledger import TERMINAL_STATES, Admission
+from tidegate.ledger import TERMINAL_STATES
+from tidegate.ledger.throttle import take_quota
 from tidegate.settings import RouteSettings, TenantSettings
-from tidegate.throttle import take_quota
 
 JOBS_PATH = "/_tidegate/jobs/"
 RETRY_AFTER = "1"
@@ -102,11 +103,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if route.mode == "proxy":
         if tenant is not None and tenant.quota is not None:
             try:
-                over = await take_quota(gw.redis, route.name, tenant)
+                await take_quota(gw.redis, route.name, tenant)
+            except Refused as e:
+                return refused(gw, route, e, tenant.name)
             except RedisUnavailable as e:
                 raise redis_rejection(gw, e, route.name) from e
-            if over is not None:
-                return refused(gw, route, over, tenant.name)
         return await forward(gw, route, request, path, credentials)
     return await _queued(gw, route, request, path, tenant, credentials)
 
@@ -287,7 +288,7 @@ async def _queued(
     waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
     try:
         try:
-            admitted = await gw.batcher.admit(route, Admission(job, key, tenant, priority))
+            admitted = await gw.ledger.admit(route, job, key, tenant, priority)
         except Refused as e:
             return refused(gw, route, e, tenant.name if tenant else "")
         except RedisUnavailable as e:
@@ -300,6 +301,10 @@ async def _queued(
                 "Idempotency-Key to get the same job, not a second one.",
                 headers={"Retry-After": str(gw.settings.gateway.redis_retry_after_s)},
                 route=route.name,
+            ) from e
+        except Unencodable as e:
+            raise Rejection(
+                "bad-header", "Request cannot be stored", str(e), route=route.name
             ) from e
         except IdempotencyConflict as e:
             raise Rejection(

@@ -15,41 +15,34 @@ the state of every job it still waits for and wakes those that ended.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
-from tidegate.errors import RedisUnavailable
 from tidegate.keys import RouteKeys
 from tidegate.ledger import TERMINAL_STATES, Ledger
-from tidegate.redis_client import UNAVAILABLE
-from tidegate.tasks import stop_tasks
-
-log = logging.getLogger(__name__)
+from tidegate.ledger.pubsub import Subscription
 
 
 class ResultWaiter:
     """Maps job ids to the futures of requests waiting for them."""
 
-    def __init__(self, redis: Redis, ledger: Ledger, routes: Sequence[str]) -> None:
-        self._redis = redis
+    def __init__(self, ledger: Ledger, routes: Sequence[str]) -> None:
         self._ledger = ledger
-        self._channels = [RouteKeys(r).done for r in routes]
         self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
-        self._stopping = False
+        self._subscription = Subscription(
+            ledger.redis,
+            [RouteKeys(r).done for r in routes],
+            on_message=lambda _channel, job_id: self._wake(job_id),
+            on_subscribed=self._recheck,
+            name="result subscription",
+        )
+        self.subscribed = self._subscription.subscribed
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="result-waiter")
+        self._subscription.start()
 
     async def close(self) -> None:
-        self._stopping = True
-        if self._task:
-            await stop_tasks([self._task])
+        await self._subscription.close()
 
     def register(self, job_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -85,29 +78,3 @@ class ResultWaiter:
         for job_id, state in zip(ids, states, strict=True):
             if state is None or state in TERMINAL_STATES:
                 self._wake(job_id)
-
-    async def _run(self) -> None:
-        delay_s = 0.1
-        while not self._stopping:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*self._channels)
-                self.subscribed.set()
-                delay_s = 0.1
-                await self._recheck()
-                while not self._stopping:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message and message["type"] == "message":
-                        data = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except (*UNAVAILABLE, RedisUnavailable) as e:
-                if self.subscribed.is_set():
-                    log.warning("result subscription lost (%s); resubscribing", e)
-                self.subscribed.clear()
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]

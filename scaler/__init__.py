@@ -3,7 +3,7 @@
 So far: ``policy``, the pure scaling decision (rates, learned service rate,
 Little's law sizing, activation, scale-down window, tolerance, exhaustion),
 tested with fake time. Still to come: sampling from Redis (through
-``tidegate.backlog``), the actuators (Kubernetes scale subresource, local
+``tidegate.ledger.backlog``), the actuators (Kubernetes scale subresource, local
 processes), leader election and the BacklogScaler resource. Like the gateway
 and the worker, it imports only ``tidegate`` and meets the other parts in
 Redis.

@@ -30,8 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from scaler.actuator import Actuator, Replicas, TargetMissing
 from scaler.exhaustion import Step
 from scaler.front_door import FrontDoor
@@ -40,9 +38,11 @@ from scaler.metrics import ScalerMetrics
 from scaler.policy import Decision, Policy, PolicySettings, Sample
 from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
 from scaler.sampling import sample_route
-from tidegate import scaler_view
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
+from tidegate.ledger import scaler_view
+from tidegate.ledger.client import Connection
+from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
 from tidegate.tasks import cancel_requested
 from tidegate.throttle import Throttle
@@ -91,7 +91,7 @@ class RouteLoop:
         route: str,
         settings: ScalerSettings,
         actuator: Actuator,
-        redis: Redis,
+        redis: Connection,
         metrics: ScalerMetrics,
         *,
         is_leader: Callable[[], bool] = lambda: True,
@@ -233,27 +233,25 @@ class RouteLoop:
     ) -> None:
         waiting, pending = sample.waiting, sample.pending
         age = None if sample.oldest_age_s is None else round(sample.oldest_age_s, 3)
-        view = {
-            "waiting": waiting,
-            "pending": pending,
-            "oldest_waiting_age_s": age,
-            "arrival_rate": round(decision.arrival_rate, 3),
-            "drain_rate": round(decision.completion_rate, 3),
-            "service_rate": None
-            if decision.service_rate is None
-            else round(decision.service_rate, 3),
-            "desired_replicas": target,
-            "needed_replicas": decision.needed,
-            "current_replicas": replicas.current,
-            "ready_replicas": replicas.ready,
-            "max_replicas": self.settings.max_replicas,
-            "exhausted": decision.exhausted,
-            "reason": reason,
-            "target": self.actuator.describe,
-            "throttle": self.throttle.as_dict() if self.throttle else None,
-            "refused_rate": round(self.front_door.refused_rate, 3),
-            "updated_at_s": round(time.time(), 3),
-        }
+        view = ScalerView(
+            waiting=waiting,
+            pending=pending,
+            oldest_waiting_age_s=age,
+            arrival_rate=round(decision.arrival_rate, 3),
+            drain_rate=round(decision.completion_rate, 3),
+            service_rate=None if decision.service_rate is None else round(decision.service_rate, 3),
+            desired_replicas=target,
+            needed_replicas=decision.needed,
+            current_replicas=replicas.current,
+            ready_replicas=replicas.ready,
+            max_replicas=self.settings.max_replicas,
+            exhausted=decision.exhausted,
+            reason=reason,
+            target=self.actuator.describe,
+            throttle=self.throttle.as_dict() if self.throttle else None,
+            refused_rate=round(self.front_door.refused_rate, 3),
+            updated_at_s=round(time.time(), 3),
+        )
         with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
             await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
         await self._status(

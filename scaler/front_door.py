@@ -16,11 +16,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
-
 from scaler.exhaustion import Governor, Step
-from tidegate import throttle
 from tidegate.errors import RedisUnavailable
+from tidegate.ledger import throttle
+from tidegate.ledger.client import Connection
 from tidegate.settings import ScalerSettings
 from tidegate.throttle import Throttle
 
@@ -39,7 +38,7 @@ class FrontDoor:
         self,
         route: str,
         settings: ScalerSettings,
-        redis: Redis,
+        redis: Connection,
         is_leader: Callable[[], bool],
         notify: Notify,
     ) -> None:

@@ -30,8 +30,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from scaler.actuator import Actuator
 from scaler.controller import RouteLoop
 from scaler.deployment import DeploymentActuator
@@ -52,7 +50,7 @@ from scaler.resources import (
 )
 from tidegate.admin_server import serve_admin
 from tidegate.errors import ConfigError
-from tidegate.redis_client import connect
+from tidegate.ledger.client import Connection, connect
 from tidegate.settings import ScalerSettings, Settings, parse_listen
 from tidegate.tasks import stop_tasks
 
@@ -87,7 +85,7 @@ class Controller:
         self,
         settings: Settings,
         config_path: str,
-        redis: Redis,
+        redis: Connection,
         kube: Kube | None,
         metrics: ScalerMetrics,
         elector: LeaderElector | None = None,

@@ -2,7 +2,7 @@
 
 - ``added_total``: the stream's ``entries-added`` counter (Redis >= 7), which
   trimming does not lower;
-- ``waiting`` and ``pending``: from ``tidegate.backlog`` (NULL lag, missing
+- ``waiting`` and ``pending``: from ``tidegate.ledger.backlog`` (NULL lag, missing
   group and missing stream handled there: unknown is never zero);
 - ``completed_total``: every entry ever added is waiting, pending or done, so
   ``added - waiting - pending``;
@@ -19,32 +19,22 @@ which the policy answers by holding the current replicas.
 from __future__ import annotations
 
 import time
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from scaler.policy import Sample
-from tidegate import backlog
 from tidegate.errors import RedisUnavailable
-from tidegate.keys import RouteKeys
-from tidegate.redis_client import unavailable_as_error
+from tidegate.ledger import backlog
+from tidegate.ledger.client import Connection
 
 
 async def sample_route(
-    redis: Redis, route: str, *, now_s: float, ready_replicas: int, current_replicas: int
+    redis: Connection, route: str, *, now_s: float, ready_replicas: int, current_replicas: int
 ) -> Sample:
     try:
         measured = await backlog.measure(redis, route)
-        with unavailable_as_error("sampling a route"):
-            try:
-                info: Any = await redis.xinfo_stream(RouteKeys(route).requests)
-                added = int(info.get("entries-added", info.get(b"entries-added", 0)))
-            except ResponseError:  # no stream yet: nothing was ever admitted
-                added = 0
-            refused = int(await redis.get(RouteKeys(route).refused) or 0)
+        found = await backlog.counters(redis, route)
     except RedisUnavailable:
         return Sample(now_s, None, 0, 0, 0, ready_replicas, current_replicas)
+    added, refused = found.added_total, found.refused_total
     completed = max(0, added - measured.waiting - measured.pending)
     return Sample(
         t_s=now_s,

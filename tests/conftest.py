@@ -19,17 +19,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
 
 from gateway.app import build_apps
 from gateway.context import GATEWAY, Gateway
 from gateway.slow_clients import guard_server
 from tests.redis_server import RedisServer
+from tidegate.errors import RedisFull
 from tidegate.ledger import Ledger
-from tidegate.redis_client import connect
+from tidegate.ledger.client import connect
 from tidegate.sample_service import STATE, ServiceState
 from tidegate.sample_service import build_app as build_sample
-from tidegate.scripts import ScriptBatcher
 from tidegate.settings import Settings, parse_settings
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
@@ -222,21 +221,17 @@ async def running_worker(
     settings: Settings, route: str, executor: Executor, **kwargs: Any
 ) -> AsyncIterator[RunningWorker]:
     from tidegate.keys import GROUP, RouteKeys
-    from worker.group_reader import ensure_group
+    from tidegate.ledger.groups import ensure_group
 
     client = connect(settings.redis, extra_timeout_s=1.0)
     # Redis out of memory refuses even an existing group's XGROUP CREATE: the
     # consumer's own reader creates the group then, once Redis takes writes.
-    with contextlib.suppress(OutOfMemoryError):
+    with contextlib.suppress(RedisFull):
         await ensure_group(client, RouteKeys(route).requests, GROUP)
-    batcher = ScriptBatcher(client)  # as worker.main runs it
-    batcher.start()
-    consumer = Consumer(
-        client, settings.route(route), Ledger(client, settings.routes, batcher), executor, **kwargs
-    )
-    compensator = Compensator(
-        client, settings.route(route), consumer.ledger, executor, consumer.name
-    )
+    ledger = Ledger(client, settings.routes, batched=True)  # as worker.main runs it
+    ledger.open()
+    consumer = Consumer(settings.route(route), ledger, executor, **kwargs)
+    compensator = Compensator(settings.route(route), ledger, executor, consumer.name)
     stop = asyncio.Event()
     task = asyncio.create_task(_both(consumer.run(stop, grace_s=5), compensator.run(stop)))
     running = RunningWorker(consumer, task, stop)
@@ -245,7 +240,7 @@ async def running_worker(
         yield running
     finally:
         await running.close()
-        await batcher.close()
+        await ledger.close()
         await client.aclose()
 
 

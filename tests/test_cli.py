@@ -15,11 +15,11 @@ import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import wait_until
-from tidegate import scaler_view, throttle
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
-from tidegate.ledger import Ledger
+from tidegate.ledger import Ledger, scaler_view, throttle
 from tidegate.local_redis import free_port
+from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
 from tidegate.throttle import Throttle
 
@@ -130,13 +130,15 @@ async def test_replay_and_status_commands(
         "exhausted": False,
         "reason": "up: sized by rates",
     }
-    await scaler_view.publish(redis, "orders", view, interval_s=1)
+    published = ScalerView.from_dict(view)
+    await scaler_view.publish(redis, "orders", published, interval_s=1)
     result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["routes"]
     assert rows["orders"]["waiting"] == 5
     assert rows["orders"]["source"] == "no-group"
-    assert rows["orders"]["scaler"] == view
+    assert rows["orders"]["scaler"] == published.as_dict()
+    assert view.items() <= rows["orders"]["scaler"].items()
     assert rows["reads"] == {"mode": "proxy", "upstream": "http://127.0.0.1:1"}
     table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
     orders = next(line for line in table.stdout.splitlines() if line.startswith("orders"))

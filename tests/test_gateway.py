@@ -261,8 +261,9 @@ async def test_chunked_body_over_the_limit_is_refused_while_streaming(
 
 
 async def test_admissions_are_coalesced_into_batches(gateway: RunningGateway) -> None:
-    gw = gateway.gw
-    before = gw.batcher.batches
+    queue = gateway.gw.ledger.admissions
+    assert queue is not None
+    before = queue.batches
 
     async def one(i: int) -> int:
         async with gateway.http.post(gateway.url("/reports"), data=str(i).encode()) as r:
@@ -270,9 +271,9 @@ async def test_admissions_are_coalesced_into_batches(gateway: RunningGateway) ->
 
     statuses = await asyncio.gather(*(one(i) for i in range(200)))
     assert statuses == [202] * 200
-    batches = gw.batcher.batches - before
+    batches = queue.batches - before
     assert batches < 200  # concurrent admissions shared round trips
-    assert await gw.redis.xlen(RouteKeys("reports").requests) == 200
+    assert await gateway.gw.redis.xlen(RouteKeys("reports").requests) == 200
 
 
 async def test_proxy_route_streams_both_ways(redis_url: str, upstream: Upstream) -> None:

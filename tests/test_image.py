@@ -84,7 +84,7 @@ def test_entrypoint_check_uses_the_packaged_code(installed: Path, tmp_path: Path
     probe = run(
         installed.parent / "python",
         "-c",
-        "import tidegate.scripts as s, gateway, importlib.resources as r; "
+        "import tidegate.ledger.scripts as s, gateway, importlib.resources as r; "
         "print(s.__file__); print(len(s.SCRIPTS)); "
         "print(len((r.files('gateway') / 'openapi.json').read_text()) > 0)",
         cwd=tmp_path,

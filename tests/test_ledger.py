@@ -16,14 +16,15 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import make_settings
-from tidegate import backlog
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger import Ledger
+from tidegate.ledger import Ledger, backlog
+from tidegate.ledger.calls import Promoted
+from tidegate.ledger.groups import ensure_group
 from tidegate.settings import Settings
-from worker.group_reader import ensure_group
+from worker.retry_policy import settle
 
 
 @pytest.fixture(params=["redis-server", "fakeredis"])
@@ -107,15 +108,18 @@ async def test_retryable_failure_waits_its_backoff_then_dead_letters(
         assert started.attempt == attempt  # counted by the projection
         t0 = 1_800_000_000.0  # fake time: the backoff is measured from it
         failure = Failure("upstream answered 503", True)
-        state = await book.finish(started, entry_id, failure, now_s=t0)
+        outcome = settle(started, failure, settings.route("orders").worker, now_s=t0)
+        state = await book.finish(started, entry_id, outcome)
         if attempt < 3:  # max_attempts is 3
             assert state == "queued"
             assert await store.zcard(keys.delayed) == 1
-            moved, due_s = await book.promote("orders", now_s=t0)
-            assert moved == 0  # not due yet
-            assert due_s is not None
-            assert due_s > t0
-            assert await book.promote("orders", now_s=t0 + 3600) == (1, None)
+            promoted = await book.promote("orders", now_s=t0)
+            assert promoted.moved == 0  # not due yet
+            assert promoted.next_due_s is not None
+            assert promoted.next_due_s > t0
+            assert await book.promote("orders", now_s=t0 + 3600) == Promoted(
+                moved=1, next_due_s=None
+            )
     assert state == "dead_lettered"
     projection = await book.projection(job.id)
     assert projection["attempts"] == "3"
@@ -169,7 +173,8 @@ async def test_terminal_job_accepts_no_second_end(
     assert await book.finish(taken, entry_id, Reply(200)) == "succeeded"
     # A second worker that got the same job (redelivery) must change nothing.
     assert not await book.start(taken, entry_id, "c2")
-    assert await book.finish(taken, entry_id, Failure("late", False)) == "succeeded"
+    late = settle(taken, Failure("late", False), settings.route("orders").worker)
+    assert await book.finish(taken, entry_id, late) == "succeeded"
     kinds = [e["type"] for e in await book.events(job.id)]
     assert kinds.count("succeeded") == 1
     assert "failed" not in kinds
@@ -208,7 +213,7 @@ async def test_replay_rebuilds_every_projection_exactly(
         entry_id, taken = await take(store)
         assert await book.start(taken, entry_id, "c1")
         outcome = Reply(200) if i % 3 else Failure("503", True)
-        await book.finish(taken, entry_id, outcome)
+        await book.finish(taken, entry_id, settle(taken, outcome, route.worker))
     await book.cancel(jobs[-1].id)
     before = {job.id: await book.projection(job.id) for job in jobs}
     ttls = {job.id: await store.pttl(RouteKeys("orders").job(job.id)) for job in jobs}

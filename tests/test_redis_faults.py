@@ -26,8 +26,8 @@ from tests.tcp_proxy import ReplyDroppingProxy
 from tidegate.envelope import Job, Reply
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
+from tidegate.ledger.groups import ensure_group
 from tidegate.settings import parse_settings
-from worker.group_reader import ensure_group
 from worker.handler import Handler
 from worker.relay import Relay
 

@@ -11,8 +11,8 @@ from tests.redis_server import RedisServer
 from tidegate.envelope import Job, Reply
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
+from tidegate.ledger.groups import ensure_group
 from tidegate.settings import Settings
-from worker.group_reader import ensure_group
 
 
 async def test_sample_counts_added_waiting_pending_completed(

@@ -32,10 +32,11 @@ from scaler.metrics import ScalerMetrics
 from scaler.resources import emit_event, patch_status
 from tests.conftest import wait_until
 from tests.fake_kube import FakeKube
-from tidegate import scaler_view, throttle
 from tidegate.keys import GROUP, RouteKeys
+from tidegate.ledger import scaler_view, throttle
+from tidegate.ledger.client import connect
+from tidegate.ledger.groups import ensure_group
 from tidegate.local_redis import free_port
-from tidegate.redis_client import connect
 from tidegate.settings import (
     RedisSettings,
     ScalerSettings,
@@ -45,7 +46,6 @@ from tidegate.settings import (
     parse_settings,
 )
 from tidegate.throttle import Throttle
-from worker.group_reader import ensure_group
 
 NS, DEPLOY = "shop", "orders-worker"
 SCALER_CMD = [sys.executable, "-m", "tidegate", "scaler"]
@@ -134,9 +134,9 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     assert (await loop.step()).wrote == 5  # ceil(450 / 100) before a service rate is known
     busy = await scaler_view.read(redis, "orders")
     assert busy is not None
-    assert busy["waiting"] == 450
-    assert busy["oldest_waiting_age_s"] is not None  # from the oldest entry's id
-    assert busy["oldest_waiting_age_s"] >= 0
+    assert busy.waiting == 450
+    assert busy.oldest_waiting_age_s is not None  # from the oldest entry's id
+    assert busy.oldest_waiting_age_s >= 0
     assert fake.replicas(NS, DEPLOY) == 5
     put = fake.scale_writes()[-1]
     assert put.body["metadata"]["resourceVersion"]  # replace with the version read
@@ -151,9 +151,9 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     assert [r.desired for r in held[:8] if r] == [5] * 8  # held while the window remembers
     view = await scaler_view.read(redis, "orders")
     assert view is not None
-    assert view["desired_replicas"] == 0
-    assert view["oldest_waiting_age_s"] is None  # nothing waits
-    assert view["target"] == f"deployment {NS}/{DEPLOY}"
+    assert view.desired_replicas == 0
+    assert view.oldest_waiting_age_s is None  # nothing waits
+    assert view.target == f"deployment {NS}/{DEPLOY}"
     # Only the scale subresource was ever written.
     writes = [r for r in fake.requests if r.method != "GET"]
     assert writes

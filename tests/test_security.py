@@ -21,13 +21,12 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 from yarl import URL
 
-from gateway.admission import AdmissionBatcher
-from gateway.rejections import KINDS, Rejection
 from tests.conftest import RunningGateway, running_gateway, running_worker, wait_until
 from tests.redis_server import RedisServer
 from tidegate.envelope import Job
+from tidegate.errors import Unencodable
 from tidegate.keys import RouteKeys, new_job_id
-from tidegate.ledger import Admission, Admitted
+from tidegate.ledger.admission import Admission, AdmissionQueue, Admitted
 from tidegate.settings import Settings, parse_settings
 from worker.relay import Relay
 
@@ -285,10 +284,9 @@ async def test_a_batch_that_cannot_be_encoded_is_sifted(redis_url: str, redis: R
         return Admission(Job(new_job_id("orders"), "orders", "POST", path), idempotency_key=key)
 
     items = [job("fine"), job("caf\udce9"), job("fine too"), job("k", "/orders/\udcff")]
-    batcher = AdmissionBatcher(redis, batch_max_size=16)
-    results = await batcher.flush([(route, a) for a in items])
-    assert [type(r) for r in results] == [Admitted, Rejection, Admitted, Rejection]
-    assert all(r.kind in KINDS for r in results if isinstance(r, Rejection))
+    queue = AdmissionQueue(redis, batch_max_size=16)
+    results = await queue.flush([(route, a) for a in items])
+    assert [type(r) for r in results] == [Admitted, Unencodable, Admitted, Unencodable]
     assert await redis.xlen(RouteKeys("orders").requests) == 2
 
 

@@ -16,11 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import make_settings, running_gateway, wait_until
-from tidegate import throttle
 from tidegate.envelope import Job
 from tidegate.errors import Refused
 from tidegate.keys import RouteKeys, new_job_id
-from tidegate.ledger import Ledger
+from tidegate.ledger import Ledger, throttle
 from tidegate.settings import Settings, parse_settings
 from tidegate.throttle import Throttle
 

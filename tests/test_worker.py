@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from tests.conftest import Upstream, running_worker, wait_until
 from tidegate.envelope import Job, Reply
-from tidegate.errors import ConfigError
+from tidegate.errors import ConfigError, RedisCommandError
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
+from tidegate.ledger.groups import ensure_group
 from tidegate.settings import Settings
-from worker.group_reader import ensure_group
 from worker.handler import Handler, load_handler, to_reply
 from worker.relay import Relay, is_retryable_status
 
@@ -175,7 +174,7 @@ async def test_group_creation_tolerates_only_busygroup(redis: Redis) -> None:
     groups: Any = await redis.xinfo_groups(stream)
     assert [g["name"] for g in groups] == [GROUP.encode()]
     await redis.set(RouteKeys("reports").requests, "not a stream")
-    with pytest.raises(ResponseError, match="WRONGTYPE"):
+    with pytest.raises(RedisCommandError, match="WRONGTYPE"):
         await ensure_group(redis, RouteKeys("reports").requests, GROUP)
 
 

@@ -8,14 +8,19 @@
     │   ├── OutcomeUnknown   sent, but no answer came: it may have taken effect
     │   └── RedisFull        Redis refuses writes (maxmemory reached, noeviction)
     ├── RedisCommandError    Redis answered with an error no caller expects
+    │   └── GroupMissing     a stream's consumer group is gone (NOGROUP): recreate it
     ├── NotReplicated        a write did not reach the replicas a route asks for, in time
+    ├── Refused              a token bucket (capacity throttle or tenant quota) said no
+    ├── Unencodable          a request holds a part that cannot be stored (not UTF-8)
     └── LedgerError          the event log refused a change
         ├── JobNotFound      no such job (or its retention ran out)
         ├── TransitionRefused the job's state does not allow that event (e.g. cancel once running)
         └── IdempotencyConflict same Idempotency-Key, different payload
 
 Third-party errors (redis-py, aiohttp, pydantic) are translated into these at
-the module that talks to the library, so the layers above never import them.
+the module that talks to the library (for Redis: ``tidegate.ledger``, the one
+way to it), so the layers above never import them, and failures are raised,
+never returned as values.
 """
 
 from __future__ import annotations
@@ -74,6 +79,14 @@ class TransitionRefused(LedgerError):
 
 class IdempotencyConflict(LedgerError):
     """The Idempotency-Key was used before with a different payload."""
+
+
+class GroupMissing(RedisCommandError):
+    """The consumer group is gone (the stream was deleted, or Redis lost it)."""
+
+
+class Unencodable(TidegateError):
+    """A part of a request (a header, the path, a key) cannot be encoded as UTF-8."""
 
 
 class NotReplicated(TidegateError):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from tidegate.ledger import Ledger
-from tidegate.redis_client import connect
-from tidegate.route_status import routes_status
+from tidegate.ledger.client import connect
+from tidegate.ledger.route_status import routes_status
 from tidegate.settings import Settings
 
 
-def _rate(value: Any) -> str:
+def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
@@ -23,29 +22,30 @@ async def print_status(settings: Settings, *, as_json: bool = False) -> int:
     finally:
         await redis.aclose()
     if as_json:
-        print(json.dumps({"routes": routes}, indent=2))
+        print(json.dumps({"routes": {n: r.as_dict() for n, r in routes.items()}}, indent=2))
         return 0
     print(
         f"{'ROUTE':<20} {'BACKLOG':>9} {'PENDING':>8} {'IN/S':>8} {'OUT/S':>8} "
         f"{'REPLICAS':>10}  NOTE"
     )
     for name, row in routes.items():
-        if row["mode"] == "proxy":
+        if row.backlog is None:
             dashes = f"{'-':>9} {'-':>8} {'-':>8} {'-':>8} {'-':>10}"
-            print(f"{name:<20} {dashes}  proxy to {row['upstream']}")
+            print(f"{name:<20} {dashes}  proxy to {row.upstream}")
             continue
-        waiting = f"{row['waiting']}" if row["exact"] else f">={row['waiting']}"
-        view = row["scaler"] or {}
-        replicas = f"{view['ready_replicas']}/{view['desired_replicas']}" if view else "-"
-        note = view.get("reason", "no scaler view") if view else "no scaler view"
-        if view.get("exhausted"):
-            note = f"EXHAUSTED (needs {view['needed_replicas']}): {note}"
-        if row.get("throttle"):
-            state = row["throttle"]
-            note = f"THROTTLED at {state['rate_per_s']:.1f}/s ({state['reason']}); {note}"
+        found, view = row.backlog, row.scaler
+        waiting = f"{found.waiting}" if found.exact else f">={found.waiting}"
+        replicas = f"{view.ready_replicas}/{view.desired_replicas}" if view else "-"
+        note = view.reason if view else "no scaler view"
+        if view and view.exhausted:
+            note = f"EXHAUSTED (needs {view.needed_replicas}): {note}"
+        if row.throttle:
+            note = f"THROTTLED at {row.throttle.rate_per_s:.1f}/s ({row.throttle.reason}); {note}"
+        arrival = _rate(view.arrival_rate if view else None)
+        drain = _rate(view.drain_rate if view else None)
         print(
-            f"{name:<20} {waiting:>9} {row['pending']:>8} {_rate(view.get('arrival_rate')):>8} "
-            f"{_rate(view.get('drain_rate')):>8} {replicas:>10}  {note}"
+            f"{name:<20} {waiting:>9} {found.pending:>8} {arrival:>8} {drain:>8} "
+            f"{replicas:>10}  {note}"
         )
     return 0
 

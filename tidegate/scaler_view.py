@@ -1,40 +1,59 @@
-"""The scaler's view of each route, published in Redis for everyone to read.
+"""What the scaler decided for a route, as everyone else reads it.
 
-Redis is the only meeting point of the parts: the gateway's ``/status`` and
-``tidegate status`` read this hash (``tg:{route}:scaler``) instead of asking
-the scaler. It expires a few intervals after the last write, so a view from a
-scaler that stopped does not linger as if current.
+The scaler publishes one ``ScalerView`` per route and tick into Redis
+(``tidegate.ledger.scaler_view``); the gateway's ``/status``, ``tidegate
+status`` and the demo's live line read it back. One typed record, so the
+three readers and the writer cannot drift apart on a key's spelling.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from redis.asyncio import Redis
 
-from tidegate.keys import RouteKeys
-from tidegate.redis_client import text, unavailable_as_error
+@dataclass(frozen=True)
+class ScalerView:
+    waiting: int | None
+    """Entries not yet delivered (None: the last sample failed)."""
+    pending: int
+    oldest_waiting_age_s: float | None
+    arrival_rate: float
+    """Admissions per second (EWMA)."""
+    drain_rate: float
+    """Completions per second (EWMA)."""
+    service_rate: float | None
+    """Completions per second per busy replica, once learned."""
+    desired_replicas: int
+    needed_replicas: int
+    current_replicas: int
+    ready_replicas: int
+    max_replicas: int
+    exhausted: bool
+    reason: str
+    target: str
+    """The actuator, as an operator reads it (``deployment ns/name``)."""
+    throttle: dict[str, Any] | None
+    refused_rate: float
+    updated_at_s: float
 
-VIEW_TTL_INTERVALS = 5
-MIN_VIEW_TTL_S = 10.0
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-
-async def publish(redis: Redis, route: str, view: dict[str, Any], interval_s: float) -> None:
-    key = RouteKeys(route).scaler
-    ttl_ms = int(max(MIN_VIEW_TTL_S, interval_s * VIEW_TTL_INTERVALS) * 1000)
-    with unavailable_as_error("publishing the scaler's view"):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={k: json.dumps(v) for k, v in view.items()})
-            pipe.pexpire(key, ttl_ms)
-            await pipe.execute()
-
-
-async def read(redis: Redis, route: str) -> dict[str, Any] | None:
-    """The latest view, or None when no scaler has published one lately."""
-    with unavailable_as_error("reading the scaler's view"):
-        raw: Any = await redis.hgetall(RouteKeys(route).scaler)
-    if not raw:
-        return None
-    return {text(k): json.loads(text(v)) for k, v in raw.items()}
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScalerView:
+        """Read back a published view; fields an older scaler did not write are
+        left at their zero value."""
+        zero: dict[str, Any] = {
+            "waiting": None,
+            "oldest_waiting_age_s": None,
+            "service_rate": None,
+            "throttle": None,
+            "exhausted": False,
+            "reason": "",
+            "target": "",
+        }
+        values = {}
+        for f in fields(cls):
+            values[f.name] = data.get(f.name, zero.get(f.name, 0))
+        return cls(**values)

@@ -21,13 +21,11 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import COMPENSATORS, RouteKeys
 from tidegate.ledger import Ledger
-from tidegate.redis_client import UNAVAILABLE
+from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
 from worker.consumer import BLOCK_MS, Executor
 from worker.group_reader import GroupReader
@@ -39,7 +37,6 @@ log = logging.getLogger(__name__)
 class Compensator:
     def __init__(
         self,
-        redis: Redis,
         route: RouteSettings,
         ledger: Ledger,
         executor: Executor,
@@ -51,7 +48,8 @@ class Compensator:
         self.ledger = ledger
         self.executor = executor
         self.reader = GroupReader(
-            redis, RouteKeys(route.name).dead, COMPENSATORS, name, route.worker.visibility_timeout_s
+            ConsumerGroup(ledger.redis, RouteKeys(route.name).dead, COMPENSATORS, name),
+            route.worker.visibility_timeout_s,
         )
         self.compensated = 0
         self.failed = 0
@@ -64,7 +62,7 @@ class Compensator:
                 for entry_id, fields in await self.reader.fetch(16, stop_wait, BLOCK_MS):
                     try:
                         await self._one(entry_id.decode(), fields)
-                    except (*UNAVAILABLE, RedisUnavailable) as e:  # left pending: reclaimed later
+                    except RedisUnavailable as e:  # left pending: reclaimed later
                         log.warning("compensator: Redis unreachable (%s)", e)
                         break
         finally:
@@ -72,7 +70,7 @@ class Compensator:
 
     async def _one(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         if not fields or b"meta" not in fields:  # an unreadable entry: nothing to undo
-            await self.reader.ack(entry_id)
+            await self.reader.group.ack(entry_id)
             self.skipped += 1
             return
         job = Job.from_fields(self.route.name, fields)
@@ -80,7 +78,7 @@ class Compensator:
         outcome: Any = await self.executor.compensate(job, error)
         counter = self.metrics.compensations
         if outcome is None:
-            await self.reader.ack(entry_id)
+            await self.reader.group.ack(entry_id)
             self.skipped += 1
             counter.labels(self.route.name, "none_configured").inc()
             return

@@ -32,17 +32,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.ledger import Ledger
-from tidegate.redis_client import UNAVAILABLE, unavailable_as_error
+from tidegate.ledger import Ledger, liveness
+from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
 from tidegate.tasks import cancel_requested, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
+from worker.retry_policy import settle
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,6 @@ class Consumer:
 
     def __init__(
         self,
-        redis: Redis,
         route: RouteSettings,
         ledger: Ledger,
         executor: Executor,
@@ -95,7 +93,6 @@ class Consumer:
         name: str | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        self.redis = redis
         self.route = route
         self.ledger = ledger
         self.executor = executor
@@ -108,7 +105,8 @@ class Consumer:
         """Entries fully handled (finished or skipped) by this consumer."""
         self.metrics = metrics or WorkerMetrics()
         self.reader = GroupReader(
-            redis, self.keys.requests, GROUP, self.name, route.worker.visibility_timeout_s
+            ConsumerGroup(ledger.redis, self.keys.requests, GROUP, self.name),
+            route.worker.visibility_timeout_s,
         )
 
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
@@ -124,8 +122,8 @@ class Consumer:
         finally:
             await self._drain(grace_s)
             await stop_tasks(background)
-            with contextlib.suppress(*UNAVAILABLE):
-                await self.redis.delete(self.keys.alive(self.name))
+            with contextlib.suppress(RedisUnavailable):
+                await liveness.clear(self.ledger.redis, self.route.name, self.name)
             await self.executor.close()
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
@@ -140,7 +138,7 @@ class Consumer:
                     continue
                 block_ms = BLOCK_MS
                 try:
-                    _, next_due_s = await self.ledger.promote(self.route.name)
+                    next_due_s = (await self.ledger.promote(self.route.name)).next_due_s
                 except RedisUnavailable:
                     next_due_s = None  # the fetch below meets the outage and backs off
                 if next_due_s is not None:  # wake up in time for the next retry
@@ -173,8 +171,8 @@ class Consumer:
         while True:
             await asyncio.sleep(self.reader.keep_every_s)
             try:
-                await self.reader.keep(list(self.in_flight.values()))
-            except UNAVAILABLE as e:
+                await self.reader.group.keep(list(self.in_flight.values()))
+            except RedisUnavailable as e:
                 if cancel_requested():
                     raise asyncio.CancelledError from e
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
@@ -190,10 +188,9 @@ class Consumer:
                 {"pid": os.getpid(), "in_flight": len(self.in_flight), "processed": self.processed}
             )
             try:
-                with unavailable_as_error("refreshing the liveness record"):
-                    await self.redis.set(
-                        self.keys.alive(self.name), record, px=int(ALIVE_TTL_S * 1000)
-                    )
+                await liveness.refresh(
+                    self.ledger.redis, self.route.name, self.name, record, ALIVE_TTL_S
+                )
             except RedisUnavailable as e:  # out of memory included: try again later
                 if cancel_requested():
                     raise asyncio.CancelledError from e
@@ -255,8 +252,9 @@ class Consumer:
         finally:
             in_flight.dec()
             self.metrics.processing.labels(route).observe(time.perf_counter() - started)
+        settled = settle(job, outcome, self.route.worker)
         state = await asyncio.shield(
-            _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, outcome))
+            _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, settled))
         )
         self.metrics.attempts.labels(route, {"queued": "retried"}.get(state, state)).inc()
         if state == "dead_lettered":
@@ -270,14 +268,10 @@ class Consumer:
         for k, v in (fields or {}).items():
             dead[b"orig_" + k] = v
 
-        async def move() -> None:
-            with unavailable_as_error("dead-lettering an entry"):
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.xadd(self.keys.dead, dead)
-                pipe.xack(self.keys.requests, GROUP, entry_id)
-                await pipe.execute()
-
-        await _until_recorded("dead-letter an entry", move)
+        await _until_recorded(
+            "dead-letter an entry",
+            lambda: self.reader.group.move(entry_id, self.keys.dead, dead),
+        )
         self.processed += 1
 
     async def _drain(self, grace_s: float) -> None:

@@ -1,15 +1,17 @@
 """Reading a stream in a consumer group, the way every worker loop needs it.
 
-- ``ensure_group``: create the group (and the stream) when missing,
-  tolerating only BUSYGROUP;
-- ``reclaim``: take over entries that another consumer has held longer than
-  the visibility timeout (it died or hung), with XAUTOCLAIM; throttled to a
-  few times per visibility timeout;
-- ``read``: new entries, blocking, but returning promptly when asked to stop
-  (the read in flight is allowed to end so that entries it claimed are not
-  stranded);
-- ``keep``: reset the idle time of entries still being worked on (XCLAIM
-  JUSTID to ourselves), so that a long job is not reclaimed while alive.
+The commands are ``tidegate.ledger.groups.ConsumerGroup``'s; this is the
+policy around them:
+
+- the group (and the stream) is created before the first read, and again
+  whenever Redis says it is gone;
+- ``reclaim``: entries another consumer has held longer than the visibility
+  timeout (it died or hung) are taken over, a few times per visibility
+  timeout;
+- ``read``: new entries, blocking, returning promptly when asked to stop;
+- Redis being away is waited out with a backoff;
+- ``group.keep`` (the heartbeat) resets the idle time of entries still being
+  worked on, so that a long job is not reclaimed while alive.
 
 The job consumer reads the request stream with it; the compensator reads the
 dead-letter stream with it.
@@ -20,45 +22,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
-
-from tidegate.errors import RedisUnavailable
-from tidegate.redis_client import UNAVAILABLE, translate_reply
+from tidegate.errors import GroupMissing, RedisUnavailable
+from tidegate.ledger.groups import ConsumerGroup, Entry
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 """Longest wait between attempts to reach Redis again."""
 
-Entry = tuple[bytes, dict[bytes, bytes] | None]
-
-
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
-    """Create the consumer group (and the stream) if missing.
-
-    Only BUSYGROUP ("group already exists") is tolerated: any other error,
-    such as the key holding something that is not a stream, is a real problem
-    an operator must see.
-    """
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as e:
-        if not str(e).startswith("BUSYGROUP"):
-            raise
+__all__ = ["MAX_BACKOFF_S", "Entry", "GroupReader"]
 
 
 class GroupReader:
-    def __init__(
-        self, redis: Redis, stream: str, group: str, consumer: str, visibility_s: float
-    ) -> None:
-        self.redis = redis
-        self.stream = stream
+    def __init__(self, group: ConsumerGroup, visibility_s: float) -> None:
         self.group = group
-        self.consumer = consumer
+        self.stream = group.stream
         self.visibility_ms = int(visibility_s * 1000)
         self.reclaim_every_s = min(visibility_s / 2, 5.0)
         self.keep_every_s = visibility_s / 3
@@ -71,7 +51,7 @@ class GroupReader:
         """Fetches that failed because Redis was unreachable."""
 
     async def ensure_group(self) -> None:
-        await ensure_group(self.redis, self.stream, self.group)
+        await self.group.ensure()
 
     async def fetch(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
         """Entries to work on: reclaimed ones first, else new ones.
@@ -94,23 +74,12 @@ class GroupReader:
                 entries = await self.read(count, stop_wait, block_ms)
             self._delay_s = 0.1
             return entries
-        except UNAVAILABLE as e:
-            return await self._back_off(f"Redis unreachable ({e})", stop_wait)
-        except ResponseError as e:
-            message = str(e)
-            if "NOGROUP" in message or message.startswith("UNBLOCKED"):
-                log.warning(
-                    "consumer group %s or stream %s gone (%s); recreating",
-                    self.group,
-                    self.stream,
-                    message,
-                )
-                self._group_ready = False
-                return []
-            error = translate_reply(e, f"reading {self.stream}")
-            if not isinstance(error, RedisUnavailable):
-                raise error from e
-            return await self._back_off(str(error), stop_wait)
+        except GroupMissing as e:
+            log.warning("%s; recreating", e)
+            self._group_ready = False
+            return []
+        except RedisUnavailable as e:
+            return await self._back_off(str(e), stop_wait)
 
     async def _back_off(self, why: str, stop_wait: asyncio.Future[Any]) -> list[Entry]:
         self.failures += 1
@@ -124,10 +93,7 @@ class GroupReader:
         if now < self._next_reclaim:
             return []
         self._next_reclaim = now + self.reclaim_every_s
-        reply: Any = await self.redis.xautoclaim(
-            self.stream, self.group, self.consumer, self.visibility_ms, "0-0", count=count
-        )
-        entries: list[Entry] = reply[1]
+        entries = await self.group.claim_idle(self.visibility_ms, count)
         if entries:
             self.reclaimed += len(entries)
             log.warning(
@@ -141,24 +107,4 @@ class GroupReader:
         return entries
 
     async def read(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
-        read = asyncio.ensure_future(
-            self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
-            )
-        )
-        done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if read not in done:
-            await asyncio.wait({read})
-        result: Any = read.result()
-        if not result:
-            return []
-        entries: list[Entry] = result[0][1]
-        return entries
-
-    async def keep(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            ids: list[Any] = list(entry_ids)
-            await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
-
-    async def ack(self, entry_id: str) -> None:
-        await self.redis.xack(self.stream, self.group, entry_id)
+        return await self.group.read(count, stop_wait, block_ms)

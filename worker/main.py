@@ -14,9 +14,8 @@ import socket
 
 from tidegate.errors import ConfigError
 from tidegate.keys import RouteKeys
-from tidegate.ledger import Ledger
-from tidegate.redis_client import connect, unavailable_as_error
-from tidegate.scripts import ScriptBatcher
+from tidegate.ledger import Ledger, liveness
+from tidegate.ledger.client import connect
 from tidegate.settings import Settings, parse_listen
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
@@ -63,18 +62,17 @@ async def consume(
     redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
     metrics = WorkerMetrics()
     runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None
-    batcher = ScriptBatcher(redis)
-    batcher.start()
+    ledger = Ledger(redis, settings.routes, batched=True)
+    ledger.open()
     try:
         consumer = Consumer(
-            redis,
             route,
-            Ledger(redis, settings.routes, batcher),
+            ledger,
             executor,
             concurrency=concurrency,
             metrics=metrics,
         )
-        compensator = Compensator(redis, route, consumer.ledger, executor, consumer.name, metrics)
+        compensator = Compensator(route, ledger, executor, consumer.name, metrics)
         log.info(
             "worker %s consuming route %s (concurrency %d)",
             consumer.name,
@@ -84,7 +82,7 @@ async def consume(
         await asyncio.gather(consumer.run(stop, grace_s=grace_s), compensator.run(stop))
         return consumer
     finally:
-        await batcher.close()
+        await ledger.close()
         if runner is not None:
             await runner.cleanup()
         await redis.aclose()
@@ -130,14 +128,15 @@ async def check_alive(settings: Settings, route_name: str, host: str | None = No
     a failureThreshold that rides out a Redis restart.
     """
     route = settings.route(route_name)
-    pattern = RouteKeys(route.name).alive(f"{host or socket.gethostname()}-*")
+    glob = f"{host or socket.gethostname()}-*"
+    pattern = RouteKeys(route.name).alive(glob)
     redis = connect(settings.redis)
     try:
-        with unavailable_as_error("checking worker liveness"):
-            async for key in redis.scan_iter(match=pattern, count=100):
-                print(f"alive: {key.decode() if isinstance(key, bytes) else key}")
-                return 0
+        found = await liveness.first_alive(redis, route.name, glob)
     finally:
         await redis.aclose()
+    if found is not None:
+        print(f"alive: {found}")
+        return 0
     print(f"no live worker of route {route.name} on this host (looked for {pattern})")
     return 1

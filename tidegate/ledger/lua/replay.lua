@@ -1,6 +1,6 @@
 -- replay.lua: fold one logged event into its projection again.
--- KEYS: job projection, deadline index
--- ARGV: event id, ttl_ms, then the event's field pairs
+-- KEYS: job, deadlines
+-- ARGV: event_id, ttl_ms, fields... (the event's field pairs)
 -- An `accepted` event starts the projection afresh. Returns 1 when applied,
 -- 0 when the projection's state refused it (the log is inconsistent).
 local proj = KEYS[1]

@@ -1,6 +1,6 @@
 -- cancel.lua: cancel a job that no worker has started.
--- KEYS: events stream, job projection, deadline index
--- ARGV: job id, ttl_ms, done channel
+-- KEYS: events, job, deadlines
+-- ARGV: job_id, ttl_ms, done_channel
 -- Returns {1, 'cancelled'} or {0, state} ('' when there is no such job).
 local events, proj = KEYS[1], KEYS[2]
 deadlines_key = KEYS[3]

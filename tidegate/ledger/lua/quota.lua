@@ -1,8 +1,8 @@
 -- quota.lua: take one token from a tenant's quota bucket, for a request that
 -- is not admitted into a queue (a proxy route). Queued routes check quotas
 -- inside admit.lua instead, in the same call as the enqueue.
--- KEYS: the tenant's quota bucket on the route, the route's refused counter
--- ARGV: rate per second, burst
+-- KEYS: quota (the tenant's bucket on the route), refused
+-- ARGV: rate_per_s, burst
 -- Returns {1, ''} when passed, {0, "retry_ms,remaining,limit,window_s"} when not.
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now_ms = server_ms()

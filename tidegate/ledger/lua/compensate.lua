@@ -1,7 +1,7 @@
 -- compensate.lua: record that a dead-lettered job was compensated, and
 -- acknowledge its dead letter, in one call.
--- KEYS: events stream, job projection, dead-letter stream, deadline index
--- ARGV: job id, ttl_ms, status of the compensation call, dead entry id, group
+-- KEYS: events, job, dead, deadlines
+-- ARGV: job_id, ttl_ms, status (of the compensation call), dead_entry_id, group
 -- Returns {1, 'compensated'}, or {0, state} when the job was not waiting for
 -- compensation (already compensated, or gone): the dead letter is
 -- acknowledged either way, so compensation happens once.

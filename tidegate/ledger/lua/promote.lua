@@ -2,8 +2,8 @@
 -- A member is "job id \n deadline_ms \n meta \n body" (the job id and the
 -- deadline hold no newline, and meta is JSON, which escapes newlines), so one
 -- sorted-set member carries the whole envelope and nothing else is stored.
--- KEYS: requests stream, delayed-retry set
--- ARGV: now (unix ms), most to move
+-- KEYS: requests, delayed
+-- ARGV: now_ms (unix ms), most (entries to move at most)
 -- Returns {entries moved, due time of the next waiting retry or -1}, so that a
 -- worker can block on the stream no longer than until that retry is due.
 local requests, delayed = KEYS[1], KEYS[2]

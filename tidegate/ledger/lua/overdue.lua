@@ -12,8 +12,8 @@
 --     a copy of the entry is added to the stream, when the stream still has
 --     it, and the job is queued again; without one it expires, since there
 --     is nothing left to redo.
--- KEYS: requests stream, events stream, job projection, deadline index
--- ARGV: job id, ttl_ms, done channel, max_requeues, deadline_s, group
+-- KEYS: requests, events, job, deadlines
+-- ARGV: job_id, ttl_ms, done_channel, max_requeues, deadline_s, group
 -- Returns {1, 'expired'|'requeued'}, or {0, state} when the job had ended or
 -- is gone (it is then dropped from the deadline index).
 local requests, events, proj = KEYS[1], KEYS[2], KEYS[3]

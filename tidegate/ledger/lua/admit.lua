@@ -14,15 +14,14 @@
 -- Nothing is consumed unless every check passes. A route that is not
 -- throttled costs one HMGET here, and no round trip anywhere.
 --
--- KEYS: requests stream, events stream, deadline index, throttle hash,
---       refused counter, active-tenants zset, tenant-weights hash, then per
---       job its projection, its idempotency record (when it has a key), its
---       tenant's quota bucket (when the tenant has a quota) and its tenant's
---       share bucket (when it has a tenant)
--- ARGV: ttl_ms, deadline_s, share window ms, then per job 12 values:
---       job id, has idempotency key (0|1), payload digest, method, path,
---       meta (JSON), body, tenant ('' = none), quota rate per s (0 = none),
---       quota burst, weight, priority class (0 high, 1 normal, 2 low)
+-- KEYS: requests, events, deadlines, throttle, refused, tenants_active,
+--       tenant_weights
+-- KEYS per job: job, idempotency (when it has a key), quota (when its tenant
+--       has a quota), share (when it has a tenant)
+-- ARGV: ttl_ms, deadline_s, share_window_ms
+-- ARGV per job: job_id, has_idempotency_key (0|1), payload_digest, method,
+--       path, meta (JSON), body, tenant ('' = none), quota_rate_per_s
+--       (0 = none), quota_burst, weight, priority (0 high, 1 normal, 2 low)
 -- Returns a flat array, 3 per job: outcome ('new'|'duplicate'|'conflict'|
 -- 'throttled'|'quota'), job id (for duplicate/conflict: the key's job), and
 -- for throttled/quota "retry_ms,remaining,limit,window_s" (else '').

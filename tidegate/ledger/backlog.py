@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.redis_client import text as _text
-from tidegate.redis_client import unavailable_as_error
+from tidegate.ledger.client import redis_errors
+from tidegate.ledger.client import text as _text
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _get(info: dict[Any, Any], name: str) -> Any:
 async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Backlog:
     """Measure one route's backlog (two round trips; more only for NULL lag)."""
     keys = RouteKeys(route)
-    with unavailable_as_error("measuring the backlog"):
+    with redis_errors("measuring the backlog"):
         length = int(await redis.xlen(keys.requests))
         if length == 0 and not await redis.exists(keys.requests):
             return Backlog(route, 0, 0, 0, True, "no-stream")
@@ -101,3 +101,27 @@ async def _count_after(redis: Redis, stream: str, last_id: str, cap: int) -> tup
         count += len(page)
         start = "(" + _text(page[-1][0])
     return count, False
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Counters that only grow, for rates: what a route was offered."""
+
+    added_total: int
+    """The stream's ``entries-added`` (Redis >= 7), which trimming does not lower."""
+    refused_total: int
+    """Requests the gateways refused (throttle, quotas)."""
+
+
+async def counters(redis: Redis, route: str) -> Counters:
+    keys = RouteKeys(route)
+    with redis_errors("reading a route's counters"):
+        try:
+            info: Any = await redis.xinfo_stream(keys.requests)
+            added = int(_get(info, "entries-added") or 0)
+        except ResponseError as e:  # no stream yet: nothing was ever admitted
+            if "no such key" not in str(e).lower():
+                raise
+            added = 0
+        refused = int(await redis.get(keys.refused) or 0)
+    return Counters(added, refused)

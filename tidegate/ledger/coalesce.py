@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from tidegate.errors import RedisUnavailable
-from tidegate.redis_client import UNAVAILABLE
+from tidegate.ledger.client import UNAVAILABLE
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)

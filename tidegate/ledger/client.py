@@ -29,15 +29,23 @@ from redis.exceptions import (
 )
 
 from tidegate.errors import (
+    GroupMissing,
     OutcomeUnknown,
     RedisCommandError,
     RedisFull,
     RedisUnavailable,
     TidegateError,
 )
+from tidegate.ledger.calls import text
 from tidegate.settings import RedisSettings
 
+__all__ = ["UNAVAILABLE", "Connection", "connect", "redis_errors", "text", "translate_reply"]
+
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+Connection = Redis
+"""A connected client, as the parts hold it: opaque to them (they never import
+redis-py); only this package sends commands on it."""
 
 
 def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Redis:
@@ -60,11 +68,6 @@ def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Redis:
     return Redis(connection_pool=pool)
 
 
-def text(value: bytes | str) -> str:
-    """A reply value as str (clients here do not decode responses)."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 # Error replies that mean "not now, nothing was done": a replica that is not
 # (yet) a primary, a primary without its replicas, a cluster reconfiguring, a
 # server loading its data set. redis-py turns these codes into classes (and
@@ -80,13 +83,15 @@ def translate_reply(error: ResponseError, what: str) -> TidegateError:
             f"Redis refuses writes while {what}: out of memory (maxmemory reached). "
             "Raise maxmemory, shorten result_ttl_s, or add workers to drain the backlog"
         )
+    if "NOGROUP" in message or message.startswith("UNBLOCKED"):
+        return GroupMissing(f"consumer group or stream gone while {what}: {message}")
     if isinstance(error, _NOT_NOW) or message.startswith("NOREPLICAS"):
         return RedisUnavailable(f"Redis cannot take writes right now while {what}: {message}")
     return RedisCommandError(f"Redis answered an error while {what}: {message}")
 
 
 @contextmanager
-def unavailable_as_error(what: str) -> Iterator[None]:
+def redis_errors(what: str) -> Iterator[None]:
     """Translate redis-py's failures at this boundary.
 
     Connection failures become RedisUnavailable (OutcomeUnknown when the

@@ -3,10 +3,9 @@
 -- from the entry: an entry reclaimed from a crashed worker is the same entry
 -- delivered again, and it must count as another attempt. A job whose attempts
 -- have run out is dead-lettered here instead of run once more.
--- KEYS: requests stream, events stream, job projection, dead-letter stream,
---       deadline index
--- ARGV: job id, entry id, group, consumer, ttl_ms, max_attempts, done channel,
---       envelope meta, envelope body (copied into a dead letter)
+-- KEYS: requests, events, job, dead, deadlines
+-- ARGV: job_id, entry_id, group, consumer, ttl_ms, max_attempts, done_channel,
+--       meta, body (the envelope, copied into a dead letter)
 -- Returns {1, attempt} to go ahead, or {0, state}: the job needs no work (it
 -- ended, was cancelled, is gone or was just dead-lettered); the entry is
 -- acknowledged.

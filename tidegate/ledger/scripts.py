@@ -13,7 +13,7 @@ call did nothing, and the calls of a pipeline all use scripts from the same
 cache, which was either empty or not.
 
 Failures are translated here, at the boundary: error replies per call
-(``redis_client.translate_reply``: out of memory is ``RedisFull``), a
+(``client.translate_reply``: out of memory is ``RedisFull``), a
 connection that cannot be had is ``RedisUnavailable`` (nothing was sent), and
 a connection lost or timed out once the commands were on their way is
 ``OutcomeUnknown``: the scripts may have run, and nobody may say they did not.
@@ -31,21 +31,9 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from tidegate.coalesce import Coalescer
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
-from tidegate.redis_client import UNAVAILABLE, translate_reply
-
-_NAMES = (
-    "admit",
-    "start",
-    "finish",
-    "cancel",
-    "replay",
-    "promote",
-    "compensate",
-    "overdue",
-    "quota",
-)
+from tidegate.ledger.calls import CALLS, Arg, R, ScriptCall
+from tidegate.ledger.client import UNAVAILABLE, translate_reply
 
 
 @dataclass(frozen=True)
@@ -56,20 +44,18 @@ class Script:
 
 
 def _load() -> dict[str, Script]:
-    folder = resources.files("tidegate") / "lua"
+    folder = resources.files("tidegate.ledger") / "lua"
     prelude = "\n".join(
         (folder / f"{name}.lua").read_text(encoding="utf-8") for name in ("fold", "bucket")
     )
     out = {}
-    for name in _NAMES:
+    for name in (call.SCRIPT for call in CALLS):
         source = prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
         out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
     return out
 
 
 SCRIPTS = _load()
-
-Arg = str | bytes | int | float
 
 
 async def load_all(redis: Redis) -> None:
@@ -78,30 +64,40 @@ async def load_all(redis: Redis) -> None:
         await redis.script_load(script.source)
 
 
-async def call(redis: Redis, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    """Run one script, loading it first if the server has forgotten it.
+async def call(redis: Redis, script_call: ScriptCall[R]) -> R:
+    """Run one script call, loading the script first if the server has forgotten it.
 
     Sent through the same path as pipelines (hiredis packing, one pooled
     connection): it is cheaper than redis-py's generic command path.
     """
-    (result,) = await run_pipeline(redis, [(name, keys, args)])
+    (result,), _ = await run_calls(redis, [script_call])
     if isinstance(result, Exception):
         raise result
-    return result
+    answer: R = result
+    return answer
 
 
-Calls = Sequence[tuple[str, Sequence[str], Sequence[Arg]]]
+async def run_calls(
+    redis: Redis, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
+) -> tuple[list[Any], int]:
+    """Many calls in one round trip: each call's read answer or its error, in
+    order, and how many replicas acknowledged (with ``wait``; else 0)."""
+    results = await run_pipeline(redis, calls, wait=wait)
+    acked = int(results.pop()) if wait else 0
+    return [
+        r if isinstance(r, Exception) else c.read(r) for c, r in zip(calls, results, strict=True)
+    ], acked
 
 
 async def run_pipeline(
-    redis: Redis, calls: Calls, *, wait: tuple[int, int] | None = None
+    redis: Redis, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
 ) -> list[Any]:
     """Send many script calls in one round trip; per-call errors come back as values.
 
     Calls answered NOSCRIPT did nothing; only those are sent again, after loading.
     ``wait=(replicas, timeout_ms)`` appends WAIT on the same connection, so the
     writes are acknowledged by that many replicas before this returns; the
-    number that did is appended to the results.
+    number that did is appended to the (raw) results.
     """
     results = await _pipeline(redis, calls, wait)
     acked = results.pop() if wait else None
@@ -115,7 +111,7 @@ async def run_pipeline(
             results[i] = value
     for i, value in enumerate(results):
         if isinstance(value, ResponseError):
-            results[i] = translate_reply(value, f"running the {calls[i][0]} script")
+            results[i] = translate_reply(value, f"running the {calls[i].SCRIPT} script")
     if wait:
         results.append(acked)
     return results
@@ -133,10 +129,13 @@ def pack(args: Sequence[Arg]) -> bytes:
     return packed
 
 
-async def _pipeline(redis: Redis, calls: Calls, wait: tuple[int, int] | None) -> list[Any]:
-    commands = [
-        pack(["EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args]) for name, keys, args in calls
-    ]
+async def _pipeline(
+    redis: Redis, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
+) -> list[Any]:
+    commands = []
+    for c in calls:
+        keys = c.keys()
+        commands.append(pack(["EVALSHA", SCRIPTS[c.SCRIPT].sha, len(keys), *keys, *c.argv()]))
     if wait:
         commands.append(pack(["WAIT", *wait]))
     data = b"".join(commands)
@@ -165,22 +164,3 @@ async def _pipeline(redis: Redis, calls: Calls, wait: tuple[int, int] | None) ->
     finally:
         await pool.release(connection)
     return results
-
-
-class ScriptBatcher(Coalescer[tuple[str, Sequence[str], Sequence[Arg]], Any]):
-    """Coalesces concurrent script calls into pipelined round trips.
-
-    A worker running dozens of jobs at once starts and finishes them at about
-    the same moments; sending those calls together costs one round trip and
-    one wake-up instead of one each.
-    """
-
-    def __init__(self, redis: Redis, *, max_batch: int = 256) -> None:
-        super().__init__(max_batch=max_batch, name="script")
-        self._redis = redis
-
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        return await self.submit((name, keys, args))
-
-    async def flush(self, items: Sequence[tuple[str, Sequence[str], Sequence[Arg]]]) -> list[Any]:
-        return await run_pipeline(self._redis, items)

@@ -1,12 +1,11 @@
 -- finish.lua: a worker ends an attempt. Result, events, retry scheduling and
 -- XACK in one atomic call: the entry is acknowledged only together with its
 -- outcome.
--- KEYS: requests stream, events stream, job projection, result hash,
---       dead-letter stream, delayed-retry set, deadline index
--- ARGV: job id, entry id, group, ttl_ms, event type (succeeded|failed),
---       retryable (0|1), status ('' = none), error, store result (0|1),
---       result headers, result body, done channel, retry due (unix ms),
---       envelope meta, envelope body (for the delayed set or the dead letter)
+-- KEYS: requests, events, job, result, dead, delayed, deadlines
+-- ARGV: job_id, entry_id, group, ttl_ms, event (succeeded|failed),
+--       retryable (0|1), status ('' = none), error, store_result (0|1),
+--       result_headers, result_body, done_channel, retry_due_ms (unix ms),
+--       meta, body (the envelope, for the delayed set or the dead letter)
 -- A retryable failure is parked in the delayed-retry set until it is due; a
 -- final one is dead-lettered. Returns {1, state}, or {0, state} when the
 -- job's state refused the outcome (it had already ended).

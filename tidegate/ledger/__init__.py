@@ -1,0 +1,36 @@
+"""The one typed way to Redis: every command the parts send goes through here.
+
+The parts (``gateway``, ``worker``, ``scaler``) never import redis-py: they
+hold a ``Ledger`` (jobs: commands, queries, upkeep) and the small stores of
+this package (throttle, scaler view, consumer groups, subscriptions), and
+catch only tidegate's errors. Every Redis failure is translated here
+(``client.redis_errors`` for commands, ``scripts`` for Lua calls):
+unreachable is ``RedisUnavailable``, unanswered after sending is
+``OutcomeUnknown``, out of memory ``RedisFull``, any other error reply
+``RedisCommandError``.
+
+Every write that touches a job is one Lua call (``lua/``), named and typed
+by a dataclass in ``calls`` (one per script) and run by a ``runner.Runner``,
+plainly or coalesced with concurrent calls; admissions are coalesced per
+route by ``admission.AdmissionQueue``.
+
+Modules: ``client`` (connecting, translating errors), ``calls`` (script
+calls), ``scripts`` (loading and pipelining them), ``runner`` and
+``coalesce`` (batching), ``admission``, ``commands``, ``queries``,
+``upkeep`` (the ledger of jobs), ``backlog`` (measuring a route's queue),
+``throttle``, ``scaler_view``, ``groups`` (a worker's consumer group),
+``pubsub`` (notifications), ``health`` and ``route_status``.
+"""
+
+from __future__ import annotations
+
+from tidegate.ledger.base import TERMINAL_STATES
+from tidegate.ledger.commands import Commands, Outcome
+from tidegate.ledger.queries import Queries
+from tidegate.ledger.upkeep import ReplayReport, TrimReport, Upkeep
+
+__all__ = ["TERMINAL_STATES", "Ledger", "Outcome", "ReplayReport", "TrimReport"]
+
+
+class Ledger(Commands, Queries, Upkeep):
+    """Reads and writes the jobs of the configured routes."""

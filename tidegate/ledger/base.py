@@ -1,0 +1,61 @@
+"""What every ledger module shares: the connection, the routes, the runner.
+
+``Ledger`` (``tidegate.ledger``) is assembled from ``Commands`` (writes that
+move a job), ``Queries`` (reads) and ``Upkeep`` (promotion, reconciliation,
+trimming, replay), each in its own module on this base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from tidegate.errors import JobNotFound
+from tidegate.keys import route_of
+from tidegate.ledger.admission import AdmissionQueue
+from tidegate.ledger.runner import Runner
+from tidegate.settings import RouteSettings
+
+TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compensated", "expired"})
+
+
+class LedgerBase:
+    def __init__(
+        self,
+        redis: Redis,
+        routes: Sequence[RouteSettings],
+        *,
+        batched: bool = False,
+        admission_batch_max: int = 0,
+    ) -> None:
+        """``batched``: script calls are coalesced with concurrent ones (a worker);
+        ``admission_batch_max``: admissions are coalesced, that many per round
+        trip at most (the gateway); 0 admits each on its own."""
+        self.redis = redis
+        self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
+        self.runner = Runner(redis, batched=batched)
+        self.admissions = (
+            AdmissionQueue(redis, batch_max_size=admission_batch_max)
+            if admission_batch_max
+            else None
+        )
+
+    def open(self) -> None:
+        """Start the flusher tasks of batched calls (call within the event loop)."""
+        self.runner.start()
+        if self.admissions:
+            self.admissions.start()
+
+    async def close(self) -> None:
+        """Stop the flushers; calls still queued fail with RedisUnavailable."""
+        await self.runner.close()
+        if self.admissions:
+            await self.admissions.close()
+
+    def _route(self, job_id: str) -> RouteSettings:
+        name = route_of(job_id)
+        route = self.routes.get(name) if name else None
+        if route is None:
+            raise JobNotFound(f"no job {job_id}")
+        return route

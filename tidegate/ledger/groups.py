@@ -1,0 +1,92 @@
+"""A stream read in a consumer group: the commands a worker loop sends.
+
+``worker.group_reader`` decides when to reclaim, how to back off and when to
+recreate a lost group; this module only sends the commands and translates
+their failures (a lost group or stream is ``GroupMissing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from tidegate.ledger.client import Connection, redis_errors
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+"""An entry id and its fields (None when the entry was deleted meanwhile)."""
+
+
+async def ensure_group(redis: Connection, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if missing.
+
+    Only BUSYGROUP ("group already exists") is tolerated: any other error,
+    such as the key holding something that is not a stream, is a real
+    problem an operator must see.
+    """
+    with redis_errors(f"creating the consumer group of {stream}"):
+        try:
+            await redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as e:
+            if not str(e).startswith("BUSYGROUP"):
+                raise
+
+
+class ConsumerGroup:
+    def __init__(self, redis: Connection, stream: str, group: str, consumer: str) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+
+    async def ensure(self) -> None:
+        await ensure_group(self.redis, self.stream, self.group)
+
+    async def claim_idle(self, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries held by other consumers longer than ``min_idle_ms``."""
+        with redis_errors(f"reclaiming entries of {self.stream}"):
+            reply: Any = await self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
+            )
+        entries: list[Entry] = reply[1]
+        return entries
+
+    async def read(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
+        """New entries, blocking up to ``block_ms``; returns early once ``stop_wait``
+        is done, after the read in flight ended (entries it claimed are not stranded)."""
+        read = asyncio.ensure_future(
+            self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
+        )
+        done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if read not in done:
+            await asyncio.wait({read})
+        with redis_errors(f"reading {self.stream}"):
+            result: Any = read.result()
+        if not result:
+            return []
+        entries: list[Entry] = result[0][1]
+        return entries
+
+    async def keep(self, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries still being worked on (XCLAIM JUSTID)."""
+        if entry_ids:
+            ids: list[Any] = list(entry_ids)
+            with redis_errors(f"keeping entries of {self.stream}"):
+                await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
+
+    async def ack(self, entry_id: str) -> None:
+        with redis_errors(f"acknowledging an entry of {self.stream}"):
+            await self.redis.xack(self.stream, self.group, entry_id)
+
+    async def move(self, entry_id: str, to_stream: str, fields: Mapping[bytes, bytes]) -> None:
+        """Copy an entry to another stream and acknowledge it here, atomically
+        (an unreadable entry goes to the dead letters this way)."""
+        with redis_errors(f"moving an entry of {self.stream}"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(to_stream, dict(fields))  # type: ignore[arg-type]
+            pipe.xack(self.stream, self.group, entry_id)
+            await pipe.execute()

@@ -1,0 +1,56 @@
+"""One route's status as operators see it, from Redis alone.
+
+The backlog is measured on the spot (``backlog``); rates and replicas come
+from the scaler's latest published view (``scaler_view``), ``None`` when no
+scaler has published one lately; the throttle, when one is set, from the
+route's throttle hash. The gateway's ``/status`` and ``tidegate status``
+both show this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from tidegate.ledger import backlog, scaler_view, throttle
+from tidegate.ledger.client import Connection
+from tidegate.redact import redact_url
+from tidegate.scaler_view import ScalerView
+from tidegate.settings import Settings
+from tidegate.throttle import Throttle
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    mode: str
+    upstream: str | None = None
+    """Proxy routes: where requests go (password masked)."""
+    backlog: backlog.Backlog | None = None
+    scaler: ScalerView | None = None
+    throttle: Throttle | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.backlog is None:
+            return {"mode": self.mode, "upstream": self.upstream}
+        return {
+            "mode": self.mode,
+            **self.backlog.as_dict(),
+            "scaler": self.scaler.as_dict() if self.scaler else None,
+            "throttle": self.throttle.as_dict() if self.throttle else None,
+        }
+
+
+async def routes_status(redis: Connection, settings: Settings) -> dict[str, RouteStatus]:
+    """Per route, in config order; RedisUnavailable when Redis is down."""
+    queued = [r for r in settings.routes if r.mode != "proxy"]
+    measured = await asyncio.gather(*(backlog.measure(redis, r.name) for r in queued))
+    views = await asyncio.gather(*(scaler_view.read(redis, r.name) for r in queued))
+    throttles = await asyncio.gather(*(throttle.read(redis, r.name) for r in queued))
+    out = {
+        route.name: RouteStatus(route.mode, redact_url(route.upstream) if route.upstream else None)
+        for route in settings.routes
+    }
+    for route, found, view, state in zip(queued, measured, views, throttles, strict=True):
+        out[route.name] = RouteStatus(route.mode, backlog=found, scaler=view, throttle=state)
+    return out

@@ -1,0 +1,94 @@
+"""The capacity throttle of a route, as the scaler sets it and every gateway reads it.
+
+Set by the scaler, enforced by every gateway: the state (``tidegate.throttle.
+Throttle``) lives in the route's throttle hash (``tg:{route}:throttle``), and
+the admit script keeps the shared token bucket (``tokens``, ``ts_ms``) in the
+same hash, on Redis server time. The hash expires unless the scaler refreshes
+it, so a throttle outlives its scaler by ``ttl_s`` at most. Every change is
+announced on the route's throttle channel; gateways also re-read on a timer.
+
+Quotas on proxy routes (no queue, so no admit call) are taken with
+``take_quota``, one script call on the same bucket code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidegate.keys import RouteKeys
+from tidegate.ledger.calls import Quota
+from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.scripts import call
+from tidegate.settings import TenantSettings
+from tidegate.throttle import Throttle
+
+
+async def apply(
+    redis: Connection, route: str, throttle: Throttle, ttl_s: float, announce: bool
+) -> None:
+    """Set or refresh the throttle; ``announce`` publishes the change."""
+    keys = RouteKeys(route)
+    with redis_errors("setting the throttle"):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.throttle,
+                mapping={
+                    "rate": repr(throttle.rate_per_s),
+                    "burst": throttle.burst,
+                    "reason": throttle.reason,
+                    "detail": throttle.detail,
+                    "since_ms": int(throttle.since_s * 1000),
+                    "status": throttle.status,
+                },
+            )
+            pipe.pexpire(keys.throttle, int(ttl_s * 1000))
+            if announce:
+                pipe.publish(keys.throttle_channel, "set")
+            await pipe.execute()
+
+
+async def lift(redis: Connection, route: str) -> None:
+    keys = RouteKeys(route)
+    with redis_errors("lifting the throttle"):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.throttle)
+            pipe.publish(keys.throttle_channel, "lifted")
+            await pipe.execute()
+
+
+async def read(redis: Connection, route: str) -> Throttle | None:
+    with redis_errors("reading the throttle"):
+        raw: Any = await redis.hgetall(RouteKeys(route).throttle)
+    fields = {text(k): text(v) for k, v in raw.items()}
+    if "rate" not in fields:
+        return None
+    return Throttle(
+        rate_per_s=float(fields["rate"]),
+        burst=int(fields.get("burst", "1")),
+        reason=fields.get("reason", ""),
+        detail=fields.get("detail", ""),
+        since_s=int(fields.get("since_ms", "0")) / 1000,
+        status=int(fields.get("status", "429")),
+        tokens=float(fields["tokens"]) if "tokens" in fields else None,
+        tokens_at_s=int(fields["ts_ms"]) / 1000 if "ts_ms" in fields else None,
+    )
+
+
+async def take_quota(redis: Connection, route: str, tenant: TenantSettings) -> None:
+    """Take a token from the tenant's quota on a route that does not queue
+    (proxy); raises Refused when the quota is used up."""
+    quota = tenant.quota
+    if quota is None:
+        return
+    with redis_errors("checking a quota"):
+        refused = await call(
+            redis,
+            Quota(
+                route=RouteKeys(route),
+                tenant=tenant.name,
+                rate_per_s=quota.rate_per_s,
+                burst=quota.bucket_size,
+            ),
+        )
+    if refused is not None:
+        raise refused

@@ -1,0 +1,163 @@
+"""Upkeep: what keeps a route's data true and bounded when no request asks.
+
+Retries whose backoff has passed are promoted into the stream; jobs past
+their deadline are reconciled (expired or requeued); streams are trimmed of
+what no one needs; and a route's projections can be rebuilt from its event
+log (``replay``). Workers run the first three on timers; replay is a tool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from tidegate.keys import COMPENSATORS, GROUP, RouteKeys
+from tidegate.ledger.base import LedgerBase
+from tidegate.ledger.calls import Overdue, Promote, Promoted, Replay
+from tidegate.ledger.client import redis_errors, text
+from tidegate.ledger.scripts import run_calls
+
+OVERDUE_BATCH = 100
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _now_ms(now_s: float | None) -> int:
+    return int((time.time() if now_s is None else now_s) * 1000)
+
+
+@dataclass(frozen=True)
+class TrimReport:
+    requests: int
+    events: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    events: int
+    jobs: int
+    refused: int
+
+
+class Upkeep(LedgerBase):
+    async def promote(
+        self, route_name: str, *, now_s: float | None = None, most: int = 100
+    ) -> Promoted:
+        """Move retries whose backoff has passed into the request stream."""
+        with redis_errors("promoting due retries"):
+            return await self.runner.run(
+                Promote(route=RouteKeys(route_name), now_ms=_now_ms(now_s), most=most)
+            )
+
+    async def reconcile(self, route_name: str, *, now_s: float | None = None) -> Counter[str]:
+        """Settle jobs past their deadline with no end; counts per action.
+
+        Reads the deadline index (no scan), then settles each overdue job in
+        its own atomic call, per the route's ``worker.on_deadline``: ``expired``,
+        or ``requeued`` (a new deadline; back in the stream when its entry was
+        lost) up to ``worker.max_requeues`` times. Many reconcilers may run at
+        once: each change is an append the job's state must allow.
+        """
+        route, keys = self.routes[route_name], RouteKeys(route_name)
+        max_requeues = route.worker.max_requeues if route.worker.on_deadline == "requeue" else 0
+        actions: Counter[str] = Counter()
+        with redis_errors("reconciling overdue jobs"):
+            overdue: Any = await self.redis.zrangebyscore(
+                keys.deadlines, "-inf", _now_ms(now_s), start=0, num=OVERDUE_BATCH
+            )
+            for raw in overdue:
+                settled = await self.runner.run(
+                    Overdue(
+                        route=keys,
+                        job_id=text(raw),
+                        ttl_ms=route.result_ttl_s * 1000,
+                        done_channel=keys.done,
+                        max_requeues=max_requeues,
+                        deadline_s=route.deadline_s,
+                    )
+                )
+                if settled.ok:
+                    actions[settled.state] += 1
+        return actions
+
+    async def trim(self, route_name: str, *, now_s: float | None = None) -> TrimReport:
+        """Bound memory: drop what no one needs any more.
+
+        - request stream: entries before the oldest one still pending or
+          undelivered (all acknowledged); the group's lag stays exact;
+        - event log: events older than ``result_ttl_s + deadline_s`` (by then
+          the job has ended, been reconciled, and its projection has expired);
+        - dead-letter stream: entries older than ``dead_letter_retention_s``,
+          never one still waiting for its compensation.
+        """
+        route, keys = self.routes[route_name], RouteKeys(route_name)
+        now_ms = _now_ms(now_s)
+        with redis_errors("trimming streams"):
+            requests = await self._trim_consumed(keys.requests, GROUP, None)
+            events_floor = now_ms - int((route.result_ttl_s + route.deadline_s) * 1000)
+            events = int(
+                await self.redis.xtrim(keys.events, minid=f"{events_floor}-0", approximate=False)
+            )
+            dead_floor = now_ms - int(route.worker.dead_letter_retention_s * 1000)
+            dead = await self._trim_consumed(keys.dead, COMPENSATORS, dead_floor)
+        return TrimReport(requests=requests, events=events, dead=dead)
+
+    async def _trim_consumed(self, stream: str, group: str, floor_ms: int | None) -> int:
+        """Trim entries the group is done with (and, with a floor, older than it)."""
+        if not await self.redis.exists(stream):
+            return 0
+        groups: Any = await self.redis.xinfo_groups(stream)
+        info = next((g for g in groups if text(g["name"]) == group), None)
+        if info is None:
+            return 0
+        pending: Any = await self.redis.xpending(stream, group)
+        if pending["pending"]:
+            threshold = text(pending["min"])
+        else:
+            ms, _, seq = text(info["last-delivered-id"]).partition("-")
+            threshold = f"{ms}-{int(seq) + 1}"
+        if floor_ms is not None and _stream_id(threshold) > (floor_ms, 0):
+            threshold = f"{floor_ms}-0"
+        return int(await self.redis.xtrim(stream, minid=threshold, approximate=False))
+
+    async def replay(self, route_name: str, *, page: int = 500) -> ReplayReport:
+        """Rebuild every projection of a route from its event stream."""
+        route = self.routes[route_name]
+        keys = RouteKeys(route_name)
+        ttl_ms = route.result_ttl_s * 1000
+        start, events, refused = "-", 0, 0
+        jobs: set[str] = set()
+        while True:
+            with redis_errors("reading the event log"):
+                batch: Any = await self.redis.xrange(keys.events, start, "+", count=page)
+            if not batch:
+                break
+            calls = []
+            for event_id, fields in batch:
+                job_id = text(fields[b"job"])
+                jobs.add(job_id)
+                flat = tuple(part for pair in fields.items() for part in pair)
+                calls.append(
+                    Replay(
+                        route=keys,
+                        event_id=text(event_id),
+                        ttl_ms=ttl_ms,
+                        fields=flat,
+                        job_id=job_id,
+                    )
+                )
+            with redis_errors("replaying events"):
+                applied, _ = await run_calls(self.redis, calls)
+            for value in applied:
+                if isinstance(value, Exception):
+                    raise value
+                events += 1
+                refused += not value
+            start = "(" + text(batch[-1][0])
+        return ReplayReport(events=events, jobs=len(jobs), refused=refused)
