@@ -34,8 +34,8 @@ from tidegate.envelope import Job
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger.admission import Admission, admit_call
 from tidegate.ledger.scripts import run_pipeline
-from tidegate.local_redis import free_port, start_redis_server
 from tidegate.settings import parse_settings
+from tidegate.shell.local_redis import free_port, start_redis_server
 
 HERE = Path(__file__).resolve().parent
 BODY = b'{"sku": "widget", "quantity": 2, "note": "benchmark order"}'

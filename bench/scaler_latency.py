@@ -32,8 +32,8 @@ from redis.asyncio import Redis
 from scaler.main import serve
 from tests.fake_kube import FakeKube
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.settings import parse_settings
+from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 
 NS, NAME = "bench", "orders-worker"
 

@@ -43,7 +43,7 @@ from admission import POST_LUA, run_wrk
 
 from tidegate.keys import RouteKeys
 from tidegate.ledger import throttle
-from tidegate.local_redis import free_port, start_redis_server, wait_for_port
+from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.throttle import Throttle
 
 TENANTS = ("t1", "t2", "t3", "t4")

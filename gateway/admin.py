@@ -17,7 +17,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.context import GATEWAY
-from gateway.public import redis_rejection
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger.route_status import routes_status
 
@@ -54,7 +53,9 @@ async def status(request: web.Request) -> web.Response:
     try:
         routes = await routes_status(gw.redis, gw.settings)
     except RedisUnavailable as e:
-        return redis_rejection(gw, e).response()
+        rejection = gw.rejection(e)
+        gw.note(rejection)
+        return rejection.response()
     return web.json_response(
         {
             "routes": {name: route.as_dict() for name, route in routes.items()},

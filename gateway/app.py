@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from gateway.screening import screen
 from gateway.slow_clients import guard_server
 from gateway.tenants import Tenants, owned
 from tidegate.errors import RedisUnavailable
+from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def problem_boundary(handler: Handler) -> Handler:
         except Rejection as e:
             return _answer(gw, e)
         except RedisUnavailable as e:
-            return _answer(gw, public.redis_rejection(gw, e))
+            return _answer(gw, gw.rejection(e))
         except web.HTTPException as e:
             if e.status < 400:
                 raise
@@ -107,6 +107,7 @@ def problem_boundary(handler: Handler) -> Handler:
 
 def _answer(gw: Gateway, rejection: Rejection) -> web.Response:
     gw.metrics.rejected.labels(rejection.route, rejection.reason).inc()
+    gw.note(rejection)
     return rejection.response()
 
 
@@ -180,11 +181,4 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def run(settings: Settings) -> None:
     """Entry point of ``tidegate gateway``."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: serve(settings, stop))

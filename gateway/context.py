@@ -16,15 +16,16 @@ from aiohttp import web
 
 from gateway.http_headers import Forwarding
 from gateway.metrics import GatewayMetrics
+from gateway.rejections import Rejection, for_error
 from gateway.routing import Router
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import RedisUnavailable, TidegateError
 from tidegate.ledger import Ledger, health
 from tidegate.ledger.client import Connection, connect
 from tidegate.redact import redact_url
-from tidegate.settings import Settings
+from tidegate.settings import RouteSettings, Settings, TenantSettings
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,34 @@ class Gateway:
     writes_refused: bool = False
     """Redis refused an admission for want of memory; cleared by a write that succeeds."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def rejection(
+        self,
+        error: TidegateError,
+        route: RouteSettings | None = None,
+        job_id: str | None = None,
+        tenant: TenantSettings | None = None,
+    ) -> Rejection:
+        """The answer to an error from below (``rejections.for_error``) for this gateway."""
+        throttle = route.scaler.throttle.status if route and route.scaler else 429
+        return for_error(
+            error,
+            route=route.name if route else "",
+            job_id=job_id,
+            retry_after_s=self.settings.gateway.redis_retry_after_s,
+            throttle_status=throttle,
+            tenant=tenant.name if tenant else "",
+        )
+
+    def note(self, rejection: Rejection) -> None:
+        """What a rejection tells the gateway: a throttled request is counted by
+        cause and tenant; out of memory is remembered for /readyz until a write
+        succeeds again."""
+        if rejection.reason == "throttled":
+            cause = rejection.extra.get("cause", "")
+            self.metrics.throttled.labels(rejection.route, cause, rejection.tenant).inc()
+        elif rejection.kind == "redis-full":
+            self.writes_refused = True
 
     async def close(self) -> None:
         self.stopping = True

@@ -19,12 +19,10 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
-from gateway import problems
+from gateway import answers, problems
 from gateway.context import GATEWAY
-from gateway.http_headers import response_headers
-from gateway.public import job_links
+from gateway.links import JOBS_PATH, job_links
 from tidegate.errors import JobNotFound, TransitionRefused
 from tidegate.ledger import TERMINAL_STATES
 
@@ -75,17 +73,13 @@ async def get_result(request: web.Request) -> web.Response:
     state = projection.get("state", "")
     if reply is None:
         if state in TERMINAL_STATES:
-            return problems.problem(
-                409, "job-" + state, f"Job {state}", f"Job {job_id} ended as {state}; no result."
-            )
+            return answers.ended_without_result(job_id, state)
         return _json(
             job_view(job_id, projection),
             status=202,
-            headers={"Retry-After": "1", "Location": "/_tidegate/jobs/" + job_id},
+            headers={"Retry-After": answers.RETRY_AFTER, "Location": JOBS_PATH + job_id},
         )
-    headers = CIMultiDict(response_headers(reply.headers))
-    headers["Tidegate-Job"] = job_id
-    return web.Response(status=reply.status, body=reply.body, headers=headers)
+    return answers.stored(job_id, reply)
 
 
 async def get_events(request: web.Request) -> web.Response:

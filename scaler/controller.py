@@ -44,7 +44,7 @@ from tidegate.ledger import scaler_view
 from tidegate.ledger.client import Connection
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
-from tidegate.tasks import cancel_requested
+from tidegate.tasks import stop_if_cancelled
 from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,7 @@ class RouteLoop:
             try:
                 result = await self.step()
             except Exception as e:
-                if cancel_requested():
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
                 log.exception("route %s: control step failed", self.route)
                 result = StepResult(None, None, None, repr(e))
             delay = self.settings.interval_s

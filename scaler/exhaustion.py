@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scaler.rates import replicas_for
 from tidegate.settings import ThrottleSettings
 
 RATE_CHANGE = 0.05
@@ -90,7 +91,7 @@ class Governor:
         offered = step.arrival_rate + step.refused_rate
         capacity = self._capacity(step)
         needed = (
-            math.ceil((offered + step.waiting / step.drain_target_s) / step.service_rate - 1e-9)
+            replicas_for(offered, step.waiting, step.drain_target_s, step.service_rate)
             if step.service_rate
             else step.needed
         )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from scaler.exhaustion import Governor, Step
+from scaler.rates import ewma, per_second
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger import throttle
 from tidegate.ledger.client import Connection
@@ -56,10 +57,9 @@ class FrontDoor:
 
     def count_refused(self, now: float, refused_total: int) -> None:
         last, self._refused = self._refused, (now, refused_total)
-        if last is not None and now > last[0]:
-            fresh = max(0, refused_total - last[1]) / (now - last[0])
-            a = REFUSED_SMOOTHING
-            self.refused_rate = a * fresh + (1 - a) * self.refused_rate
+        fresh = per_second(last, now, refused_total) if last is not None else None
+        if fresh is not None:
+            self.refused_rate = ewma(self.refused_rate, fresh, REFUSED_SMOOTHING)
 
     async def _adopt(self) -> bool:
         """As a new leader, take over a throttle set before; False if Redis is away."""

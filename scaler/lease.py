@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scaler.kube import Kube, KubeError
-from tidegate.tasks import cancel_requested
+from tidegate.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,7 @@ class LeaderElector:
             try:
                 await self.attempt()
             except KubeError as e:
-                if cancel_requested():
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
                 log.warning("%s", e)
             self._report()
             await asyncio.sleep(self.settings.retry_period_s)

@@ -24,7 +24,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from scaler.resources import (
 from tidegate.admin_server import serve_admin
 from tidegate.errors import ConfigError
 from tidegate.ledger.client import Connection, connect
+from tidegate.process import run_until_signalled
 from tidegate.settings import ScalerSettings, Settings, parse_listen
 from tidegate.tasks import stop_tasks
 
@@ -324,11 +324,4 @@ async def serve(
 
 
 def run(settings: Settings, config_path: str, *, kubeconfig: str | None = None) -> None:
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, config_path, stop, kubeconfig=kubeconfig)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: serve(settings, config_path, stop, kubeconfig=kubeconfig))

@@ -45,6 +45,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from scaler.rates import ewma, per_second, replicas_for
+
 
 @dataclass(frozen=True)
 class PolicySettings:
@@ -108,10 +110,7 @@ class Policy:
     _history: deque[tuple[float, int]] = field(default_factory=deque)
 
     def _smooth(self, old: float | None, new: float) -> float:
-        if old is None:
-            return new
-        a = self.settings.smoothing
-        return a * new + (1 - a) * old
+        return ewma(old, new, self.settings.smoothing)
 
     def decide(self, sample: Sample) -> Decision:
         s = self.settings
@@ -121,9 +120,10 @@ class Policy:
             return self._decision(current, current, "hold: backlog unknown")
         arrived = last is not None and sample.added_total > last.added_total
         if last is not None and sample.t_s > last.t_s:
-            dt = sample.t_s - last.t_s
-            arrivals = max(0, sample.added_total - last.added_total) / dt
-            completions = max(0, sample.completed_total - last.completed_total) / dt
+            t_s = sample.t_s
+            arrivals = per_second((last.t_s, last.added_total), t_s, sample.added_total) or 0.0
+            done = sample.completed_total
+            completions = per_second((last.t_s, last.completed_total), t_s, done) or 0.0
             self._arrival = self._smooth(self._arrival, arrivals)
             self._latest_arrival = arrivals
             self._completion = self._smooth(self._completion, completions)
@@ -135,9 +135,9 @@ class Policy:
         backlog = sample.waiting + sample.pending
         if self._service:
             arrival = max(self._arrival, self._latest_arrival)  # rises at once, decays slowly
-            raw = (arrival + sample.waiting / s.drain_target_s) / self._service
-            needed, how = math.ceil(raw - 1e-9), "sized by rates"
-            steady = math.ceil(self._arrival / self._service - 1e-9)
+            needed = replicas_for(arrival, sample.waiting, s.drain_target_s, self._service)
+            how = "sized by rates"
+            steady = replicas_for(self._arrival, 0, s.drain_target_s, self._service)
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
             steady = needed

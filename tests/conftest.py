@@ -27,9 +27,9 @@ from tests.redis_server import RedisServer
 from tidegate.errors import RedisFull
 from tidegate.ledger import Ledger
 from tidegate.ledger.client import connect
-from tidegate.sample_service import STATE, ServiceState
-from tidegate.sample_service import build_app as build_sample
 from tidegate.settings import Settings, parse_settings
+from tidegate.shell.sample_service import STATE, ServiceState
+from tidegate.shell.sample_service import build_app as build_sample
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tidegate.local_redis import free_port
+from tidegate.shell.local_redis import free_port
 
 
 class ReplyDroppingProxy:

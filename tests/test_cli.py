@@ -18,9 +18,9 @@ from tests.conftest import wait_until
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger, scaler_view, throttle
-from tidegate.local_redis import free_port
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
+from tidegate.shell.local_redis import free_port
 from tidegate.throttle import Throttle
 
 

@@ -36,7 +36,6 @@ from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger import scaler_view, throttle
 from tidegate.ledger.client import connect
 from tidegate.ledger.groups import ensure_group
-from tidegate.local_redis import free_port
 from tidegate.settings import (
     RedisSettings,
     ScalerSettings,
@@ -45,6 +44,7 @@ from tidegate.settings import (
     ThrottleSettings,
     parse_settings,
 )
+from tidegate.shell.local_redis import free_port
 from tidegate.throttle import Throttle
 
 NS, DEPLOY = "shop", "orders-worker"

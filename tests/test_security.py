@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 from yarl import URL
 
+from gateway.rejections import KINDS, for_error
 from tests.conftest import RunningGateway, running_gateway, running_worker, wait_until
 from tests.redis_server import RedisServer
 from tidegate.envelope import Job
@@ -287,6 +288,8 @@ async def test_a_batch_that_cannot_be_encoded_is_sifted(redis_url: str, redis: R
     queue = AdmissionQueue(redis, batch_max_size=16)
     results = await queue.flush([(route, a) for a in items])
     assert [type(r) for r in results] == [Admitted, Unencodable, Admitted, Unencodable]
+    refused = [for_error(r) for r in results if isinstance(r, Unencodable)]
+    assert all(r.kind in KINDS and r.status == 400 for r in refused)
     assert await redis.xlen(RouteKeys("orders").requests) == 2
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from tidegate.cli import main
+from tidegate.shell.cli import main
 
 sys.exit(main())

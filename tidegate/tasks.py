@@ -38,3 +38,11 @@ def cancel_requested() -> bool:
     swallowed the CancelledError on the way."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def stop_if_cancelled(error: BaseException) -> None:
+    """Inside ``except``: re-raise as CancelledError when the current task was
+    asked to stop, so a loop that rides out ``error`` does not swallow its own
+    cancellation (redis-py may turn a cancellation into a connection error)."""
+    if cancel_requested():
+        raise asyncio.CancelledError from error

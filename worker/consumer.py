@@ -38,7 +38,7 @@ from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
-from tidegate.tasks import cancel_requested, stop_tasks
+from tidegate.tasks import stop_if_cancelled, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
 from worker.retry_policy import settle
@@ -73,8 +73,7 @@ async def _until_recorded(what: str, attempt: Callable[[], Awaitable[Any]]) -> A
         try:
             return await attempt()
         except RedisUnavailable as e:
-            if cancel_requested():  # redis-py may turn our cancellation into this error
-                raise asyncio.CancelledError from e
+            stop_if_cancelled(e)  # redis-py may turn our cancellation into this error
             log.warning("cannot %s yet (%s); retrying in %.1f s", what, e, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, MAX_BACKOFF_S)
@@ -173,8 +172,7 @@ class Consumer:
             try:
                 await self.reader.group.keep(list(self.in_flight.values()))
             except RedisUnavailable as e:
-                if cancel_requested():
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
 
     async def _alive(self) -> None:
@@ -192,8 +190,7 @@ class Consumer:
                     self.ledger.redis, self.route.name, self.name, record, ALIVE_TTL_S
                 )
             except RedisUnavailable as e:  # out of memory included: try again later
-                if cancel_requested():
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
             await asyncio.sleep(ALIVE_EVERY_S)
 
     async def _maintain(self) -> None:
@@ -209,8 +206,7 @@ class Consumer:
                 actions = await self.ledger.reconcile(route)
                 trimmed = await self.ledger.trim(route)
             except RedisUnavailable as e:
-                if cancel_requested():
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
                 continue
             for action, count in actions.items():
                 self.metrics.reconciled.labels(route, action).inc(count)

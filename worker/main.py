@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 
 from tidegate.errors import ConfigError
 from tidegate.keys import RouteKeys
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.client import connect
+from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
@@ -101,12 +101,8 @@ def run(
 ) -> None:
     executor = build_executor(settings, route_name, upstream, app, compensate)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await consume(
+    run_until_signalled(
+        lambda stop: consume(
             settings,
             route_name,
             executor,
@@ -115,8 +111,7 @@ def run(
             grace_s=grace_s,
             metrics_listen=metrics_listen,
         )
-
-    asyncio.run(main())
+    )
 
 
 async def check_alive(settings: Settings, route_name: str, host: str | None = None) -> int:

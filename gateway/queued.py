@@ -1,0 +1,190 @@
+"""Admitting a request into its route's queue, in small steps.
+
+1. ``read_request``: the priority class, the Idempotency-Key, how the client
+   wants its answer (``Answer``), the body (read within its size limit and
+   stall timeout) and the job built from it; each check raises a
+   ``Rejection``.
+2. ``admit``: one call to the ledger (coalesced with concurrent admissions);
+   anything the ledger raises becomes a ``Rejection`` in one place
+   (``rejections.for_error``).
+3. ``answer``: 202 with the voucher at once, or, for a sync request, the
+   job's stored result once it ends (202 still when the wait runs out).
+
+A sync request registers for its job's end *before* admission, so the worker
+cannot finish unseen. A repeated Idempotency-Key answers for the job it names:
+its result when it has ended, else a wait on that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import NamedTuple
+
+from aiohttp import web
+
+from gateway import answers
+from gateway.body import read_body
+from gateway.context import Gateway
+from gateway.http_headers import NO_PREFERENCES, parse_prefer
+from gateway.rejections import Rejection
+from gateway.tenants import priority_of
+from tidegate.envelope import Job
+from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
+from tidegate.keys import new_job_id
+from tidegate.ledger import TERMINAL_STATES
+from tidegate.ledger.admission import Admitted
+from tidegate.settings import RouteSettings, TenantSettings
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+class Answer(NamedTuple):
+    """How a queued request is answered: with its result (``sync``; waiting up
+    to ``wait_s``) or at once with 202, and the preferences ``applied``."""
+
+    sync: bool
+    wait_s: float
+    applied: list[str]
+
+
+class Request(NamedTuple):
+    """A request ready to admit."""
+
+    job: Job
+    idempotency_key: str | None
+    priority: str
+    answer: Answer
+    read_at: float
+    """When reading began (``time.perf_counter``), for the admission latency."""
+
+
+def idempotency_key(request: web.Request, route: str) -> str | None:
+    """The request's Idempotency-Key; Rejection unless 1-255 visible ASCII characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise Rejection(
+            "bad-idempotency-key",
+            "Invalid Idempotency-Key",
+            "An Idempotency-Key has 1 to 255 visible ASCII characters.",
+            route=route,
+        )
+    return key
+
+
+def answer_for(gw: Gateway, route: RouteSettings, request: web.Request) -> Answer:
+    """How the request is answered, from the route's mode and ``Prefer``."""
+    prefer = (
+        parse_prefer(request.headers.getall("Prefer"))
+        if "Prefer" in request.headers
+        else NO_PREFERENCES
+    )
+    if route.mode != "sync":
+        return Answer(False, 0.0, [])
+    if prefer.respond_async:
+        return Answer(False, 0.0, ["respond-async"])
+    if gw.draining:  # while shutting down, nobody waits
+        return Answer(True, 0.0, [])
+    if prefer.wait_s is None:
+        return Answer(True, route.wait_s, [])
+    wait_s = min(route.wait_s, prefer.wait_s)
+    return Answer(True, wait_s, [f"wait={wait_s:g}"])
+
+
+async def read_request(
+    gw: Gateway,
+    route: RouteSettings,
+    request: web.Request,
+    path: str,
+    tenant: TenantSettings | None,
+    credentials: frozenset[str],
+) -> Request:
+    """Step 1: everything checked and read, cheapest check first."""
+    read_at = time.perf_counter()
+    priority = priority_of(request, route, tenant)
+    key = idempotency_key(request, route.name)
+    body = await read_body(
+        request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
+    )
+    job = Job(
+        id=new_job_id(route.name),
+        route=route.name,
+        method=request.method,
+        path=path,
+        query=request.rel_url.raw_query_string,
+        headers=tuple(gw.forwarding.request_headers(request, credentials)),
+        body=body,
+    )
+    return Request(job, key, priority, answer_for(gw, route, request), read_at)
+
+
+async def admit(
+    gw: Gateway, route: RouteSettings, job: Request, tenant: TenantSettings | None
+) -> Admitted:
+    """Step 2: the ledger admits the job, or the reason it did not becomes a Rejection."""
+    try:
+        return await gw.ledger.admit(route, job.job, job.idempotency_key, tenant, job.priority)
+    except TidegateError as e:
+        raise gw.rejection(e, route, job.job.id, tenant) from e
+
+
+async def admit_and_answer(
+    gw: Gateway, route: RouteSettings, job: Request, tenant: TenantSettings | None
+) -> web.StreamResponse:
+    """Steps 2 and 3, for a request read by step 1 (``read_request``)."""
+    started = job.read_at
+    sync, wait_s, applied = job.answer
+    wait_id = job.job.id
+    waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
+    try:
+        admitted = await admit(gw, route, job, tenant)
+        metrics = gw.metrics.route(route.name)
+        metrics.admission_latency.observe(time.perf_counter() - started)
+        if admitted.outcome == "new":
+            metrics.admitted.inc()
+            state = "queued"
+        else:
+            metrics.duplicates.inc()
+            state = await _state_of(gw, admitted.job_id)
+            if waiting is not None and state not in TERMINAL_STATES:
+                gw.waiter.unregister(wait_id, waiting)
+                wait_id = admitted.job_id
+                waiting = gw.waiter.register(wait_id)
+                state = await _state_of(gw, admitted.job_id)  # it may have ended meanwhile
+            if state in TERMINAL_STATES and sync:
+                return await _finished(gw, admitted.job_id, state, applied)
+        if waiting is None:
+            return answers.accepted(admitted.job_id, state, applied)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), wait_s)
+        state = await _state_of(gw, admitted.job_id) if waiting.done() else "queued"
+        if state not in TERMINAL_STATES:  # timed out, or released for shutdown
+            metrics.waits_timeout.inc()
+            return answers.accepted(admitted.job_id, state, applied)
+        metrics.waits_result.inc()
+        return await _finished(gw, admitted.job_id, state, applied)
+    finally:
+        if waiting is not None:
+            gw.waiter.unregister(wait_id, waiting)
+
+
+async def _state_of(gw: Gateway, job_id: str) -> str:
+    try:
+        return (await gw.ledger.projection(job_id)).get("state", "queued")
+    except RedisUnavailable:
+        return "queued"
+    except JobNotFound:  # its retention ended between admission and now
+        return "expired"
+
+
+async def _finished(gw: Gateway, job_id: str, state: str, applied: list[str]) -> web.Response:
+    """Step 3 for an ended job: its stored response, as if proxied."""
+    try:
+        reply = await gw.ledger.result(job_id)
+    except RedisUnavailable:
+        return answers.accepted(job_id, state, applied)
+    if reply is None:
+        return answers.ended_without_result(job_id, state)
+    return answers.stored(job_id, reply, applied)
