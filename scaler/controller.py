@@ -1,345 +1,264 @@
-"""The control loop: one task per scaled route, sampling, deciding, writing.
+"""The controller: every scaled route, one leader.
 
-Each route runs on its own ``interval_s``:
+It gathers the routes to scale from two sources and keeps one
+``RouteLoop`` task per route:
 
-1. observe the target's replicas (actuator);
-2. sample the route in Redis (``scaler.sampling``);
-3. decide (``scaler.policy``, pure);
-4. if this replica leads (``is_leader``) and the decision differs from what
-   the target is asked to run: write it, emit an Event;
-5. keep the front-door throttle in line (``scaler.front_door``: set,
-   re-rate or lift it when scaling is exhausted or has recovered);
-6. publish the route's view in Redis (``tidegate.scaler_view``), update
-   metrics, and the BacklogScaler's status when there is one.
+- the config file: every route with a ``scaler:`` section;
+- ``BacklogScaler`` resources in ``scaler.namespaces``, listed again at once
+  when a watch reports one added, deleted or changed in spec, and every
+  ``resync_s`` in any case. A resource wins over the config file for the same route; two
+  resources for one route: the older one scales, the other is reported
+  (``Active`` false, reason ``Conflict``). A changed spec (new generation)
+  restarts that route's loop with the new settings.
 
-Faults hold, they never scale down: a failed measurement (Redis down) holds
-the current replicas, or sets ``fallback_replicas`` after
-``failures_before_fallback`` failures in a row; a Kubernetes API error backs
-off (the API server's ``Retry-After`` on 429 is a floor) and leaves the
-target as it is; a missing Deployment is reported, not fatal. Status writes
-are skipped when nothing changed, and made at least every ``STATUS_EVERY_S``.
+Kubernetes access (kubeconfig or in-cluster) is needed for deployment targets,
+BacklogScalers and leader election; a config of local targets only runs
+without it. With access, only the Lease holder writes; standbys keep sampling
+(their metrics stay meaningful) and take over when the Lease frees up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.actuator import Actuator, Replicas, TargetMissing
-from scaler.exhaustion import Step
-from scaler.front_door import FrontDoor
-from scaler.kube import KubeError
+from scaler.actuator import Actuator
+from scaler.deployment import DeploymentActuator
+from scaler.kube import Kube, KubeError
+from scaler.lease import LeaderElector
+from scaler.local import LocalActuator
 from scaler.metrics import ScalerMetrics
-from scaler.policy import Decision, Policy, PolicySettings, Sample
-from scaler.resources import ResourceRef, condition, merge_conditions, now_rfc3339
-from scaler.sampling import sample_route
-from tidegate.backoff import backoff_s
-from tidegate.errors import RedisUnavailable
-from tidegate.ledger import scaler_view
+from scaler.resources import (
+    ResourceRef,
+    condition,
+    emit_event,
+    list_resources,
+    merge_conditions,
+    now_rfc3339,
+    parse,
+    patch_status,
+    watch_changes,
+)
+from scaler.route_loop import RouteLoop
+from tidegate.errors import ConfigError
 from tidegate.ledger.client import Connection
-from tidegate.scaler_view import ScalerView
-from tidegate.settings import ScalerSettings
-from tidegate.tasks import stop_if_cancelled
-from tidegate.throttle import Throttle
+from tidegate.settings import ScalerSettings, Settings
+from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 10.0
-CHANGING = frozenset({"arrivalRate", "drainRate", "serviceRate", "oldestWaitingAge"})
-"""Status fields that move every step: written with the rest, never on their own."""
-API_BACKOFF_BASE_S = 1.0
-API_BACKOFF_MAX_S = 30.0
-
-StatusWriter = Callable[[ResourceRef, dict[str, Any]], Awaitable[None]]
-EventWriter = Callable[[ResourceRef, str, str, str], Awaitable[None]]
-
-
-def policy_settings(s: ScalerSettings) -> PolicySettings:
-    return PolicySettings(
-        min_replicas=s.min_replicas,
-        max_replicas=s.max_replicas,
-        drain_target_s=s.drain_target_s,
-        scale_down_window_s=s.scale_down_window_s,
-        tolerance=s.tolerance,
-        lag_per_replica=s.lag_per_replica,
-        activation_backlog=s.activation_backlog,
-    )
+WATCH_DEBOUNCE_S = 0.2
 
 
 @dataclass(frozen=True)
-class StepResult:
-    """What one step did (tests and logs read it)."""
+class Scaled:
+    """One route to scale, and where its settings came from."""
 
-    decision: Decision | None
-    replicas: Replicas | None
-    wrote: int | None
-    """The replicas written, when a write was made."""
-    problem: str | None
-    retry_after_s: float | None = None
-
-
-class RouteLoop:
-    """Scales one route's target."""
-
-    def __init__(
-        self,
-        route: str,
-        settings: ScalerSettings,
-        actuator: Actuator,
-        redis: Connection,
-        metrics: ScalerMetrics,
-        *,
-        is_leader: Callable[[], bool] = lambda: True,
-        resource: ResourceRef | None = None,
-        conditions: list[dict[str, Any]] | None = None,
-        write_status: StatusWriter | None = None,
-        write_event: EventWriter | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.route = route
-        self.settings = settings
-        self.actuator = actuator
-        self.redis = redis
-        self.metrics = metrics
-        self.is_leader = is_leader
-        self.resource = resource
-        self.write_status = write_status
-        self.write_event = write_event
-        self.clock = clock
-        self.policy = Policy(policy_settings(settings))
-        self.front_door = FrontDoor(route, settings, redis, is_leader, self._event)
-        self.failures = 0
-        self.api_failures = 0
-        self._conditions = list(conditions or [])
-        self._status_key: tuple[Any, ...] | None = None
-        self._status_at = -STATUS_EVERY_S
+    route: str
+    settings: ScalerSettings
+    resource: ResourceRef | None = None
+    conditions: tuple[Any, ...] = ()
 
     @property
-    def throttle(self) -> Throttle | None:
-        """The route's throttle as this loop last wrote it."""
-        return self.front_door.throttle
+    def source(self) -> str:
+        return self.resource.describe if self.resource else "the config file"
 
-    async def step(self) -> StepResult:
-        started = time.perf_counter()
-        try:
-            return await self._step()
-        finally:
-            self.metrics.decision_s.labels(self.route).observe(time.perf_counter() - started)
+    @property
+    def version(self) -> tuple[Any, ...]:
+        """Changes when the loop must restart (new settings)."""
+        if self.resource:
+            return (self.resource.uid, self.resource.generation)
+        return ("config",)
 
-    async def _step(self) -> StepResult:
-        now = self.clock()
-        try:
-            replicas = await self.actuator.observe()
-        except TargetMissing as e:
-            await self._report_problem("TargetMissing", str(e))
-            return StepResult(None, None, None, str(e))
-        except KubeError as e:
-            return self._api_failed(e)
 
-        sample = await sample_route(
-            self.redis,
-            self.route,
-            now_s=now,
-            ready_replicas=replicas.ready,
-            current_replicas=replicas.desired,
-        )
-        measured = sample.waiting is not None
-        self.failures = 0 if measured else self.failures + 1
-        if not measured:
-            self.metrics.measure_failures.labels(self.route).inc()
-        decision = self.policy.decide(sample)
-        target, reason = decision.replicas, decision.reason
-        fallback = self.settings.fallback_replicas
-        enough = self.failures >= self.settings.failures_before_fallback
-        if not measured and fallback is not None and enough:
-            target = fallback
-            reason = f"fallback: {self.failures} failed measurements in a row"
-
-        wrote = None
-        if self.is_leader() and target != replicas.desired:
-            try:
-                if await self.actuator.scale(target):
-                    wrote = target
-            except TargetMissing as e:
-                await self._report_problem("TargetMissing", str(e))
-                return StepResult(decision, replicas, None, str(e))
-            except KubeError as e:
-                return self._api_failed(e)
-            if wrote is not None:
-                direction = "up" if target > replicas.desired else "down"
-                self.metrics.writes.labels(self.route, direction).inc()
-                message = (
-                    f"scaled {self.actuator.describe} from {replicas.desired} to {target}: {reason}"
-                )
-                log.info("route %s: %s", self.route, message)
-                await self._event("Scaled", message, "Normal")
-        self.api_failures = 0
-        if measured:
-            self.front_door.count_refused(now, sample.refused_total)
-            await self.front_door.govern(
-                Step(
-                    t_s=now,
-                    waiting=sample.waiting or 0,
-                    arrival_rate=decision.arrival_rate,
-                    refused_rate=self.front_door.refused_rate,
-                    completion_rate=decision.completion_rate,
-                    service_rate=decision.service_rate,
-                    needed=decision.needed,
-                    desired=target,
-                    ready=replicas.ready,
-                    max_replicas=self.settings.max_replicas,
-                    drain_target_s=self.settings.drain_target_s,
-                )
-            )
-        self._observe(decision, replicas, sample)
-        if self.is_leader():
-            await self._publish(decision, replicas, sample, target, reason)
-        return StepResult(decision, replicas, wrote, None)
-
-    def _api_failed(self, e: KubeError) -> StepResult:
-        self.api_failures += 1
-        self.metrics.api_errors.labels(self.route, str(e.status)).inc()
-        log.warning("route %s: %s", self.route, e)
-        delay = backoff_s(self.api_failures, API_BACKOFF_BASE_S, API_BACKOFF_MAX_S, e.retry_after_s)
-        return StepResult(None, None, None, str(e), retry_after_s=delay)
-
-    def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
-        m, r = self.metrics, self.route
-        if sample.waiting is not None:
-            m.waiting.labels(r).set(sample.waiting)
-            m.pending.labels(r).set(sample.pending)
-            m.oldest_age.labels(r).set(sample.oldest_age_s or 0.0)
-        m.arrival.labels(r).set(decision.arrival_rate)
-        m.drain.labels(r).set(decision.completion_rate)
-        m.service.labels(r).set(decision.service_rate or 0.0)
-        m.desired.labels(r).set(decision.replicas)
-        m.current.labels(r).set(replicas.current)
-        m.ready.labels(r).set(replicas.ready)
-        m.exhausted.labels(r).set(int(decision.exhausted))
-        m.throttle_rate.labels(r).set(self.throttle.rate_per_s if self.throttle else 0)
-
-    async def _publish(
+class Controller:
+    def __init__(
         self,
-        decision: Decision,
-        replicas: Replicas,
-        sample: Sample,
-        target: int,
-        reason: str,
+        settings: Settings,
+        config_path: str,
+        redis: Connection,
+        kube: Kube | None,
+        metrics: ScalerMetrics,
+        elector: LeaderElector | None = None,
     ) -> None:
-        waiting, pending = sample.waiting, sample.pending
-        age = None if sample.oldest_age_s is None else round(sample.oldest_age_s, 3)
-        view = ScalerView(
-            waiting=waiting,
-            pending=pending,
-            oldest_waiting_age_s=age,
-            arrival_rate=round(decision.arrival_rate, 3),
-            drain_rate=round(decision.completion_rate, 3),
-            service_rate=None if decision.service_rate is None else round(decision.service_rate, 3),
-            desired_replicas=target,
-            needed_replicas=decision.needed,
-            current_replicas=replicas.current,
-            ready_replicas=replicas.ready,
-            max_replicas=self.settings.max_replicas,
-            exhausted=decision.exhausted,
-            reason=reason,
-            target=self.actuator.describe,
-            throttle=self.throttle.as_dict() if self.throttle else None,
-            refused_rate=round(self.front_door.refused_rate, 3),
-            updated_at_s=round(time.time(), 3),
-        )
-        with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
-            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
-        await self._status(
-            {
-                "route": self.route,
-                "lag": waiting,
-                "pending": pending,
-                "oldestWaitingAge": None if age is None else f"{age:.0f}s",
-                "arrivalRate": f"{decision.arrival_rate:.3f}",
-                "drainRate": f"{decision.completion_rate:.3f}",
-                "serviceRate": None
-                if decision.service_rate is None
-                else f"{decision.service_rate:.3f}",
-                "desiredReplicas": target,
-                "currentReplicas": replicas.current,
-                "readyReplicas": replicas.ready,
-            },
-            [
-                condition("Active", target > 0, "Scaling" if target else "Idle", reason),
-                condition(
-                    "Exhausted",
-                    decision.exhausted,
-                    "AboveMaxReplicas" if decision.exhausted else "WithinMaxReplicas",
-                    f"needs {decision.needed}, may have {self.settings.max_replicas}",
-                ),
-                condition(
-                    "Throttled",
-                    self.throttle is not None,
-                    "ScalingExhausted" if self.throttle else "NotThrottled",
-                    f"admitting {self.throttle.rate_per_s:.1f}/s: {self.throttle.detail}"
-                    if self.throttle
-                    else "scaling keeps up",
-                ),
-                condition(
-                    "MetricsAvailable",
-                    waiting is not None,
-                    "Measured" if waiting is not None else "RedisUnavailable",
-                    "backlog measured"
-                    if waiting is not None
-                    else f"{self.failures} failed measurement(s) in a row",
-                ),
-            ],
-        )
+        self.settings = settings
+        self.config_path = config_path
+        self.redis = redis
+        self.kube = kube
+        self.metrics = metrics
+        self.elector = elector
+        self.loops: dict[str, tuple[Scaled, RouteLoop, asyncio.Task[None]]] = {}
+        self.synced = False
+        self._said_idle = False
 
-    async def _report_problem(self, reason: str, message: str) -> None:
-        log.warning("route %s: %s", self.route, message)
-        if self.is_leader():
-            await self._status({"route": self.route}, [condition("Active", False, reason, message)])
+    def is_leader(self) -> bool:
+        return self.elector.is_leader if self.elector else True
 
-    async def _status(self, fields: dict[str, Any], conditions: list[dict[str, str]]) -> None:
-        if self.resource is None or self.write_status is None:
-            return
-        key = (
-            tuple(sorted((k, v) for k, v in fields.items() if k not in CHANGING)),
-            tuple((c["type"], c["status"], c["reason"]) for c in conditions),
-        )
-        now = self.clock()
-        if key == self._status_key and now - self._status_at < STATUS_EVERY_S:
-            return
-        merged = merge_conditions(self._conditions, conditions, now_rfc3339())
-        status = {**fields, "observedGeneration": self.resource.generation, "conditions": merged}
+    def _actuator(self, scaled: Scaled) -> Actuator:
+        target = scaled.settings.target
+        if target.kind == "local":
+            return LocalActuator(self.config_path, scaled.route, target.upstream, target.app)
+        if self.kube is None:
+            raise ConfigError(
+                [f"route {scaled.route}: a deployment target needs Kubernetes API access"]
+            )
+        namespace, name = target.namespace or "", target.name or ""  # validated as set
+        return DeploymentActuator(self.kube, namespace, name)
+
+    def from_config(self) -> dict[str, Scaled]:
+        return {
+            r.name: Scaled(r.name, r.scaler) for r in self.settings.routes if r.scaler is not None
+        }
+
+    async def from_resources(self) -> dict[str, Scaled] | None:
+        """Valid BacklogScalers by route; None when listing failed (keep what runs)."""
+        if self.kube is None or not self.settings.scaler.namespaces:
+            return {}
+        found: dict[str, Scaled] = {}
         try:
-            await self.write_status(self.resource, status)
+            objects = [
+                obj
+                for ns in self.settings.scaler.namespaces
+                for obj in await list_resources(self.kube, ns)
+            ]
         except KubeError as e:
-            self.metrics.api_errors.labels(self.route, str(e.status)).inc()
-            log.warning("route %s: %s", self.route, e)
-            return
-        self._status_key, self._status_at, self._conditions = key, now, merged
+            self.metrics.api_errors.labels("", str(e.status)).inc()
+            log.warning("%s", e)
+            return None
+        parsed = [(parse(o), o) for o in objects if o]
+        parsed.sort(key=lambda po: (po[0].ref.created, po[0].ref.namespace, po[0].ref.name))
+        for p, obj in parsed:
+            status = obj.get("status") or {}
+            old = list(status.get("conditions") or [])
+            if p.error or p.settings is None or p.route is None:
+                await self._reject(p.ref, "InvalidSpec", p.error or "invalid spec", status)
+                continue
+            if p.route in found:
+                first = found[p.route].source
+                message = f"route {p.route} is scaled by {first}"
+                await self._reject(p.ref, "Conflict", message, status)
+                continue
+            found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old))
+        return found
 
-    async def _event(self, reason: str, message: str, kind: str) -> None:
-        if self.resource is None or self.write_event is None:
+    async def _reject(
+        self, ref: ResourceRef, reason: str, message: str, status: dict[str, Any]
+    ) -> None:
+        old = list(status.get("conditions") or [])
+        wanted = [condition("Active", False, reason, message)]
+        reported = [{k: c.get(k) for k in wanted[0]} for c in old] == wanted
+        if reported and status.get("observedGeneration") == ref.generation:
+            return  # said already: not again at every resync
+        log.warning("%s: %s", ref.describe, message)
+        if self.kube is None or not self.is_leader():
             return
+        conditions = merge_conditions(old, wanted, now_rfc3339())
         try:
-            await self.write_event(self.resource, reason, message, kind)
+            await patch_status(
+                self.kube, ref, {"observedGeneration": ref.generation, "conditions": conditions}
+            )
         except KubeError as e:
-            self.metrics.api_errors.labels(self.route, str(e.status)).inc()
-            log.warning("route %s: %s", self.route, e)
+            log.warning("%s", e)
 
-    async def run(self) -> None:
-        """Step every ``interval_s`` (longer after API errors) until cancelled."""
-        while True:
-            try:
-                result = await self.step()
-            except Exception as e:
-                stop_if_cancelled(e)
-                log.exception("route %s: control step failed", self.route)
-                result = StepResult(None, None, None, repr(e))
-            delay = self.settings.interval_s
-            if result.retry_after_s is not None:
-                delay = max(delay, result.retry_after_s)
-            await asyncio.sleep(delay)
+    async def sync(self) -> None:
+        """Bring the running loops in line with config and resources."""
+        wanted = self.from_config()
+        resources = await self.from_resources()
+        if resources is None:  # listing failed: keep the resource loops running
+            resources = {k: s for k, (s, _, _) in self.loops.items() if s.resource}
+        for route, scaled in resources.items():
+            if route in wanted:
+                log.info("route %s: %s overrides the config file", route, scaled.source)
+            wanted[route] = scaled
+        for route in list(self.loops):
+            scaled = self.loops[route][0]
+            if route not in wanted or wanted[route].version != scaled.version:
+                await self._stop(route)
+        for route, scaled in wanted.items():
+            if route not in self.loops:
+                self._start(scaled)
+        self.synced = True
+
+    def _start(self, scaled: Scaled) -> None:
+        kube = self.kube
+        loop = RouteLoop(
+            scaled.route,
+            scaled.settings,
+            self._actuator(scaled),
+            self.redis,
+            self.metrics,
+            is_leader=self.is_leader,
+            resource=scaled.resource,
+            conditions=list(scaled.conditions),
+            write_status=functools.partial(patch_status, kube) if kube else None,
+            write_event=functools.partial(emit_event, kube) if kube else None,
+        )
+        log.info(
+            "route %s: scaling %s (from %s)", scaled.route, loop.actuator.describe, scaled.source
+        )
+        task = asyncio.create_task(loop.run(), name=f"scale-{scaled.route}")
+        self.loops[scaled.route] = (scaled, loop, task)
+
+    async def _stop(self, route: str) -> None:
+        scaled, loop, task = self.loops.pop(route)
+        await stop_tasks([task])
+        await loop.actuator.close()
+        log.info("route %s: stopped scaling (%s)", route, scaled.source)
+
+    def _watch(self, changed: asyncio.Event, stopping: threading.Event) -> None:
+        """One thread per watched namespace, waking the loop on a change."""
+        if self.kube is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(changed.set)
+
+        for namespace in self.settings.scaler.namespaces:
+            threading.Thread(
+                target=watch_changes,
+                args=(self.kube, namespace, wake, stopping),
+                name=f"watch-{namespace}",
+                daemon=True,  # blocked in a read until its watch times out
+            ).start()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sync now, then on every watched change (debounced) and every resync_s."""
+        tasks: list[asyncio.Task[None]] = []
+        if self.elector:
+            tasks.append(asyncio.create_task(self.elector.run(), name="lease"))
+        changed, stopping = asyncio.Event(), threading.Event()
+        self._watch(changed, stopping)
+        try:
+            while not stop.is_set():
+                changed.clear()
+                await self.sync()
+                if not self.loops and not self._said_idle:
+                    self._said_idle = True
+                    log.warning(
+                        "no route to scale: give a route a scaler: section, or list "
+                        "scaler.namespaces to watch for BacklogScaler resources"
+                    )
+                waits = [asyncio.ensure_future(e.wait()) for e in (stop, changed)]
+                await asyncio.wait(
+                    waits,
+                    timeout=self.settings.scaler.resync_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiter in waits:
+                    waiter.cancel()
+                if changed.is_set() and not stop.is_set():
+                    await asyncio.sleep(WATCH_DEBOUNCE_S)  # one sync for a burst of changes
+        finally:
+            stopping.set()
+            for route in list(self.loops):
+                await self._stop(route)
+            await stop_tasks(tasks)
+            if self.elector:
+                await self.elector.release()

@@ -61,7 +61,7 @@ class Verdict:
     """The throttle was set, lifted, or its rate moved enough to write."""
 
 
-class Governor:
+class ThrottleGovernor:
     def __init__(self, settings: ThrottleSettings) -> None:
         self.settings = settings
         self.rate: float | None = None

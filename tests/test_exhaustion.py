@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaler.exhaustion import Governor, Step
+from scaler.exhaustion import Step, ThrottleGovernor
 from tidegate.settings import ThrottleSettings
 
 SETTINGS = ThrottleSettings(
@@ -31,7 +31,7 @@ def step(t_s: float, **kw: Any) -> Step:
 
 
 def test_engages_at_max_replicas_when_the_backlog_would_not_drain() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     # 4 replicas x 10/s = 40/s of capacity against 60/s offered: it grows.
     verdict = gov.decide(step(0, waiting=500, arrival_rate=60))
     assert verdict.rate_per_s == 36.0  # 40 x (1 - 0.1): the backlog shrinks
@@ -41,18 +41,18 @@ def test_engages_at_max_replicas_when_the_backlog_would_not_drain() -> None:
 
 
 def test_no_throttle_while_scaling_can_still_help_or_the_backlog_drains() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     # Needs more than 4 but may have 10: scaling will do it.
     assert gov.decide(step(0, waiting=500, arrival_rate=60, max_replicas=10)).rate_per_s is None
     # At max, but the backlog drains within the target (40/s - 30/s = 10/s; 200 in 20 s).
     assert gov.decide(step(1, waiting=200, arrival_rate=30)).rate_per_s is None
     # Disabled by configuration.
-    off = Governor(ThrottleSettings(enabled=False))
+    off = ThrottleGovernor(ThrottleSettings(enabled=False))
     assert off.decide(step(0, waiting=500, arrival_rate=60)).rate_per_s is None
 
 
 def test_replicas_that_cannot_start_exhaust_scaling_after_the_grace() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     short = {"waiting": 900, "arrival_rate": 30, "desired": 8, "ready": 2, "max_replicas": 10}
     assert gov.decide(step(0, **short)).rate_per_s is None  # pods may still come up
     assert gov.decide(step(29, **short)).rate_per_s is None
@@ -62,7 +62,7 @@ def test_replicas_that_cannot_start_exhaust_scaling_after_the_grace() -> None:
 
 
 def test_the_rate_follows_the_capacity_never_below_the_minimum() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     gov.decide(step(0, waiting=500, arrival_rate=60))
     same = gov.decide(step(1, waiting=500, arrival_rate=36, service_rate=10.2))
     assert same.rate_per_s == 36.0  # within 5%: not rewritten
@@ -75,7 +75,7 @@ def test_the_rate_follows_the_capacity_never_below_the_minimum() -> None:
 
 
 def test_offered_load_counts_what_the_throttle_refused() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     gov.decide(step(0, waiting=500, arrival_rate=60))
     # Admitted arrivals are held at 36/s, but 30/s more were refused: the
     # need (66/s -> 7 replicas) is still above max, so it is not lifted.
@@ -85,7 +85,7 @@ def test_offered_load_counts_what_the_throttle_refused() -> None:
 
 
 def test_lifted_only_after_holding_low_water_and_within_max() -> None:
-    gov = Governor(SETTINGS)
+    gov = ThrottleGovernor(SETTINGS)
     gov.decide(step(0, waiting=500, arrival_rate=60))
     low = {"waiting": 100, "arrival_rate": 20}  # 100 / 40 per s = 2.5 s <= 5 s low water
     assert gov.decide(step(1, **low)).rate_per_s is not None

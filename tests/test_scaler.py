@@ -22,14 +22,14 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from scaler.controller import RouteLoop
+from scaler.controller import Controller
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube, KubeError, load_api_client
 from scaler.lease import LeaderElector, LeaseSettings
 from scaler.local import LocalActuator
-from scaler.main import Controller
 from scaler.metrics import ScalerMetrics
 from scaler.resources import emit_event, patch_status
+from scaler.route_loop import RouteLoop
 from tests.conftest import wait_until
 from tests.fake_kube import FakeKube
 from tidegate.keys import GROUP, RouteKeys

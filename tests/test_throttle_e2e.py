@@ -21,9 +21,9 @@ import yaml
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from scaler.controller import RouteLoop
 from scaler.local import LocalActuator
 from scaler.metrics import ScalerMetrics
+from scaler.route_loop import RouteLoop
 from tests.conftest import running_gateway, wait_until
 from tidegate.ledger import backlog, throttle
 from tidegate.settings import load_settings

@@ -1,4 +1,4 @@
-"""Keeping a route's front-door throttle in Redis in line with the governor.
+"""Keeping a route's throttle in Redis in line with its governor (``ThrottleKeeper``).
 
 The governor (``scaler.exhaustion``) decides; this applies: each step it
 turns the refused-requests counter into a rate (offered load = admitted +
@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from scaler.exhaustion import Governor, Step
+from scaler.exhaustion import Step, ThrottleGovernor
 from scaler.rates import ewma, per_second
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger import throttle
@@ -34,7 +34,7 @@ Notify = Callable[[str, str, str], Awaitable[None]]
 """(reason, message, Normal|Warning) -> an Event."""
 
 
-class FrontDoor:
+class ThrottleKeeper:
     def __init__(
         self,
         route: str,
@@ -48,7 +48,7 @@ class FrontDoor:
         self.redis = redis
         self.is_leader = is_leader
         self.notify = notify
-        self.governor = Governor(settings.throttle)
+        self.governor = ThrottleGovernor(settings.throttle)
         self.throttle: Throttle | None = None
         """The throttle as last written (None: not throttled)."""
         self.refused_rate = 0.0

@@ -1,0 +1,281 @@
+"""The control loop: one task per scaled route, sampling, deciding, writing.
+
+Each route runs on its own ``interval_s``:
+
+1. observe the target's replicas (actuator);
+2. sample the route in Redis (``scaler.sampling``);
+3. decide (``scaler.policy``, pure);
+4. if this replica leads (``is_leader``) and the decision differs from what
+   the target is asked to run: write it, emit an Event;
+5. keep the throttle in line (``scaler.throttle``: set,
+   re-rate or lift it when scaling is exhausted or has recovered);
+6. publish the route's view in Redis (``tidegate.scaler_view``), update
+   metrics, and the BacklogScaler's status when there is one.
+
+Faults hold, they never scale down: a failed measurement (Redis down) holds
+the current replicas, or sets ``fallback_replicas`` after
+``failures_before_fallback`` failures in a row; a Kubernetes API error backs
+off (the API server's ``Retry-After`` on 429 is a floor) and leaves the
+target as it is; a missing Deployment is reported, not fatal. The
+BacklogScaler's status and Events are written by ``scaler.status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scaler.actuator import Actuator, Replicas, TargetMissing
+from scaler.exhaustion import Step
+from scaler.kube import KubeError
+from scaler.metrics import ScalerMetrics
+from scaler.policy import Decision, Policy, PolicySettings, Sample
+from scaler.resources import ResourceRef, condition
+from scaler.sampling import sample_route
+from scaler.status import EventWriter, StatusReporter, StatusWriter, route_status
+from scaler.throttle import ThrottleKeeper
+from tidegate.backoff import backoff_s
+from tidegate.errors import RedisUnavailable
+from tidegate.ledger import scaler_view
+from tidegate.ledger.client import Connection
+from tidegate.scaler_view import ScalerView
+from tidegate.settings import ScalerSettings
+from tidegate.tasks import stop_if_cancelled
+from tidegate.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+API_BACKOFF_BASE_S = 1.0
+API_BACKOFF_MAX_S = 30.0
+
+
+def policy_settings(s: ScalerSettings) -> PolicySettings:
+    return PolicySettings(
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        drain_target_s=s.drain_target_s,
+        scale_down_window_s=s.scale_down_window_s,
+        tolerance=s.tolerance,
+        lag_per_replica=s.lag_per_replica,
+        activation_backlog=s.activation_backlog,
+    )
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did (tests and logs read it)."""
+
+    decision: Decision | None
+    replicas: Replicas | None
+    wrote: int | None
+    """The replicas written, when a write was made."""
+    problem: str | None
+    retry_after_s: float | None = None
+
+
+class RouteLoop:
+    """Scales one route's target."""
+
+    def __init__(
+        self,
+        route: str,
+        settings: ScalerSettings,
+        actuator: Actuator,
+        redis: Connection,
+        metrics: ScalerMetrics,
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        resource: ResourceRef | None = None,
+        conditions: list[dict[str, Any]] | None = None,
+        write_status: StatusWriter | None = None,
+        write_event: EventWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.route = route
+        self.settings = settings
+        self.actuator = actuator
+        self.redis = redis
+        self.metrics = metrics
+        self.is_leader = is_leader
+        self.clock = clock
+        self.status = StatusReporter(
+            route, metrics, resource, conditions, write_status, write_event, clock
+        )
+        self.policy = Policy(policy_settings(settings))
+        self.keeper = ThrottleKeeper(route, settings, redis, is_leader, self.status.event)
+        self.failures = 0
+        self.api_failures = 0
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The route's throttle as this loop last wrote it."""
+        return self.keeper.throttle
+
+    async def step(self) -> StepResult:
+        started = time.perf_counter()
+        try:
+            return await self._step()
+        finally:
+            self.metrics.decision_s.labels(self.route).observe(time.perf_counter() - started)
+
+    async def _step(self) -> StepResult:
+        now = self.clock()
+        try:
+            replicas = await self.actuator.observe()
+        except TargetMissing as e:
+            await self._report_problem("TargetMissing", str(e))
+            return StepResult(None, None, None, str(e))
+        except KubeError as e:
+            return self._api_failed(e)
+
+        sample = await sample_route(
+            self.redis,
+            self.route,
+            now_s=now,
+            ready_replicas=replicas.ready,
+            current_replicas=replicas.desired,
+        )
+        measured = sample.waiting is not None
+        self.failures = 0 if measured else self.failures + 1
+        if not measured:
+            self.metrics.measure_failures.labels(self.route).inc()
+        decision = self.policy.decide(sample)
+        target, reason = decision.replicas, decision.reason
+        fallback = self.settings.fallback_replicas
+        enough = self.failures >= self.settings.failures_before_fallback
+        if not measured and fallback is not None and enough:
+            target = fallback
+            reason = f"fallback: {self.failures} failed measurements in a row"
+
+        wrote = None
+        if self.is_leader() and target != replicas.desired:
+            try:
+                if await self.actuator.scale(target):
+                    wrote = target
+            except TargetMissing as e:
+                await self._report_problem("TargetMissing", str(e))
+                return StepResult(decision, replicas, None, str(e))
+            except KubeError as e:
+                return self._api_failed(e)
+            if wrote is not None:
+                direction = "up" if target > replicas.desired else "down"
+                self.metrics.writes.labels(self.route, direction).inc()
+                message = (
+                    f"scaled {self.actuator.describe} from {replicas.desired} to {target}: {reason}"
+                )
+                log.info("route %s: %s", self.route, message)
+                await self.status.event("Scaled", message, "Normal")
+        self.api_failures = 0
+        if measured:
+            self.keeper.count_refused(now, sample.refused_total)
+            await self.keeper.govern(
+                Step(
+                    t_s=now,
+                    waiting=sample.waiting or 0,
+                    arrival_rate=decision.arrival_rate,
+                    refused_rate=self.keeper.refused_rate,
+                    completion_rate=decision.completion_rate,
+                    service_rate=decision.service_rate,
+                    needed=decision.needed,
+                    desired=target,
+                    ready=replicas.ready,
+                    max_replicas=self.settings.max_replicas,
+                    drain_target_s=self.settings.drain_target_s,
+                )
+            )
+        self._observe(decision, replicas, sample)
+        if self.is_leader():
+            await self._publish(decision, replicas, sample, target, reason)
+        return StepResult(decision, replicas, wrote, None)
+
+    def _api_failed(self, e: KubeError) -> StepResult:
+        self.api_failures += 1
+        self.metrics.api_errors.labels(self.route, str(e.status)).inc()
+        log.warning("route %s: %s", self.route, e)
+        delay = backoff_s(self.api_failures, API_BACKOFF_BASE_S, API_BACKOFF_MAX_S, e.retry_after_s)
+        return StepResult(None, None, None, str(e), retry_after_s=delay)
+
+    def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
+        m, r = self.metrics, self.route
+        if sample.waiting is not None:
+            m.waiting.labels(r).set(sample.waiting)
+            m.pending.labels(r).set(sample.pending)
+            m.oldest_age.labels(r).set(sample.oldest_age_s or 0.0)
+        m.arrival.labels(r).set(decision.arrival_rate)
+        m.drain.labels(r).set(decision.completion_rate)
+        m.service.labels(r).set(decision.service_rate or 0.0)
+        m.desired.labels(r).set(decision.replicas)
+        m.current.labels(r).set(replicas.current)
+        m.ready.labels(r).set(replicas.ready)
+        m.exhausted.labels(r).set(int(decision.exhausted))
+        m.throttle_rate.labels(r).set(self.throttle.rate_per_s if self.throttle else 0)
+
+    async def _publish(
+        self,
+        decision: Decision,
+        replicas: Replicas,
+        sample: Sample,
+        target: int,
+        reason: str,
+    ) -> None:
+        waiting, pending = sample.waiting, sample.pending
+        age = None if sample.oldest_age_s is None else round(sample.oldest_age_s, 3)
+        view = ScalerView(
+            waiting=waiting,
+            pending=pending,
+            oldest_waiting_age_s=age,
+            arrival_rate=round(decision.arrival_rate, 3),
+            drain_rate=round(decision.completion_rate, 3),
+            service_rate=None if decision.service_rate is None else round(decision.service_rate, 3),
+            desired_replicas=target,
+            needed_replicas=decision.needed,
+            current_replicas=replicas.current,
+            ready_replicas=replicas.ready,
+            max_replicas=self.settings.max_replicas,
+            exhausted=decision.exhausted,
+            reason=reason,
+            target=self.actuator.describe,
+            throttle=self.throttle.as_dict() if self.throttle else None,
+            refused_rate=round(self.keeper.refused_rate, 3),
+            updated_at_s=round(time.time(), 3),
+        )
+        with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
+            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
+        fields, conditions = route_status(
+            self.route,
+            decision,
+            replicas,
+            sample,
+            target,
+            reason,
+            throttle=self.throttle,
+            failures=self.failures,
+            max_replicas=self.settings.max_replicas,
+        )
+        await self.status.report(fields, conditions)
+
+    async def _report_problem(self, reason: str, message: str) -> None:
+        log.warning("route %s: %s", self.route, message)
+        if self.is_leader():
+            await self.status.report(
+                {"route": self.route}, [condition("Active", False, reason, message)]
+            )
+
+    async def run(self) -> None:
+        """Step every ``interval_s`` (longer after API errors) until cancelled."""
+        while True:
+            try:
+                result = await self.step()
+            except Exception as e:
+                stop_if_cancelled(e)
+                log.exception("route %s: control step failed", self.route)
+                result = StepResult(None, None, None, repr(e))
+            delay = self.settings.interval_s
+            if result.retry_after_s is not None:
+                delay = max(delay, result.retry_after_s)
+            await asyncio.sleep(delay)
