@@ -20,7 +20,7 @@ are served by ``GuardedRequestHandler``, a subclass of aiohttp's protocol that
 keeps one timer per connection: armed while a head is incomplete, cancelled
 as soon as the parser has produced the request. It relies on two attributes
 of aiohttp's ``RequestHandler`` (``_request_count``, ``_payload_parser``);
-``tests/test_slow_clients.py`` fails if they change meaning.
+``tests/integration/gateway/test_slow_clients.py`` fails if they change meaning.
 """
 
 from __future__ import annotations

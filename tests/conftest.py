@@ -1,5 +1,10 @@
 """Fixtures: a real redis-server, settings, the sample service, gateways and workers.
 
+Tests mirror the source: ``tests/unit/<part>/`` for pure code (marked
+``unit``), ``tests/integration/<part>/`` for code against real servers
+(marked ``integration``); helpers shared by both live here and beside this
+file (``redis_server``, ``tcp_proxy``, ``fake_kube``).
+
 Most tests share one redis-server for the session and get a flushed database;
 fault tests ask ``own_redis`` for a server of their own to stop and restart.
 The gateway runs in process on real sockets (aiohttp's TestServer), the
@@ -33,6 +38,15 @@ from tidegate.shell.sample_service import build_app as build_sample
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by where it lives: ``tests/unit/`` (no server, no
+    network: ``pytest -m unit`` runs in seconds) or ``tests/integration/``."""
+    for item in items:
+        parts = item.path.parts
+        kind = "unit" if "unit" in parts else "integration"
+        item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")

@@ -63,10 +63,6 @@ class Job(NamedTuple):
         """
         return _COMPACT.encode([self.method, self.path, self.query, self.headers, self.attempt])
 
-    def to_fields(self) -> dict[str, str | bytes | int]:
-        """Stream entry fields (the admit script adds ``deadline_ms``)."""
-        return {"job": self.id, "meta": self.meta(), "body": self.body}
-
     @classmethod
     def from_fields(cls, route: str, fields: Mapping[bytes, bytes]) -> Job:
         """Decode a stream entry; KeyError/ValueError when it is not an envelope."""

@@ -18,7 +18,7 @@ import yaml
 from scaler.resources import parse as parse_backlog_scaler
 from tidegate.settings import ScalerSettings, parse_settings
 
-CHART = Path(__file__).resolve().parent.parent / "charts" / "tidegate"
+CHART = Path(__file__).resolve().parents[3] / "charts" / "tidegate"
 KUBERNETES = "1.34"
 
 NON_DEFAULT: dict[str, Any] = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,22 @@ def test_entrypoint_check_uses_the_packaged_code(installed: Path, tmp_path: Path
     assert str(REPO) not in path
     assert int(count) >= 8
     assert has_openapi == "True"
+
+
+def test_the_base_install_carries_no_demo_or_test_dependency(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The image installs the base only: fakeredis and pytest come with extras."""
+    probe = run(
+        installed.parent / "python",
+        "-c",
+        "import importlib.metadata as m; print('\\n'.join(m.requires('tidegate') or []))",
+        cwd=tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr
+    requires = probe.stdout.splitlines()
+    base = [r for r in requires if "extra ==" not in r]
+    assert any(r.startswith("redis") for r in base)
+    for name in ("fakeredis", "pytest", "ruff", "mypy"):
+        assert not [r for r in base if r.startswith(name)], (name, base)
+    assert any(r.startswith("fakeredis") and 'extra == "demo"' in r for r in requires)

@@ -55,6 +55,27 @@ async def take(store: Redis, route: str = "orders") -> tuple[str, Job]:
     return entry_id.decode(), Job.from_fields(route, fields)
 
 
+async def test_envelope_round_trips_through_admission_and_the_stream(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    """What the admit script writes is what a worker reads back, byte for byte."""
+    job = Job(
+        id=new_job_id("orders"),
+        route="orders",
+        method="PUT",
+        path="/orders/7",
+        query="a=1&a=2",
+        headers=(("X-A", "1"), ("X-A", "2")),
+        body=b"\x00\xffbinary",
+        attempt=3,
+    )
+    await book.admit(settings.route("orders"), job)
+    _, back = await take(store)
+    assert back.deadline_ms > 0  # set by the admit script from the route's deadline_s
+    assert back == job._replace(deadline_ms=back.deadline_ms)
+    assert back.header("x-a") == "1"
+
+
 async def test_admit_appends_accepted_and_projects_queued(book: Ledger, settings: Settings) -> None:
     job = new_job()
     admitted = await book.admit(settings.route("orders"), job, None)

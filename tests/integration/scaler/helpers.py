@@ -1,0 +1,88 @@
+"""Helpers of the scaler tests: a fake clock, settings, a route loop, stream entries."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from redis.asyncio import Redis
+
+from scaler.deployment import DeploymentActuator
+from scaler.kube import Kube
+from scaler.metrics import ScalerMetrics
+from scaler.route_loop import RouteLoop
+from tidegate.keys import GROUP, RouteKeys
+from tidegate.ledger.groups import ensure_group
+from tidegate.settings import (
+    ScalerSettings,
+    Settings,
+    TargetSettings,
+    parse_settings,
+)
+
+NS, DEPLOY = "shop", "orders-worker"
+SCALER_CMD = [sys.executable, "-m", "tidegate", "scaler"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scaler_settings(**overrides: Any) -> ScalerSettings:
+    values: dict[str, Any] = {
+        "target": TargetSettings(kind="deployment", namespace=NS, name=DEPLOY),
+        "max_replicas": 10,
+        "lag_per_replica": 100,
+        "scale_down_window_s": 10,
+        "interval_s": 1,
+    }
+    values.update(overrides)
+    return ScalerSettings(**values)
+
+
+def route_loop(
+    kube: Kube, redis: Redis, clock: Clock, settings: ScalerSettings | None = None, **kw: Any
+) -> RouteLoop:
+    return RouteLoop(
+        "orders",
+        settings or scaler_settings(),
+        DeploymentActuator(kube, NS, DEPLOY),
+        redis,
+        ScalerMetrics(),
+        clock=clock,
+        **kw,
+    )
+
+
+async def add_entries(redis: Redis, n: int, route: str = "orders") -> None:
+    stream = RouteKeys(route).requests
+    await ensure_group(redis, stream, GROUP)
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in range(n):
+            pipe.xadd(stream, {"job": f"{route}.{i}"})
+        await pipe.execute()
+
+
+async def drain_all(redis: Redis, route: str = "orders") -> None:
+    stream = RouteKeys(route).requests
+    reply: Any = await redis.xreadgroup(GROUP, "w", {stream: ">"}, count=100_000)
+    ids = [entry_id for entry_id, _ in reply[0][1]] if reply else []
+    if ids:
+        await redis.xack(stream, GROUP, *ids)
+
+
+def controller_settings(redis_url: str, **scaler: Any) -> Settings:
+    return parse_settings(
+        {
+            "redis": {"url": redis_url},
+            "scaler": {"namespaces": [NS], "admin_listen": "127.0.0.1:0", **scaler},
+            "routes": [
+                {"name": "orders", "match": {"path_prefix": "/orders"}},
+                {"name": "reports", "match": {"path_prefix": "/reports"}},
+            ],
+        }
+    )

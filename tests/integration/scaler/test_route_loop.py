@@ -1,0 +1,174 @@
+"""One route's control loop against real Redis and the fake API server.
+
+Steps are driven one at a time with a fake clock: no assertion depends on timing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from scaler.deployment import DeploymentActuator
+from scaler.kube import Kube
+from tests.fake_kube import FakeKube
+from tests.integration.scaler.helpers import (
+    DEPLOY,
+    NS,
+    Clock,
+    add_entries,
+    drain_all,
+    route_loop,
+    scaler_settings,
+)
+from tidegate.ledger import scaler_view, throttle
+from tidegate.ledger.client import connect
+from tidegate.settings import (
+    RedisSettings,
+    ThrottleSettings,
+)
+from tidegate.shell.local_redis import free_port
+from tidegate.throttle import Throttle
+
+
+async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=0)
+    clock = Clock()
+    loop = route_loop(kube, redis, clock)
+
+    first = await loop.step()
+    assert first.wrote is None  # nothing to do
+    assert fake.replicas(NS, DEPLOY) == 0
+
+    await add_entries(redis, 1)  # activation: the first entry asks for one replica
+    clock.now += 1
+    assert (await loop.step()).wrote == 1
+    await add_entries(redis, 449)
+    clock.now += 1
+    assert (await loop.step()).wrote == 5  # ceil(450 / 100) before a service rate is known
+    busy = await scaler_view.read(redis, "orders")
+    assert busy is not None
+    assert busy.waiting == 450
+    assert busy.oldest_waiting_age_s is not None  # from the oldest entry's id
+    assert busy.oldest_waiting_age_s >= 0
+    assert fake.replicas(NS, DEPLOY) == 5
+    put = fake.scale_writes()[-1]
+    assert put.body["metadata"]["resourceVersion"]  # replace with the version read
+    assert put.body["spec"] == {"replicas": 5}
+
+    await drain_all(redis)
+    held = []
+    for _ in range(12):
+        clock.now += 1
+        held.append((await loop.step()).replicas)
+    assert fake.replicas(NS, DEPLOY) == 0  # idle past the 10 s window
+    assert [r.desired for r in held[:8] if r] == [5] * 8  # held while the window remembers
+    view = await scaler_view.read(redis, "orders")
+    assert view is not None
+    assert view.desired_replicas == 0
+    assert view.oldest_waiting_age_s is None  # nothing waits
+    assert view.target == f"deployment {NS}/{DEPLOY}"
+    # Only the scale subresource was ever written.
+    writes = [r for r in fake.requests if r.method != "GET"]
+    assert writes
+    assert all(r.path.endswith("/scale") for r in writes)
+
+
+async def test_a_conflicting_writer_is_read_again_and_retried(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=1)
+    fake.conflict_scale_writes(2)
+    loop = route_loop(kube, redis, Clock())
+    await add_entries(redis, 300)
+    result = await loop.step()
+    assert result.wrote == 3
+    assert fake.replicas(NS, DEPLOY) == 3
+    assert isinstance(loop.actuator, DeploymentActuator)
+    assert loop.actuator.conflicts == 2
+    assert len(fake.scale_writes()) == 3
+
+
+async def test_api_errors_back_off_honour_retry_after_and_hold(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=2)
+    await add_entries(redis, 900)
+    clock = Clock()
+    loop = route_loop(kube, redis, clock)
+
+    fake.fail("GET", r"/deployments/orders-worker$", 429, retry_after_s=7)
+    throttled = await loop.step()
+    assert throttled.retry_after_s is not None
+    assert throttled.retry_after_s >= 7
+    assert "429" in (throttled.problem or "")
+
+    fake.fail("PUT", r"/scale$", 403)
+    clock.now += 1
+    forbidden = await loop.step()
+    assert forbidden.wrote is None
+    assert "403" in (forbidden.problem or "")
+    assert fake.replicas(NS, DEPLOY) == 2  # nothing changed while the API failed
+    errors = loop.metrics.api_errors
+    assert errors.labels("orders", "429")._value.get() == 1
+    assert errors.labels("orders", "403")._value.get() == 1
+
+    clock.now += 1
+    assert (await loop.step()).wrote == 9  # the API recovered: scaled
+    assert loop.api_failures == 0
+
+
+async def test_redis_down_holds_replicas_then_the_fallback(fake: FakeKube, kube: Kube) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=4)
+    down = connect(RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"))
+    clock = Clock()
+    loop = route_loop(
+        kube, down, clock, scaler_settings(fallback_replicas=2, failures_before_fallback=3)
+    )
+    try:
+        for _ in range(2):
+            clock.now += 1
+            result = await loop.step()
+            assert result.wrote is None
+            assert result.decision is not None
+            assert result.decision.reason == "hold: backlog unknown"
+        assert fake.replicas(NS, DEPLOY) == 4  # never scaled down because measuring failed
+        clock.now += 1
+        assert (await loop.step()).wrote == 2  # the third failure in a row: fallback
+        assert loop.metrics.measure_failures.labels("orders")._value.get() == 3
+    finally:
+        await down.aclose()
+
+
+async def test_a_new_leader_adopts_and_lifts_a_throttle_set_before(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=2)
+    old = Throttle(5.0, 10, "max_replicas", "set by the previous leader", time.time(), 429)
+    await throttle.apply(redis, "orders", old, ttl_s=60, announce=True)
+    clock = Clock()  # and the route has recovered: nothing waits
+    settings = scaler_settings(throttle=ThrottleSettings(hold_s=2, low_water_s=5))
+    loop = route_loop(kube, redis, clock, settings)
+    await loop.step()
+    assert loop.throttle is not None  # adopted, not ignored until it expires
+    assert abs(loop.throttle.since_s - old.since_s) < 0.01  # the same throttle, re-rated
+    assert await throttle.read(redis, "orders") is not None
+    for _ in range(3):
+        clock.now += 1
+        await loop.step()
+    assert await throttle.read(redis, "orders") is None  # lifted by the same rules
+    assert loop.throttle is None
+
+
+async def test_standby_samples_but_never_writes(fake: FakeKube, kube: Kube, redis: Redis) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=1)
+    await add_entries(redis, 500)
+    loop = route_loop(kube, redis, Clock(), is_leader=lambda: False)
+    result = await loop.step()
+    assert result.decision is not None
+    assert result.decision.replicas == 5
+    assert result.wrote is None
+    assert fake.replicas(NS, DEPLOY) == 1
+    assert fake.scale_writes() == []

@@ -1,0 +1,92 @@
+"""What every script call shares: the base class, argument naming, reply helpers.
+
+A call class (``calls``) declares its script (``SCRIPT``), its key slots by
+name (``KEYS``, each a ``RouteKeys`` attribute) and its arguments as
+dataclass fields, in the script's order; ``keys`` and ``argv`` produce what
+EVALSHA sends, ``read`` types the answer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Generic, TypeVar
+
+from tidegate.errors import Refused
+from tidegate.keys import RouteKeys
+
+Arg = str | bytes | int | float
+R = TypeVar("R")
+
+NOT_AN_ARG = {"arg": False}
+"""Field metadata: the field names a key slot, it is not sent as an argument."""
+
+
+def arg_names(call: type[object]) -> list[str]:
+    """The ARGV names of a call class (or of ``AdmitJob``), in order."""
+    return [
+        f.name
+        for f in fields(call)  # type: ignore[arg-type]
+        if f.name != "route" and f.metadata.get("arg", True)
+    ]
+
+
+def argv_of(call: object) -> list[Arg]:
+    out: list[Arg] = []
+    for name in arg_names(type(call)):
+        value = getattr(call, name)
+        if isinstance(value, tuple):  # a variadic tail (``name...`` in the header)
+            out.extend(value)
+        else:
+            out.append(int(value) if isinstance(value, bool) else value)
+    return out
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as str (clients here do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def refusal(cause: str, info: bytes | str) -> Refused:
+    """A bucket script's "retry_ms,remaining,limit,window_s" as a refusal."""
+    retry_ms, remaining, limit, window_s = (int(x) for x in text(info).split(","))
+    return Refused(cause, retry_ms / 1000, remaining, limit, window_s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptCall(ABC, Generic[R]):
+    """A call of the script ``SCRIPT``; its fields after ``route`` are ARGV in order."""
+
+    SCRIPT: ClassVar[str]
+    KEYS: ClassVar[tuple[str, ...]]
+    route: RouteKeys
+    job_id: str = field(default="", metadata=NOT_AN_ARG)
+    """The job whose keys (``job``, ``result``) the call names; redeclared, in
+    its place among the arguments, by calls that also send it."""
+
+    def keys(self) -> list[str]:
+        """The key slots by name: a ``RouteKeys`` property, or a method of the job id."""
+        out = []
+        for name in self.KEYS:
+            value = getattr(self.route, name)
+            out.append(value(self.job_id) if callable(value) else value)
+        return out
+
+    def argv(self) -> list[Arg]:
+        return argv_of(self)
+
+    @abstractmethod
+    def read(self, reply: Any) -> R:
+        """The script's answer as a typed value."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settled:
+    """An ``{ok, state}`` answer: whether the change was made, the state after (or before)."""
+
+    ok: bool
+    state: str
+
+
+def settled(reply: Any) -> Settled:
+    return Settled(ok=int(reply[0]) == 1, state=text(reply[1]))
