@@ -22,18 +22,29 @@ NOT_AN_ARG = {"arg": False}
 """Field metadata: the field names a key slot, it is not sent as an argument."""
 
 
+_ARG_NAMES: dict[type[object], tuple[str, ...]] = {}
+
+
+def _arg_names(call: type[object]) -> tuple[str, ...]:
+    names = _ARG_NAMES.get(call)
+    if names is None:
+        names = _ARG_NAMES[call] = tuple(
+            f.name
+            for f in fields(call)  # type: ignore[arg-type]
+            if f.name != "route" and f.metadata.get("arg", True)
+        )
+    return names
+
+
 def arg_names(call: type[object]) -> list[str]:
-    """The ARGV names of a call class (or of ``AdmitJob``), in order."""
-    return [
-        f.name
-        for f in fields(call)  # type: ignore[arg-type]
-        if f.name != "route" and f.metadata.get("arg", True)
-    ]
+    """The ARGV names of a call class (or of ``AdmitJob``), in order (read once
+    per class: admission builds one call per batch on the hot path)."""
+    return list(_arg_names(call))
 
 
 def argv_of(call: object) -> list[Arg]:
     out: list[Arg] = []
-    for name in arg_names(type(call)):
+    for name in _arg_names(type(call)):
         value = getattr(call, name)
         if isinstance(value, tuple):  # a variadic tail (``name...`` in the header)
             out.extend(value)

@@ -1,0 +1,199 @@
+"""Tenants and secrets: idempotency keys per tenant, credentials never stored or
+forwarded, forwarding headers, secrets out of logs, status and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from yarl import URL
+
+from tests.conftest import RunningGateway, running_gateway, running_worker, wait_until
+from tests.integration.gateway.hostile import (
+    KEY_A,
+    KEY_B,
+    Capture,
+    received,
+    settings_for,
+)
+from tests.redis_server import RedisServer
+from tidegate.keys import RouteKeys
+from tidegate.settings import parse_settings
+from worker.relay import Relay
+
+
+async def _post(
+    gateway: RunningGateway, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    async with gateway.http.post(gateway.url(path), data=body, headers=headers) as r:
+        return r.status, json.loads(await r.read())
+
+
+async def test_idempotency_keys_belong_to_their_tenant(redis_url: str, capture: Capture) -> None:
+    settings = settings_for(redis_url, capture.url, tenants=True)
+    a = {"X-Api-Key": KEY_A, "Idempotency-Key": "order-1"}
+    b = {"X-Api-Key": KEY_B, "Idempotency-Key": "order-1"}
+    async with running_gateway(settings) as gateway:
+        status, first = await _post(gateway, "/exports", b"same", a)
+        assert status == 202
+        status, again = await _post(gateway, "/exports", b"same", a)
+        assert (status, again["id"]) == (202, first["id"])
+        status, other = await _post(gateway, "/exports", b"same", b)
+        assert status == 202
+        assert other["id"] != first["id"]  # B's equal key is B's own job
+        status, changed = await _post(
+            gateway, "/exports", b"another body", {**b, "X-Api-Key": KEY_B}
+        )
+        assert status == 422
+        assert first["id"] not in json.dumps(changed)  # never names A's job
+        status, conflict = await _post(gateway, "/exports", b"another body", a)
+        assert status == 422
+        assert other["id"] not in json.dumps(conflict)
+        async with gateway.http.get(
+            gateway.url(f"/_tidegate/jobs/{first['id']}"), headers={"X-Api-Key": KEY_B}
+        ) as r:
+            assert r.status == 404
+
+
+async def _every_value(redis_url: str) -> bytes:
+    """Every byte Redis holds, keys and values, concatenated."""
+    client: Any = Redis.from_url(redis_url)  # replies are bytes (no decoding)
+    out = bytearray()
+    try:
+        async for key in client.scan_iter(count=1000):
+            out += key
+            kind = (await client.type(key)).decode()
+            if kind == "stream":
+                for _, fields in await client.xrange(key):
+                    for k, v in fields.items():
+                        out += k + v
+            elif kind == "hash":
+                for k, v in (await client.hgetall(key)).items():
+                    out += k + v
+            elif kind == "string":
+                out += await client.get(key) or b""
+            elif kind == "zset":
+                out += b"".join(await client.zrange(key, 0, -1))
+            elif kind == "set":
+                out += b"".join(await client.smembers(key))
+    finally:
+        await client.aclose()
+    return bytes(out)
+
+
+async def test_credentials_are_never_stored_or_forwarded(redis_url: str, capture: Capture) -> None:
+    settings = settings_for(redis_url, capture.url, tenants=True)
+    bearer = {"Authorization": f"Bearer {KEY_B}"}
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(capture.url, 2.0)),
+        running_worker(settings, "fail", Relay(capture.url, 2.0)),
+    ):
+        assert (await _post(gateway, "/orders", b"one", {"X-Api-Key": KEY_A}))[0] == 202
+        assert (await _post(gateway, "/orders", b"two", bearer))[0] == 202
+        # a Basic credential meant for the service passes; the gateway's key does not
+        upstream_auth = {"X-Api-Key": KEY_A, "Authorization": "Basic dXNlcjpwdw=="}
+        assert (await _post(gateway, "/orders", b"three", upstream_auth))[0] == 202
+        assert (await _post(gateway, "/fail", b"dead", {"X-Api-Key": KEY_A}))[0] == 202
+        async with gateway.http.get(gateway.url("/orders/1"), headers=bearer) as r:
+            assert r.status == 200
+        await wait_until(lambda: received(capture, 5), what="every request to reach the upstream")
+
+        async def dead_lettered() -> bool:
+            client = Redis.from_url(redis_url)
+            try:
+                return int(await client.xlen(RouteKeys("fail").dead)) == 1
+            finally:
+                await client.aclose()
+
+        await wait_until(dead_lettered, what="the failing job to be dead-lettered")
+        stored = await _every_value(redis_url)
+    for key in (KEY_A, KEY_B):
+        assert key.encode() not in stored
+        for seen in capture.seen:
+            assert all(key not in v for _, v in seen.headers), seen.headers
+    names = [{k.lower() for k, _ in s.headers} for s in capture.seen]
+    assert all("x-api-key" not in n for n in names)
+    basic = [s for s in capture.seen if s.body == b"three"]
+    assert ("Authorization", "Basic dXNlcjpwdw==") in basic[0].headers
+
+
+SPOOFED = {
+    "X-Forwarded-For": "203.0.113.9",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "evil.example",
+    "Forwarded": "for=203.0.113.9",
+    "X-Real-IP": "203.0.113.9",
+}
+
+
+@pytest.mark.parametrize("trusted", [(), ("127.0.0.0/8",), ("10.0.0.0/8", "::1/128")])
+async def test_forwarding_headers_are_the_gateways_own(
+    redis_url: str, capture: Capture, trusted: tuple[str, ...]
+) -> None:
+    settings = settings_for(redis_url, capture.url, trusted_proxies=list(trusted))
+    async with running_gateway(settings) as gateway:
+        async with gateway.http.get(gateway.url("/orders/1"), headers=SPOOFED) as r:
+            assert r.status == 200
+        host = URL(gateway.url("/")).raw_authority
+    headers = dict(capture.seen[0].headers)
+    if "127.0.0.0/8" in trusted:
+        assert headers["X-Forwarded-For"] == "203.0.113.9, 127.0.0.1"
+        assert headers["X-Forwarded-Proto"] == "https"
+        assert headers["X-Forwarded-Host"] == "evil.example"
+        assert headers["Forwarded"] == "for=203.0.113.9"
+    else:
+        assert headers["X-Forwarded-For"] == "127.0.0.1"
+        assert headers["X-Forwarded-Proto"] == "http"
+        assert headers["X-Forwarded-Host"] == host
+        assert "Forwarded" not in headers
+        assert "X-Real-IP" not in headers
+
+
+def test_trusted_proxies_must_be_networks() -> None:
+    from tidegate.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"gateway": {"trusted_proxies": ["10.0.0.0/8", "not-a-net"]}}, env={})
+    assert "gateway.trusted_proxies" in str(e.value)
+
+
+async def test_secrets_stay_out_of_logs_status_and_errors(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "s3cret-redis-pw"
+    server = RedisServer(password=password)
+    server.start()
+    try:
+        settings = settings_for(server.url, "http://svc-user:upstream-pw@127.0.0.1:1")
+        caplog.set_level(logging.DEBUG)
+        async with running_gateway(settings) as gateway:
+            assert password in settings.redis.url
+            status, _ = await _post(gateway, "/orders", b"x", {})
+            assert status == 202
+            async with gateway.http.get(gateway.admin_url("/status")) as r:
+                shown = await r.text()
+                assert r.status == 200
+            async with gateway.http.get(gateway.url("/orders/1")) as r:
+                assert r.status == 502
+                error = await r.text()
+            server.stop()
+            async with gateway.http.post(gateway.url("/orders"), data=b"y") as r:
+                assert r.status == 503
+                error += await r.text()
+
+            async def logged_down() -> bool:
+                return "Redis unreachable" in caplog.text
+
+            await wait_until(logged_down, what="the outage to be logged")
+    finally:
+        server.close()
+    assert "Redis reachable at redis://:***@127.0.0.1" in caplog.text
+    for secret in (password, "upstream-pw"):
+        assert secret not in caplog.text
+        assert secret not in shown
+        assert secret not in error

@@ -1,0 +1,71 @@
+"""The BacklogScaler CRD: valid Kubernetes, its example, and field for field the
+scaler's settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from scaler.resources import parse as parse_backlog_scaler
+from tests.integration.packaging.chart import (
+    CHART,
+    KUBERNETES,
+)
+from tidegate.settings import ScalerSettings
+
+CRD = CHART / "crds" / "backlogscalers.tidegate.io.yaml"
+
+EXAMPLE = CHART / "examples" / "backlogscaler.yaml"
+
+
+def crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_the_crd_is_valid_kubernetes_with_status_and_columns() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    kubernetes_validate.validate(crd, KUBERNETES, strict=True)
+    (version,) = crd["spec"]["versions"]
+    assert crd["spec"]["group"] == "tidegate.io"
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"] for c in version["additionalPrinterColumns"]}
+    assert {"Route", "Desired", "Lag", "Throttled"} <= columns
+
+
+def test_the_crd_accepts_the_example_and_rejects_malformed_ones() -> None:
+    # OpenAPI v3.0 schemas (boolean exclusiveMinimum) read as JSON Schema draft 4.
+    validator = jsonschema.Draft4Validator(crd_schema())
+    example = yaml.safe_load(EXAMPLE.read_text())
+    validator.validate(example)
+    for broken in (
+        {"spec": {"target": {"name": "w"}}},  # no route
+        {"spec": {"route": "Orders!", "target": {"name": "w"}}},
+        {"spec": {"route": "orders", "target": {"name": "w"}, "max_replicas": "many"}},
+        {"spec": {"route": "orders", "target": {"name": "w"}, "interval_s": 0}},
+        {"spec": {"route": "orders", "target": {"kind": "local", "name": "w"}}},
+        {"spec": {"route": "orders", "target": {"name": "w"}, "throttle": {"status": 418}}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(broken)
+
+
+def test_the_crd_matches_the_scaler_settings() -> None:
+    """Every spec key is a ScalerSettings field, and the scaler reads the example."""
+    spec = crd_schema()["properties"]["spec"]["properties"]
+    fields = {f.name for f in dataclasses.fields(ScalerSettings)}
+    assert set(spec) - {"route"} == fields
+    example = yaml.safe_load(EXAMPLE.read_text())
+    parsed = parse_backlog_scaler(example)
+    assert parsed.error is None
+    assert parsed.settings is not None
+    assert parsed.settings.target.namespace == "shop"  # defaulted from the resource

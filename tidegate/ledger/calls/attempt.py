@@ -1,0 +1,116 @@
+"""Script calls of a worker's attempt: its start, its end, a compensation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tidegate.envelope import Reply
+from tidegate.keys import GROUP, RouteKeys
+from tidegate.ledger.calls.base import (
+    ScriptCall,
+    Settled,
+    settled,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start(ScriptCall[int | None]):
+    """Begin an attempt; the attempt number, or None when the job needs no work."""
+
+    SCRIPT: ClassVar[str] = "start"
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "job", "dead", "deadlines")
+    job_id: str
+    entry_id: str
+    group: str = GROUP
+    consumer: str
+    ttl_ms: int
+    max_attempts: int
+    done_channel: str
+    meta: str
+    body: bytes
+
+    def read(self, reply: Any) -> int | None:
+        return int(reply[1]) if int(reply[0]) == 1 else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finish(ScriptCall[Settled]):
+    """End an attempt: result, event(s), retry or dead letter, XACK."""
+
+    SCRIPT: ClassVar[str] = "finish"
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "requests",
+        "events",
+        "job",
+        "result",
+        "dead",
+        "delayed",
+        "deadlines",
+    )
+    job_id: str
+    entry_id: str
+    group: str = GROUP
+    ttl_ms: int
+    event: str
+    retryable: bool
+    status: str
+    error: str
+    store_result: bool
+    result_headers: str
+    result_body: bytes
+    done_channel: str
+    retry_due_ms: int
+    meta: str
+    body: bytes
+
+    @classmethod
+    def of(
+        cls,
+        route: RouteKeys,
+        *,
+        job_id: str,
+        entry_id: str,
+        ttl_ms: int,
+        reply: Reply | None,
+        error: str | None,
+        retry_due_ms: int | None,
+        meta: str,
+        body: bytes,
+    ) -> Finish:
+        """``error`` None is a success; ``retry_due_ms`` set parks a retry."""
+        retryable = retry_due_ms is not None
+        return cls(
+            route=route,
+            job_id=job_id,
+            entry_id=entry_id,
+            ttl_ms=ttl_ms,
+            event="succeeded" if error is None else "failed",
+            retryable=retryable,
+            status=str(reply.status) if reply else "",
+            error=error or "",
+            store_result=reply is not None and not retryable,
+            result_headers=reply.header_json() if reply else "",
+            result_body=reply.body if reply else b"",
+            done_channel=route.done,
+            retry_due_ms=retry_due_ms or 0,
+            meta=meta,
+            body=body,
+        )
+
+    def read(self, reply: Any) -> Settled:
+        return settled(reply)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compensate(ScriptCall[Settled]):
+    SCRIPT: ClassVar[str] = "compensate"
+    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "dead", "deadlines")
+    job_id: str
+    ttl_ms: int
+    status: int
+    dead_entry_id: str
+    group: str
+
+    def read(self, reply: Any) -> Settled:
+        return settled(reply)

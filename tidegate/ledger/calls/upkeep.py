@@ -1,0 +1,78 @@
+"""Script calls of the job API and of upkeep: cancel, overdue, promote, replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tidegate.keys import GROUP
+from tidegate.ledger.calls.base import (
+    NOT_AN_ARG,
+    ScriptCall,
+    Settled,
+    settled,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cancel(ScriptCall[Settled]):
+    SCRIPT: ClassVar[str] = "cancel"
+    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "deadlines")
+    job_id: str
+    ttl_ms: int
+    done_channel: str
+
+    def read(self, reply: Any) -> Settled:
+        return settled(reply)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overdue(ScriptCall[Settled]):
+    """Settle one job past its deadline: ``expired`` or ``requeued``."""
+
+    SCRIPT: ClassVar[str] = "overdue"
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "job", "deadlines")
+    job_id: str
+    ttl_ms: int
+    done_channel: str
+    max_requeues: int
+    deadline_s: float
+    group: str = GROUP
+
+    def read(self, reply: Any) -> Settled:
+        return settled(reply)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Promoted:
+    moved: int
+    next_due_s: float | None
+    """When the next waiting retry is due (unix s); None when none waits."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Promote(ScriptCall[Promoted]):
+    SCRIPT: ClassVar[str] = "promote"
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "delayed")
+    now_ms: int
+    most: int
+
+    def read(self, reply: Any) -> Promoted:
+        moved, next_ms = int(reply[0]), int(reply[1])
+        return Promoted(moved=moved, next_due_s=next_ms / 1000 if next_ms >= 0 else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replay(ScriptCall[bool]):
+    """Fold one logged event into its projection again; False when refused."""
+
+    SCRIPT: ClassVar[str] = "replay"
+    KEYS: ClassVar[tuple[str, ...]] = ("job", "deadlines")
+    event_id: str
+    ttl_ms: int
+    fields: tuple[bytes | str, ...]
+    job_id: str = field(metadata=NOT_AN_ARG)
+    """Among the fields already; here it names the job key slot."""
+
+    def read(self, reply: Any) -> bool:
+        return int(reply) == 1
