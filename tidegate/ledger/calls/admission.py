@@ -18,7 +18,7 @@ from tidegate.ledger.calls.base import (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class AdmitJob:
     """One job of an admit call; ARGV per job, in order."""
 
@@ -55,7 +55,7 @@ AdmitResult = tuple[str, str] | IdempotencyConflict | Refused
 """Per job: (``new`` | ``duplicate``, job id), or why it was not admitted."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Admit(ScriptCall[list[AdmitResult]]):
     SCRIPT: ClassVar[str] = "admit"
     KEYS: ClassVar[tuple[str, ...]] = (
@@ -100,7 +100,7 @@ class Admit(ScriptCall[list[AdmitResult]]):
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Quota(ScriptCall[Refused | None]):
     """Take a token from a tenant's quota on a route that does not queue."""
 

@@ -14,7 +14,7 @@ from tidegate.ledger.calls.base import (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Start(ScriptCall[int | None]):
     """Begin an attempt; the attempt number, or None when the job needs no work."""
 
@@ -34,7 +34,7 @@ class Start(ScriptCall[int | None]):
         return int(reply[1]) if int(reply[0]) == 1 else None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Finish(ScriptCall[Settled]):
     """End an attempt: result, event(s), retry or dead letter, XACK."""
 
@@ -102,7 +102,7 @@ class Finish(ScriptCall[Settled]):
         return settled(reply)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Compensate(ScriptCall[Settled]):
     SCRIPT: ClassVar[str] = "compensate"
     KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "dead", "deadlines")

@@ -8,7 +8,9 @@ EVALSHA sends, ``read`` types the answer.
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -23,6 +25,8 @@ NOT_AN_ARG = {"arg": False}
 
 
 _ARG_NAMES: dict[type[object], tuple[str, ...]] = {}
+_GETTERS: dict[type[object], Callable[[object], tuple[Any, ...]]] = {}
+_KEY_SLOTS: dict[type[object], tuple[tuple[str, bool], ...]] = {}
 
 
 def _arg_names(call: type[object]) -> tuple[str, ...]:
@@ -36,6 +40,14 @@ def _arg_names(call: type[object]) -> tuple[str, ...]:
     return names
 
 
+def _getter(call: type[object]) -> Callable[[object], tuple[Any, ...]]:
+    """One attrgetter per class for its arguments (every call has two or more)."""
+    getter = _GETTERS.get(call)
+    if getter is None:
+        getter = _GETTERS[call] = operator.attrgetter(*_arg_names(call))
+    return getter
+
+
 def arg_names(call: type[object]) -> list[str]:
     """The ARGV names of a call class (or of ``AdmitJob``), in order (read once
     per class: admission builds one call per batch on the hot path)."""
@@ -44,13 +56,24 @@ def arg_names(call: type[object]) -> list[str]:
 
 def argv_of(call: object) -> list[Arg]:
     out: list[Arg] = []
-    for name in _arg_names(type(call)):
-        value = getattr(call, name)
-        if isinstance(value, tuple):  # a variadic tail (``name...`` in the header)
+    for value in _getter(type(call))(call):
+        if value is True or value is False:
+            out.append(int(value))
+        elif isinstance(value, tuple):  # a variadic tail (``name...`` in the header)
             out.extend(value)
         else:
-            out.append(int(value) if isinstance(value, bool) else value)
+            out.append(value)
     return out
+
+
+def _key_slots(call: type[ScriptCall[Any]]) -> tuple[tuple[str, bool], ...]:
+    """Each key slot's ``RouteKeys`` attribute, and whether it takes the job id."""
+    slots = _KEY_SLOTS.get(call)
+    if slots is None:
+        slots = _KEY_SLOTS[call] = tuple(
+            (name, not isinstance(getattr(RouteKeys, name), property)) for name in call.KEYS
+        )
+    return slots
 
 
 def text(value: bytes | str) -> str:
@@ -64,7 +87,7 @@ def refusal(cause: str, info: bytes | str) -> Refused:
     return Refused(cause, retry_ms / 1000, remaining, limit, window_s)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ScriptCall(ABC, Generic[R]):
     """A call of the script ``SCRIPT``; its fields after ``route`` are ARGV in order."""
 
@@ -77,11 +100,11 @@ class ScriptCall(ABC, Generic[R]):
 
     def keys(self) -> list[str]:
         """The key slots by name: a ``RouteKeys`` property, or a method of the job id."""
-        out = []
-        for name in self.KEYS:
-            value = getattr(self.route, name)
-            out.append(value(self.job_id) if callable(value) else value)
-        return out
+        route, job_id = self.route, self.job_id
+        return [
+            getattr(route, name)(job_id) if of_job else getattr(route, name)
+            for name, of_job in _key_slots(type(self))
+        ]
 
     def argv(self) -> list[Arg]:
         return argv_of(self)
@@ -91,7 +114,7 @@ class ScriptCall(ABC, Generic[R]):
         """The script's answer as a typed value."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Settled:
     """An ``{ok, state}`` answer: whether the change was made, the state after (or before)."""
 

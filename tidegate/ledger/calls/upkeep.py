@@ -14,7 +14,7 @@ from tidegate.ledger.calls.base import (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Cancel(ScriptCall[Settled]):
     SCRIPT: ClassVar[str] = "cancel"
     KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "deadlines")
@@ -26,7 +26,7 @@ class Cancel(ScriptCall[Settled]):
         return settled(reply)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Overdue(ScriptCall[Settled]):
     """Settle one job past its deadline: ``expired`` or ``requeued``."""
 
@@ -43,14 +43,14 @@ class Overdue(ScriptCall[Settled]):
         return settled(reply)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Promoted:
     moved: int
     next_due_s: float | None
     """When the next waiting retry is due (unix s); None when none waits."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Promote(ScriptCall[Promoted]):
     SCRIPT: ClassVar[str] = "promote"
     KEYS: ClassVar[tuple[str, ...]] = ("requests", "delayed")
@@ -62,7 +62,7 @@ class Promote(ScriptCall[Promoted]):
         return Promoted(moved=moved, next_due_s=next_ms / 1000 if next_ms >= 0 else None)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Replay(ScriptCall[bool]):
     """Fold one logged event into its projection again; False when refused."""
 
