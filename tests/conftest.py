@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -28,10 +28,12 @@ from redis.asyncio import Redis
 from gateway.app import build_apps
 from gateway.context import GATEWAY, Gateway
 from gateway.slow_clients import guard_server
-from tests.redis_server import RedisServer
+from tests.redis_cluster import RedisCluster
+from tests.redis_sentinel import RedisSentinel
+from tests.redis_server import RedisServer, ServerGroup
 from tidegate.errors import RedisFull
 from tidegate.ledger import Ledger
-from tidegate.ledger.client import connect
+from tidegate.ledger.client import Connection, connect
 from tidegate.settings import Settings, parse_settings
 from tidegate.shell.sample_service import STATE, ServiceState
 from tidegate.shell.sample_service import build_app as build_sample
@@ -57,6 +59,47 @@ def redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
+Group = TypeVar("Group", bound=ServerGroup)
+
+
+def _running(group: Group) -> Iterator[Group]:
+    try:
+        group.start()
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One local Redis Cluster (3 masters, 3 replicas) for the session."""
+    yield from _running(RedisCluster())
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[RedisCluster]:
+    """A cluster of the test's own, to kill nodes of."""
+    yield from _running(RedisCluster())
+
+
+@pytest.fixture
+def cluster_settings(redis_cluster: RedisCluster) -> Settings:
+    """The usual routes, on the cluster (flushed), and two more whose hash tags
+    fall on the other two masters' slots (orders, reports and fail share one)."""
+    redis_cluster.flush()
+    extra = tuple(
+        {"name": name, "match": {"path_prefix": "/" + name, "methods": ["POST"]}, "mode": "sync"}
+        for name in ("jobs", "exports")
+    )
+    return make_settings(redis_cluster.url, redis_mode="cluster", extra_routes=extra)
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """A master, two replicas and three sentinels of the test's own (it may kill the master)."""
+    yield from _running(RedisSentinel())
+
+
 @pytest.fixture
 async def redis_url(redis_server: RedisServer) -> str:
     client = Redis.from_url(redis_server.url)
@@ -75,7 +118,14 @@ def own_redis() -> Iterator[RedisServer]:
     server.close()
 
 
-def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
+def make_settings(
+    redis_url: str,
+    *,
+    redis_mode: str = "standalone",
+    redis_options: dict[str, Any] | None = None,
+    extra_routes: tuple[dict[str, Any], ...] = (),
+    **route_overrides: Any,
+) -> Settings:
     """Two queued routes (sync orders, async reports) and a proxy route."""
     orders = {
         "name": "orders",
@@ -88,7 +138,12 @@ def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
     orders.update(route_overrides)
     return parse_settings(
         {
-            "redis": {"url": redis_url, "connect_timeout_s": 0.5},
+            "redis": {
+                "url": redis_url,
+                "connect_timeout_s": 0.5,
+                "mode": redis_mode,
+                **(redis_options or {}),
+            },
             "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
             "routes": [
                 orders,
@@ -117,6 +172,7 @@ def make_settings(redis_url: str, **route_overrides: Any) -> Settings:
                     "upstream": "http://127.0.0.1:1",  # replaced by tests that proxy
                     "max_body_bytes": 1024,
                 },
+                *extra_routes,
             ],
         },
         env={},
@@ -129,14 +185,14 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
+async def redis(settings: Settings) -> AsyncIterator[Connection]:
     client = connect(settings.redis)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-async def ledger(redis: Redis, settings: Settings) -> Ledger:
+async def ledger(redis: Connection, settings: Settings) -> Ledger:
     return Ledger(redis, settings.routes)
 
 

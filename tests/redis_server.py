@@ -39,17 +39,7 @@ class RedisServer:
         self.proc = start_redis_server(
             self.port, self._dir.name, appendonly=self.appendonly, extra_args=self.extra_args
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        wait_for_pong(self.port)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -59,4 +49,43 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        self._dir.cleanup()
+
+
+def wait_for_pong(port: int, timeout_s: float = 10.0) -> None:
+    """Until the server on ``port`` answers PING (or asks for a password)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+class ServerGroup:
+    """Several servers started by a fixture, each in a folder of its own, that
+    tests may kill one by one; ``close`` stops what still runs."""
+
+    def __init__(self, prefix: str) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix=prefix)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one server (a master, say): no shutdown, no last word."""
+        self.procs[port].kill()
+        self.procs[port].wait(10)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
         self._dir.cleanup()

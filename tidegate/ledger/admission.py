@@ -23,12 +23,11 @@ import hashlib
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-from redis.asyncio import Redis
-
 from tidegate.envelope import Job
 from tidegate.errors import NotReplicated, Unencodable
 from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import Admit, AdmitJob, AdmitResult
+from tidegate.ledger.client import Connection
 from tidegate.ledger.coalesce import Coalescer
 from tidegate.ledger.scripts import pack, run_calls
 from tidegate.settings import PRIORITIES, RouteSettings, TenantSettings
@@ -110,7 +109,7 @@ _Item = tuple[RouteSettings, Admission]
 class AdmissionQueue(Coalescer[_Item, Admitted]):
     """Flushes queued admissions as one Admit call per route, all in one pipeline."""
 
-    def __init__(self, redis: Redis, *, batch_max_size: int, breaker_s: float = 0.5) -> None:
+    def __init__(self, redis: Connection, *, batch_max_size: int, breaker_s: float = 0.5) -> None:
         super().__init__(max_batch=batch_max_size, breaker_s=breaker_s, name="admission")
         self._redis = redis
 

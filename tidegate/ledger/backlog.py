@@ -20,11 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.ledger.client import redis_errors
+from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.client import text as _text
 
 
@@ -58,7 +57,7 @@ def _get(info: dict[Any, Any], name: str) -> Any:
     return info.get(name, info.get(name.encode()))
 
 
-async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Backlog:
+async def measure(redis: Connection, route: str, *, count_cap: int = 100_000) -> Backlog:
     """Measure one route's backlog (two round trips; more only for NULL lag)."""
     keys = RouteKeys(route)
     with redis_errors("measuring the backlog"):
@@ -87,12 +86,12 @@ async def measure(redis: Redis, route: str, *, count_cap: int = 100_000) -> Back
         return Backlog(route, waiting, pending, length, exact, source, oldest)
 
 
-async def _first_after(redis: Redis, stream: str, start: str) -> int | None:
+async def _first_after(redis: Connection, stream: str, start: str) -> int | None:
     page: Any = await redis.xrange(stream, start, "+", count=1)
     return int(_text(page[0][0]).split("-")[0]) if page else None
 
 
-async def _count_after(redis: Redis, stream: str, last_id: str, cap: int) -> tuple[int, bool]:
+async def _count_after(redis: Connection, stream: str, last_id: str, cap: int) -> tuple[int, bool]:
     count, start = 0, "(" + last_id
     while count < cap:
         page: Any = await redis.xrange(stream, start, "+", count=min(1000, cap - count))
@@ -113,7 +112,7 @@ class Counters:
     """Requests the gateways refused (throttle, quotas)."""
 
 
-async def counters(redis: Redis, route: str) -> Counters:
+async def counters(redis: Connection, route: str) -> Counters:
     keys = RouteKeys(route)
     with redis_errors("reading a route's counters"):
         try:

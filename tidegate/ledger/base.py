@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
-
 from tidegate.errors import JobNotFound
 from tidegate.keys import route_of
 from tidegate.ledger.admission import AdmissionQueue
+from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
 from tidegate.settings import RouteSettings
 
@@ -23,7 +22,7 @@ TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compens
 class LedgerBase:
     def __init__(
         self,
-        redis: Redis,
+        redis: Connection,
         routes: Sequence[RouteSettings],
         *,
         batched: bool = False,

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
@@ -23,6 +27,7 @@ from redis.exceptions import (
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
     TimeoutError,
     TryAgainError,
@@ -41,19 +46,51 @@ from tidegate.settings import RedisSettings
 
 __all__ = ["UNAVAILABLE", "Connection", "connect", "redis_errors", "text", "translate_reply"]
 
-UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError, RedisClusterException)
+"""Failures that mean Redis is away or not ready (a cluster whose slot map
+cannot be read, or that has no node for a slot, included)."""
 
-Connection = Redis
+Connection = Redis | RedisCluster
 """A connected client, as the parts hold it: opaque to them (they never import
-redis-py); only this package sends commands on it."""
+redis-py); only this package sends commands on it. A ``RedisCluster`` in
+cluster mode; in sentinel mode a ``Redis`` whose pool asks the sentinels for
+the master."""
 
 
-def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Redis:
-    """A client with a bounded pool and no hidden retries.
+def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Connection:
+    """A client with bounded pools and no hidden retries, for the configured mode.
 
     ``extra_timeout_s`` lengthens the socket timeout for clients that issue
     blocking reads (XREADGROUP BLOCK), so a quiet stream is not a timeout.
     """
+    timeouts = {
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "socket_timeout": settings.socket_timeout_s + extra_timeout_s,
+    }
+    if settings.mode == "cluster":
+        # One pool per node; a command follows MOVED/ASK and a failover
+        # (the slot map is read again), but is not retried on a lost node.
+        return RedisCluster.from_url(
+            settings.url,
+            **timeouts,
+            max_connections=settings.max_connections,
+            retry=Retry(NoBackoff(), 0),
+        )
+    if settings.mode == "sentinel":
+        options: dict[str, Any] = parse_url(settings.url)  # type: ignore[no-untyped-call]
+        for name in ("host", "port", "path"):
+            options.pop(name, None)
+        sentinels = [parse_sentinel(item) for item in settings.sentinels]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinels,
+            sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0)},
+            **options,
+            **timeouts,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=settings.max_connections,
+        )
+        master: Redis = sentinel.master_for(settings.sentinel_master)
+        return master
     # A blocking pool: past max_connections a caller waits for a free
     # connection instead of getting a ConnectionError that would read as
     # "Redis is down".
@@ -105,3 +142,8 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"Redis unreachable while {what}: {e}") from e
     except ResponseError as e:
         raise translate_reply(e, what) from e
+
+
+def parse_sentinel(item: str) -> tuple[str, int]:
+    host, _, port = item.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,6 +1,10 @@
 """A pub/sub subscription that stays subscribed: the one resubscribe loop.
 
-Pub/sub drops messages while the connection is down, so every subscriber
+Sharded pub/sub (``SSUBSCRIBE``; the scripts ``SPUBLISH``): a route's
+channels carry its hash tag, so on a cluster its notifications stay on the
+shard that holds the route instead of crossing the whole cluster bus; on one
+server it works the same. Pub/sub drops messages while the connection is
+down, so every subscriber
 needs the same loop: subscribe, catch up (``on_subscribed``: re-read what may
 have been missed), handle messages, and when Redis goes away, back off
 (0.1 s doubling to 2 s) and start over. ``on_idle`` runs when no message
@@ -14,6 +18,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger.client import UNAVAILABLE, Connection, text
@@ -57,21 +65,27 @@ class Subscription:
             await stop_tasks([self._task])
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay_s = 0.1
         while not self._stopping:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
+                if isinstance(self._redis, RedisCluster):
+                    await self._redis.initialize()  # the slot map, to find each channel's shard
+                await pubsub.ssubscribe(*self._channels)
                 await self._on_subscribed()
                 self.subscribed.set()
                 delay_s = 0.1
+                idle_since = loop.time()
                 while not self._stopping:
-                    message = await pubsub.get_message(timeout=self._idle_s)
-                    if message and message["type"] == "message":
+                    message = await _next(pubsub, self._idle_s)
+                    if message and message["type"] == "smessage":
+                        idle_since = loop.time()
                         handled = self._on_message(text(message["channel"]), text(message["data"]))
                         if handled is not None:
                             await handled
-                    elif self._on_idle is not None:
+                    elif self._on_idle is not None and loop.time() - idle_since >= self._idle_s:
+                        idle_since = loop.time()
                         await self._on_idle()
             except asyncio.CancelledError:
                 raise
@@ -84,3 +98,20 @@ class Subscription:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+CLUSTER_POLL_S = 0.05
+"""On a cluster, the subscription spans a connection per shard and is read
+one shard at a time: each read waits this long at most, so no shard's
+message waits behind another shard's silence."""
+
+
+async def _next(pubsub: PubSub, idle_s: float) -> dict[str, Any] | None:
+    message: dict[str, Any] | None
+    if isinstance(pubsub, ClusterPubSub):
+        message = await pubsub.get_sharded_message(
+            ignore_subscribe_messages=True, timeout=CLUSTER_POLL_S
+        )
+    else:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=idle_s)
+    return message

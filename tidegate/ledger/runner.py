@@ -14,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tidegate.ledger.calls import R, ScriptCall
+from tidegate.ledger.client import Connection
 from tidegate.ledger.coalesce import Coalescer
 from tidegate.ledger.scripts import call, run_pipeline
 
 
 class _Batcher(Coalescer[ScriptCall[Any], Any]):
-    def __init__(self, redis: Redis, *, max_batch: int) -> None:
+    def __init__(self, redis: Connection, *, max_batch: int) -> None:
         super().__init__(max_batch=max_batch, name="script")
         self._redis = redis
 
@@ -33,7 +32,7 @@ class _Batcher(Coalescer[ScriptCall[Any], Any]):
 class Runner:
     """Runs script calls, plainly or coalesced with concurrent ones."""
 
-    def __init__(self, redis: Redis, *, batched: bool = False, max_batch: int = 256) -> None:
+    def __init__(self, redis: Connection, *, batched: bool = False, max_batch: int = 256) -> None:
         self.redis = redis
         self._batcher = _Batcher(redis, max_batch=max_batch) if batched else None
 

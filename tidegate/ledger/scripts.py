@@ -21,6 +21,7 @@ a connection lost or timed out once the commands were on their way is
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,12 +29,21 @@ from importlib import resources
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import (
+    AskError,
+    MaxConnectionsError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+)
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
 from tidegate.ledger.calls import CALLS, Arg, R, ScriptCall
-from tidegate.ledger.client import UNAVAILABLE, translate_reply
+from tidegate.ledger.client import UNAVAILABLE, Connection, translate_reply
 
 
 @dataclass(frozen=True)
@@ -58,13 +68,16 @@ def _load() -> dict[str, Script]:
 SCRIPTS = _load()
 
 
-async def load_all(redis: Redis) -> None:
-    """Put every script into the server's cache."""
+async def load_all(redis: Connection) -> None:
+    """Put every script into the server's cache (every primary's, on a cluster)."""
     for script in SCRIPTS.values():
-        await redis.script_load(script.source)
+        if isinstance(redis, RedisCluster):
+            await redis.execute_command("SCRIPT LOAD", script.source, target_nodes=redis.PRIMARIES)
+        else:
+            await redis.script_load(script.source)
 
 
-async def call(redis: Redis, script_call: ScriptCall[R]) -> R:
+async def call(redis: Connection, script_call: ScriptCall[R]) -> R:
     """Run one script call, loading the script first if the server has forgotten it.
 
     Sent through the same path as pipelines (hiredis packing, one pooled
@@ -78,7 +91,7 @@ async def call(redis: Redis, script_call: ScriptCall[R]) -> R:
 
 
 async def run_calls(
-    redis: Redis, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
+    redis: Connection, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
 ) -> tuple[list[Any], int]:
     """Many calls in one round trip: each call's read answer or its error, in
     order, and how many replicas acknowledged (with ``wait``; else 0)."""
@@ -90,7 +103,7 @@ async def run_calls(
 
 
 async def run_pipeline(
-    redis: Redis, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
+    redis: Connection, calls: Sequence[ScriptCall[Any]], *, wait: tuple[int, int] | None = None
 ) -> list[Any]:
     """Send many script calls in one round trip; per-call errors come back as values.
 
@@ -130,22 +143,35 @@ def pack(args: Sequence[Arg]) -> bytes:
 
 
 async def _pipeline(
-    redis: Redis, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
+    redis: Connection, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
 ) -> list[Any]:
-    commands = []
-    for c in calls:
-        keys = c.keys()
-        commands.append(pack(["EVALSHA", SCRIPTS[c.SCRIPT].sha, len(keys), *keys, *c.argv()]))
-    if wait:
-        commands.append(pack(["WAIT", *wait]))
-    data = b"".join(commands)
+    if isinstance(redis, RedisCluster):
+        return await _cluster_pipeline(redis, calls, wait)
     pool = redis.connection_pool
     try:
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     except UNAVAILABLE as e:
         raise RedisUnavailable(f"Redis unreachable (nothing was sent): {e}") from e
     try:
-        await connection.send_packed_command(data)
+        return await _exchange(connection, calls, wait)
+    finally:
+        await pool.release(connection)
+
+
+async def _exchange(
+    connection: AbstractConnection, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
+) -> list[Any]:
+    """Send the calls (and WAIT) on one connection; one reply or error each."""
+    commands = []
+    for c in calls:
+        keys = c.keys()
+        commands.append(pack(["EVALSHA", SCRIPTS[c.SCRIPT].sha, len(keys), *keys, *c.argv()]))
+    if wait:
+        commands.append(pack(["WAIT", *wait]))
+    sent = False
+    try:
+        await connection.send_packed_command(b"".join(commands))
+        sent = True
         results: list[Any] = []
         for _ in commands:
             try:
@@ -156,11 +182,114 @@ async def _pipeline(
         # Replies may still be in flight (cancelled, timed out, reset): the
         # connection is out of step and must not be reused.
         await connection.disconnect()
-        if isinstance(e, UNAVAILABLE):
+        # AttributeError: the connection was closed under us (another task
+        # read a cluster's slot map again, which closes the old nodes'
+        # connections); redis-py then finds no stream to write to or read from.
+        if isinstance(e, AttributeError) and not sent:
+            raise RedisUnavailable(f"the connection closed before sending: {e}") from e
+        if isinstance(e, (*UNAVAILABLE, AttributeError)):
             raise OutcomeUnknown(
                 f"Redis did not answer {len(calls)} script call(s) it may have run: {e}"
             ) from e
         raise
-    finally:
-        await pool.release(connection)
     return results
+
+
+REDIRECTS = 3
+"""How often a call follows MOVED before it fails as unavailable."""
+
+
+async def _cluster_pipeline(
+    cluster: RedisCluster, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
+) -> list[Any]:
+    """One pipeline per node: a call goes to the primary of its keys' slot.
+
+    A MOVED reply (the slot moved: a failover, a resharding) did nothing; the
+    slot map is updated and the call sent again. A node that cannot be
+    reached fails its calls alone (``RedisUnavailable`` or ``OutcomeUnknown``
+    as values) and the slot map is read again for the next calls. ``wait``
+    goes to every node written to; the fewest acknowledgements count.
+    """
+    try:
+        await cluster.initialize()  # reads the slot map once; later calls return at once
+    except (*UNAVAILABLE, RedisClusterException) as e:
+        raise RedisUnavailable(f"Redis Cluster unreachable (nothing was sent): {e}") from e
+    results: list[Any] = [None] * len(calls)
+    acked: int | None = None
+    pending = list(range(len(calls)))
+    for _ in range(REDIRECTS):
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for i in pending:
+            try:
+                node = cluster.get_node_from_key(calls[i].keys()[0])
+            except SlotNotCoveredError:
+                node = None
+            if node is None:  # the slot has no primary right now
+                results[i] = RedisUnavailable("no node serves this route's slot right now")
+                cluster._initialize = True  # read the slot map again before the next calls
+                continue
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        answers = await asyncio.gather(
+            *(_on_node(node, [calls[i] for i in idx], wait) for node, idx in groups.values()),
+            return_exceptions=True,
+        )
+        moved: list[int] = []
+        for (node, idx), answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, RedisUnavailable):
+                    raise answer
+                for i in idx:
+                    results[i] = answer
+                await _node_failed(cluster, node)
+                continue
+            if wait:
+                count = int(answer.pop())
+                acked = count if acked is None else min(acked, count)
+            for i, value in zip(idx, answer, strict=True):
+                if isinstance(value, MovedError | AskError):
+                    await cluster.nodes_manager.move_slot(value)
+                    moved.append(i)
+                else:
+                    results[i] = value
+        if not moved:
+            break
+        pending = moved
+    else:
+        for i in pending:
+            results[i] = RedisUnavailable("the slot kept moving (the cluster is resharding)")
+    if wait:
+        results.append(acked or 0)
+    return results
+
+
+async def _on_node(
+    node: ClusterNode, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
+) -> list[Any]:
+    """The calls on one connection of ``node``, used the way the node's own
+    commands use it (reopened first when it was marked for it)."""
+    try:
+        connection = node.acquire_connection()
+    except MaxConnectionsError as e:
+        raise RedisUnavailable(f"no free connection to {node.name}: {e}") from e
+    try:
+        try:
+            await node.disconnect_if_needed(connection)
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except UNAVAILABLE as e:
+            raise RedisUnavailable(f"{node.name} unreachable (nothing was sent): {e}") from e
+        return await _exchange(connection, calls, wait)
+    finally:
+        try:
+            await node.disconnect_if_needed(connection)
+        finally:
+            node.release(connection)
+
+
+async def _node_failed(cluster: RedisCluster, node: ClusterNode) -> None:
+    """What redis-py's cluster client does when a node fails a command of its
+    own: the node's connections are reopened before their next use, and the
+    slot map is read again (under the client's lock) before the next call, so
+    a replica that took over is found."""
+    node.update_active_connections_for_reconnect()
+    await node.disconnect_free_connections()
+    cluster._initialize = True

@@ -43,7 +43,7 @@ async def apply(
             )
             pipe.pexpire(keys.throttle, int(ttl_s * 1000))
             if announce:
-                pipe.publish(keys.throttle_channel, "set")
+                pipe.spublish(keys.throttle_channel, "set")
             await pipe.execute()
 
 
@@ -52,7 +52,7 @@ async def lift(redis: Connection, route: str) -> None:
     with redis_errors("lifting the throttle"):
         async with redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.throttle)
-            pipe.publish(keys.throttle_channel, "lifted")
+            pipe.spublish(keys.throttle_channel, "lifted")
             await pipe.execute()
 
 

@@ -17,8 +17,10 @@ from tidegate.settings.model import Settings
 from tidegate.settings.process import ControllerSettings, GatewaySettings, RedisSettings
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``TIDEGATE_<SECTION>_<FIELD>``; a list field (``redis.sentinels``,
+    ``scaler.namespaces``, ...) takes a comma-separated value."""
+    out: dict[str, dict[str, Any]] = {}
     sections = (
         ("redis", RedisSettings),
         ("gateway", GatewaySettings),
@@ -28,7 +30,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
         for f in fields(cls):
             value = env.get(f"{ENV_PREFIX}{section}_{f.name}".upper())
             if value is not None:
-                out.setdefault(section, {})[f.name] = value
+                listed = "tuple" in str(f.type)
+                parsed = [v.strip() for v in value.split(",") if v.strip()] if listed else value
+                out.setdefault(section, {})[f.name] = parsed
     return out
 
 

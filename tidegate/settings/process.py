@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
@@ -15,7 +17,15 @@ class RedisSettings:
     """Where Redis is and how long to wait for it."""
 
     url: str = "redis://127.0.0.1:6379/0"
-    """A redis:// or rediss:// URL (database number as the path)."""
+    """A redis:// or rediss:// URL (database number as the path). In cluster
+    mode, any node (a seed: the others are discovered); in sentinel mode, the
+    user, password, database and TLS of the master (its address comes from
+    the sentinels)."""
+    mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    sentinels: tuple[str, ...] = ()
+    """Sentinel mode: the sentinels, as ``host:port``."""
+    sentinel_master: str = ""
+    """Sentinel mode: the name the sentinels know the master by."""
     connect_timeout_s: float = Field(default=1.0, gt=0)
     """How long one connection attempt may take before Redis counts as down."""
     socket_timeout_s: float = Field(default=5.0, gt=0)
@@ -29,6 +39,25 @@ class RedisSettings:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _sentinels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parse_listen(item)
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> RedisSettings:
+        if self.mode == "sentinel" and not (self.sentinels and self.sentinel_master):
+            raise ValueError("sentinel mode needs sentinels (host:port) and sentinel_master")
+        if self.mode != "sentinel" and (self.sentinels or self.sentinel_master):
+            raise ValueError("sentinels and sentinel_master are for mode: sentinel")
+        if self.mode == "cluster" and urlsplit(self.url).path.strip("/") not in ("", "0"):
+            raise ValueError("a Redis Cluster has database 0 only: end redis.url in /0")
+        if self.mode == "cluster" and self.url.startswith("unix://"):
+            raise ValueError("a Redis Cluster is reached over TCP: redis:// or rediss://")
+        return self
 
 
 @dataclass(frozen=True, config=STRICT)

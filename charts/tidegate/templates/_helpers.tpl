@@ -80,6 +80,14 @@ seccompProfile:
     secretKeyRef:
       name: {{ include "tidegate.redisSecret" . }}
       key: {{ .Values.redis.existingSecretKey }}
+- name: TIDEGATE_REDIS_MODE
+  value: {{ .Values.redis.mode | quote }}
+{{- if eq .Values.redis.mode "sentinel" }}
+- name: TIDEGATE_REDIS_SENTINELS
+  value: {{ join "," .Values.redis.sentinels | quote }}
+- name: TIDEGATE_REDIS_SENTINEL_MASTER
+  value: {{ .Values.redis.sentinelMaster | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "tidegate.podSecurityContext" -}}

@@ -174,3 +174,41 @@ def test_the_admin_port_is_never_on_the_public_service() -> None:
     used = {name for expr in exprs for name in re.findall(r"tidegate_[a-z_]+", expr)}
     assert used
     assert used <= known_metrics(), used - known_metrics()
+
+
+@pytest.mark.parametrize(
+    ("redis", "mode"),
+    [
+        ({}, "standalone"),
+        ({"mode": "cluster", "url": "redis://node-0.redis:6379/0"}, "cluster"),
+        (
+            {
+                "mode": "sentinel",
+                "sentinels": ["s-0.redis:26379", "s-1.redis:26379", "s-2.redis:26379"],
+                "sentinelMaster": "mymaster",
+            },
+            "sentinel",
+        ),
+    ],
+)
+def test_the_redis_mode_reaches_every_part(redis: dict[str, Any], mode: str) -> None:
+    """The mode and the sentinels travel as environment variables, which the
+    settings read (a list as commas), for the gateway and the scaler alike."""
+    docs = render({"redis": redis})
+    raw = yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"])
+    for part in ("gateway", "scaler"):
+        container = component(docs, "Deployment", part)["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in container["containers"][0]["env"]}
+        assert env["TIDEGATE_REDIS_MODE"] == mode
+        values = {k: v for k, v in env.items() if v is not None}
+        settings = parse_settings(raw, env={**values, "TIDEGATE_REDIS_URL": "redis://r:6379/0"})
+        assert settings.redis.mode == mode
+        assert list(settings.redis.sentinels) == redis.get("sentinels", [])
+        assert settings.redis.sentinel_master == redis.get("sentinelMaster", "")
+
+
+def test_the_schema_refuses_a_sentinel_mode_without_sentinels() -> None:
+    with pytest.raises(Exception, match=r"/redis/sentinels': minItems"):
+        render({"redis": {"mode": "sentinel"}})
+    with pytest.raises(Exception, match="/redis/mode"):
+        render({"redis": {"mode": "replicated"}})

@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from redis.asyncio import Redis
-
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
 from scaler.metrics import ScalerMetrics
 from scaler.route_loop import RouteLoop
 from tidegate.keys import GROUP, RouteKeys
+from tidegate.ledger.client import Connection
 from tidegate.ledger.groups import ensure_group
 from tidegate.settings import (
     ScalerSettings,
@@ -45,7 +44,7 @@ def scaler_settings(**overrides: Any) -> ScalerSettings:
 
 
 def route_loop(
-    kube: Kube, redis: Redis, clock: Clock, settings: ScalerSettings | None = None, **kw: Any
+    kube: Kube, redis: Connection, clock: Clock, settings: ScalerSettings | None = None, **kw: Any
 ) -> RouteLoop:
     return RouteLoop(
         "orders",
@@ -58,7 +57,7 @@ def route_loop(
     )
 
 
-async def add_entries(redis: Redis, n: int, route: str = "orders") -> None:
+async def add_entries(redis: Connection, n: int, route: str = "orders") -> None:
     stream = RouteKeys(route).requests
     await ensure_group(redis, stream, GROUP)
     async with redis.pipeline(transaction=False) as pipe:
@@ -67,7 +66,7 @@ async def add_entries(redis: Redis, n: int, route: str = "orders") -> None:
         await pipe.execute()
 
 
-async def drain_all(redis: Redis, route: str = "orders") -> None:
+async def drain_all(redis: Connection, route: str = "orders") -> None:
     stream = RouteKeys(route).requests
     reply: Any = await redis.xreadgroup(GROUP, "w", {stream: ">"}, count=100_000)
     ids = [entry_id for entry_id, _ in reply[0][1]] if reply else []

@@ -22,13 +22,23 @@ async def test_gateway_answers_503_while_redis_is_down_and_recovers(own_redis: R
             before = (await r.json())["id"]
         own_redis.stop()
 
-        # Answered at once: a hang would hit this bound and fail the test.
+        # Answered at once: a hang would hit this bound and fail the test. A
+        # pooled connection may be used once before the client has seen the
+        # server close it: that admission was sent, so its outcome is unknown
+        # (never "nothing was accepted"); the next one is refused unsent.
         quick = aiohttp.ClientTimeout(total=5)
-        async with gateway.http.post(gateway.url("/reports"), data=b"during", timeout=quick) as r:
-            assert r.status == 503
-            assert r.headers["Retry-After"] == "1"
-            body = await r.json(content_type="application/problem+json")
-            assert body["type"].endswith("/redis-unavailable")
+        kinds = []
+        for _ in range(2):
+            async with gateway.http.post(
+                gateway.url("/reports"), data=b"during", timeout=quick
+            ) as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "1"
+                body = await r.json(content_type="application/problem+json")
+                kinds.append(body["type"].rsplit("/", 1)[1])
+            if kinds[-1] == "redis-unavailable":
+                break
+        assert kinds in (["redis-unavailable"], ["outcome-unknown", "redis-unavailable"])
         async with gateway.http.get(gateway.url(f"/_tidegate/jobs/{before}")) as r:
             assert r.status == 503
         async with gateway.http.get(gateway.admin_url("/status")) as r:

@@ -7,5 +7,5 @@ deadlines_key = KEYS[3]
 local job, ttl_ms, channel = ARGV[1], ARGV[2], ARGV[3]
 local ev_id, state = append(events, proj, job, 'cancelled', ttl_ms, {})
 if not ev_id then return {0, state} end
-redis.call('PUBLISH', channel, job)
+redis.call('SPUBLISH', channel, job)
 return {1, 'cancelled'}

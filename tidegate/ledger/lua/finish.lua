@@ -41,5 +41,5 @@ if state == 'failed' then
   dead_letter(events, proj, dead, job, entry, err, ttl_ms, deadline, meta, request_body)
   state = 'dead_lettered'
 end
-redis.call('PUBLISH', channel, job)
+redis.call('SPUBLISH', channel, job)
 return {1, state}

@@ -33,7 +33,7 @@ local function expire(why)
     redis.call('ZREM', deadlines_key, job)
     return {0, refused}
   end
-  redis.call('PUBLISH', channel, job)
+  redis.call('SPUBLISH', channel, job)
   return {1, 'expired'}
 end
 

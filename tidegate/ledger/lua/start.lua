@@ -21,7 +21,7 @@ if attempt > max_attempts and allowed(current_state(proj), 'dead_lettered') then
   local deadline = redis.call('HGET', proj, 'deadline_ms') or '0'
   dead_letter(events, proj, dead, job, entry, why, ttl_ms, deadline, meta, body)
   redis.call('XACK', requests, group, entry)
-  redis.call('PUBLISH', channel, job)
+  redis.call('SPUBLISH', channel, job)
   return {0, 'dead_lettered'}
 end
 local ev_id, state = append(events, proj, job, 'started', ttl_ms,

@@ -1,0 +1,155 @@
+"""tidegate on a real Redis Cluster (3 masters, 3 replicas, started by a fixture).
+
+The same paths as on one server: the ledger's commands, queries and upkeep
+(Lua calls sent to the shard of each route, MOVED followed), admission
+through the gateway with a sync wait on sharded pub/sub, a relay worker,
+the scaler's sampling, the throttle and its notification, status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from scaler.sampling import sample_route
+from tests.conftest import Upstream, make_settings, running_gateway, running_worker, wait_until
+from tests.integration.topologies.failover import each_ended_once, under_load
+from tests.redis_cluster import RedisCluster
+from tidegate.envelope import Job, Reply
+from tidegate.keys import GROUP, RouteKeys, new_job_id
+from tidegate.ledger import Ledger, backlog, throttle
+from tidegate.ledger.client import connect
+from tidegate.ledger.groups import ensure_group
+from tidegate.ledger.route_status import routes_status
+from tidegate.settings import Settings
+from tidegate.shell.ops import print_status
+from tidegate.throttle import Throttle
+from worker.relay import Relay
+
+
+def job(route: str) -> Job:
+    return Job(id=new_job_id(route), route=route, method="POST", path="/" + route, body=b"x")
+
+
+async def test_routes_land_on_different_shards(redis_cluster: RedisCluster) -> None:
+    client = ClusterClient.from_url(redis_cluster.url)
+    try:
+        await client.initialize()
+        names = ["orders", "jobs", "exports"]
+        nodes = {client.get_node_from_key(RouteKeys(n).requests) for n in names}
+    finally:
+        await client.aclose()
+    assert None not in nodes
+    assert len(nodes) == 3  # the tests below meet every shard
+
+
+async def test_the_ledger_on_a_cluster(cluster_settings: Settings) -> None:
+    redis = connect(cluster_settings.redis)
+    try:
+        ledger = Ledger(redis, cluster_settings.routes, admission_batch_max=64)
+        ledger.open()
+        jobs = {route: job(route) for route in ("orders", "jobs", "exports")}
+        for route, j in jobs.items():  # one batch per route, each on its own shard
+            admitted = await ledger.admit(cluster_settings.route(route), j, "key-" + route)
+            assert admitted.outcome == "new"
+        again = await ledger.admit(cluster_settings.route("orders"), jobs["orders"], "key-orders")
+        assert again == (jobs["orders"].id, "duplicate")
+        for route, j in jobs.items():
+            stream = RouteKeys(route).requests
+            await ensure_group(redis, stream, GROUP)
+            reply: Any = await redis.xreadgroup(GROUP, "c1", {stream: ">"}, count=1)
+            entry_id = reply[0][1][0][0].decode()
+            started = await ledger.start(j, entry_id, "c1")
+            assert started is not None
+            assert await ledger.finish(started, entry_id, Reply(201)) == "succeeded"
+            assert (await ledger.projection(j.id))["state"] == "succeeded"
+            assert await ledger.result(j.id) == Reply(201)
+            assert [e["type"] for e in await ledger.events(j.id)][-1] == "succeeded"
+        assert await ledger.states([j.id for j in jobs.values()]) == ["succeeded"] * 3
+        report = await ledger.replay("orders")
+        assert (report.events, report.refused) == (3, 0)
+        await ledger.reconcile("orders")
+        await ledger.trim("orders")
+        found = await backlog.measure(redis, "orders")
+        assert (found.waiting, found.pending) == (0, 0)
+        await ledger.close()
+    finally:
+        await redis.aclose()
+
+
+async def test_the_whole_path_on_a_cluster(
+    cluster_settings: Settings, upstream: Upstream, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        running_gateway(cluster_settings) as gateway,
+        running_worker(cluster_settings, "orders", Relay(upstream.url, 2.0)),
+    ):
+        async with gateway.http.post(gateway.url("/orders"), data=b"two widgets") as r:
+            # 201 is the service's answer: the sync wait was woken through
+            # SSUBSCRIBE (had it run out, the answer would be 202)
+            assert r.status == 201, await r.text()
+            job_id = r.headers["Tidegate-Job"]
+        assert await gateway.job_state(job_id) == "succeeded"
+        async with gateway.http.post(gateway.url("/reports"), data=b"later") as r:
+            assert r.status == 202
+        redis = connect(cluster_settings.redis)
+        try:
+            state = Throttle(5.0, 10, "max_replicas", "test", time.time())
+            await throttle.apply(redis, "reports", state, ttl_s=30, announce=True)
+
+            async def seen() -> bool:
+                return gateway.gw.throttles.states.get("reports") is not None
+
+            await wait_until(seen, what="the gateway to hear of the throttle")
+            sample = await sample_route(
+                redis, "reports", now_s=time.time(), ready_replicas=0, current_replicas=0
+            )
+            assert (sample.waiting, sample.added_total) == (1, 1)  # what the scaler sees
+            status = await routes_status(redis, cluster_settings)
+            assert status["reports"].backlog is not None
+            assert status["reports"].backlog.waiting == 1
+            assert status["reports"].throttle == await throttle.read(redis, "reports")
+        finally:
+            await redis.aclose()
+        async with gateway.http.get(gateway.admin_url("/readyz")) as r:
+            assert r.status == 200, await r.text()
+        capsys.readouterr()
+        assert await print_status(cluster_settings) == 0  # tidegate status
+        reports = next(line for line in capsys.readouterr().out.splitlines() if "reports" in line)
+        assert "THROTTLED" in reports
+
+
+async def test_a_killed_master_loses_no_acknowledged_job(
+    own_cluster: RedisCluster, upstream: Upstream
+) -> None:
+    """SIGKILL the master of the route's slot under load: its replica takes
+    over; with ``replicas_ack: 1`` every 202 was on that replica. The killed
+    node comes back as a replica, so the shard can acknowledge again."""
+    settings = make_settings(
+        own_cluster.url,
+        redis_mode="cluster",
+        mode="async",
+        replicas_ack=1,
+        replicas_ack_timeout_s=1.0,
+    )
+    client = ClusterClient.from_url(own_cluster.url)
+    await client.initialize()
+    master = client.get_node_from_key(RouteKeys("orders").requests)
+    await client.aclose()
+    assert master is not None
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(upstream.url, 2.0)),
+    ):
+
+        async def fail_over() -> None:
+            own_cluster.kill(int(master.port))
+            await asyncio.to_thread(own_cluster.wait_for_failover, int(master.port))
+            own_cluster.restart(int(master.port))
+
+        accepted = await under_load(gateway, fail_over)
+        await each_ended_once(settings, accepted)
