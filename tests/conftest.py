@@ -184,6 +184,15 @@ def settings(redis_url: str) -> Settings:
     return make_settings(redis_url)
 
 
+def on_both(request: pytest.FixtureRequest, redis_url: str) -> Settings:
+    """For a ``settings`` fixture with params standalone and cluster: the usual
+    settings on one server, or on the session's Redis Cluster."""
+    if request.param == "standalone":
+        return make_settings(redis_url)
+    cluster: Settings = request.getfixturevalue("cluster_settings")
+    return cluster
+
+
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Connection]:
     client = connect(settings.redis)

@@ -8,7 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.conftest import on_both
 from tests.integration.gateway.hostile import Capture, Seen
+from tidegate.settings import Settings
 
 
 @pytest.fixture
@@ -34,3 +36,9 @@ async def capture() -> AsyncIterator[Capture]:
     holder.append(Capture(server))
     yield holder[0]
     await server.close()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def settings(request: pytest.FixtureRequest, redis_url: str) -> Settings:
+    """The gateway's tests on one server and on the session's Redis Cluster."""
+    return on_both(request, redis_url)

@@ -193,9 +193,10 @@ async def test_gateways_share_one_bucket_and_answer_with_the_headers(
     assert headers["RateLimit"].startswith('"capacity";r=0;t=')
 
 
-async def test_a_route_may_throttle_with_503(redis: Redis, redis_url: str) -> None:
+async def test_a_route_may_throttle_with_503(redis: Redis, settings: Settings) -> None:
     settings = make_settings(
-        redis_url,
+        settings.redis.url,
+        redis_mode=settings.redis.mode,
         scaler={"target": {"kind": "local", "upstream": "http://x"}, "throttle": {"status": 503}},
     )
     await set_throttle(redis, "orders", burst=0)

@@ -1,4 +1,5 @@
-"""Fixtures of the ledger tests: every test runs against redis-server and fakeredis."""
+"""Fixtures of the ledger tests: every test runs against redis-server, a Redis
+Cluster (the session's, flushed) and fakeredis."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ from collections.abc import AsyncIterator
 
 import fakeredis
 import pytest
-from redis.asyncio import Redis
 
+from tests.redis_cluster import RedisCluster
 from tidegate.ledger import Ledger
-from tidegate.settings import Settings
+from tidegate.ledger.client import Connection, connect
+from tidegate.settings import RedisSettings, Settings
 
 
-@pytest.fixture(params=["redis-server", "fakeredis"])
-async def store(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[Redis]:
+@pytest.fixture(params=["redis-server", "cluster", "fakeredis"])
+async def store(request: pytest.FixtureRequest, redis: Connection) -> AsyncIterator[Connection]:
     if request.param == "redis-server":
         yield redis
+        return
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = connect(RedisSettings(url=cluster.url, mode="cluster"))
+        yield client
+        await client.aclose()
         return
     fake = fakeredis.FakeAsyncRedis()
     yield fake
@@ -23,5 +32,5 @@ async def store(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[R
 
 
 @pytest.fixture
-def book(store: Redis, settings: Settings) -> Ledger:
+def book(store: Connection, settings: Settings) -> Ledger:
     return Ledger(store, settings.routes)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from scaler.sampling import sample_route
+from tests.conftest import on_both
 from tests.redis_server import RedisServer
 from tidegate.envelope import Job, Reply
 from tidegate.keys import GROUP, RouteKeys, new_job_id
@@ -50,3 +52,9 @@ async def test_redis_down_is_an_unknown_backlog(own_redis: RedisServer) -> None:
     await client.aclose()
     assert sample.waiting is None
     assert sample.current_replicas == 2
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def settings(request: pytest.FixtureRequest, redis_url: str) -> Settings:
+    """Sampling on one server and on the session's Redis Cluster."""
+    return on_both(request, redis_url)
