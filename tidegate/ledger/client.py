@@ -44,7 +44,15 @@ from tidegate.errors import (
 from tidegate.ledger.calls import text
 from tidegate.settings import RedisSettings
 
-__all__ = ["UNAVAILABLE", "Connection", "connect", "redis_errors", "text", "translate_reply"]
+__all__ = [
+    "UNAVAILABLE",
+    "Connection",
+    "connect",
+    "ready",
+    "redis_errors",
+    "text",
+    "translate_reply",
+]
 
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError, RedisClusterException)
 """Failures that mean Redis is away or not ready (a cluster whose slot map
@@ -147,3 +155,12 @@ def redis_errors(what: str) -> Iterator[None]:
 def parse_sentinel(item: str) -> tuple[str, int]:
     host, _, port = item.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+async def ready(redis: Connection) -> None:
+    """Read a cluster's slot map now (once), before commands go out side by
+    side: the client otherwise learns it on the first command, and many
+    first commands at once race to. A no-op on one server."""
+    if isinstance(redis, RedisCluster):
+        with redis_errors("reading the cluster's slot map"):
+            await redis.initialize()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidegate.ledger import backlog, scaler_view, throttle
-from tidegate.ledger.client import Connection
+from tidegate.ledger.client import Connection, ready
 from tidegate.redact import redact_url
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
@@ -44,6 +44,7 @@ class RouteStatus:
 async def routes_status(redis: Connection, settings: Settings) -> dict[str, RouteStatus]:
     """Per route, in config order; RedisUnavailable when Redis is down."""
     queued = [r for r in settings.routes if r.mode != "proxy"]
+    await ready(redis)
     measured = await asyncio.gather(*(backlog.measure(redis, r.name) for r in queued))
     views = await asyncio.gather(*(scaler_view.read(redis, r.name) for r in queued))
     throttles = await asyncio.gather(*(throttle.read(redis, r.name) for r in queued))
