@@ -121,20 +121,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     rows = []
-    server = RedisServer()
-    server.start()
-    try:
-        settings = settings_for(server.url, "standalone")
-        rows.append(("one server", asyncio.run(measure(settings, args.jobs, args.batch))))
-    finally:
-        server.close()
-    cluster = LocalCluster()
-    cluster.start()
-    try:
-        settings = settings_for(cluster.url, "cluster")
-        rows.append(("cluster, 3 masters", asyncio.run(measure(settings, args.jobs, args.batch))))
-    finally:
-        cluster.close()
+    targets: list[tuple[str, str, RedisServer | LocalCluster]] = [
+        ("one server", "standalone", RedisServer()),
+        ("cluster, 3 masters", "cluster", LocalCluster()),
+    ]
+    for name, mode, target in targets:
+        target.start()
+        try:
+            settings = settings_for(target.url, mode)
+            rows.append((name, asyncio.run(measure(settings, args.jobs, args.batch))))
+        finally:
+            target.close()
     print(f"{args.jobs} jobs over {len(ROUTES)} routes, admitted in batches of {args.batch}")
     print("| Redis | admit Lua us/job | start+finish Lua us/job | Lua us/job | bytes/job held |")
     print("|---|---:|---:|---:|---:|")

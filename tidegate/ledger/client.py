@@ -42,7 +42,7 @@ from tidegate.errors import (
     TidegateError,
 )
 from tidegate.ledger.calls import text
-from tidegate.settings import RedisSettings
+from tidegate.settings import RedisSettings, parse_listen
 
 __all__ = [
     "UNAVAILABLE",
@@ -88,7 +88,7 @@ def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Connect
         options: dict[str, Any] = parse_url(settings.url)  # type: ignore[no-untyped-call]
         for name in ("host", "port", "path"):
             options.pop(name, None)
-        sentinels = [parse_sentinel(item) for item in settings.sentinels]
+        sentinels = [parse_listen(item) for item in settings.sentinels]
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             sentinels,
             sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0)},
@@ -150,11 +150,6 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"Redis unreachable while {what}: {e}") from e
     except ResponseError as e:
         raise translate_reply(e, what) from e
-
-
-def parse_sentinel(item: str) -> tuple[str, int]:
-    host, _, port = item.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 async def ready(redis: Connection) -> None:
