@@ -53,16 +53,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(
-    url: str, script: Path, duration_s: int, connections: int, pid: int
-) -> dict[str, float]:
-    cpu_before = cpu_s(pid)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def wrk_command(
+    url: str, script: Path, duration_s: int, connections: int, threads: int = 2
+) -> list[str]:
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+
+
+def parse_wrk(url: str, out: str) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) and the request count of a wrk report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -72,8 +79,22 @@ def run_wrk(
         found = " ".join(m.group(0) for m in (non2xx, errors) if m)
         print(f"  warning: {url}: {found}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    cpu_us = (cpu_s(pid) - cpu_before) / requests * 1e6
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_us": cpu_us}
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": requests}
+
+
+def run_wrk(
+    url: str, script: Path, duration_s: int, connections: int, pid: int
+) -> dict[str, float]:
+    cpu_before = cpu_s(pid)
+    out = subprocess.run(
+        wrk_command(url, script, duration_s, connections),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = parse_wrk(url, out)
+    result["cpu_us"] = (cpu_s(pid) - cpu_before) / result["requests"] * 1e6
+    return result
 
 
 def main() -> int:

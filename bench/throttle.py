@@ -14,7 +14,12 @@
   throttle set far above the offered load (not binding), rounds alternating;
   the ratio of throughputs per round.
 
+With ``--partitions P`` the route is split over P partitions (one bucket
+each at rate / P, ``tidegate.throttle.share_of``) and the admitted count is
+the sum of the P streams.
+
 Usage: python bench/throttle.py [--rate 100] [--duration-s 20] [--rounds 3]
+       [--partitions 1] [--skip-overhead]
 Needs redis-server and wrk on PATH.
 """
 
@@ -41,12 +46,14 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from admission import POST_LUA, run_wrk
 
-from tidegate.keys import RouteKeys
+from tidegate.keys import Layout, parts_of
 from tidegate.ledger import throttle
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.throttle import Throttle
 
 TENANTS = ("t1", "t2", "t3", "t4")
+BENCH = Layout("bench")
+"""The bench route (``--partitions`` changes its partitions)."""
 OFFER_OF_SHARE = (0.6, 1.2, 2.4, 4.8)
 
 
@@ -64,6 +71,7 @@ def config(redis_url: str, tenants: bool) -> dict[str, Any]:
                 "mode": "async",
                 "priority": "high",
                 "result_ttl_s": 600,
+                "partitions": BENCH.partitions,
             }
         ],
     }
@@ -126,26 +134,27 @@ async def offer(
 
 async def accuracy(redis: Redis, urls: list[str], rate: float, duration_s: float) -> None:
     burst = int(rate * 2)
-    await redis.delete(RouteKeys("bench").requests)
+    await redis.delete(*(keys.requests for keys in parts_of(BENCH)))
     state = Throttle(rate, burst, "max_replicas", "benchmark", time.time(), 429)
-    await throttle.apply(redis, "bench", state, ttl_s=3600, announce=True)
+    await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
     statuses, start, last = await offer(urls, rate * 3, duration_s)
-    admitted = int(await redis.xlen(RouteKeys("bench").requests))
+    admitted = sum([int(await redis.xlen(keys.requests)) for keys in parts_of(BENCH)])
     expected = rate * (last - start) + burst
     print(
         f"accuracy: offered {sum(statuses.values())} over {last - start:.2f} s "
-        f"to {len(urls)} gateways at 3x {rate:g}/s: answers {dict(statuses)}"
+        f"to {len(urls)} gateways at 3x {rate:g}/s, {BENCH.partitions} partition(s): "
+        f"answers {dict(statuses)}"
     )
     print(
         f"  admitted (stream length) {admitted}, expected rate x T + burst = {expected:.0f}: "
         f"{(admitted - expected) / expected * 100:+.2f}% (target within +-2%)"
     )
-    await throttle.lift(redis, "bench")
+    await throttle.lift(redis, BENCH)
 
 
 async def fairness(redis: Redis, urls: list[str], rate: float, duration_s: float) -> None:
     state = Throttle(rate, int(rate * 2), "max_replicas", "benchmark", time.time(), 429)
-    await throttle.apply(redis, "bench", state, ttl_s=3600, announce=True)
+    await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
     share = rate / len(TENANTS)
     runs = [
         offer(urls, share * k, duration_s, {"X-Api-Key": key_of(t)})
@@ -166,7 +175,7 @@ async def fairness(redis: Redis, urls: list[str], rate: float, duration_s: float
         f"  Jain's index over admitted rates {jain:.3f}; over admitted / max-min fair share "
         f"{jain_norm:.3f} (target >= 0.95)"
     )
-    await throttle.lift(redis, "bench")
+    await throttle.lift(redis, BENCH)
 
 
 def set_state(redis_url: str, state: Throttle | None) -> None:
@@ -176,9 +185,9 @@ def set_state(redis_url: str, state: Throttle | None) -> None:
         redis = Redis.from_url(redis_url)
         try:
             if state is None:
-                await throttle.lift(redis, "bench")
+                await throttle.lift(redis, BENCH)
             else:
-                await throttle.apply(redis, "bench", state, ttl_s=3600, announce=True)
+                await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
         finally:
             await redis.aclose()
 
@@ -246,7 +255,11 @@ def main() -> int:
     parser.add_argument("--duration-s", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--overhead-duration-s", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
+    global BENCH
+    BENCH = Layout("bench", args.partitions)
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
         folder = Path(name)
         port = free_port()
@@ -256,7 +269,8 @@ def main() -> int:
         try:
             for tenants, measure in ((False, accuracy), (True, fairness)):
                 run_phase(folder, redis_url, tenants, measure, args.rate, args.duration_s)
-            overhead(folder, redis_url, args.rounds, args.overhead_duration_s)
+            if not args.skip_overhead:
+                overhead(folder, redis_url, args.rounds, args.overhead_duration_s)
         finally:
             server.terminate()
             server.wait(10)

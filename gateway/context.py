@@ -127,7 +127,7 @@ GATEWAY = web.AppKey("gateway", Gateway)
 async def open_context(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
     redis = connect(settings.redis)
     ledger = Ledger(redis, settings.routes, admission_batch_max=settings.gateway.batch_max_size)
-    queued = [r.name for r in settings.routes if r.mode != "proxy"]
+    queued = [r for r in settings.routes if r.mode != "proxy"]
     metrics = metrics or GatewayMetrics()
     gw = Gateway(
         settings=settings,

@@ -33,7 +33,6 @@ from gateway.rejections import Rejection
 from gateway.tenants import priority_of
 from tidegate.envelope import Job
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
-from tidegate.keys import new_job_id
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.ledger.admission import Admitted
 from tidegate.settings import RouteSettings, TenantSettings
@@ -109,7 +108,7 @@ async def read_request(
         request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
     )
     job = Job(
-        id=new_job_id(route.name),
+        id=gw.ledger.new_job_id(route, tenant.name if tenant else "", key),
         route=route.name,
         method=request.method,
         path=path,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.metrics import GatewayMetrics
-from tidegate.keys import RouteKeys
+from tidegate.keys import Partitioned, RouteKeys
 from tidegate.ledger import throttle
 from tidegate.ledger.client import Connection
 from tidegate.ledger.pubsub import Subscription
@@ -26,9 +26,12 @@ REREAD_S = 2.0
 
 
 class ThrottleWatcher:
-    def __init__(self, redis: Connection, routes: Sequence[str], metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, redis: Connection, routes: Sequence[Partitioned], metrics: GatewayMetrics
+    ) -> None:
         self._redis = redis
-        self._routes = list(routes)
+        self._layouts = {r.name: r for r in routes}
+        self._routes = list(self._layouts)
         self._metrics = metrics
         self.states: dict[str, Throttle | None] = dict.fromkeys(self._routes)
         channels = {RouteKeys(r).throttle_channel: r for r in self._routes}
@@ -50,7 +53,7 @@ class ThrottleWatcher:
 
     async def refresh(self, routes: Sequence[str] | None = None) -> None:
         for route in routes or self._routes:
-            state = await throttle.read(self._redis, route)
+            state = await throttle.read(self._redis, self._layouts[route])
             before = self.states.get(route)
             self.states[route] = state
             if (before is None) != (state is None):

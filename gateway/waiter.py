@@ -1,8 +1,8 @@
 """Waiting for results without polling: one pub/sub subscription per process.
 
 When a job ends, the worker's ``finish`` script publishes the job id on the
-route's ``done`` channel in the same atomic call that stores the result. The
-gateway holds one subscription to every route's channel and resolves the
+route's (partition's) ``done`` channel in the same atomic call that stores
+the result. The gateway holds one subscription to every partition's channel and resolves the
 futures of the requests waiting for those ids; a waiting request costs no
 Redis traffic at all.
 
@@ -18,7 +18,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
-from tidegate.keys import RouteKeys
+from tidegate.keys import Partitioned, parts_of
 from tidegate.ledger import TERMINAL_STATES, Ledger
 from tidegate.ledger.pubsub import Subscription
 
@@ -26,12 +26,12 @@ from tidegate.ledger.pubsub import Subscription
 class ResultWaiter:
     """Maps job ids to the futures of requests waiting for them."""
 
-    def __init__(self, ledger: Ledger, routes: Sequence[str]) -> None:
+    def __init__(self, ledger: Ledger, routes: Sequence[Partitioned]) -> None:
         self._ledger = ledger
         self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._subscription = Subscription(
             ledger.redis,
-            [RouteKeys(r).done for r in routes],
+            [keys.done for route in routes for keys in parts_of(route)],
             on_message=lambda _channel, job_id: self._wake(job_id),
             on_subscribed=self._recheck,
             name="result subscription",

@@ -63,6 +63,8 @@ class Scaled:
     settings: ScalerSettings
     resource: ResourceRef | None = None
     conditions: tuple[Any, ...] = ()
+    partitions: int = 1
+    """The route's partitions (its backlog and throttle span them all)."""
 
     @property
     def source(self) -> str:
@@ -112,7 +114,9 @@ class Controller:
 
     def from_config(self) -> dict[str, Scaled]:
         return {
-            r.name: Scaled(r.name, r.scaler) for r in self.settings.routes if r.scaler is not None
+            r.name: Scaled(r.name, r.scaler, partitions=r.partitions)
+            for r in self.settings.routes
+            if r.scaler is not None
         }
 
     async def from_resources(self) -> dict[str, Scaled] | None:
@@ -143,7 +147,9 @@ class Controller:
                 message = f"route {p.route} is scaled by {first}"
                 await self._reject(p.ref, "Conflict", message, status)
                 continue
-            found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old))
+            configured = next((r for r in self.settings.routes if r.name == p.route), None)
+            partitions = p.partitions or (configured.partitions if configured else 1)
+            found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old), partitions)
         return found
 
     async def _reject(
@@ -197,6 +203,7 @@ class Controller:
             conditions=list(scaled.conditions),
             write_status=functools.partial(patch_status, kube) if kube else None,
             write_event=functools.partial(emit_event, kube) if kube else None,
+            partitions=scaled.partitions,
         )
         log.info(
             "route %s: scaling %s (from %s)", scaled.route, loop.actuator.describe, scaled.source

@@ -2,7 +2,9 @@
 
 A BacklogScaler names a route and carries the same keys as a route's
 ``scaler:`` section of the config file (``spec.route`` plus those keys; the
-target's namespace defaults to the resource's own). The scaler lists them in
+target's namespace defaults to the resource's own; ``spec.partitions`` names
+the route's partitions when the config file the scaler reads does not hold
+the route). The scaler lists them in
 its watched namespaces every ``resync_s``, validates each spec with the very
 settings class the config file uses, and keeps each one's status current:
 observed lag, rates, replicas and the conditions ``Active``, ``Exhausted``
@@ -25,7 +27,7 @@ from kubernetes import watch
 from pydantic import ValidationError
 
 from scaler.kube import Kube
-from tidegate.settings import ROUTE_NAME, ScalerSettings
+from tidegate.settings import MAX_PARTITIONS, ROUTE_NAME, ScalerSettings
 
 GROUP = "tidegate.io"
 VERSION = "v1alpha1"
@@ -57,6 +59,8 @@ class Parsed:
     route: str | None
     settings: ScalerSettings | None
     error: str | None
+    partitions: int | None = None
+    """``spec.partitions``: the route's partitions, when the spec names them."""
 
 
 def parse(obj: dict[str, Any]) -> Parsed:
@@ -73,6 +77,13 @@ def parse(obj: dict[str, Any]) -> Parsed:
     route = spec.pop("route", None)
     if not isinstance(route, str) or not ROUTE_NAME.match(route):
         return Parsed(ref, None, None, "spec.route: required, a route name of [a-z0-9-]")
+    partitions = spec.pop("partitions", None)
+    if partitions is not None and (
+        not isinstance(partitions, int)
+        or isinstance(partitions, bool)
+        or not 1 <= partitions <= MAX_PARTITIONS
+    ):
+        return Parsed(ref, route, None, f"spec.partitions: an integer from 1 to {MAX_PARTITIONS}")
     target = spec.get("target")
     if isinstance(target, dict):
         spec["target"] = {"kind": "deployment", "namespace": ref.namespace, **target}
@@ -87,7 +98,7 @@ def parse(obj: dict[str, Any]) -> Parsed:
         return Parsed(ref, route, None, f"spec: {e}")
     if settings.target.kind != "deployment":
         return Parsed(ref, route, None, "spec.target.kind: only deployment targets in a cluster")
-    return Parsed(ref, route, settings, None)
+    return Parsed(ref, route, settings, None, partitions)
 
 
 def now_rfc3339() -> str:

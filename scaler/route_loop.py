@@ -41,6 +41,7 @@ from scaler.status import EventWriter, StatusReporter, StatusWriter, route_statu
 from scaler.throttle import ThrottleKeeper
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
+from tidegate.keys import Layout
 from tidegate.ledger import scaler_view
 from tidegate.ledger.client import Connection
 from tidegate.scaler_view import ScalerView
@@ -95,8 +96,11 @@ class RouteLoop:
         write_status: StatusWriter | None = None,
         write_event: EventWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        partitions: int = 1,
     ) -> None:
         self.route = route
+        self.layout = Layout(route, partitions)
+        """The route's name and partitions: sampling and the throttle span them all."""
         self.settings = settings
         self.actuator = actuator
         self.redis = redis
@@ -107,7 +111,7 @@ class RouteLoop:
             route, metrics, resource, conditions, write_status, write_event, clock
         )
         self.policy = Policy(policy_settings(settings))
-        self.keeper = ThrottleKeeper(route, settings, redis, is_leader, self.status.event)
+        self.keeper = ThrottleKeeper(self.layout, settings, redis, is_leader, self.status.event)
         self.failures = 0
         self.api_failures = 0
 
@@ -135,7 +139,7 @@ class RouteLoop:
 
         sample = await sample_route(
             self.redis,
-            self.route,
+            self.layout,
             now_s=now,
             ready_replicas=replicas.ready,
             current_replicas=replicas.desired,

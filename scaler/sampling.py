@@ -12,7 +12,8 @@
   the offered load is known even while a throttle hides it.
 
 Replica counts come from the actuator (the Deployment's scale, or the local
-processes) and are passed in. A failed measurement gives ``waiting=None``,
+processes) and are passed in. A partitioned route is sampled over all its
+partitions, added up. A failed measurement gives ``waiting=None``,
 which the policy answers by holding the current replicas.
 """
 
@@ -22,12 +23,18 @@ import time
 
 from scaler.policy import Sample
 from tidegate.errors import RedisUnavailable
+from tidegate.keys import Partitioned
 from tidegate.ledger import backlog
 from tidegate.ledger.client import Connection
 
 
 async def sample_route(
-    redis: Connection, route: str, *, now_s: float, ready_replicas: int, current_replicas: int
+    redis: Connection,
+    route: str | Partitioned,
+    *,
+    now_s: float,
+    ready_replicas: int,
+    current_replicas: int,
 ) -> Sample:
     try:
         measured = await backlog.measure(redis, route)

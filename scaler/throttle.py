@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from scaler.exhaustion import Step, ThrottleGovernor
 from scaler.rates import ewma, per_second
 from tidegate.errors import RedisUnavailable
+from tidegate.keys import Partitioned
 from tidegate.ledger import throttle
 from tidegate.ledger.client import Connection
 from tidegate.settings import ScalerSettings
@@ -37,13 +38,14 @@ Notify = Callable[[str, str, str], Awaitable[None]]
 class ThrottleKeeper:
     def __init__(
         self,
-        route: str,
+        route: str | Partitioned,
         settings: ScalerSettings,
         redis: Connection,
         is_leader: Callable[[], bool],
         notify: Notify,
     ) -> None:
-        self.route = route
+        self.layout = route
+        self.route = route if isinstance(route, str) else route.name
         self.settings = settings
         self.redis = redis
         self.is_leader = is_leader
@@ -69,7 +71,7 @@ class ThrottleKeeper:
         if self._adopted:
             return True
         try:
-            found = await throttle.read(self.redis, self.route)
+            found = await throttle.read(self.redis, self.layout)
         except RedisUnavailable:
             return False
         if found is not None:
@@ -90,7 +92,7 @@ class ThrottleKeeper:
         try:
             if verdict.rate_per_s is None:
                 if verdict.changed or self.throttle is not None:
-                    await throttle.lift(self.redis, self.route)
+                    await throttle.lift(self.redis, self.layout)
                     await self._report("ThrottleLifted", f"throttle lifted: {verdict.detail}")
                 self.throttle = None
                 return
@@ -103,7 +105,7 @@ class ThrottleKeeper:
                 since_s=since,
                 status=t.status,
             )
-            await throttle.apply(self.redis, self.route, self.throttle, ttl_s, verdict.changed)
+            await throttle.apply(self.redis, self.layout, self.throttle, ttl_s, verdict.changed)
             if verdict.changed:
                 await self._report(
                     "Throttled",

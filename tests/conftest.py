@@ -299,14 +299,15 @@ class RunningWorker:
 async def running_worker(
     settings: Settings, route: str, executor: Executor, **kwargs: Any
 ) -> AsyncIterator[RunningWorker]:
-    from tidegate.keys import GROUP, RouteKeys
+    from tidegate.keys import GROUP, parts_of
     from tidegate.ledger.groups import ensure_group
 
     client = connect(settings.redis, extra_timeout_s=1.0)
     # Redis out of memory refuses even an existing group's XGROUP CREATE: the
     # consumer's own reader creates the group then, once Redis takes writes.
     with contextlib.suppress(RedisFull):
-        await ensure_group(client, RouteKeys(route).requests, GROUP)
+        for keys in parts_of(settings.route(route)):
+            await ensure_group(client, keys.requests, GROUP)
     ledger = Ledger(client, settings.routes, batched=True)  # as worker.main runs it
     ledger.open()
     consumer = Consumer(settings.route(route), ledger, executor, **kwargs)

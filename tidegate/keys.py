@@ -5,15 +5,32 @@ Every key of a route carries the route's name as a Cluster hash tag,
 that touch several of them at once need that) and different routes spread
 across shards.
 
-Job ids are ``ROUTE.TOKEN``: the token is 144 random bits (unguessable), and
-the prefix lets the job API find a job's keys without scanning anything.
+A route with ``partitions: P > 1`` splits its stream (and everything that
+belongs to one job: projection, result, idempotency record, event log,
+delayed set, dead letters, throttle bucket) over P hash tags, ``ROUTE~N``,
+one per partition. Partition p's tag is the first ``ROUTE~N`` (N = 0, 1, ...)
+whose Cluster slot falls in the p-th of P equal slices of the 16384 slots, so
+on a cluster whose slots are spread evenly over its shards (what
+``redis-cli --cluster create`` and managed services do) P partitions land on
+min(P, shards) different shards. What is about the route as a whole (the
+scaler's view, worker liveness, the throttle-change channel) keeps the plain
+``{ROUTE}`` tag.
+
+Job ids are ``TAG.TOKEN``: the token is 144 random bits (unguessable), and
+the tag names the route and the partition, so the job API finds a job's keys
+without scanning anything, whatever the route's partitions are today.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import itertools
 import os
-from dataclasses import dataclass
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from tidegate.settings import ROUTE_NAME
 
@@ -30,32 +47,144 @@ _TOKEN_BYTES = 18
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def new_job_id(route: str) -> str:
-    """A fresh, unguessable job id that names its route."""
+_TAG_SUFFIX = re.compile(r"~(0|[1-9][0-9]{0,5})")
+
+SLOTS = 16384
+"""Redis Cluster hash slots."""
+
+
+def _crc16_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()
+
+
+def slot_of(tag: str) -> int:
+    """The Cluster slot of a hash tag (CRC16/XMODEM mod 16384, as Redis computes it)."""
+    crc = 0
+    for byte in tag.encode():
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc % SLOTS
+
+
+@functools.lru_cache(maxsize=4096)
+def partition_tags(route: str, partitions: int = 1) -> tuple[str, ...]:
+    """The hash tags of a route's partitions (see the module's docstring)."""
+    if partitions == 1:
+        return (route,)
+    tags: list[str] = []
+    candidates = (f"{route}~{n}" for n in itertools.count())
+    for p in range(partitions):
+        low, high = p * SLOTS // partitions, (p + 1) * SLOTS // partitions
+        tags.append(next(t for t in candidates if low <= slot_of(t) < high))
+    return tuple(tags)
+
+
+def new_job_id(tag: str) -> str:
+    """A fresh, unguessable job id that names its route and partition (its tag)."""
     # What secrets.token_urlsafe does, without its layers (hot path); 18 bytes
     # encode to 24 characters with no padding.
-    return route + "." + base64.urlsafe_b64encode(os.urandom(_TOKEN_BYTES)).decode()
+    return tag + "." + base64.urlsafe_b64encode(os.urandom(_TOKEN_BYTES)).decode()
+
+
+def tag_of(job_id: str) -> tuple[str, str] | None:
+    """The route and the partition tag a job id names, or None when malformed."""
+    tag, sep, token = job_id.partition(".")
+    if not sep or len(token) != 24 or not set(token) <= _TOKEN_CHARS:
+        return None
+    route, tilde, number = tag.partition("~")
+    if not ROUTE_NAME.match(route) or (tilde and not _TAG_SUFFIX.fullmatch(tilde + number)):
+        return None
+    return route, tag
 
 
 def route_of(job_id: str) -> str | None:
     """The route a job id belongs to, or None when the id is malformed."""
-    route, sep, token = job_id.partition(".")
-    if not sep or not ROUTE_NAME.match(route) or len(token) != 24:
-        return None
-    if not set(token) <= _TOKEN_CHARS:
-        return None
-    return route
+    found = tag_of(job_id)
+    return found[0] if found else None
+
+
+def job_keys(job_id: str) -> RouteKeys | None:
+    """The keys of the partition that holds a job, or None when the id is malformed."""
+    found = tag_of(job_id)
+    return RouteKeys(*found) if found else None
+
+
+class Partitioned(Protocol):
+    """A route's name and partition count (``RouteSettings`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A route's name and partition count, where no ``RouteSettings`` is at hand."""
+
+    name: str
+    partitions: int = 1
+
+
+def parts_of(route: str | Partitioned) -> tuple[RouteKeys, ...]:
+    """The keys of each partition of a route (a bare name: one partition)."""
+    if isinstance(route, str):
+        return _parts(route, 1)
+    return _parts(route.name, route.partitions)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parts(route: str, partitions: int) -> tuple[RouteKeys, ...]:
+    return tuple(RouteKeys(route, tag) for tag in partition_tags(route, partitions))
+
+
+class PartitionChooser:
+    """Which partition a new job goes to.
+
+    A job with an Idempotency-Key goes where the key's hash says, so a repeat
+    always meets the first record. Others go round-robin, counted per route
+    and tenant: each tenant's jobs spread evenly, so the per-partition buckets
+    (throttle, quota, fair share, each at 1/P of the route's rate) fill evenly
+    and together admit the route's rate. With one partition it is the route.
+    """
+
+    def __init__(self) -> None:
+        self._turns: dict[tuple[str, str], itertools.count[int]] = {}
+
+    def tag(self, route: str | Partitioned, tenant: str = "", idempotency_key: str = "") -> str:
+        parts = parts_of(route)
+        if len(parts) == 1:
+            return parts[0].tag
+        if idempotency_key:
+            index = zlib.crc32(f"{tenant}\n{idempotency_key}".encode()) % len(parts)
+        else:
+            name = route if isinstance(route, str) else route.name
+            turn = self._turns.get((name, tenant))
+            if turn is None:
+                turn = self._turns[(name, tenant)] = itertools.count()
+            index = next(turn) % len(parts)
+        return parts[index].tag
 
 
 @dataclass(frozen=True)
 class RouteKeys:
-    """All the Redis names of one route."""
+    """All the Redis names of one route, or of one partition of it."""
 
     route: str
+    tag: str = field(default="")
+    """The partition's hash tag; empty: the route's own (``{ROUTE}``)."""
 
     @property
     def prefix(self) -> str:
-        return f"tg:{{{self.route}}}:"
+        return f"tg:{{{self.tag or self.route}}}:"
 
     @property
     def requests(self) -> str:

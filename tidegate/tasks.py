@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,24 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[None]], timeout_s: float = 5.0
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("task %s had failed", task.get_name(), exc_info=task.exception())
+
+
+async def run_together(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run loops side by side until all end; the first that fails stops the
+    others and its error is raised (one loop runs as a plain await)."""
+    if len(coroutines) == 1:
+        await coroutines[0]
+        return
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        await asyncio.gather(*tasks)
+    finally:
+        await stop_tasks([t for t in tasks if not t.done()])
 
 
 def cancel_requested() -> bool:

@@ -43,3 +43,15 @@ class Throttle:
             "since_s": round(self.since_s, 3),
             "status": self.status,
         }
+
+
+def share_of(rate_per_s: float, burst: int, partitions: int) -> tuple[float, int]:
+    """One partition's bucket of a route-wide (rate, burst).
+
+    New jobs are spread evenly over a route's partitions (round-robin per
+    tenant, ``keys.PartitionChooser``), so each partition's bucket holds 1/P
+    of the rate and of the burst (at least 1, so the smallest burst still
+    admits): together they admit the route's rate."""
+    if partitions == 1:
+        return rate_per_s, burst
+    return rate_per_s / partitions, max(1, -(-burst // partitions))

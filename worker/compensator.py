@@ -13,6 +13,7 @@ succeeds (alert on ``tidegate_worker_compensations_total{outcome="failed"}``).
 It happens once: the ``compensated`` event is refused for a job that has it
 already. A route with no compensation configured acknowledges its dead
 letters without action; they stay in the stream for operators to inspect.
+A partitioned route has a dead-letter stream per partition, read side by side.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any
 
 from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
-from tidegate.keys import COMPENSATORS, RouteKeys
+from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger import Ledger
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
+from tidegate.tasks import run_together
 from worker.consumer import BLOCK_MS, Executor
 from worker.group_reader import GroupReader
 from worker.metrics import WorkerMetrics
@@ -47,30 +49,38 @@ class Compensator:
         self.route = route
         self.ledger = ledger
         self.executor = executor
-        self.reader = GroupReader(
-            ConsumerGroup(ledger.redis, RouteKeys(route.name).dead, COMPENSATORS, name),
-            route.worker.visibility_timeout_s,
-        )
+        self.readers = [
+            GroupReader(
+                ConsumerGroup(ledger.redis, keys.dead, COMPENSATORS, name),
+                route.worker.visibility_timeout_s,
+            )
+            for keys in parts_of(route)
+        ]
         self.compensated = 0
         self.failed = 0
         self.skipped = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        await run_together([self._run(reader, stop) for reader in self.readers])
+
+    async def _run(self, reader: GroupReader, stop: asyncio.Event) -> None:
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                for entry_id, fields in await self.reader.fetch(16, stop_wait, BLOCK_MS):
+                for entry_id, fields in await reader.fetch(16, stop_wait, BLOCK_MS):
                     try:
-                        await self._one(entry_id.decode(), fields)
+                        await self._one(reader, entry_id.decode(), fields)
                     except RedisUnavailable as e:  # left pending: reclaimed later
                         log.warning("compensator: Redis unreachable (%s)", e)
                         break
         finally:
             stop_wait.cancel()
 
-    async def _one(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+    async def _one(
+        self, reader: GroupReader, entry_id: str, fields: dict[bytes, bytes] | None
+    ) -> None:
         if not fields or b"meta" not in fields:  # an unreadable entry: nothing to undo
-            await self.reader.group.ack(entry_id)
+            await reader.group.ack(entry_id)
             self.skipped += 1
             return
         job = Job.from_fields(self.route.name, fields)
@@ -78,7 +88,7 @@ class Compensator:
         outcome: Any = await self.executor.compensate(job, error)
         counter = self.metrics.compensations
         if outcome is None:
-            await self.reader.group.ack(entry_id)
+            await reader.group.ack(entry_id)
             self.skipped += 1
             counter.labels(self.route.name, "none_configured").inc()
             return
@@ -89,7 +99,7 @@ class Compensator:
                 "compensation of job %s failed (%s); retried after %.0f s",
                 job.id,
                 outcome.error,
-                self.reader.visibility_ms / 1000,
+                reader.visibility_ms / 1000,
             )
             return
         if await self.ledger.compensated(job, entry_id, outcome.status):

@@ -1,7 +1,11 @@
 """The consumer runtime: read a route's stream in its group, run jobs, record outcomes.
 
-One reader loop asks XREADGROUP for as many entries as there are free slots
-(``concurrency``) and starts a task per entry. Each task:
+One reader loop per partition of the route (one, unless the route has
+``partitions``) asks XREADGROUP for entries and starts a task per entry; the
+loops share the process's ``concurrency``: each asks for its share of the free
+slots (with P partitions, ceil(free / P), so a read blocked on a quiet
+partition holds no slot a busy one could use; at most P - 1 entries beyond
+``concurrency`` can arrive at once). Each task:
 
 1. ``start``: appends ``started`` unless the job is already finished or
    cancelled; then the entry is acknowledged and skipped (delivery is at least
@@ -34,11 +38,11 @@ from typing import Any, Protocol
 
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable
-from tidegate.keys import GROUP, RouteKeys
+from tidegate.keys import GROUP, RouteKeys, parts_of
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
-from tidegate.tasks import stop_if_cancelled, stop_tasks
+from tidegate.tasks import run_together, stop_if_cancelled, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
 from worker.retry_policy import settle
@@ -97,16 +101,25 @@ class Consumer:
         self.executor = executor
         self.concurrency = concurrency or route.worker.concurrency
         self.name = name or consumer_name()
-        self.keys = RouteKeys(route.name)
-        self.in_flight: dict[asyncio.Task[None], str] = {}
-        """Jobs running, with their stream entry ids (the heartbeat keeps those)."""
+        self.parts: tuple[RouteKeys, ...] = parts_of(route)
+        self.in_flight: dict[asyncio.Task[None], tuple[int, str]] = {}
+        """Jobs running, with their partition and stream entry id (the
+        heartbeat keeps those)."""
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
         self.metrics = metrics or WorkerMetrics()
-        self.reader = GroupReader(
-            ConsumerGroup(ledger.redis, self.keys.requests, GROUP, self.name),
-            route.worker.visibility_timeout_s,
-        )
+        self.readers = [
+            GroupReader(
+                ConsumerGroup(ledger.redis, keys.requests, GROUP, self.name),
+                route.worker.visibility_timeout_s,
+            )
+            for keys in self.parts
+        ]
+
+    @property
+    def reclaimed(self) -> int:
+        """Entries this consumer took over from others that held them too long."""
+        return sum(reader.reclaimed for reader in self.readers)
 
     async def run(self, stop: asyncio.Event, *, grace_s: float = 25.0) -> None:
         """Consume until ``stop`` is set, then drain within ``grace_s``."""
@@ -117,7 +130,7 @@ class Consumer:
             asyncio.create_task(self._maintain(), name=f"maintain-{self.name}"),
         ]
         try:
-            await self._read_loop(stop)
+            await run_together([self._read_loop(p, stop) for p in range(len(self.parts))])
         finally:
             await self._drain(grace_s)
             await stop_tasks(background)
@@ -125,7 +138,8 @@ class Consumer:
                 await liveness.clear(self.ledger.redis, self.route.name, self.name)
             await self.executor.close()
 
-    async def _read_loop(self, stop: asyncio.Event) -> None:
+    async def _read_loop(self, partition: int, stop: asyncio.Event) -> None:
+        reader, loops = self.readers[partition], len(self.readers)
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -137,20 +151,21 @@ class Consumer:
                     continue
                 block_ms = BLOCK_MS
                 try:
-                    next_due_s = (await self.ledger.promote(self.route.name)).next_due_s
+                    promoted = await self.ledger.promote(self.route.name, partition=partition)
+                    next_due_s = promoted.next_due_s
                 except RedisUnavailable:
                     next_due_s = None  # the fetch below meets the outage and backs off
                 if next_due_s is not None:  # wake up in time for the next retry
                     block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
-                reclaimed_before = self.reader.reclaimed
-                entries = await self.reader.fetch(free, stop_wait, block_ms)
-                if self.reader.reclaimed > reclaimed_before:
+                reclaimed_before = reader.reclaimed
+                entries = await reader.fetch(-(-free // loops), stop_wait, block_ms)
+                if reader.reclaimed > reclaimed_before:
                     self.metrics.reclaims.labels(self.route.name).inc(
-                        self.reader.reclaimed - reclaimed_before
+                        reader.reclaimed - reclaimed_before
                     )
                 for entry_id, fields in entries:
-                    task = asyncio.create_task(self._process(entry_id, fields))
-                    self.in_flight[task] = entry_id.decode()
+                    task = asyncio.create_task(self._process(partition, entry_id, fields))
+                    self.in_flight[task] = (partition, entry_id.decode())
                     task.add_done_callback(self._done)
         finally:
             stop_wait.cancel()
@@ -168,9 +183,11 @@ class Consumer:
         another worker while this one is still on it.
         """
         while True:
-            await asyncio.sleep(self.reader.keep_every_s)
+            await asyncio.sleep(self.readers[0].keep_every_s)
             try:
-                await self.reader.group.keep(list(self.in_flight.values()))
+                for partition, reader in enumerate(self.readers):
+                    held = [entry for p, entry in self.in_flight.values() if p == partition]
+                    await reader.group.keep(held)
             except RedisUnavailable as e:
                 stop_if_cancelled(e)
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
@@ -213,12 +230,14 @@ class Consumer:
                 log.warning("%s %d job(s) of route %s past their deadline", action, count, route)
             log.debug("trimmed %s", trimmed)
 
-    async def _process(self, entry_id_raw: bytes, fields: dict[bytes, bytes] | None) -> None:
+    async def _process(
+        self, partition: int, entry_id_raw: bytes, fields: dict[bytes, bytes] | None
+    ) -> None:
         entry_id = entry_id_raw.decode()
         try:
             job = Job.from_fields(self.route.name, fields or {})
         except (KeyError, ValueError, TypeError) as e:
-            await self._poison(entry_id, fields, f"not a job envelope: {e!r}")
+            await self._poison(partition, entry_id, fields, f"not a job envelope: {e!r}")
             return
         started = await _until_recorded(
             "record a start", lambda: self.ledger.start(job, entry_id, self.name)
@@ -257,16 +276,19 @@ class Consumer:
             self.metrics.dead_letters.labels(route).inc()
         log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
 
-    async def _poison(self, entry_id: str, fields: dict[bytes, bytes] | None, why: str) -> None:
+    async def _poison(
+        self, partition: int, entry_id: str, fields: dict[bytes, bytes] | None, why: str
+    ) -> None:
         """Move an unreadable entry to the dead-letter stream, so it cannot loop."""
-        log.error("entry %s on %s: %s; dead-lettered", entry_id, self.keys.requests, why)
+        keys, reader = self.parts[partition], self.readers[partition]
+        log.error("entry %s on %s: %s; dead-lettered", entry_id, keys.requests, why)
         dead: dict[Any, Any] = {"entry": entry_id, "error": why}
         for k, v in (fields or {}).items():
             dead[b"orig_" + k] = v
 
         await _until_recorded(
             "dead-letter an entry",
-            lambda: self.reader.group.move(entry_id, self.keys.dead, dead),
+            lambda: reader.group.move(entry_id, keys.dead, dead),
         )
         self.processed += 1
 

@@ -2,13 +2,14 @@
 
 ``Admission`` is what the gateway hands over: the job, the client's
 Idempotency-Key, the tenant and the priority class. ``admit_call`` turns a
-batch of one route's admissions into one ``Admit`` script call (one call for
+batch of admissions to one partition of a route (one Cluster slot) into one
+``Admit`` script call (one call for
 many jobs: the client-side cost of encoding a command and parsing its reply
 dominates, so the gateway pays it once per batch, not per job).
 
 ``AdmissionQueue`` is the batched way to admit: concurrent admissions queue
-up and one flusher sends whatever has gathered, one Admit call per route, all
-routes in one pipeline (with WAIT when a route asks for replica
+up and one flusher sends whatever has gathered, one Admit call per route and
+partition, all in one pipeline (with WAIT when a route asks for replica
 acknowledgement), then the next batch. Under light load a batch holds one job
 and adds no delay; under load batches grow while the previous is in flight.
 
@@ -24,13 +25,14 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from tidegate.envelope import Job
-from tidegate.errors import NotReplicated, Unencodable
+from tidegate.errors import NotReplicated, Refused, Unencodable
 from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import Admit, AdmitJob, AdmitResult
 from tidegate.ledger.client import Connection
 from tidegate.ledger.coalesce import Coalescer
 from tidegate.ledger.scripts import pack, run_calls
 from tidegate.settings import PRIORITIES, RouteSettings, TenantSettings
+from tidegate.throttle import share_of
 
 SHARE_WINDOW_MS = 10_000
 """Tenants seen in this window share a throttled route's rate."""
@@ -64,9 +66,12 @@ def idempotency_digest(key: str, tenant: str = "") -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _admit_job(item: Admission) -> AdmitJob:
+def _admit_job(item: Admission, partitions: int) -> AdmitJob:
     job, key, tenant = item.job, item.idempotency_key, item.tenant
     quota = tenant.quota if tenant else None
+    quota_rate, quota_burst = (
+        share_of(quota.rate_per_s, quota.bucket_size, partitions) if quota else (0.0, 0)
+    )
     return AdmitJob(
         job_id=job.id,
         has_idempotency_key=bool(key),
@@ -76,27 +81,43 @@ def _admit_job(item: Admission) -> AdmitJob:
         meta=job.meta(),
         body=job.body,
         tenant=tenant.name if tenant else "",
-        quota_rate_per_s=quota.rate_per_s if quota else 0,
-        quota_burst=quota.bucket_size if quota else 0,
+        quota_rate_per_s=quota_rate,
+        quota_burst=quota_burst,
         weight=tenant.weight if tenant else 1,
         priority=PRIORITIES.index(item.priority),
         idempotency_digest=idempotency_digest(key, tenant.name if tenant else "") if key else "",
     )
 
 
+def tag_of_job(job: Job) -> str:
+    """The partition a job was given (its id names it: ``keys.new_job_id``)."""
+    return job.id.partition(".")[0]
+
+
 def admit_call(route: RouteSettings, batch: Sequence[Admission]) -> Admit:
-    """One Admit call for a batch of jobs of one route."""
+    """One Admit call for a batch of jobs of one partition of one route."""
     return Admit(
-        route=RouteKeys(route.name),
+        route=RouteKeys(route.name, tag_of_job(batch[0].job)),
         ttl_ms=route.result_ttl_s * 1000,
         deadline_s=route.deadline_s,
         share_window_ms=SHARE_WINDOW_MS,
-        jobs=[_admit_job(item) for item in batch],
+        jobs=[_admit_job(item, route.partitions) for item in batch],
     )
 
 
-def admitted(result: AdmitResult | BaseException) -> Admitted | BaseException:
-    """One job's answer, or why it was not admitted (IdempotencyConflict, Refused...)."""
+def admitted(result: AdmitResult | BaseException, partitions: int = 1) -> Admitted | BaseException:
+    """One job's answer, or why it was not admitted (IdempotencyConflict, Refused...).
+
+    A refusal names one partition's bucket; the client is told the route's
+    (its remaining and limit times the partitions)."""
+    if isinstance(result, Refused) and partitions > 1:
+        return Refused(
+            result.cause,
+            result.retry_after_s,
+            result.remaining * partitions,
+            result.limit * partitions,
+            result.window_s,
+        )
     if isinstance(result, BaseException):
         return result
     outcome, job_id = result
@@ -107,7 +128,8 @@ _Item = tuple[RouteSettings, Admission]
 
 
 class AdmissionQueue(Coalescer[_Item, Admitted]):
-    """Flushes queued admissions as one Admit call per route, all in one pipeline."""
+    """Flushes queued admissions as one Admit call per route and partition (a
+    Cluster slot), all in one pipeline (on a cluster: one per node)."""
 
     def __init__(self, redis: Connection, *, batch_max_size: int, breaker_s: float = 0.5) -> None:
         super().__init__(max_batch=batch_max_size, breaker_s=breaker_s, name="admission")
@@ -147,8 +169,8 @@ class AdmissionQueue(Coalescer[_Item, Admitted]):
 
     async def _send(self, items: Sequence[_Item]) -> list[Admitted | BaseException]:
         groups: dict[str, list[int]] = {}
-        for index, (route, _) in enumerate(items):
-            groups.setdefault(route.name, []).append(index)
+        for index, (_, admission) in enumerate(items):
+            groups.setdefault(tag_of_job(admission.job), []).append(index)
         routes = [items[indexes[0]][0] for indexes in groups.values()]
         calls = [
             admit_call(route, [items[i][1] for i in indexes])
@@ -173,5 +195,5 @@ class AdmissionQueue(Coalescer[_Item, Admitted]):
                 [reply] * len(indexes) if isinstance(reply, Exception) else reply
             )
             for i, result in zip(indexes, results, strict=True):
-                out[i] = admitted(result)
+                out[i] = admitted(result, route.partitions)
         return out

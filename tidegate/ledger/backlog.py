@@ -13,16 +13,21 @@ count unknowable. Unknown is never zero here. The fallbacks, in order:
 The age of the oldest waiting entry comes from its stream id (the
 millisecond time it was added), one more XRANGE of a single entry, only when
 something waits.
+
+A partitioned route is measured partition by partition, side by side (each is
+its own slot, maybe its own shard), and added up: counts are sums, the oldest
+entry is the oldest of all, and the figure is exact only if every part is.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
 
-from tidegate.keys import GROUP, RouteKeys
+from tidegate.keys import GROUP, Partitioned, RouteKeys, parts_of
 from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.client import text as _text
 
@@ -57,9 +62,33 @@ def _get(info: dict[Any, Any], name: str) -> Any:
     return info.get(name, info.get(name.encode()))
 
 
-async def measure(redis: Connection, route: str, *, count_cap: int = 100_000) -> Backlog:
-    """Measure one route's backlog (two round trips; more only for NULL lag)."""
-    keys = RouteKeys(route)
+SOURCES = ("counted", "no-group", "lag", "no-stream")
+"""How a backlog was measured, least exact first: a sum over partitions names
+the least exact of its parts."""
+
+
+async def measure(
+    redis: Connection, route: str | Partitioned, *, count_cap: int = 100_000
+) -> Backlog:
+    """Measure one route's backlog (two round trips per partition; more only for NULL lag)."""
+    parts = parts_of(route)
+    if len(parts) == 1:
+        return await _measure(redis, parts[0], count_cap)
+    found = await asyncio.gather(*(_measure(redis, keys, count_cap) for keys in parts))
+    oldest = [b.oldest_waiting_ms for b in found if b.oldest_waiting_ms is not None]
+    return Backlog(
+        route=parts[0].route,
+        waiting=sum(b.waiting for b in found),
+        pending=sum(b.pending for b in found),
+        length=sum(b.length for b in found),
+        exact=all(b.exact for b in found),
+        source=min((b.source for b in found), key=SOURCES.index),
+        oldest_waiting_ms=min(oldest) if oldest else None,
+    )
+
+
+async def _measure(redis: Connection, keys: RouteKeys, count_cap: int) -> Backlog:
+    route = keys.route
     with redis_errors("measuring the backlog"):
         length = int(await redis.xlen(keys.requests))
         if length == 0 and not await redis.exists(keys.requests):
@@ -112,8 +141,13 @@ class Counters:
     """Requests the gateways refused (throttle, quotas)."""
 
 
-async def counters(redis: Connection, route: str) -> Counters:
-    keys = RouteKeys(route)
+async def counters(redis: Connection, route: str | Partitioned) -> Counters:
+    """The route's counters, summed over its partitions."""
+    found = await asyncio.gather(*(_counters(redis, keys) for keys in parts_of(route)))
+    return Counters(sum(c.added_total for c in found), sum(c.refused_total for c in found))
+
+
+async def _counters(redis: Connection, keys: RouteKeys) -> Counters:
     with redis_errors("reading a route's counters"):
         try:
             info: Any = await redis.xinfo_stream(keys.requests)

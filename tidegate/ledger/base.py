@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tidegate.errors import JobNotFound
-from tidegate.keys import route_of
+from tidegate.keys import PartitionChooser, RouteKeys, job_keys, new_job_id
 from tidegate.ledger.admission import AdmissionQueue
 from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
@@ -34,6 +34,7 @@ class LedgerBase:
         self.redis = redis
         self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
         self.runner = Runner(redis, batched=batched)
+        self._partitions = PartitionChooser()
         self.admissions = (
             AdmissionQueue(redis, batch_max_size=admission_batch_max)
             if admission_batch_max
@@ -52,9 +53,23 @@ class LedgerBase:
         if self.admissions:
             await self.admissions.close()
 
-    def _route(self, job_id: str) -> RouteSettings:
-        name = route_of(job_id)
-        route = self.routes.get(name) if name else None
-        if route is None:
+    def new_job_id(
+        self, route: RouteSettings, tenant: str = "", idempotency_key: str | None = None
+    ) -> str:
+        """An id for a new job of the route, naming the partition it goes to
+        (``keys.PartitionChooser``: by Idempotency-Key, else round-robin)."""
+        return new_job_id(self._partitions.tag(route, tenant, idempotency_key or ""))
+
+    def _route(self, job_id: str) -> tuple[RouteSettings, RouteKeys]:
+        """A job's route and the keys of its partition; JobNotFound for an id
+        that is malformed or names no configured route."""
+        keys = job_keys(job_id)
+        route = self.routes.get(keys.route) if keys else None
+        if route is None or keys is None:
             raise JobNotFound(f"no job {job_id}")
-        return route
+        return route, keys
+
+    def _job(self, job_id: str, route: str) -> tuple[RouteSettings, RouteKeys]:
+        """The route and partition keys of a job read from a route's stream."""
+        keys = job_keys(job_id)
+        return self.routes[route], keys if keys and keys.route == route else RouteKeys(route)

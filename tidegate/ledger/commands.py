@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from tidegate.envelope import Job, Reply
 from tidegate.errors import JobNotFound, TransitionRefused
-from tidegate.keys import COMPENSATORS, RouteKeys
+from tidegate.keys import COMPENSATORS
 from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.calls import Cancel, Compensate, Finish, Start
@@ -67,7 +67,7 @@ class Commands(LedgerBase):
             return await self.admissions.admit(route, admission)
         with redis_errors("admitting a job"):
             (result,) = await self.runner.run(admit_call(route, [admission]))
-        answer = admitted(result)
+        answer = admitted(result, route.partitions)
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -76,7 +76,7 @@ class Commands(LedgerBase):
         """Record the start of an attempt; the job with its attempt number, or
         None when the job needs no work (ended, cancelled, gone, or its attempts
         ran out and it was dead-lettered). Either way the entry is handled."""
-        route, keys = self.routes[job.route], RouteKeys(job.route)
+        route, keys = self._job(job.id, job.route)
         with redis_errors("starting a job"):
             attempt = await self.runner.run(
                 Start(
@@ -102,7 +102,7 @@ class Commands(LedgerBase):
         """
         if isinstance(outcome, Reply):
             outcome = Outcome(outcome)
-        route, keys = self.routes[job.route], RouteKeys(job.route)
+        route, keys = self._job(job.id, job.route)
         call = Finish.of(
             keys,
             job_id=job.id,
@@ -123,11 +123,11 @@ class Commands(LedgerBase):
         False when the job was not waiting for one (compensated already, or
         its retention ended); the dead letter is acknowledged either way.
         """
-        route = self.routes[job.route]
+        route, keys = self._job(job.id, job.route)
         with redis_errors("recording a compensation"):
             settled = await self.runner.run(
                 Compensate(
-                    route=RouteKeys(job.route),
+                    route=keys,
                     job_id=job.id,
                     ttl_ms=route.result_ttl_s * 1000,
                     status=status,
@@ -139,8 +139,7 @@ class Commands(LedgerBase):
 
     async def cancel(self, job_id: str) -> None:
         """Cancel a queued job; TransitionRefused once it runs or has ended."""
-        route = self._route(job_id)
-        keys = RouteKeys(route.name)
+        route, keys = self._route(job_id)
         with redis_errors("cancelling a job"):
             settled = await self.runner.run(
                 Cancel(

@@ -7,7 +7,6 @@ from typing import Any
 
 from tidegate.envelope import Reply
 from tidegate.errors import JobNotFound
-from tidegate.keys import RouteKeys
 from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.client import redis_errors, text
 
@@ -15,9 +14,9 @@ from tidegate.ledger.client import redis_errors, text
 class Queries(LedgerBase):
     async def projection(self, job_id: str) -> dict[str, str]:
         """The job's current state; JobNotFound when unknown or expired."""
-        route = self._route(job_id)
+        _, keys = self._route(job_id)
         with redis_errors("reading a job"):
-            raw = await self.redis.hgetall(RouteKeys(route.name).job(job_id))
+            raw = await self.redis.hgetall(keys.job(job_id))
         if not raw:
             raise JobNotFound(f"no job {job_id}")
         return {text(k): text(v) for k, v in raw.items()}
@@ -28,22 +27,22 @@ class Queries(LedgerBase):
             return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hget(RouteKeys(self._route(job_id).name).job(job_id), "state")
+            pipe.hget(self._route(job_id)[1].job(job_id), "state")
         with redis_errors("reading job states"):
             values = await pipe.execute()
         return [text(v) if v is not None else None for v in values]
 
     async def result(self, job_id: str) -> Reply | None:
         """The stored response once the job has one, else None."""
-        route = self._route(job_id)
+        _, keys = self._route(job_id)
         with redis_errors("reading a result"):
-            raw: Any = await self.redis.hgetall(RouteKeys(route.name).result(job_id))
+            raw: Any = await self.redis.hgetall(keys.result(job_id))
         return Reply.from_hash(raw) if raw else None
 
     async def events(self, job_id: str) -> list[dict[str, str]]:
         """The job's events, oldest first, each with its id and time."""
         projection = await self.projection(job_id)
-        keys = RouteKeys(self._route(job_id).name)
+        _, keys = self._route(job_id)
         ids = [i for i in projection.get("events", "").split(",") if i]
         pipe = self.redis.pipeline(transaction=False)
         for event_id in ids:

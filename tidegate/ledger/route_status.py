@@ -45,9 +45,9 @@ async def routes_status(redis: Connection, settings: Settings) -> dict[str, Rout
     """Per route, in config order; RedisUnavailable when Redis is down."""
     queued = [r for r in settings.routes if r.mode != "proxy"]
     await ready(redis)
-    measured = await asyncio.gather(*(backlog.measure(redis, r.name) for r in queued))
+    measured = await asyncio.gather(*(backlog.measure(redis, r) for r in queued))
     views = await asyncio.gather(*(scaler_view.read(redis, r.name) for r in queued))
-    throttles = await asyncio.gather(*(throttle.read(redis, r.name) for r in queued))
+    throttles = await asyncio.gather(*(throttle.read(redis, r) for r in queued))
     out = {
         route.name: RouteStatus(route.mode, redact_url(route.upstream) if route.upstream else None)
         for route in settings.routes

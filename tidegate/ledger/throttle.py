@@ -7,58 +7,83 @@ same hash, on Redis server time. The hash expires unless the scaler refreshes
 it, so a throttle outlives its scaler by ``ttl_s`` at most. Every change is
 announced on the route's throttle channel; gateways also re-read on a timer.
 
+A partitioned route has a hash per partition (each in its slot, where the
+admit script of that partition reads it), each at 1/P of the rate and burst
+(``tidegate.throttle.share_of``); ``read`` adds them back up.
+
 Quotas on proxy routes (no queue, so no admit call) are taken with
 ``take_quota``, one script call on the same bucket code.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
-from tidegate.keys import RouteKeys
+from tidegate.keys import Partitioned, RouteKeys, parts_of
 from tidegate.ledger.calls import Quota
 from tidegate.ledger.client import Connection, redis_errors, text
 from tidegate.ledger.scripts import call
 from tidegate.settings import TenantSettings
-from tidegate.throttle import Throttle
+from tidegate.throttle import Throttle, share_of
 
 
 async def apply(
-    redis: Connection, route: str, throttle: Throttle, ttl_s: float, announce: bool
+    redis: Connection, route: str | Partitioned, throttle: Throttle, ttl_s: float, announce: bool
 ) -> None:
     """Set or refresh the throttle; ``announce`` publishes the change."""
-    keys = RouteKeys(route)
+    parts = parts_of(route)
+    rate_per_s, burst = share_of(throttle.rate_per_s, throttle.burst, len(parts))
     with redis_errors("setting the throttle"):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.throttle,
-                mapping={
-                    "rate": repr(throttle.rate_per_s),
-                    "burst": throttle.burst,
-                    "reason": throttle.reason,
-                    "detail": throttle.detail,
-                    "since_ms": int(throttle.since_s * 1000),
-                    "status": throttle.status,
-                },
-            )
-            pipe.pexpire(keys.throttle, int(ttl_s * 1000))
-            if announce:
-                pipe.spublish(keys.throttle_channel, "set")
-            await pipe.execute()
+        for keys in parts:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    keys.throttle,
+                    mapping={
+                        "rate": repr(rate_per_s),
+                        "burst": burst,
+                        "reason": throttle.reason,
+                        "detail": throttle.detail,
+                        "since_ms": int(throttle.since_s * 1000),
+                        "status": throttle.status,
+                    },
+                )
+                pipe.pexpire(keys.throttle, int(ttl_s * 1000))
+                await pipe.execute()
+        if announce:
+            await redis.spublish(RouteKeys(parts[0].route).throttle_channel, "set")
 
 
-async def lift(redis: Connection, route: str) -> None:
-    keys = RouteKeys(route)
+async def lift(redis: Connection, route: str | Partitioned) -> None:
+    parts = parts_of(route)
     with redis_errors("lifting the throttle"):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.throttle)
-            pipe.spublish(keys.throttle_channel, "lifted")
-            await pipe.execute()
+        for keys in parts:
+            await redis.delete(keys.throttle)
+        await redis.spublish(RouteKeys(parts[0].route).throttle_channel, "lifted")
 
 
-async def read(redis: Connection, route: str) -> Throttle | None:
+async def read(redis: Connection, route: str | Partitioned) -> Throttle | None:
+    """The route's throttle (its partitions' shares added up), or None when not set."""
+    found = await asyncio.gather(*(_read(redis, keys) for keys in parts_of(route)))
+    states = [state for state in found if state is not None]
+    if not states:
+        return None
+    if len(states) == 1:
+        return states[0]
+    times = [s.tokens_at_s for s in states if s.tokens_at_s is not None]
+    return replace(
+        states[0],
+        rate_per_s=sum(s.rate_per_s for s in states),
+        burst=sum(s.burst for s in states),
+        tokens=sum(s.burst if s.tokens is None else s.tokens for s in states) if times else None,
+        tokens_at_s=min(times) if times else None,
+    )
+
+
+async def _read(redis: Connection, keys: RouteKeys) -> Throttle | None:
     with redis_errors("reading the throttle"):
-        raw: Any = await redis.hgetall(RouteKeys(route).throttle)
+        raw: Any = await redis.hgetall(keys.throttle)
     fields = {text(k): text(v) for k, v in raw.items()}
     if "rate" not in fields:
         return None

@@ -4,6 +4,9 @@ Retries whose backoff has passed are promoted into the stream; jobs past
 their deadline are reconciled (expired or requeued); streams are trimmed of
 what no one needs; and a route's projections can be rebuilt from its event
 log (``replay``). Workers run the first three on timers; replay is a tool.
+A partitioned route is kept partition by partition (each is its own slot):
+``promote`` takes the partition a worker's read loop serves, the others go
+over every partition and add up.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tidegate.keys import COMPENSATORS, GROUP, RouteKeys
+from tidegate.keys import COMPENSATORS, GROUP, RouteKeys, parts_of
 from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.calls import Overdue, Promote, Promoted, Replay
 from tidegate.ledger.client import redis_errors, text
@@ -47,13 +50,12 @@ class ReplayReport:
 
 class Upkeep(LedgerBase):
     async def promote(
-        self, route_name: str, *, now_s: float | None = None, most: int = 100
+        self, route_name: str, *, partition: int = 0, now_s: float | None = None, most: int = 100
     ) -> Promoted:
-        """Move retries whose backoff has passed into the request stream."""
+        """Move retries whose backoff has passed into a partition's request stream."""
+        keys = parts_of(self.routes[route_name])[partition]
         with redis_errors("promoting due retries"):
-            return await self.runner.run(
-                Promote(route=RouteKeys(route_name), now_ms=_now_ms(now_s), most=most)
-            )
+            return await self.runner.run(Promote(route=keys, now_ms=_now_ms(now_s), most=most))
 
     async def reconcile(self, route_name: str, *, now_s: float | None = None) -> Counter[str]:
         """Settle jobs past their deadline with no end; counts per action.
@@ -64,7 +66,14 @@ class Upkeep(LedgerBase):
         lost) up to ``worker.max_requeues`` times. Many reconcilers may run at
         once: each change is an append the job's state must allow.
         """
-        route, keys = self.routes[route_name], RouteKeys(route_name)
+        route = self.routes[route_name]
+        actions: Counter[str] = Counter()
+        for keys in parts_of(route):
+            actions += await self._reconcile(keys, now_s)
+        return actions
+
+    async def _reconcile(self, keys: RouteKeys, now_s: float | None) -> Counter[str]:
+        route = self.routes[keys.route]
         max_requeues = route.worker.max_requeues if route.worker.on_deadline == "requeue" else 0
         actions: Counter[str] = Counter()
         with redis_errors("reconciling overdue jobs"):
@@ -96,16 +105,20 @@ class Upkeep(LedgerBase):
         - dead-letter stream: entries older than ``dead_letter_retention_s``,
           never one still waiting for its compensation.
         """
-        route, keys = self.routes[route_name], RouteKeys(route_name)
+        route = self.routes[route_name]
         now_ms = _now_ms(now_s)
+        events_floor = now_ms - int((route.result_ttl_s + route.deadline_s) * 1000)
+        dead_floor = now_ms - int(route.worker.dead_letter_retention_s * 1000)
+        requests = events = dead = 0
         with redis_errors("trimming streams"):
-            requests = await self._trim_consumed(keys.requests, GROUP, None)
-            events_floor = now_ms - int((route.result_ttl_s + route.deadline_s) * 1000)
-            events = int(
-                await self.redis.xtrim(keys.events, minid=f"{events_floor}-0", approximate=False)
-            )
-            dead_floor = now_ms - int(route.worker.dead_letter_retention_s * 1000)
-            dead = await self._trim_consumed(keys.dead, COMPENSATORS, dead_floor)
+            for keys in parts_of(route):
+                requests += await self._trim_consumed(keys.requests, GROUP, None)
+                events += int(
+                    await self.redis.xtrim(
+                        keys.events, minid=f"{events_floor}-0", approximate=False
+                    )
+                )
+                dead += await self._trim_consumed(keys.dead, COMPENSATORS, dead_floor)
         return TrimReport(requests=requests, events=events, dead=dead)
 
     async def _trim_consumed(self, stream: str, group: str, floor_ms: int | None) -> int:
@@ -127,10 +140,16 @@ class Upkeep(LedgerBase):
         return int(await self.redis.xtrim(stream, minid=threshold, approximate=False))
 
     async def replay(self, route_name: str, *, page: int = 500) -> ReplayReport:
-        """Rebuild every projection of a route from its event stream."""
-        route = self.routes[route_name]
-        keys = RouteKeys(route_name)
-        ttl_ms = route.result_ttl_s * 1000
+        """Rebuild every projection of a route from its event streams."""
+        reports = [await self._replay(keys, page) for keys in parts_of(self.routes[route_name])]
+        return ReplayReport(
+            events=sum(r.events for r in reports),
+            jobs=sum(r.jobs for r in reports),
+            refused=sum(r.refused for r in reports),
+        )
+
+    async def _replay(self, keys: RouteKeys, page: int) -> ReplayReport:
+        ttl_ms = self.routes[keys.route].result_ttl_s * 1000
         start, events, refused = "-", 0, 0
         jobs: set[str] = set()
         while True:

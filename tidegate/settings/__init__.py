@@ -27,6 +27,7 @@ from tidegate.settings.loading import load_settings, parse_settings
 from tidegate.settings.model import Settings
 from tidegate.settings.process import ControllerSettings, GatewaySettings, RedisSettings
 from tidegate.settings.route import (
+    MAX_PARTITIONS,
     MatchSettings,
     RouteSettings,
     ScalerSettings,
@@ -37,6 +38,7 @@ from tidegate.settings.route import (
 from tidegate.settings.tenant import QuotaSettings, TenantSettings
 
 __all__ = [
+    "MAX_PARTITIONS",
     "PRIORITIES",
     "ROUTE_NAME",
     "ControllerSettings",

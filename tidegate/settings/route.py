@@ -16,6 +16,8 @@ from tidegate.settings.base import (
     checked_name,
 )
 
+MAX_PARTITIONS = 256
+
 
 @dataclass(frozen=True, config=STRICT)
 class MatchSettings:
@@ -175,6 +177,9 @@ class RouteSettings:
     """Redis replicas that must hold an admitted job before the client is answered
     (WAIT); fewer within replicas_ack_timeout_s is a 503."""
     replicas_ack_timeout_s: float = Field(default=0.5, gt=0)
+    partitions: int = Field(default=1, ge=1, le=MAX_PARTITIONS)
+    """The route's stream split over this many hash tags (Cluster slots), so one
+    busy route can use every shard; no order holds across partitions."""
     worker: WorkerSettings = WorkerSettings()
     scaler: ScalerSettings | None = None
 
@@ -189,4 +194,6 @@ class RouteSettings:
             raise ValueError("a proxy route needs an upstream")
         if self.mode != "proxy" and self.upstream:
             raise ValueError("upstream is for proxy routes; queued routes name it on the worker")
+        if self.mode == "proxy" and self.partitions != 1:
+            raise ValueError("partitions are for queued routes; a proxy route has no stream")
         return self

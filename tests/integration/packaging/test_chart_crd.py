@@ -54,18 +54,45 @@ def test_the_crd_accepts_the_example_and_rejects_malformed_ones() -> None:
         {"spec": {"route": "orders", "target": {"name": "w"}, "interval_s": 0}},
         {"spec": {"route": "orders", "target": {"kind": "local", "name": "w"}}},
         {"spec": {"route": "orders", "target": {"name": "w"}, "throttle": {"status": 418}}},
+        {"spec": {"route": "orders", "target": {"name": "w"}, "partitions": 0}},
+        {"spec": {"route": "orders", "target": {"name": "w"}, "partitions": 257}},
     ):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(broken)
 
 
 def test_the_crd_matches_the_scaler_settings() -> None:
-    """Every spec key is a ScalerSettings field, and the scaler reads the example."""
+    """Every spec key is a ScalerSettings field (or the route's name and
+    partitions), and the scaler reads the example."""
     spec = crd_schema()["properties"]["spec"]["properties"]
     fields = {f.name for f in dataclasses.fields(ScalerSettings)}
-    assert set(spec) - {"route"} == fields
+    assert set(spec) - {"route", "partitions"} == fields
     example = yaml.safe_load(EXAMPLE.read_text())
     parsed = parse_backlog_scaler(example)
     assert parsed.error is None
     assert parsed.settings is not None
     assert parsed.settings.target.namespace == "shop"  # defaulted from the resource
+    assert parsed.partitions is None  # the config's, else 1
+
+
+@pytest.mark.parametrize(
+    ("partitions", "error"),
+    [
+        (3, None),
+        (256, None),
+        (0, "spec.partitions"),
+        (257, "spec.partitions"),
+        ("3", "spec.partitions"),
+        (True, "spec.partitions"),
+        (2.5, "spec.partitions"),
+    ],
+)
+def test_the_scaler_reads_partitions_from_a_spec(partitions: object, error: str | None) -> None:
+    example = yaml.safe_load(EXAMPLE.read_text())
+    example["spec"]["partitions"] = partitions
+    parsed = parse_backlog_scaler(example)
+    if error is None:
+        assert (parsed.error, parsed.partitions) == (None, partitions)
+    else:
+        assert parsed.error is not None and parsed.error.startswith(error)
+        assert parsed.settings is None

@@ -57,8 +57,11 @@ def route_loop(
     )
 
 
-async def add_entries(redis: Connection, n: int, route: str = "orders") -> None:
-    stream = RouteKeys(route).requests
+async def add_entries(
+    redis: Connection, n: int, route: str = "orders", keys: RouteKeys | None = None
+) -> None:
+    """``n`` entries in the route's stream (or in the partition ``keys``)."""
+    stream = (keys or RouteKeys(route)).requests
     await ensure_group(redis, stream, GROUP)
     async with redis.pipeline(transaction=False) as pipe:
         for i in range(n):

@@ -24,6 +24,8 @@ from tests.integration.scaler.helpers import (
     add_entries,
     controller_settings,
 )
+from tidegate.keys import Layout, parts_of
+from tidegate.ledger import throttle
 
 
 async def test_backlog_scalers_get_status_events_and_problems_reported(
@@ -91,6 +93,45 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
         fake.delete_scaler(NS, "orders-again")
         await controller.sync()
         assert "orders" not in controller.loops
+    finally:
+        for route in list(controller.loops):
+            await controller._stop(route)
+
+
+async def test_a_partitioned_route_is_scaled_on_its_summed_lag(
+    fake: FakeKube, kube: Kube, redis: Redis, redis_url: str
+) -> None:
+    """A BacklogScaler for a route the config file does not hold names its
+    partitions: the lag of all three counts, and the throttle covers all three."""
+    fake.add_deployment(NS, DEPLOY, replicas=0)
+    spec = {
+        "route": "bulk",
+        "partitions": 3,
+        "target": {"name": DEPLOY},
+        "max_replicas": 2,
+        "interval_s": 0.05,
+    }
+    fake.add_scaler(NS, "bulk", spec)
+    parts = parts_of(Layout("bulk", 3))
+    for n, keys in zip((100, 200, 300), parts, strict=True):
+        await add_entries(redis, n, "bulk", keys)
+    controller = Controller(
+        controller_settings(redis_url), "unused.yaml", redis, kube, ScalerMetrics()
+    )
+    try:
+        await controller.sync()
+
+        async def throttled() -> bool:
+            status = fake.scalers[(NS, "bulk")].get("status") or {}
+            return status.get("lag") == 600 and all(
+                [await redis.exists(keys.throttle) for keys in parts]
+            )
+
+        await wait_until(throttled, what="the summed lag reported and every partition throttled")
+        assert fake.replicas(NS, DEPLOY) == 2
+        state = await throttle.read(redis, Layout("bulk", 3))
+        assert state is not None
+        assert state.reason == "max_replicas"
     finally:
         for route in list(controller.loops):
             await controller._stop(route)

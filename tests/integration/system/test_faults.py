@@ -110,7 +110,7 @@ async def test_worker_resumes_after_redis_restart(own_redis: RedisServer, upstre
         own_redis.stop()
 
         async def worker_saw_outage() -> bool:
-            return worker.consumer.reader.failures > 0
+            return any(reader.failures for reader in worker.consumer.readers)
 
         await wait_until(worker_saw_outage, what="the worker to meet the outage")
         assert not worker.task.done()  # backing off, not crashed

@@ -20,7 +20,7 @@ from tests.conftest import Upstream, make_settings, running_gateway, running_wor
 from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job, Reply
-from tidegate.keys import GROUP, RouteKeys, new_job_id
+from tidegate.keys import GROUP, RouteKeys, new_job_id, parts_of
 from tidegate.ledger import Ledger, backlog, throttle
 from tidegate.ledger.client import connect
 from tidegate.ledger.groups import ensure_group
@@ -123,22 +123,26 @@ async def test_the_whole_path_on_a_cluster(
         assert "THROTTLED" in reports
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
 async def test_a_killed_master_loses_no_acknowledged_job(
-    own_cluster: RedisCluster, upstream: Upstream
+    own_cluster: RedisCluster, upstream: Upstream, partitions: int
 ) -> None:
-    """SIGKILL the master of the route's slot under load: its replica takes
-    over; with ``replicas_ack: 1`` every 202 was on that replica. The killed
-    node comes back as a replica, so the shard can acknowledge again."""
+    """SIGKILL the master of the route's (first partition's) slot under load:
+    its replica takes over; with ``replicas_ack: 1`` every 202 was on that
+    replica. The killed node comes back as a replica, so the shard can
+    acknowledge again. With three partitions the other two shards go on
+    admitting meanwhile."""
     settings = make_settings(
         own_cluster.url,
         redis_mode="cluster",
         mode="async",
         replicas_ack=1,
         replicas_ack_timeout_s=1.0,
+        partitions=partitions,
     )
     client = ClusterClient.from_url(own_cluster.url)
     await client.initialize()
-    master = client.get_node_from_key(RouteKeys("orders").requests)
+    master = client.get_node_from_key(parts_of(settings.route("orders"))[0].requests)
     await client.aclose()
     assert master is not None
     async with (

@@ -129,7 +129,7 @@ async def test_entries_of_a_lost_worker_are_reclaimed(
 
     async with running_worker(settings, "orders", Handler(ok)) as survivor:
         projection = await final_state(ledger, job.id)
-        assert survivor.consumer.reader.reclaimed == 1
+        assert survivor.consumer.reclaimed == 1
         assert survivor.consumer.metrics.reclaims.labels("orders")._value.get() == 1
     assert projection["state"] == "succeeded"
     assert attempts == [2]  # the lost attempt counts
@@ -166,9 +166,9 @@ async def test_long_jobs_are_not_stolen_while_alive(settings: Settings, ledger: 
             deadline = asyncio.get_running_loop().time() + 1.5
             while asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.1)
-                assert second.consumer.reader.reclaimed == 0
+                assert second.consumer.reclaimed == 0
             release.set()
             await final_state(ledger, job.id)
-        assert first.consumer.reader.reclaimed == 0
+        assert first.consumer.reclaimed == 0
     assert runs == [job.id]
     assert (await ledger.projection(job.id))["attempts"] == "1"

@@ -171,3 +171,26 @@ def test_parts_that_serve_no_clients_do_not_need_the_tenants_file(tmp_path: Path
     assert load_settings(config, env={}, tenants=False).tenants == ()
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(config, env={})  # the gateway needs it
+
+
+@pytest.mark.parametrize(
+    ("partitions", "mode", "problem"),
+    [
+        (3, "async", None),
+        (256, "sync", None),
+        (0, "async", "routes[0].partitions"),
+        (257, "async", "routes[0].partitions"),
+        (2.5, "async", "routes[0].partitions"),
+        (2, "proxy", "partitions are for queued routes"),
+    ],
+)
+def test_partitions_are_bounded_and_only_for_queued_routes(
+    partitions: object, mode: str, problem: str | None
+) -> None:
+    route = {"name": "a", "match": {"path_prefix": "/a"}, "mode": mode, "partitions": partitions}
+    if mode == "proxy":
+        route["upstream"] = "http://up:8000"
+    if problem is None:
+        assert parse_settings({"routes": [route]}, {}).route("a").partitions == partitions
+    else:
+        assert any(problem in p for p in problems_of({"routes": [route]}))
