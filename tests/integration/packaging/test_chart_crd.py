@@ -94,5 +94,6 @@ def test_the_scaler_reads_partitions_from_a_spec(partitions: object, error: str 
     if error is None:
         assert (parsed.error, parsed.partitions) == (None, partitions)
     else:
-        assert parsed.error is not None and parsed.error.startswith(error)
+        assert parsed.error is not None
+        assert parsed.error.startswith(error)
         assert parsed.settings is None

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
+from redis.exceptions import NoPermissionError
 
 from scaler.sampling import sample_route
 from tests.conftest import Upstream, make_settings, running_gateway, running_worker, wait_until
+from tests.integration.system.test_servers import whole_path
 from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job, Reply
@@ -157,3 +162,46 @@ async def test_a_killed_master_loses_no_acknowledged_job(
 
         accepted = await under_load(gateway, fail_over)
         await each_ended_once(settings, accepted)
+
+
+ACL_FILES = Path(__file__).resolve().parents[3] / "docs"
+
+
+@pytest.fixture
+def cluster_acl_url(redis_cluster: RedisCluster) -> Iterator[str]:
+    """The cluster's URL as the user of ``docs/redis-acl-cluster.conf``, set on every node."""
+    redis_cluster.flush()
+    password = "acl-cluster-password-0123"
+    rules = (ACL_FILES / "redis-acl-cluster.conf").read_text().split()
+    assert rules[:2] == ["user", "tidegate"]
+    rules = [">" + password if rule == ">CHANGE-ME" else rule for rule in rules[2:]]
+    for port in redis_cluster.ports:
+        with Redis(port=port) as node:
+            node.execute_command("ACL", "SETUSER", "tidegate", *rules)
+    try:
+        yield redis_cluster.url.replace("redis://", f"redis://tidegate:{password}@")
+    finally:
+        for port in redis_cluster.ports:
+            with Redis(port=port) as node:
+                node.execute_command("ACL", "DELUSER", "tidegate")
+
+
+def test_the_cluster_acl_is_the_server_acl_and_what_the_client_reads_the_slots_with() -> None:
+    server = (ACL_FILES / "redis-acl.conf").read_text().split()
+    cluster = (ACL_FILES / "redis-acl-cluster.conf").read_text().split()
+    assert cluster == [*server, "+cluster|slots", "+command"]
+
+
+async def test_the_whole_path_runs_as_the_documented_acl_user_on_a_cluster(
+    cluster_acl_url: str, upstream: Upstream
+) -> None:
+    settings = make_settings(cluster_acl_url, redis_mode="cluster")
+    await whole_path(settings, upstream)
+    redis = connect(settings.redis)
+    try:
+        with pytest.raises(NoPermissionError):
+            await redis.set("not-ours", "1")
+        with pytest.raises(NoPermissionError):
+            await redis.flushall()
+    finally:
+        await redis.aclose()

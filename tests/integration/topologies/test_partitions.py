@@ -23,7 +23,7 @@ from tidegate.envelope import Job
 from tidegate.errors import Refused
 from tidegate.keys import parts_of, slot_of
 from tidegate.ledger import TERMINAL_STATES, Ledger, backlog, throttle
-from tidegate.ledger.client import Connection, connect
+from tidegate.ledger.client import Connection
 from tidegate.ledger.route_status import routes_status
 from tidegate.settings import Settings
 from tidegate.throttle import Throttle
@@ -100,9 +100,7 @@ async def test_jobs_spread_evenly_and_are_found_by_id(book: Ledger, redis: Conne
     assert (await book.projection(jobs[1].id))["state"] == "cancelled"
 
 
-async def test_a_key_always_meets_the_same_partition(
-    settings: Settings, redis: Connection
-) -> None:
+async def test_a_key_always_meets_the_same_partition(settings: Settings, redis: Connection) -> None:
     gateways = [Ledger(redis, settings.routes) for _ in range(2)]  # two gateway processes
     route = settings.route("bulk")
     first: dict[str, str] = {}
