@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from redis.asyncio import Redis
 
 from tests.conftest import wait_until
+from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger, scaler_view, throttle
@@ -225,6 +227,19 @@ def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     assert "all steps passed" in result.stdout
     assert "Redis: " in result.stdout
     assert "then throttled at the front" in result.stdout  # the surge
+    assert "throttle lifted" in result.stdout
+
+
+def test_demo_runs_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """Every piece of the demo (gateway, workers, scaler, status) on a cluster
+    named by the environment, as the README says."""
+    redis_cluster.flush()
+    env = {**os.environ, "TIDEGATE_REDIS_URL": redis_cluster.url, "TIDEGATE_REDIS_MODE": "cluster"}
+    result = tidegate("demo", "--duration", "60", "--requests", "50", timeout_s=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "all steps passed" in result.stdout
+    assert "using TIDEGATE_REDIS_URL" in result.stdout
     assert "throttle lifted" in result.stdout
 
 
