@@ -28,7 +28,12 @@ NON_DEFAULT: dict[str, Any] = {
         "config": {"max_header_bytes": 32768},
     },
     "routes": [
-        {"name": "orders", "match": {"path_prefix": "/orders"}, "mode": "async"},
+        {
+            "name": "orders",
+            "match": {"path_prefix": "/orders"},
+            "mode": "async",
+            "partitions": 3,
+        },
         {
             "name": "reads",
             "match": {"path_prefix": "/orders", "methods": ["GET"]},
