@@ -126,7 +126,14 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 async def open_context(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
     redis = connect(settings.redis)
-    ledger = Ledger(redis, settings.routes, admission_batch_max=settings.gateway.batch_max_size)
+    # batched: concurrent script calls other than admissions (quotas on proxy
+    # routes, cancellations) share round trips too.
+    ledger = Ledger(
+        redis,
+        settings.routes,
+        batched=True,
+        admission_batch_max=settings.gateway.batch_max_size,
+    )
     queued = [r for r in settings.routes if r.mode != "proxy"]
     metrics = metrics or GatewayMetrics()
     gw = Gateway(

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tidegate.stages import stage_histogram
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -23,6 +25,8 @@ class RouteMetrics:
     admission_latency: Histogram
     waits_result: Counter
     waits_timeout: Counter
+    notified: Histogram
+    """The ``notified`` stage of ``tidegate_job_stage_seconds``."""
 
 
 class GatewayMetrics:
@@ -89,6 +93,8 @@ class GatewayMetrics:
             "Requests being handled right now.",
             registry=self.registry,
         )
+        self.stages = stage_histogram(self.registry)
+        """The gateway's stage of a job: notified (``tidegate.stages``)."""
         self.proxied = Counter(
             "tidegate_gateway_proxied",
             "Requests forwarded by proxy routes, by upstream status class.",
@@ -105,5 +111,6 @@ class GatewayMetrics:
                 admission_latency=self.admission_latency.labels(name),
                 waits_result=self.sync_waits.labels(name, "result"),
                 waits_timeout=self.sync_waits.labels(name, "timeout"),
+                notified=self.stages.labels(name, "notified"),
             )
         return found

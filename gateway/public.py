@@ -21,7 +21,6 @@ from gateway.proxy import forward
 from gateway.queued import admit_and_answer, read_request
 from gateway.rejections import Rejection
 from tidegate.errors import TidegateError
-from tidegate.ledger.throttle import take_quota
 
 CANONICAL_PATH = web.RequestKey("canonical_path", str)
 """The request's canonical path, set by the problem boundary."""
@@ -41,7 +40,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if route.mode == "proxy":
         if tenant is not None and tenant.quota is not None:
             try:
-                await take_quota(gw.redis, route.name, tenant)
+                await gw.ledger.take_quota(route, tenant)
             except TidegateError as e:
                 raise gw.rejection(e, route, None, tenant) from e
         return await forward(gw, route, request, path, credentials)

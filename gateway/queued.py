@@ -29,13 +29,15 @@ from gateway import answers
 from gateway.body import read_body
 from gateway.context import Gateway
 from gateway.http_headers import NO_PREFERENCES, parse_prefer
+from gateway.metrics import RouteMetrics
 from gateway.rejections import Rejection
 from gateway.tenants import priority_of
-from tidegate.envelope import Job
+from tidegate.envelope import Ended, Job, Reply
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.ledger.admission import Admitted
 from tidegate.settings import RouteSettings, TenantSettings
+from tidegate.stages import since_ms
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
@@ -158,15 +160,50 @@ async def admit_and_answer(
             return answers.accepted(admitted.job_id, state, applied)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(waiting), wait_s)
-        state = await _state_of(gw, admitted.job_id) if waiting.done() else "queued"
-        if state not in TERMINAL_STATES:  # timed out, or released for shutdown
-            metrics.waits_timeout.inc()
-            return answers.accepted(admitted.job_id, state, applied)
-        metrics.waits_result.inc()
-        return await _finished(gw, admitted.job_id, state, applied)
+        return await _after_wait(gw, admitted.job_id, waiting, applied, metrics)
     finally:
         if waiting is not None:
             gw.waiter.unregister(wait_id, waiting)
+
+
+async def _after_wait(
+    gw: Gateway,
+    job_id: str,
+    waiting: asyncio.Future[Ended | None],
+    applied: list[str],
+    metrics: RouteMetrics,
+) -> web.Response:
+    """Step 3 once the wait is over: the outcome the notification carried,
+    else the job read back; 202 when it has not ended (timed out, shutdown)."""
+    if not waiting.done():
+        ended: tuple[str, Reply | None, int | None] = ("queued", None, None)
+    elif (carried := waiting.result()) is not None:
+        ended = (carried.state, carried.reply, carried.ended_ms)
+    else:
+        ended = await _ended(gw, job_id)
+    state, reply, ended_ms = ended
+    if state not in TERMINAL_STATES:
+        metrics.waits_timeout.inc()
+        return answers.accepted(job_id, state, applied)
+    metrics.waits_result.inc()
+    if ended_ms is not None:
+        metrics.notified.observe(since_ms(ended_ms, time.time()))
+    if reply is None:
+        return answers.ended_without_result(job_id, state)
+    return answers.stored(job_id, reply, applied)
+
+
+async def _ended(gw: Gateway, job_id: str) -> tuple[str, Reply | None, int | None]:
+    """State, stored response and when the state was reached (Redis ms) of a
+    job whose end was announced: one round trip."""
+    try:
+        projection, reply = await gw.ledger.ended(job_id)
+    except RedisUnavailable:
+        return "queued", None, None
+    except JobNotFound:  # its retention ended between admission and now
+        return "expired", None, None
+    updated = projection.get("updated_at_ms", "")
+    return projection.get("state", "queued"), reply, int(updated) if updated.isdigit() else None
 
 
 async def _state_of(gw: Gateway, job_id: str) -> str:

@@ -2,7 +2,9 @@
 
 When a job ends, the worker's ``finish`` script publishes the job id on the
 route's (partition's) ``done`` channel in the same atomic call that stores
-the result. The gateway holds one subscription to every partition's channel and resolves the
+the result; a small result comes along in the message (``envelope.Ended``),
+and the waiting request answers with it without reading anything. The
+gateway holds one subscription to every partition's channel and resolves the
 futures of the requests waiting for those ids; a waiting request costs no
 Redis traffic at all.
 
@@ -18,6 +20,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
+from tidegate.envelope import Ended, parse_done
 from tidegate.keys import Partitioned, parts_of
 from tidegate.ledger import TERMINAL_STATES, Ledger
 from tidegate.ledger.pubsub import Subscription
@@ -28,11 +31,11 @@ class ResultWaiter:
 
     def __init__(self, ledger: Ledger, routes: Sequence[Partitioned]) -> None:
         self._ledger = ledger
-        self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiting: dict[str, set[asyncio.Future[Ended | None]]] = defaultdict(set)
         self._subscription = Subscription(
             ledger.redis,
             [keys.done for route in routes for keys in parts_of(route)],
-            on_message=lambda _channel, job_id: self._wake(job_id),
+            on_message=lambda _channel, data: self._wake(*parse_done(data)),
             on_subscribed=self._recheck,
             name="result subscription",
         )
@@ -44,12 +47,14 @@ class ResultWaiter:
     async def close(self) -> None:
         await self._subscription.close()
 
-    def register(self, job_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def register(self, job_id: str) -> asyncio.Future[Ended | None]:
+        """A future that completes when the job ends: with its outcome when the
+        notification carried it, else None (read the job)."""
+        future: asyncio.Future[Ended | None] = asyncio.get_running_loop().create_future()
         self._waiting[job_id].add(future)
         return future
 
-    def unregister(self, job_id: str, future: asyncio.Future[None]) -> None:
+    def unregister(self, job_id: str, future: asyncio.Future[Ended | None]) -> None:
         futures = self._waiting.get(job_id)
         if futures is not None:
             futures.discard(future)
@@ -65,10 +70,10 @@ class ResultWaiter:
         for job_id in list(self._waiting):
             self._wake(job_id)
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, job_id: str, ended: Ended | None = None) -> None:
         for future in self._waiting.pop(job_id, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(ended)
 
     async def _recheck(self) -> None:
         ids = list(self._waiting)

@@ -114,6 +114,41 @@ class Reply:
         )
 
 
+INLINE_RESULT_BYTES = 16384
+"""A stored result whose body is at most this long rides along with the job's
+done notification (``lua/finish.lua``), so a waiting sync request answers
+without reading it back; a larger one is read."""
+
+
+class Ended(NamedTuple):
+    """A job's end as its done notification carried it."""
+
+    job_id: str
+    state: str
+    ended_ms: int
+    """When the job reached ``state`` (Redis time, unix ms)."""
+    reply: Reply
+
+
+def parse_done(data: bytes) -> tuple[str, Ended | None]:
+    """A done notification: the job id, and the whole outcome when it came
+    along ("job \\n state \\n ended_ms \\n status \\n headers \\n body")."""
+    parts = data.split(b"\n", 5)
+    job_id = parts[0].decode("utf-8", "replace")
+    if len(parts) < 6:
+        return job_id, None
+    try:
+        headers = json.loads(parts[4])
+        reply = Reply(
+            status=int(parts[3]),
+            headers=tuple((str(k), str(v)) for k, v in headers),
+            body=parts[5],
+        )
+        return job_id, Ended(job_id, parts[1].decode(), int(parts[2]), reply)
+    except (ValueError, TypeError):  # not ours to trust: read the job instead
+        return job_id, None
+
+
 @dataclass(frozen=True)
 class Failure:
     """Why an attempt did not produce a definitive answer."""

@@ -34,6 +34,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from tidegate.envelope import Failure, Job, Reply
@@ -42,6 +43,7 @@ from tidegate.keys import GROUP, RouteKeys, parts_of
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
+from tidegate.stages import since_ms
 from tidegate.tasks import run_together, stop_if_cancelled, stop_tasks
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
@@ -53,6 +55,8 @@ BLOCK_MS = 1000
 ALIVE_EVERY_S = 5.0
 ALIVE_TTL_S = 15.0
 MAINTAIN_EVERY_S = 5.0
+PROMOTE_EVERY_S = 1.0
+PROMOTE_MOST = 100
 
 
 class Executor(Protocol):
@@ -116,6 +120,9 @@ class Consumer:
             for keys in self.parts
         ]
 
+        self._promote_at = [0.0] * len(self.parts)
+        """Per partition: when to look for due retries next (unix s)."""
+
     @property
     def reclaimed(self) -> int:
         """Entries this consumer took over from others that held them too long."""
@@ -149,14 +156,7 @@ class Consumer:
                         {stop_wait, *self.in_flight}, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
-                block_ms = BLOCK_MS
-                try:
-                    promoted = await self.ledger.promote(self.route.name, partition=partition)
-                    next_due_s = promoted.next_due_s
-                except RedisUnavailable:
-                    next_due_s = None  # the fetch below meets the outage and backs off
-                if next_due_s is not None:  # wake up in time for the next retry
-                    block_ms = max(10, min(BLOCK_MS, int((next_due_s - time.time()) * 1000)))
+                block_ms = await self._promote_due(partition)
                 reclaimed_before = reader.reclaimed
                 entries = await reader.fetch(-(-free // loops), stop_wait, block_ms)
                 if reader.reclaimed > reclaimed_before:
@@ -169,6 +169,31 @@ class Consumer:
                     task.add_done_callback(self._done)
         finally:
             stop_wait.cancel()
+
+    async def _promote_due(self, partition: int) -> int:
+        """Promote the partition's retries that are due, when one may be; the
+        longest the next read may block (ms), so it wakes for the next retry.
+
+        Not before every read: one script call per read would add a round
+        trip to every job. It runs when a retry this process parked or saw
+        waiting is due, and at least every ``PROMOTE_EVERY_S`` (retries
+        parked by other workers)."""
+        now = time.time()
+        if now >= self._promote_at[partition]:
+            try:
+                promoted = await self.ledger.promote(self.route.name, partition=partition)
+            except RedisUnavailable:  # the fetch after this meets the outage and backs off
+                self._promote_at[partition] = now + PROMOTE_EVERY_S
+                return BLOCK_MS
+            soon = now if promoted.moved >= PROMOTE_MOST else now + PROMOTE_EVERY_S
+            due = promoted.next_due_s
+            self._promote_at[partition] = soon if due is None else min(soon, due)
+        wait_ms = int((self._promote_at[partition] - time.time()) * 1000)
+        return max(10, min(BLOCK_MS, wait_ms))
+
+    def _parked(self, partition: int, due_ms: int) -> None:
+        """A retry this process parked: promote it when it is due."""
+        self._promote_at[partition] = min(self._promote_at[partition], due_ms / 1000)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(task, None)
@@ -239,16 +264,22 @@ class Consumer:
         except (KeyError, ValueError, TypeError) as e:
             await self._poison(partition, entry_id, fields, f"not a job envelope: {e!r}")
             return
+        stages = self.metrics.stages
+        taken_at = time.time()
+        stages.labels(self.route.name, "queued").observe(
+            since_ms(int(entry_id.partition("-")[0]), taken_at)
+        )
         started = await _until_recorded(
             "record a start", lambda: self.ledger.start(job, entry_id, self.name)
         )
+        stages.labels(self.route.name, "started").observe(time.time() - taken_at)
         if started is not None:
-            await self._execute(started, entry_id)
+            await self._execute(started, entry_id, partition)
         else:
             self.metrics.skipped.labels(self.route.name).inc()
         self.processed += 1
 
-    async def _execute(self, job: Job, entry_id: str) -> None:
+    async def _execute(self, job: Job, entry_id: str, partition: int) -> None:
         route = self.route.name
         in_flight = self.metrics.in_flight.labels(route)
         in_flight.inc()
@@ -266,11 +297,17 @@ class Consumer:
                 )  # a handler's answer, held to the relay's limit
         finally:
             in_flight.dec()
-            self.metrics.processing.labels(route).observe(time.perf_counter() - started)
-        settled = settle(job, outcome, self.route.worker)
+            upstream_s = time.perf_counter() - started
+            self.metrics.processing.labels(route).observe(upstream_s)
+            self.metrics.stages.labels(route, "upstream").observe(upstream_s)
+        settled = replace(settle(job, outcome, self.route.worker), upstream_s=upstream_s)
+        finishing = time.perf_counter()
         state = await asyncio.shield(
             _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, settled))
         )
+        self.metrics.stages.labels(route, "finished").observe(time.perf_counter() - finishing)
+        if state == "queued" and settled.retry_due_ms is not None:
+            self._parked(partition, settled.retry_due_ms)
         self.metrics.attempts.labels(route, {"queued": "retried"}.get(state, state)).inc()
         if state == "dead_lettered":
             self.metrics.dead_letters.labels(route).inc()

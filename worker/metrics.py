@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tidegate.admin_server import serve_admin
+from tidegate.stages import stage_histogram
 
 PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -66,6 +67,8 @@ class WorkerMetrics:
             buckets=PROCESSING_BUCKETS_S,
             registry=self.registry,
         )
+        self.stages = stage_histogram(self.registry)
+        """queued, started, upstream, finished (``tidegate.stages``)."""
 
 
 async def serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:

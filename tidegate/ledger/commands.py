@@ -31,6 +31,7 @@ from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.calls import Cancel, Compensate, Finish, Start
 from tidegate.ledger.client import redis_errors
+from tidegate.ledger.throttle import quota_call
 from tidegate.settings import RouteSettings, TenantSettings
 
 
@@ -40,12 +41,14 @@ class Outcome:
 
     ``error`` None is a success; ``retry_due_ms`` set parks a retry until then
     (unix ms); a failure without it is final. ``reply`` is stored unless the
-    job is retried.
+    job is retried. ``upstream_s``, how long the work took, goes into the
+    outcome's event (``upstream_ms``).
     """
 
     reply: Reply | None
     error: str | None = None
     retry_due_ms: int | None = None
+    upstream_s: float | None = None
 
 
 class Commands(LedgerBase):
@@ -113,6 +116,7 @@ class Commands(LedgerBase):
             retry_due_ms=outcome.retry_due_ms,
             meta=job.meta(),
             body=job.body,
+            upstream_s=outcome.upstream_s,
         )
         with redis_errors("recording a job's outcome"):
             return (await self.runner.run(call)).state
@@ -136,6 +140,18 @@ class Commands(LedgerBase):
                 )
             )
         return settled.ok
+
+    async def take_quota(self, route: RouteSettings, tenant: TenantSettings) -> None:
+        """Take a token from the tenant's quota on a proxy route (coalesced with
+        concurrent calls when the ledger batches); raises Refused when it is
+        used up, or a RedisUnavailable."""
+        quota = quota_call(route.name, tenant)
+        if quota is None:
+            return
+        with redis_errors("checking a quota"):
+            refused = await self.runner.run(quota)
+        if refused is not None:
+            raise refused
 
     async def cancel(self, job_id: str) -> None:
         """Cancel a queued job; TransitionRefused once it runs or has ended."""

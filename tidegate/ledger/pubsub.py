@@ -38,7 +38,7 @@ class Subscription:
         redis: Connection,
         channels: Sequence[str],
         *,
-        on_message: Callable[[str, str], Awaitable[None] | None],
+        on_message: Callable[[str, bytes], Awaitable[None] | None],
         on_subscribed: Callable[[], Awaitable[None]],
         on_idle: Callable[[], Awaitable[None]] | None = None,
         idle_s: float = 5.0,
@@ -81,7 +81,10 @@ class Subscription:
                     message = await _next(pubsub, self._idle_s)
                     if message and message["type"] == "smessage":
                         idle_since = loop.time()
-                        handled = self._on_message(text(message["channel"]), text(message["data"]))
+                        data = message["data"]
+                        handled = self._on_message(
+                            text(message["channel"]), data if isinstance(data, bytes) else b""
+                        )
                         if handled is not None:
                             await handled
                     elif self._on_idle is not None and loop.time() - idle_since >= self._idle_s:

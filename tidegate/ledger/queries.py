@@ -21,6 +21,20 @@ class Queries(LedgerBase):
             raise JobNotFound(f"no job {job_id}")
         return {text(k): text(v) for k, v in raw.items()}
 
+    async def ended(self, job_id: str) -> tuple[dict[str, str], Reply | None]:
+        """The job's projection and its stored response (None: none yet), in
+        one round trip: what a sync request answers with once its job ends."""
+        _, keys = self._route(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.job(job_id))
+        pipe.hgetall(keys.result(job_id))
+        with redis_errors("reading a job's outcome"):
+            raw, stored = await pipe.execute()
+        if not raw:
+            raise JobNotFound(f"no job {job_id}")
+        projection = {text(k): text(v) for k, v in raw.items()}
+        return projection, Reply.from_hash(stored) if stored else None
+
     async def states(self, job_ids: Sequence[str]) -> list[str | None]:
         """The states of many jobs in one round trip (None: unknown)."""
         if not job_ids:

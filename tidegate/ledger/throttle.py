@@ -12,7 +12,8 @@ admit script of that partition reads it), each at 1/P of the rate and burst
 (``tidegate.throttle.share_of``); ``read`` adds them back up.
 
 Quotas on proxy routes (no queue, so no admit call) are taken with
-``take_quota``, one script call on the same bucket code.
+``quota_call``, one script call on the same bucket code: the gateway's
+ledger sends concurrent ones together (``Ledger.take_quota``).
 """
 
 from __future__ import annotations
@@ -99,21 +100,27 @@ async def _read(redis: Connection, keys: RouteKeys) -> Throttle | None:
     )
 
 
-async def take_quota(redis: Connection, route: str, tenant: TenantSettings) -> None:
-    """Take a token from the tenant's quota on a route that does not queue
-    (proxy); raises Refused when the quota is used up."""
+def quota_call(route: str, tenant: TenantSettings) -> Quota | None:
+    """The call that takes a token from the tenant's quota on a route that
+    does not queue (proxy); None when the tenant has no quota."""
     quota = tenant.quota
+    if quota is None:
+        return None
+    return Quota(
+        route=RouteKeys(route),
+        tenant=tenant.name,
+        rate_per_s=quota.rate_per_s,
+        burst=quota.bucket_size,
+    )
+
+
+async def take_quota(redis: Connection, route: str, tenant: TenantSettings) -> None:
+    """Take a token in a call of its own (``Ledger.take_quota`` coalesces);
+    raises Refused when the quota is used up."""
+    quota = quota_call(route, tenant)
     if quota is None:
         return
     with redis_errors("checking a quota"):
-        refused = await call(
-            redis,
-            Quota(
-                route=RouteKeys(route),
-                tenant=tenant.name,
-                rate_per_s=quota.rate_per_s,
-                burst=quota.bucket_size,
-            ),
-        )
+        refused = await call(redis, quota)
     if refused is not None:
         raise refused

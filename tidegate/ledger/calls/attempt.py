@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tidegate.envelope import Reply
+from tidegate.envelope import INLINE_RESULT_BYTES, Reply
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger.calls.base import (
     ScriptCall,
@@ -63,6 +63,10 @@ class Finish(ScriptCall[Settled]):
     retry_due_ms: int
     meta: str
     body: bytes
+    upstream_ms: str = ""
+    """How long the attempt's work took, in ms ('' unknown); kept in the event."""
+    inline_bytes: int = INLINE_RESULT_BYTES
+    """A stored result this small rides along with the done notification."""
 
     @classmethod
     def of(
@@ -77,6 +81,7 @@ class Finish(ScriptCall[Settled]):
         retry_due_ms: int | None,
         meta: str,
         body: bytes,
+        upstream_s: float | None = None,
     ) -> Finish:
         """``error`` None is a success; ``retry_due_ms`` set parks a retry."""
         retryable = retry_due_ms is not None
@@ -96,6 +101,7 @@ class Finish(ScriptCall[Settled]):
             retry_due_ms=retry_due_ms or 0,
             meta=meta,
             body=body,
+            upstream_ms="" if upstream_s is None else str(round(upstream_s * 1000, 3)),
         )
 
     def read(self, reply: Any) -> Settled:
