@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from gateway import admin, jobs_api, problems, public
 from gateway.context import GATEWAY, Gateway, open_context
 from gateway.metrics import GatewayMetrics
-from gateway.rejections import Rejection
+from gateway.rejections import Rejection, client_closed
 from gateway.screening import screen
 from gateway.slow_clients import guard_server
 from gateway.tenants import Tenants, owned
@@ -92,7 +92,9 @@ def problem_boundary(handler: Handler) -> Handler:
                 e.reason,
                 f"{request.method} {request.path}: {e.reason}",
             )
-        except (asyncio.CancelledError, ConnectionResetError):
+        except ConnectionResetError:  # aiohttp's own writes to a lost client are quiet too
+            return _answer(gw, client_closed())
+        except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unexpected error handling %s %s", request.method, request.path)

@@ -47,6 +47,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "not-found": (404, "no_route"),
     "method-not-allowed": (405, "no_route"),
     "request-timeout": (408, "slow_client"),
+    "client-closed": (499, "client_closed"),
     "body-too-large": (413, "body_too_large"),
     "headers-too-large": (431, "headers_too_large"),
     "idempotency-key-reused": (422, "idempotency_conflict"),
@@ -108,6 +109,17 @@ def body_too_large(route: str, limit_bytes: int) -> Rejection:
         max_body_bytes=limit_bytes,
         close=True,
         route=route,
+    )
+
+
+def client_closed() -> Rejection:
+    """The client went away before its answer (its connection was lost while
+    the request was read or answered): counted, and the answer goes nowhere."""
+    return Rejection(
+        "client-closed",
+        "Client closed the request",
+        "The connection was lost before the answer.",
+        close=True,
     )
 
 

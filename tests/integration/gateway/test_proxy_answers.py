@@ -72,7 +72,7 @@ async def proxied(settings: Settings, answers: str) -> AsyncIterator[RunningGate
         replace(
             r,
             upstream=answers,
-            match=replace(r.match, path_prefix="/answers", methods=("GET", "HEAD")),
+            match=replace(r.match, path_prefix="/answers", methods=("GET", "HEAD", "POST")),
         )
         if r.name == "reads"
         else r
@@ -125,3 +125,44 @@ async def test_a_client_that_leaves_mid_answer_is_no_error(
     await wait_until(all_ended, what="the exchanges to end")
     errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == []
+
+
+@pytest.mark.parametrize("path", ["/answers/small", "/orders"])
+async def test_a_client_that_leaves_mid_body_ends_the_exchange_quietly(
+    proxied: RunningGateway, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """On a proxy route and a queued one: half a body, then the connection is gone."""
+    _, writer = await asyncio.open_connection(proxied.public.host, proxied.public.port)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    writer.write(head.encode() + b"x" * 10)
+    await writer.drain()
+
+    async def reading() -> bool:  # the handler is waiting for the rest of the body
+        return proxied.gw.in_flight == 1
+
+    await wait_until(reading, what="the gateway to read the body")
+    writer.transport.abort()  # gone, without a word
+
+    async def ended() -> bool:
+        return proxied.gw.in_flight == 0
+
+    await wait_until(ended, what="the exchange to end")
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_a_lost_connection_is_counted_as_the_client_closing(
+    proxied: RunningGateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a handler meets when its client's connection is lost (the body's
+    stream raises it) is answered 499 and counted, not logged as an error."""
+
+    async def lost(*args: object, **kwargs: object) -> None:
+        raise ConnectionResetError("Connection lost")
+
+    monkeypatch.setattr(proxied.gw.ledger, "admit", lost)
+    async with proxied.http.post(proxied.url("/orders"), data=b"x") as r:
+        assert r.status == 499
+    closed = proxied.gw.metrics.rejected.labels("", "client_closed")
+    assert closed._value.get() == 1
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
