@@ -135,6 +135,21 @@ def translate_reply(error: ResponseError, what: str) -> TidegateError:
     return RedisCommandError(f"Redis answered an error while {what}: {message}")
 
 
+def _closed_under_write(error: BaseException) -> bool:
+    """redis-py's asyncio connection writing to a transport that was closed
+    meanwhile (a peer reset, a node killed) leaks the transport's internals
+    as an AttributeError or TypeError about None instead of a connection
+    error (redis-py issues 3546 and 4287). Recognised by where it was raised:
+    redis-py's connection module or asyncio's transports and streams."""
+    if not isinstance(error, AttributeError | TypeError) or "NoneType" not in str(error):
+        return False
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return where.endswith(("redis/asyncio/connection.py", "selector_events.py", "streams.py"))
+
+
 @contextmanager
 def redis_errors(what: str) -> Iterator[None]:
     """Translate redis-py's failures at this boundary.
@@ -150,6 +165,10 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"Redis unreachable while {what}: {e}") from e
     except ResponseError as e:
         raise translate_reply(e, what) from e
+    except (AttributeError, TypeError) as e:
+        if not _closed_under_write(e):
+            raise
+        raise RedisUnavailable(f"Redis connection lost while {what}: {e}") from e
 
 
 async def ready(redis: Connection) -> None:
