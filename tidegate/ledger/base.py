@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tidegate.errors import JobNotFound
-from tidegate.keys import PartitionChooser, RouteKeys, job_keys, new_job_id
+from tidegate.keys import PartitionChooser, RouteKeys, job_keys, new_job_id, parts_of
 from tidegate.ledger.admission import AdmissionQueue
 from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
@@ -70,6 +70,11 @@ class LedgerBase:
         return route, keys
 
     def _job(self, job_id: str, route: str) -> tuple[RouteSettings, RouteKeys]:
-        """The route and partition keys of a job read from a route's stream."""
-        keys = job_keys(job_id)
-        return self.routes[route], keys if keys and keys.route == route else RouteKeys(route)
+        """The route and partition keys of a job read from a route's stream
+        (its id's tag among the route's partitions; no parsing on this path)."""
+        settings = self.routes[route]
+        tag = job_id.partition(".")[0]
+        for keys in parts_of(settings):
+            if keys.tag == tag:
+                return settings, keys
+        return settings, RouteKeys(route)
