@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from tidegate.registry import new_registry
 from tidegate.stages import stage_histogram
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -32,7 +33,7 @@ class RouteMetrics:
 class GatewayMetrics:
     def __init__(self) -> None:
         self._routes: dict[str, RouteMetrics] = {}
-        self.registry = CollectorRegistry()
+        self.registry = new_registry()
         self.throttled = Counter(
             "tidegate_gateway_throttled",
             "Requests refused by a token bucket, by cause (capacity, quota) and tenant.",

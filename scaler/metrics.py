@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from tidegate.registry import new_registry
 
 DECISION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class ScalerMetrics:
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
+        self.registry = r = new_registry()
         route = ["route"]
         self.waiting = Gauge("tidegate_scaler_lag", "Entries not yet delivered.", route, registry=r)
         self.pending = Gauge(

@@ -112,6 +112,7 @@ class Consumer:
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
         self.metrics = metrics or WorkerMetrics()
+        self.metrics.start_at_zero(route.name)
         self.readers = [
             GroupReader(
                 ConsumerGroup(ledger.redis, keys.requests, GROUP, self.name),

@@ -7,9 +7,10 @@ workers on one host, as in the demo, would fight over a fixed port).
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from tidegate.admin_server import serve_admin
+from tidegate.registry import new_registry
 from tidegate.stages import stage_histogram
 
 PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -17,7 +18,7 @@ PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = new_registry()
         self.attempts = Counter(
             "tidegate_worker_attempts",
             "Attempts started, by outcome (succeeded, retried, dead_lettered).",
@@ -69,6 +70,21 @@ class WorkerMetrics:
         )
         self.stages = stage_histogram(self.registry)
         """queued, started, upstream, finished (``tidegate.stages``)."""
+
+    def start_at_zero(self, route: str) -> None:
+        """Create the route's counters that alerts and rates use, at 0, before
+        anything happens: a rate over a series that appears with its first
+        event misses that event (the first dead letter of a new pod would not
+        alert)."""
+        for outcome in ("succeeded", "retried", "dead_lettered"):
+            self.attempts.labels(route, outcome)
+        for outcome in ("compensated", "failed", "none_configured"):
+            self.compensations.labels(route, outcome)
+        for action in ("expired", "requeued"):
+            self.reconciled.labels(route, action)
+        self.dead_letters.labels(route)
+        self.skipped.labels(route)
+        self.reclaims.labels(route)
 
 
 async def serve_metrics(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:
