@@ -20,6 +20,7 @@ from gateway.http_headers import NO_CREDENTIALS
 from gateway.proxy import forward
 from gateway.queued import admit_and_answer, read_request
 from gateway.rejections import Rejection
+from tidegate import log_context
 from tidegate.errors import TidegateError
 
 CANONICAL_PATH = web.RequestKey("canonical_path", str)
@@ -34,6 +35,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     route = gw.router.match(request.method, path)
     if route is None:
         raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
+    log_context.ROUTE.set(route.name)  # what this request's log lines are about
+    log_context.JOB.set(None)  # (a keep-alive connection's next request may share a task)
     tenant, credentials = None, NO_CREDENTIALS
     if gw.tenants.enabled:
         tenant, credentials = gw.tenants.require(request, route.name)

@@ -32,6 +32,7 @@ from gateway.http_headers import NO_PREFERENCES, parse_prefer
 from gateway.metrics import RouteMetrics
 from gateway.rejections import Rejection
 from gateway.tenants import priority_of
+from tidegate import log_context
 from tidegate.envelope import Ended, Job, Reply
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
 from tidegate.ledger import TERMINAL_STATES
@@ -118,6 +119,7 @@ async def read_request(
         headers=tuple(gw.forwarding.request_headers(request, credentials)),
         body=body,
     )
+    log_context.JOB.set(job.id)
     return Request(job, key, priority, answer_for(gw, route, request), read_at)
 
 

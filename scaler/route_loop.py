@@ -39,6 +39,7 @@ from scaler.resources import ResourceRef, condition
 from scaler.sampling import sample_route
 from scaler.status import EventWriter, StatusReporter, StatusWriter, route_status
 from scaler.throttle import ThrottleKeeper
+from tidegate import log_context
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Layout
@@ -272,6 +273,7 @@ class RouteLoop:
 
     async def run(self) -> None:
         """Step every ``interval_s`` (longer after API errors) until cancelled."""
+        log_context.ROUTE.set(self.route)  # the loop's own task: its log lines
         while True:
             try:
                 result = await self.step()

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from tidegate import log_context
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import GROUP, RouteKeys, parts_of
@@ -260,11 +261,13 @@ class Consumer:
         self, partition: int, entry_id_raw: bytes, fields: dict[bytes, bytes] | None
     ) -> None:
         entry_id = entry_id_raw.decode()
+        log_context.ROUTE.set(self.route.name)  # this task's own context: its log lines
         try:
             job = Job.from_fields(self.route.name, fields or {})
         except (KeyError, ValueError, TypeError) as e:
             await self._poison(partition, entry_id, fields, f"not a job envelope: {e!r}")
             return
+        log_context.JOB.set(job.id)
         stages = self.metrics.stages
         taken_at = time.time()
         stages.labels(self.route.name, "queued").observe(

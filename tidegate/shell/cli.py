@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from tidegate import __version__
 from tidegate.errors import ConfigError, RedisUnavailable
 from tidegate.settings import Settings, load_settings
+from tidegate.shell import logs
 
 CONFIG_ENV = "TIDEGATE_CONFIG"
 
@@ -42,13 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Queue-backlog autoscaler and throttling gateway for Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("TIDEGATE_LOG_LEVEL", "INFO"))
+    logs.add_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    logs.add_options(common, defaults=False)
 
-    p = sub.add_parser("gateway", help="run the gateway (public + admin port)")
+    p = sub.add_parser("gateway", parents=[common], help="run the gateway (public + admin port)")
     _config_arg(p)
 
-    p = sub.add_parser("worker", help="consume one route: relay to a service or run a handler")
+    p = sub.add_parser(
+        "worker", parents=[common], help="consume one route: relay to a service or run a handler"
+    )
     _config_arg(p)
     p.add_argument("--route", required=True, help="route name from the config")
     what = p.add_mutually_exclusive_group(required=True)
@@ -77,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, seconds jobs in flight may take (keep below the pod's grace period)",
     )
 
-    p = sub.add_parser("scaler", help="run the scaler (controller) for every scaled route")
+    p = sub.add_parser(
+        "scaler", parents=[common], help="run the scaler (controller) for every scaled route"
+    )
     _config_arg(p)
     p.add_argument(
         "--kubeconfig",
@@ -85,19 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig path (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)",
     )
 
-    p = sub.add_parser("demo", help="the whole system on this machine, no setup")
+    p = sub.add_parser("demo", parents=[common], help="the whole system on this machine, no setup")
     p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
     p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
 
-    p = sub.add_parser("status", help="one row per route: backlog, pending")
+    p = sub.add_parser("status", parents=[common], help="one row per route: backlog, pending")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("replay", help="rebuild a route's job projections from its event log")
+    p = sub.add_parser(
+        "replay", parents=[common], help="rebuild a route's job projections from its event log"
+    )
     _config_arg(p)
     p.add_argument("--route", required=True)
 
-    p = sub.add_parser("check", help="validate a config file")
+    p = sub.add_parser("check", parents=[common], help="validate a config file")
     _config_arg(p)
     return parser
 
@@ -109,10 +117,7 @@ def _load(path: str, *, tenants: bool = False) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         return _dispatch(args)
     except ConfigError as e:
