@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -63,21 +64,30 @@ def test_an_unknown_value_is_one_line_and_exit_2(args: list[str], said: str) -> 
     assert "Traceback" not in result.stderr
 
 
-def test_json_lines_carry_time_level_logger_message_route_job_and_error() -> None:
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing JSON lines into a buffer."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.JsonFormatter())
     log = logging.getLogger("tidegate.test.json")
     log.addHandler(handler)
     log.propagate = False
+    yield log, stream
+    log.removeHandler(handler)
+    log.propagate = True
+
+
+def test_json_lines_carry_time_level_logger_message_route_job_and_error(
+    json_log: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, stream = json_log
+    where = {"route": "orders", "job": "j1"}
+    log.warning('job %s: ü "quoted"\nsecond line', "j1", extra=where)
     try:
-        log.warning('job %s: ü "quoted"\nsecond line', "j1", extra={"route": "orders", "job": "j1"})
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            log.exception("failed")
-    finally:
-        log.removeHandler(handler)
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["level"] == "WARNING"
     assert first["logger"] == "tidegate.test.json"
@@ -89,13 +99,10 @@ def test_json_lines_carry_time_level_logger_message_route_job_and_error() -> Non
     assert "ValueError: boom" in second["error"]
 
 
-async def test_json_lines_name_the_route_and_job_of_the_task_that_logs() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.JsonFormatter())
-    log = logging.getLogger("tidegate.test.context")
-    log.addHandler(handler)
-    log.propagate = False
+async def test_json_lines_name_the_route_and_job_of_the_task_that_logs(
+    json_log: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, stream = json_log
 
     async def job_task(route: str, job: str) -> None:
         log_context.ROUTE.set(route)
@@ -103,11 +110,8 @@ async def test_json_lines_name_the_route_and_job_of_the_task_that_logs() -> None
         await asyncio.sleep(0)  # the other task runs in between
         log.warning("working")
 
-    try:
-        await asyncio.gather(job_task("orders", "orders.a"), job_task("reports", "reports.b"))
-        log.warning("outside")
-    finally:
-        log.removeHandler(handler)
+    await asyncio.gather(job_task("orders", "orders.a"), job_task("reports", "reports.b"))
+    log.warning("outside")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(x.get("route"), x.get("job")) for x in lines] == [
         ("orders", "orders.a"),
