@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -220,8 +222,15 @@ async def test_gateway_process_drains_on_sigterm(tmp_path: Path, redis_url: str)
 
 
 def test_demo_runs_the_whole_path(redis_server: Any) -> None:
-    """The README's first command: no setup, exit 0, plain lines without a TTY."""
-    result = tidegate("demo", "--duration", "60", "--requests", "50", timeout_s=120)
+    """The README's first command: no setup, exit 0, plain lines without a TTY,
+    even with the default admin ports (9090, 9091) taken."""
+    with contextlib.ExitStack() as taken:
+        for port in (9090, 9091):
+            holder = taken.enter_context(socket.socket())
+            with contextlib.suppress(OSError):  # in use already: taken all the same
+                holder.bind(("0.0.0.0", port))
+                holder.listen()
+        result = tidegate("demo", "--duration", "60", "--requests", "50", timeout_s=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
     assert "all steps passed" in result.stdout

@@ -75,6 +75,9 @@ def demo_config(redis_url: str, port: int, admin_port: int, upstream: str) -> di
             "admin_listen": f"127.0.0.1:{admin_port}",
             "shutdown_grace_s": 2,
         },
+        # Every listener on a free port: the scaler's admin port too, which
+        # would otherwise take the default 9091 and fail when that is in use.
+        "scaler": {"admin_listen": f"127.0.0.1:{free_port()}"},
         "routes": [
             {
                 "name": "orders",
