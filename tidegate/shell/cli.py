@@ -17,6 +17,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tidegate import __version__
 from tidegate.errors import ConfigError, RedisUnavailable
@@ -36,6 +37,36 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXAMPLES = {
+    "gateway": "tidegate gateway -c tidegate.yaml",
+    "worker": (
+        "tidegate worker -c tidegate.yaml --route orders --upstream http://127.0.0.1:8000\n"
+        "  tidegate worker -c tidegate.yaml --route orders --app myapp.jobs:handle"
+    ),
+    "scaler": "tidegate scaler -c tidegate.yaml --kubeconfig ~/.kube/config",
+    "demo": "tidegate demo --requests 200",
+    "status": "tidegate status -c tidegate.yaml --json",
+    "replay": "tidegate replay -c tidegate.yaml --route orders",
+    "check": "tidegate check -c tidegate.yaml",
+}
+"""An example of each command, shown by its ``--help``."""
+
+
+def _command(
+    sub: Any, common: argparse.ArgumentParser, name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does and shows an example."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        parents=[common],
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog="example:\n  " + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidegate",
@@ -47,12 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     logs.add_options(common, defaults=False)
 
-    p = sub.add_parser("gateway", parents=[common], help="run the gateway (public + admin port)")
+    p = _command(sub, common, "gateway", "run the gateway (public + admin port)")
     _config_arg(p)
 
-    p = sub.add_parser(
-        "worker", parents=[common], help="consume one route: relay to a service or run a handler"
-    )
+    p = _command(sub, common, "worker", "consume one route: relay to a service or run a handler")
     _config_arg(p)
     p.add_argument("--route", required=True, help="route name from the config")
     what = p.add_mutually_exclusive_group(required=True)
@@ -81,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, seconds jobs in flight may take (keep below the pod's grace period)",
     )
 
-    p = sub.add_parser(
-        "scaler", parents=[common], help="run the scaler (controller) for every scaled route"
-    )
+    p = _command(sub, common, "scaler", "run the scaler (controller) for every scaled route")
     _config_arg(p)
     p.add_argument(
         "--kubeconfig",
@@ -91,21 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig path (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)",
     )
 
-    p = sub.add_parser("demo", parents=[common], help="the whole system on this machine, no setup")
+    p = _command(sub, common, "demo", "the whole system on this machine, no setup")
     p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
     p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
 
-    p = sub.add_parser("status", parents=[common], help="one row per route: backlog, pending")
+    p = _command(sub, common, "status", "one row per route: backlog, pending")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser(
-        "replay", parents=[common], help="rebuild a route's job projections from its event log"
-    )
+    p = _command(sub, common, "replay", "rebuild a route's job projections from its event log")
     _config_arg(p)
     p.add_argument("--route", required=True)
 
-    p = sub.add_parser("check", parents=[common], help="validate a config file")
+    p = _command(sub, common, "check", "validate a config file")
     _config_arg(p)
     return parser
 

@@ -1,4 +1,4 @@
-"""Logging options on every subcommand, and the JSON lines log collectors read."""
+"""Options every subcommand takes (logging), its --help, and the JSON log lines."""
 
 from __future__ import annotations
 
@@ -118,3 +118,18 @@ async def test_json_lines_name_the_route_and_job_of_the_task_that_logs(
         ("reports", "reports.b"),
         (None, None),
     ]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS, ids=lambda c: c[0])
+def test_every_subcommand_s_help_describes_it_and_shows_an_example(command: list[str]) -> None:
+    name = command[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "tidegate", name, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "example:" in result.stdout
+    assert f"tidegate {name} " in result.stdout.split("example:")[1]
+    assert "--log-format" in result.stdout
