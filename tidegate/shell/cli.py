@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -140,6 +141,11 @@ def _load(path: str, *, tenants: bool = False) -> Settings:
     return load_settings(path, tenants=tenants)
 
 
+_CANNOT_LISTEN = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+"""Binding a listener failed: a port in use, an address not here, a port
+below 1024 without the right."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
@@ -152,6 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisUnavailable as e:
         print(f"tidegate: {e}. Is Redis running at the configured URL?", file=sys.stderr)
         return 1
+    except OSError as e:
+        if e.errno not in _CANNOT_LISTEN:
+            raise
+        print(
+            f"tidegate: cannot listen: {e}. Another process may hold the port; "
+            "choose another in the config (gateway.listen, gateway.admin_listen, "
+            "scaler.admin_listen) or with --metrics-listen.",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from redis.asyncio import Redis
 
@@ -294,3 +295,20 @@ async def test_worker_check_follows_a_live_worker(tmp_path: Path, redis_url: str
             await proc.wait()
     after = await asyncio.to_thread(tidegate, *check)
     assert after.returncode == 1  # a clean exit removes the record at once
+
+
+@pytest.mark.parametrize("taken", ["listen", "admin_listen"])
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, redis_url: str, taken: str) -> None:
+    ports = {"listen": free_port(), "admin_listen": free_port()}
+    path = write_config(
+        tmp_path / "t.yaml", redis_url, **{k: f"127.0.0.1:{v}" for k, v in ports.items()}
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports[taken]))
+        holder.listen()
+        result = tidegate("gateway", "-c", str(path), timeout_s=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("tidegate:")]
+    assert "cannot listen" in line
+    assert str(ports[taken]) in line
