@@ -24,6 +24,7 @@ from gateway import answers, problems
 from gateway.context import GATEWAY
 from gateway.links import JOBS_PATH, job_links
 from tidegate.errors import JobNotFound, TransitionRefused
+from tidegate.keys import route_of
 from tidegate.ledger import TERMINAL_STATES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,7 +43,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def job_view(job_id: str, projection: dict[str, str]) -> dict[str, Any]:
-    view: dict[str, Any] = {"id": job_id, "route": job_id.partition(".")[0]}
+    view: dict[str, Any] = {"id": job_id, "route": route_of(job_id)}
     view["state"] = projection.get("state", "unknown")
     for name in _INT_FIELDS + _TIME_FIELDS:
         if projection.get(name):

@@ -217,6 +217,8 @@ async def test_the_gateway_admits_and_answers_for_a_partitioned_route(
         assert len({i.partition(".")[0] for i in ids}) == PARTITIONS
         for job_id in ids:
             assert await gw.job_state(job_id) == "queued"
+            async with gw.http.get(gw.url(f"/_tidegate/jobs/{job_id}")) as r:
+                assert (await r.json())["route"] == "bulk"  # not the partition's tag
         async with gw.http.get(gw.admin_url("/status")) as r:
             body = await r.json()
         assert body["routes"]["bulk"]["waiting"] == 6
