@@ -150,14 +150,15 @@ async def admit_and_answer(
             state = "queued"
         else:
             metrics.duplicates.inc()
-            state = await _state_of(gw, admitted.job_id)
+            state, reply, _ = await _read_outcome(gw, admitted.job_id)
             if waiting is not None and state not in TERMINAL_STATES:
                 gw.waiter.unregister(wait_id, waiting)
                 wait_id = admitted.job_id
                 waiting = gw.waiter.register(wait_id)
-                state = await _state_of(gw, admitted.job_id)  # it may have ended meanwhile
+                # it may have ended meanwhile
+                state, reply, _ = await _read_outcome(gw, admitted.job_id)
             if state in TERMINAL_STATES and sync:
-                return await _finished(gw, admitted.job_id, state, applied)
+                return _ended(admitted.job_id, state, reply, applied)
         if waiting is None:
             return answers.accepted(admitted.job_id, state, applied)
         with contextlib.suppress(TimeoutError):
@@ -182,7 +183,7 @@ async def _after_wait(
     elif (carried := waiting.result()) is not None:
         ended = (carried.state, carried.reply, carried.ended_ms)
     else:
-        ended = await _ended(gw, job_id)
+        ended = await _read_outcome(gw, job_id)
     state, reply, ended_ms = ended
     if state not in TERMINAL_STATES:
         metrics.waits_timeout.inc()
@@ -190,14 +191,19 @@ async def _after_wait(
     metrics.waits_result.inc()
     if ended_ms is not None:
         metrics.notified.observe(since_ms(ended_ms, time.time()))
+    return _ended(job_id, state, reply, applied)
+
+
+def _ended(job_id: str, state: str, reply: Reply | None, applied: list[str]) -> web.Response:
+    """Step 3 for an ended job: its stored response, as if proxied."""
     if reply is None:
         return answers.ended_without_result(job_id, state)
     return answers.stored(job_id, reply, applied)
 
 
-async def _ended(gw: Gateway, job_id: str) -> tuple[str, Reply | None, int | None]:
+async def _read_outcome(gw: Gateway, job_id: str) -> tuple[str, Reply | None, int | None]:
     """State, stored response and when the state was reached (Redis ms) of a
-    job whose end was announced: one round trip."""
+    job, in one round trip ("queued" while Redis is away: answered 202)."""
     try:
         projection, reply = await gw.ledger.ended(job_id)
     except RedisUnavailable:
@@ -206,23 +212,3 @@ async def _ended(gw: Gateway, job_id: str) -> tuple[str, Reply | None, int | Non
         return "expired", None, None
     updated = projection.get("updated_at_ms", "")
     return projection.get("state", "queued"), reply, int(updated) if updated.isdigit() else None
-
-
-async def _state_of(gw: Gateway, job_id: str) -> str:
-    try:
-        return (await gw.ledger.projection(job_id)).get("state", "queued")
-    except RedisUnavailable:
-        return "queued"
-    except JobNotFound:  # its retention ended between admission and now
-        return "expired"
-
-
-async def _finished(gw: Gateway, job_id: str, state: str, applied: list[str]) -> web.Response:
-    """Step 3 for an ended job: its stored response, as if proxied."""
-    try:
-        reply = await gw.ledger.result(job_id)
-    except RedisUnavailable:
-        return answers.accepted(job_id, state, applied)
-    if reply is None:
-        return answers.ended_without_result(job_id, state)
-    return answers.stored(job_id, reply, applied)

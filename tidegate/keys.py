@@ -94,6 +94,12 @@ def new_job_id(tag: str) -> str:
     return tag + "." + base64.urlsafe_b64encode(os.urandom(_TOKEN_BYTES)).decode()
 
 
+def id_tag(job_id: str) -> str:
+    """The tag part of a job id, unchecked: for ids the ledger made itself
+    (``tag_of`` checks one a client sent)."""
+    return job_id.partition(".")[0]
+
+
 def tag_of(job_id: str) -> tuple[str, str] | None:
     """The route and the partition tag a job id names, or None when malformed."""
     tag, sep, token = job_id.partition(".")

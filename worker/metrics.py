@@ -7,13 +7,11 @@ workers on one host, as in the demo, would fight over a fixed port).
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from tidegate.admin_server import serve_admin
 from tidegate.registry import new_registry
 from tidegate.stages import stage_histogram
-
-PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class WorkerMetrics:
@@ -61,15 +59,9 @@ class WorkerMetrics:
             ["route"],
             registry=self.registry,
         )
-        self.processing = Histogram(
-            "tidegate_worker_processing_seconds",
-            "Time of one attempt: the upstream call or the handler.",
-            ["route"],
-            buckets=PROCESSING_BUCKETS_S,
-            registry=self.registry,
-        )
         self.stages = stage_histogram(self.registry)
-        """queued, started, upstream, finished (``tidegate.stages``)."""
+        """queued, started, upstream (the attempt's work: the upstream call or
+        the handler), finished (``tidegate.stages``)."""
 
     def start_at_zero(self, route: str) -> None:
         """Create the route's counters that alerts and rates use, at 0, before

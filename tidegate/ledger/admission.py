@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 
 from tidegate.envelope import Job
 from tidegate.errors import NotReplicated, Refused, Unencodable
-from tidegate.keys import RouteKeys
+from tidegate.keys import RouteKeys, id_tag
 from tidegate.ledger.calls import Admit, AdmitJob, AdmitResult
 from tidegate.ledger.client import Connection
 from tidegate.ledger.coalesce import Coalescer
@@ -89,15 +89,10 @@ def _admit_job(item: Admission, partitions: int) -> AdmitJob:
     )
 
 
-def tag_of_job(job: Job) -> str:
-    """The partition a job was given (its id names it: ``keys.new_job_id``)."""
-    return job.id.partition(".")[0]
-
-
 def admit_call(route: RouteSettings, batch: Sequence[Admission]) -> Admit:
     """One Admit call for a batch of jobs of one partition of one route."""
     return Admit(
-        route=RouteKeys(route.name, tag_of_job(batch[0].job)),
+        route=RouteKeys(route.name, id_tag(batch[0].job.id)),
         ttl_ms=route.result_ttl_s * 1000,
         deadline_s=route.deadline_s,
         share_window_ms=SHARE_WINDOW_MS,
@@ -170,7 +165,7 @@ class AdmissionQueue(Coalescer[_Item, Admitted]):
     async def _send(self, items: Sequence[_Item]) -> list[Admitted | BaseException]:
         groups: dict[str, list[int]] = {}
         for index, (_, admission) in enumerate(items):
-            groups.setdefault(tag_of_job(admission.job), []).append(index)
+            groups.setdefault(id_tag(admission.job.id), []).append(index)
         routes = [items[indexes[0]][0] for indexes in groups.values()]
         calls = [
             admit_call(route, [items[i][1] for i in indexes])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tidegate.errors import JobNotFound
-from tidegate.keys import PartitionChooser, RouteKeys, job_keys, new_job_id, parts_of
+from tidegate.keys import PartitionChooser, RouteKeys, id_tag, job_keys, new_job_id, parts_of
 from tidegate.ledger.admission import AdmissionQueue
 from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
@@ -73,7 +73,7 @@ class LedgerBase:
         """The route and partition keys of a job read from a route's stream
         (its id's tag among the route's partitions; no parsing on this path)."""
         settings = self.routes[route]
-        tag = job_id.partition(".")[0]
+        tag = id_tag(job_id)
         for keys in parts_of(settings):
             if keys.tag == tag:
                 return settings, keys

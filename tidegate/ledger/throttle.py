@@ -12,8 +12,9 @@ admit script of that partition reads it), each at 1/P of the rate and burst
 (``tidegate.throttle.share_of``); ``read`` adds them back up.
 
 Quotas on proxy routes (no queue, so no admit call) are taken with
-``quota_call``, one script call on the same bucket code: the gateway's
-ledger sends concurrent ones together (``Ledger.take_quota``).
+``quota_call``, one script call on the same bucket code, which
+``Ledger.take_quota`` runs (the gateway's ledger sends concurrent ones
+together).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 from tidegate.keys import Partitioned, RouteKeys, parts_of
 from tidegate.ledger.calls import Quota
 from tidegate.ledger.client import Connection, redis_errors, text
-from tidegate.ledger.scripts import call
 from tidegate.settings import TenantSettings
 from tidegate.throttle import Throttle, share_of
 
@@ -112,15 +112,3 @@ def quota_call(route: str, tenant: TenantSettings) -> Quota | None:
         rate_per_s=quota.rate_per_s,
         burst=quota.bucket_size,
     )
-
-
-async def take_quota(redis: Connection, route: str, tenant: TenantSettings) -> None:
-    """Take a token in a call of its own (``Ledger.take_quota`` coalesces);
-    raises Refused when the quota is used up."""
-    quota = quota_call(route, tenant)
-    if quota is None:
-        return
-    with redis_errors("checking a quota"):
-        refused = await call(redis, quota)
-    if refused is not None:
-        raise refused

@@ -32,7 +32,6 @@ from tidegate.ledger.client import Connection, connect
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.ledger.route_status import routes_status
 from tidegate.ledger.scripts import run_calls
-from tidegate.ledger.throttle import take_quota
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import QuotaSettings, Settings, TenantSettings
 from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server
@@ -175,7 +174,7 @@ async def refusals(redis: Connection, settings: Settings, ledger: Ledger) -> Non
     causes = []
     for _ in range(2):
         try:
-            await take_quota(redis, "reads", acme)
+            await ledger.take_quota(settings.route("reads"), acme)
         except Refused as e:
             causes.append(e.cause)
         job = Job(id=new_job_id("reports"), route="reports", method="POST", path="/reports")
@@ -211,7 +210,11 @@ async def test_the_whole_path_runs_as_the_documented_acl_user(
 ) -> None:
     settings = make_settings(acl_url)
     await whole_path(settings, upstream)
-    # The user is held to its rule: other keys and other commands are refused.
+    await held_to_its_rule(settings)
+
+
+async def held_to_its_rule(settings: Settings) -> None:
+    """The ACL user is held to its rule: other keys and other commands are refused."""
     redis = connect(settings.redis)
     try:
         with pytest.raises(NoPermissionError):
