@@ -1,7 +1,10 @@
 """The consumer runtime: read a route's stream in its group, run jobs, record outcomes.
 
 One reader loop per partition of the route (one, unless the route has
-``partitions``) asks XREADGROUP for entries and starts a task per entry; the
+``partitions``) asks XREADGROUP for entries and starts a task per entry
+(when the last read filled its count, entries likely wait, and the loop takes
+them with ``Ledger.take`` instead: the read and every start in one round
+trip, step 1 below done already; when that finds fewer, it blocks again); the
 loops share the process's ``concurrency``: each asks for its share of the free
 slots (with P partitions, ceil(free / P), so a read blocked on a quiet
 partition holds no slot a busy one could use; at most P - 1 entries beyond
@@ -39,9 +42,10 @@ from typing import Any, Protocol
 
 from tidegate import log_context
 from tidegate.envelope import Failure, Job, Reply
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import RedisUnavailable, TidegateError
 from tidegate.keys import GROUP, RouteKeys, parts_of
 from tidegate.ledger import Ledger, liveness
+from tidegate.ledger.calls import Taken
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
 from tidegate.stages import since_ms
@@ -112,6 +116,8 @@ class Consumer:
         heartbeat keeps those)."""
         self.processed = 0
         """Entries fully handled (finished or skipped) by this consumer."""
+        self.taken = 0
+        """Entries read and started in one call (``Ledger.take``), of those."""
         self.metrics = metrics or WorkerMetrics()
         self.metrics.start_at_zero(route.name)
         self._stage = {
@@ -155,6 +161,7 @@ class Consumer:
     async def _read_loop(self, partition: int, stop: asyncio.Event) -> None:
         reader, loops = self.readers[partition], len(self.readers)
         stop_wait = asyncio.ensure_future(stop.wait())
+        waiting = False  # the last read filled its count: more entries likely wait
         try:
             while not stop.is_set():
                 free = self.concurrency - len(self.in_flight)
@@ -164,18 +171,47 @@ class Consumer:
                     )
                     continue
                 block_ms = await self._promote_due(partition)
+                want = -(-free // loops)
+                if waiting and not reader.reclaim_due():
+                    taken = await self._take(partition, want)
+                    waiting = len(taken) >= want
+                    self.taken += len(taken)
+                    for item in taken:
+                        self._spawn(partition, item.entry_id, item.fields, item)
+                    if taken:
+                        continue
                 reclaimed_before = reader.reclaimed
-                entries = await reader.fetch(-(-free // loops), stop_wait, block_ms)
+                entries = await reader.fetch(want, stop_wait, block_ms)
+                waiting = len(entries) >= want
                 if reader.reclaimed > reclaimed_before:
                     self.metrics.reclaims.labels(self.route.name).inc(
                         reader.reclaimed - reclaimed_before
                     )
                 for entry_id, fields in entries:
-                    task = asyncio.create_task(self._process(partition, entry_id, fields))
-                    self.in_flight[task] = (partition, entry_id.decode())
-                    task.add_done_callback(self._done)
+                    self._spawn(partition, entry_id, fields)
         finally:
             stop_wait.cancel()
+
+    async def _take(self, partition: int, count: int) -> list[Taken]:
+        """Entries read and started in one call; none when that fails (the
+        blocking read that follows meets the failure and rides it out)."""
+        try:
+            return await self.ledger.take(self.route.name, self.name, count, partition=partition)
+        except TidegateError as e:
+            stop_if_cancelled(e)
+            log.debug("taking entries failed (%s); reading instead", e)
+            return []
+
+    def _spawn(
+        self,
+        partition: int,
+        entry_id: bytes,
+        fields: dict[bytes, bytes] | None,
+        taken: Taken | None = None,
+    ) -> None:
+        task = asyncio.create_task(self._process(partition, entry_id, fields, taken))
+        self.in_flight[task] = (partition, entry_id.decode())
+        task.add_done_callback(self._done)
 
     async def _promote_due(self, partition: int) -> int:
         """Promote the partition's retries that are due, when one may be; the
@@ -263,21 +299,32 @@ class Consumer:
             log.debug("trimmed %s", trimmed)
 
     async def _process(
-        self, partition: int, entry_id_raw: bytes, fields: dict[bytes, bytes] | None
+        self,
+        partition: int,
+        entry_id_raw: bytes,
+        fields: dict[bytes, bytes] | None,
+        taken: Taken | None = None,
     ) -> None:
+        """Run one entry: read by a plain read (its start recorded here), or
+        taken (started by the same call that read it)."""
         entry_id = entry_id_raw.decode()
         log_context.ROUTE.set(self.route.name)  # this task's own context: its log lines
         try:
             job = Job.from_fields(self.route.name, fields or {})
+            if taken is not None and taken.state == "unreadable":
+                raise ValueError("the take script found no job, meta or body")
         except (KeyError, ValueError, TypeError) as e:
             await self._poison(partition, entry_id, fields, f"not a job envelope: {e!r}")
             return
         log_context.JOB.set(job.id)
         taken_at = time.time()
         self._stage["queued"].observe(since_ms(int(entry_id.partition("-")[0]), taken_at))
-        started = await _until_recorded(
-            "record a start", lambda: self.ledger.start(job, entry_id, self.name)
-        )
+        if taken is None:
+            started = await _until_recorded(
+                "record a start", lambda: self.ledger.start(job, entry_id, self.name)
+            )
+        else:
+            started = None if taken.attempt is None else job._replace(attempt=taken.attempt)
         self._stage["started"].observe(time.time() - taken_at)
         if started is not None:
             await self._execute(started, entry_id, partition)

@@ -88,6 +88,10 @@ class GroupReader:
         self._delay_s = min(self._delay_s * 2, MAX_BACKOFF_S)
         return []
 
+    def reclaim_due(self) -> bool:
+        """Whether the next ``fetch`` looks for entries to take over."""
+        return time.monotonic() >= self._next_reclaim
+
     async def reclaim(self, count: int) -> list[Entry]:
         now = time.monotonic()
         if now < self._next_reclaim:

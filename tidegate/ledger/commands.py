@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 from tidegate.envelope import Job, Reply
 from tidegate.errors import JobNotFound, TransitionRefused
-from tidegate.keys import COMPENSATORS
+from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.calls import Cancel, Compensate, Finish, Start
+from tidegate.ledger.calls import Cancel, Compensate, Finish, Start, Take, Taken
 from tidegate.ledger.client import redis_errors
 from tidegate.ledger.throttle import quota_call
 from tidegate.settings import RouteSettings, TenantSettings
@@ -95,6 +95,27 @@ class Commands(LedgerBase):
                 )
             )
         return None if attempt is None else job._replace(attempt=attempt)
+
+    async def take(
+        self, route_name: str, consumer: str, count: int, *, partition: int = 0
+    ) -> list[Taken]:
+        """Read up to ``count`` new entries of a partition for ``consumer`` and
+        start each: a read and its starts in one round trip. Never blocks: an
+        empty list when nothing waits. Raises GroupMissing when the group is gone."""
+        route = self.routes[route_name]
+        keys = parts_of(route)[partition]
+        with redis_errors(f"taking entries of {keys.requests}"):
+            return await self.runner.run(
+                Take(
+                    route=keys,
+                    consumer=consumer,
+                    count=count,
+                    ttl_ms=route.result_ttl_s * 1000,
+                    max_attempts=route.worker.max_attempts,
+                    done_channel=keys.done,
+                    job_prefix=keys.job(""),
+                )
+            )
 
     async def finish(self, job: Job, entry_id: str, outcome: Outcome | Reply) -> str:
         """Store the outcome, append its event(s), park a retry, XACK: one call.

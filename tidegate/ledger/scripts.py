@@ -3,8 +3,8 @@
 Every write that touches a job is one Lua call so that it is atomic: the event
 is appended and the projection updated together, the result stored together
 with the acknowledgement. ``fold.lua`` holds the one definition of the
-projection fold and ``bucket.lua`` the one token bucket; both are prepended
-to every script.
+projection fold, ``bucket.lua`` the one token bucket and ``attempt.lua`` the
+one start of an attempt; all three are prepended to every script.
 
 Scripts are called with EVALSHA. After a Redis restart the script cache is
 empty and Redis answers NOSCRIPT; ``call`` and ``run_pipeline`` then load the
@@ -55,9 +55,8 @@ class Script:
 
 def _load() -> dict[str, Script]:
     folder = resources.files("tidegate.ledger") / "lua"
-    prelude = "\n".join(
-        (folder / f"{name}.lua").read_text(encoding="utf-8") for name in ("fold", "bucket")
-    )
+    preludes = ("fold", "bucket", "attempt")
+    prelude = "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8") for name in preludes)
     out = {}
     for name in (call.SCRIPT for call in CALLS):
         source = prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import fakeredis
+import pytest
 from redis.asyncio import Redis
 
 from tidegate.envelope import Job
@@ -22,3 +24,9 @@ async def take(store: Redis, route: str = "orders") -> tuple[str, Job]:
     reply: Any = await store.xreadgroup(GROUP, "c1", {stream: ">"}, count=1)
     entry_id, fields = reply[0][1][0]
     return entry_id.decode(), Job.from_fields(route, fields)
+
+
+def needs_real_redis(store: Redis, why: str) -> None:
+    """Skip the fakeredis variant of a test that fakeredis cannot serve."""
+    if isinstance(store, fakeredis.FakeAsyncRedis):
+        pytest.skip(f"fakeredis: {why}")

@@ -10,11 +10,12 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration.ledger.helpers import (
+    needs_real_redis,
     new_job,
     take,
 )
 from tidegate.envelope import Failure, Job, Reply
-from tidegate.errors import IdempotencyConflict, JobNotFound, TransitionRefused
+from tidegate.errors import GroupMissing, IdempotencyConflict, JobNotFound, TransitionRefused
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger
 from tidegate.ledger.calls import Promoted
@@ -176,3 +177,74 @@ async def test_cancel_only_while_queued(book: Ledger, store: Redis, settings: Se
         await book.cancel(new_job_id("orders"))
     with pytest.raises(JobNotFound):
         await book.projection("not-a-job-id")
+
+
+async def test_take_reads_and_starts_what_waits_in_one_call(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    """``take``: every waiting entry read and started; a cancelled job is
+    acknowledged and skipped; an entry that is no envelope stays pending (the
+    worker dead-letters it); nothing waiting is an empty list, at once."""
+    needs_real_redis(
+        store, "XREADGROUP inside a script answers another shape (one stream unwrapped)"
+    )
+    route, keys = settings.route("orders"), RouteKeys("orders")
+    first, cancelled, last = new_job(b"1"), new_job(b"2"), new_job(b"3")
+    for job in (first, cancelled):
+        await book.admit(route, job, None)
+    await book.cancel(cancelled.id)
+    junk: Any = await store.xadd(keys.requests, {"not": "a job"})
+    await book.admit(route, last, None)
+    await store.xgroup_create(keys.requests, "workers", id="0")
+
+    taken = await book.take("orders", "c1", 10)
+
+    assert [t.state for t in taken] == ["running", "cancelled", "unreadable", "running"]
+    assert [t.attempt for t in taken] == [1, None, None, 1]
+    assert [Job.from_fields("orders", t.fields).id for t in (taken[0], taken[3])] == [
+        first.id,
+        last.id,
+    ]
+    for job in (first, last):
+        projection = await book.projection(job.id)
+        assert projection["state"] == "running"
+        assert projection["attempts"] == "1"
+        started = [e for e in await book.events(job.id) if e["type"] == "started"]
+        assert [(e["attempt"], e["consumer"]) for e in started] == [("1", "c1")]
+    pending: Any = await store.xpending_range(keys.requests, "workers", "-", "+", 10)
+    assert sorted(p["message_id"] for p in pending) == sorted(
+        [taken[0].entry_id, junk, taken[3].entry_id]
+    )
+    assert await book.take("orders", "c1", 10) == []
+
+
+async def test_take_counts_attempts_like_start(
+    book: Ledger, store: Redis, settings: Settings
+) -> None:
+    """An entry redelivered past its attempts is dead-lettered by ``take`` as by ``start``."""
+    needs_real_redis(
+        store, "XREADGROUP inside a script answers another shape (one stream unwrapped)"
+    )
+    job = new_job()
+    await book.admit(settings.route("orders"), job, None)
+    entry_id, taken = await take(store)
+    for attempt in (1, 2, 3):
+        assert await book.start(taken, entry_id, f"c{attempt}")
+    await store.xadd(
+        RouteKeys("orders").requests, {b"job": job.id, b"meta": taken.meta(), b"body": taken.body}
+    )
+
+    (again,) = await book.take("orders", "c4", 5)
+
+    assert (again.attempt, again.state) == (None, "dead_lettered")
+    assert (await book.projection(job.id))["state"] == "dead_lettered"
+    assert await store.xlen(RouteKeys("orders").dead) == 1
+
+
+async def test_take_without_a_group_is_group_missing(book: Ledger, store: Redis) -> None:
+    needs_real_redis(
+        store, "XREADGROUP inside a script answers another shape (one stream unwrapped)"
+    )
+    await store.xadd(RouteKeys("orders").requests, {"x": "1"})
+    with pytest.raises(GroupMissing):
+        await book.take("orders", "c1", 5)

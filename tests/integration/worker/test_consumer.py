@@ -172,3 +172,32 @@ async def test_long_jobs_are_not_stolen_while_alive(settings: Settings, ledger: 
         assert first.consumer.reclaimed == 0
     assert runs == [job.id]
     assert (await ledger.projection(job.id))["attempts"] == "1"
+
+
+async def test_a_backlog_is_taken_read_and_started_in_one_call(
+    settings: Settings, ledger: Ledger, redis: Redis
+) -> None:
+    """Once a read fills its count, the consumer takes (reads and starts in
+    one call); every job still starts once, as attempt 1, and ends once."""
+    jobs = [job_for("orders", "/orders", str(i).encode()) for i in range(24)]
+    for job in jobs:
+        await ledger.admit(settings.route("orders"), job, None)
+
+    async def ok(job: Job) -> bytes:
+        return job.body
+
+    async with running_worker(settings, "orders", Handler(ok), concurrency=4) as worker:
+
+        async def all_done() -> bool:
+            return worker.consumer.processed == len(jobs)
+
+        await wait_until(all_done, what="the backlog to drain")
+    assert worker.consumer.taken > 0
+    for job in jobs:
+        assert (await ledger.projection(job.id))["state"] == "succeeded"
+        events = await ledger.events(job.id)
+        assert [e["type"] for e in events] == ["accepted", "started", "succeeded"]
+        assert events[1]["attempt"] == "1"
+        assert await ledger.result(job.id) is not None
+    groups: Any = await redis.xinfo_groups(RouteKeys("orders").requests)
+    assert groups[0]["pending"] == 0

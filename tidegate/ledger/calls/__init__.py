@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidegate.ledger.calls.admission import Admit, AdmitJob, AdmitResult, Quota
-from tidegate.ledger.calls.attempt import Compensate, Finish, Start
+from tidegate.ledger.calls.attempt import Compensate, Finish, Start, Take, Taken
 from tidegate.ledger.calls.base import (
     NOT_AN_ARG,
     Arg,
@@ -50,6 +50,8 @@ __all__ = [
     "ScriptCall",
     "Settled",
     "Start",
+    "Take",
+    "Taken",
     "arg_names",
     "refusal",
     "text",
@@ -59,6 +61,7 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Admit,
     Quota,
     Start,
+    Take,
     Finish,
     Compensate,
     Cancel,

@@ -1,9 +1,10 @@
-"""Script calls of a worker's attempt: its start, its end, a compensation."""
+"""Script calls of a worker's attempt: its start (or a read that starts), its end,
+a compensation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from tidegate.envelope import INLINE_RESULT_BYTES, Reply
 from tidegate.keys import GROUP, RouteKeys
@@ -11,6 +12,7 @@ from tidegate.ledger.calls.base import (
     ScriptCall,
     Settled,
     settled,
+    text,
 )
 
 
@@ -32,6 +34,43 @@ class Start(ScriptCall[int | None]):
 
     def read(self, reply: Any) -> int | None:
         return int(reply[1]) if int(reply[0]) == 1 else None
+
+
+class Taken(NamedTuple):
+    """An entry ``Take`` read and started."""
+
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    attempt: int | None
+    """The attempt to run; None: nothing to run (``state`` says why)."""
+    state: str
+    """``running``; the job's state when it needs no work; ``unreadable``: not
+    an envelope, left pending to be dead-lettered."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Take(ScriptCall[list[Taken]]):
+    """Read new entries and start each, in one call (never blocks)."""
+
+    SCRIPT: ClassVar[str] = "take"
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "dead", "deadlines")
+    group: str = GROUP
+    consumer: str
+    count: int
+    ttl_ms: int
+    max_attempts: int
+    done_channel: str
+    job_prefix: str
+
+    def read(self, reply: Any) -> list[Taken]:
+        out = []
+        for entry_id, flat, go, verdict in reply:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if int(go) == 1:
+                out.append(Taken(entry_id, fields, int(verdict), "running"))
+            else:
+                out.append(Taken(entry_id, fields, None, text(verdict)))
+        return out
 
 
 @dataclass(kw_only=True, slots=True)

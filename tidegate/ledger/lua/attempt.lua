@@ -1,0 +1,30 @@
+-- attempt.lua: the start of an attempt, shared by start.lua (one entry a
+-- worker has read) and take.lua (the entries it reads and starts in one call).
+--
+-- The attempt number comes from the projection (attempts so far + 1), not
+-- from the entry: an entry reclaimed from a crashed worker is the same entry
+-- delivered again, and it must count as another attempt. A job whose attempts
+-- have run out is dead-lettered here instead of run once more.
+-- Returns {1, attempt} to go ahead, or {0, state}: the job needs no work (it
+-- ended, was cancelled, is gone or was just dead-lettered); the entry is
+-- acknowledged.
+local function start_attempt(requests, events, proj, dead, job, entry, group, consumer,
+                             ttl_ms, max_attempts, channel, meta, body)
+  local attempt = (tonumber(redis.call('HGET', proj, 'attempts')) or 0) + 1
+  if attempt > max_attempts and allowed(current_state(proj), 'dead_lettered') then
+    local last = redis.call('HGET', proj, 'last_error') or 'worker lost'
+    local why = 'attempts exhausted (' .. max_attempts .. '); last: ' .. last
+    local deadline = redis.call('HGET', proj, 'deadline_ms') or '0'
+    dead_letter(events, proj, dead, job, entry, why, ttl_ms, deadline, meta, body)
+    redis.call('XACK', requests, group, entry)
+    redis.call('SPUBLISH', channel, job)
+    return {0, 'dead_lettered'}
+  end
+  local ev_id, state = append(events, proj, job, 'started', ttl_ms,
+                              {'attempt', tostring(attempt), 'consumer', consumer})
+  if not ev_id then
+    redis.call('XACK', requests, group, entry)
+    return {0, state}
+  end
+  return {1, attempt}
+end
