@@ -11,6 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
 from scaler.resources import parse as parse_backlog_scaler
 from tests.integration.packaging.chart import (
@@ -18,6 +19,7 @@ from tests.integration.packaging.chart import (
     KUBERNETES,
 )
 from tidegate.settings import ScalerSettings
+from tidegate.settings.route import ThrottleSettings
 
 CRD = CHART / "crds" / "backlogscalers.tidegate.io.yaml"
 
@@ -73,6 +75,46 @@ def test_the_crd_matches_the_scaler_settings() -> None:
     assert parsed.settings is not None
     assert parsed.settings.target.namespace == "shop"  # defaulted from the resource
     assert parsed.partitions is None  # the config's, else 1
+
+
+def _openapi(field: dict[str, Any]) -> dict[str, Any]:
+    """A settings field's JSON Schema (pydantic's) as the CRD states it:
+    OpenAPI v3.0's boolean exclusive bounds, an optional value as its type."""
+    for option in field.get("anyOf", []):
+        if option.get("type") != "null":
+            field = {**field, **option}
+    out = {k: field[k] for k in ("type", "minimum", "maximum", "enum") if k in field}
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if bound in field:
+            out[plain], out[bound] = field[bound], True
+    return out
+
+
+@pytest.mark.parametrize(
+    ("model", "where"),
+    [(ScalerSettings, ()), (ThrottleSettings, ("throttle",))],
+    ids=["spec", "spec.throttle"],
+)
+def test_every_settings_field_is_in_the_crd_with_its_type_and_bounds(
+    model: type, where: tuple[str, ...]
+) -> None:
+    """The API server drops what the schema does not name: each field of the
+    model must be there, typed and bounded alike, its default (if stated) the
+    model's. ``target`` has its own, narrower shape (the Deployment kind only)."""
+    crd = crd_schema()["properties"]["spec"]
+    for key in where:
+        crd = crd["properties"][key]
+    model_schema = TypeAdapter(model).json_schema()["properties"]
+    assert set(model_schema) - {"target"} <= set(crd["properties"])
+    for name, field in model_schema.items():
+        if name == "target" or "$ref" in field:
+            continue
+        stated = crd["properties"][name]
+        expected = _openapi(field)
+        assert {k: stated[k] for k in expected if k in stated} == expected, name
+        assert set(expected) <= set(stated), f"{name}: the CRD misses {set(expected) - set(stated)}"
+        if "default" in stated:
+            assert stated["default"] == field["default"], name
 
 
 @pytest.mark.parametrize(
