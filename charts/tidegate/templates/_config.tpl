@@ -6,7 +6,11 @@ come from Secrets, through TIDEGATE_REDIS_URL and tenants_file). */}}
 
 {{- define "tidegate.config" -}}
 {{- $gateway := merge (dict "listen" "0.0.0.0:8080" "admin_listen" "0.0.0.0:9090" "shutdown_grace_s" .Values.gateway.shutdownGraceSeconds) .Values.gateway.config -}}
-{{- $scaler := merge (dict "namespaces" (include "tidegate.namespaces" . | fromJsonArray) "lease_name" (printf "%s-scaler" (include "tidegate.fullname" .)) "lease_namespace" .Release.Namespace "admin_listen" "0.0.0.0:9091") .Values.scaler.config -}}
+{{- /* Keys the manifests depend on (ports, RBAC namespaces) are the chart's;
+scaler.config may set any other, the Lease's name included (its RBAC rule
+follows the config). merge: the first dict's keys win. */ -}}
+{{- $owned := dict "namespaces" (include "tidegate.namespaces" . | fromJsonArray) "lease_namespace" .Release.Namespace "admin_listen" "0.0.0.0:9091" -}}
+{{- $scaler := merge $owned (deepCopy .Values.scaler.config) (dict "lease_name" (printf "%s-scaler" (include "tidegate.fullname" .))) -}}
 {{- $config := dict "gateway" $gateway "scaler" $scaler "routes" .Values.routes -}}
 {{- if include "tidegate.hasTenants" . -}}
 {{- $_ := set $config "tenants_file" "/etc/tidegate-tenants/tenants.yaml" -}}

@@ -23,6 +23,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | trunc 63 | trimSuf
 {{ include "tidegate.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* The minimal, immutable selector: name and instance only. */}}
@@ -31,15 +34,24 @@ app.kubernetes.io/name: {{ include "tidegate.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* repository (after the registry, when one is given), then @digest when
+one pins it, else :tag (default: the chart's appVersion). */}}
 {{- define "tidegate.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- $repository := .Values.image.repository -}}
+{{- with .Values.image.registry -}}{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository -}}{{- end -}}
+{{- if .Values.image.digest -}}
+{{ $repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ $repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{- define "tidegate.redisSecret" -}}
 {{- if .Values.redis.existingSecret -}}{{ .Values.redis.existingSecret }}{{- else -}}{{ include "tidegate.fullname" . }}-redis{{- end -}}
 {{- end -}}
 
-{{/* Secure defaults for every tidegate container. */}}
+{{/* Secure defaults for every tidegate container (a part's securityContext
+overrides them key by key: "tidegate.securityContexts"). */}}
 {{- define "tidegate.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
@@ -95,4 +107,79 @@ runAsNonRoot: true
 fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+
+{{/* What both parts' pods take the same way, from their own values: call
+with (dict "root" $ "part" .Values.gateway "component" "gateway"). */}}
+{{- define "tidegate.podLabels" -}}
+{{ include "tidegate.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- with .part.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod's security context: the chart's secure defaults, each key the
+part's podSecurityContext names replaced. */}}
+{{- define "tidegate.podSecurity" -}}
+{{- merge (deepCopy .part.podSecurityContext) (include "tidegate.podSecurityContext" .root | fromYaml) | toYaml -}}
+{{- end -}}
+
+{{- define "tidegate.containerSecurity" -}}
+{{- merge (deepCopy .part.securityContext) (include "tidegate.containerSecurityContext" .root | fromYaml) | toYaml -}}
+{{- end -}}
+
+{{/* Scheduling: priority class, spread, node selector, tolerations, affinity. */}}
+{{- define "tidegate.podPlacement" -}}
+{{- with .part.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .part.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .part.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .part.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .part.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The admin port's probes, timed by the part's livenessProbe and readinessProbe. */}}
+{{- define "tidegate.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  {{- toYaml .part.livenessProbe | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: admin
+  {{- toYaml .part.readinessProbe | nindent 2 }}
+{{- end -}}
+
+{{/* One egress rule from {ports, to} (no ports: no rule; no peers: anywhere). */}}
+{{- define "tidegate.egressRule" -}}
+{{- if .ports }}
+- ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end -}}

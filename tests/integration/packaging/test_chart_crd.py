@@ -21,7 +21,7 @@ from tests.integration.packaging.chart import (
 from tidegate.settings import ScalerSettings
 from tidegate.settings.route import ThrottleSettings
 
-CRD = CHART / "crds" / "backlogscalers.tidegate.io.yaml"
+CRD = CHART / "files" / "backlogscalers.tidegate.io.yaml"
 
 EXAMPLE = CHART / "examples" / "backlogscaler.yaml"
 
@@ -83,7 +83,9 @@ def _openapi(field: dict[str, Any]) -> dict[str, Any]:
     for option in field.get("anyOf", []):
         if option.get("type") != "null":
             field = {**field, **option}
-    out = {k: field[k] for k in ("type", "minimum", "maximum", "enum") if k in field}
+    out: dict[str, Any] = {
+        k: field[k] for k in ("type", "minimum", "maximum", "enum") if k in field
+    }
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if bound in field:
             out[plain], out[bound] = field[bound], True

@@ -1,0 +1,301 @@
+"""What operators customise without forking the chart: every value renders
+where it should, stays valid Kubernetes, and the schema refuses malformed ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.integration.packaging.chart import (
+    CHART,
+    KUBERNETES,
+    OPERATOR_KINDS,
+    component,
+    config_map,
+    of_kind,
+    render,
+)
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def part_values(part: str) -> dict[str, Any]:
+    """Every per-part value set, each to something recognisable as ``part``'s."""
+    return {
+        "extraEnv": [{"name": "EXTRA", "value": part}],
+        "extraVolumes": [{"name": "certs", "secret": {"secretName": f"{part}-certs"}}],
+        "extraVolumeMounts": [{"name": "certs", "mountPath": "/etc/certs", "readOnly": True}],
+        "podLabels": {"team": f"{part}-team"},
+        "podAnnotations": {"example.com/part": part},
+        "priorityClassName": f"{part}-critical",
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/component": part}},
+            }
+        ],
+        "podSecurityContext": {"fsGroup": 20000},
+        "securityContext": {"runAsUser": 20000, "runAsGroup": 20000},
+        "nodeSelector": {"pool": part},
+        "tolerations": [{"key": "dedicated", "value": part, "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": [part]}]}
+                    ]
+                }
+            }
+        },
+        "livenessProbe": {"periodSeconds": 17, "timeoutSeconds": 3, "failureThreshold": 5},
+        "readinessProbe": {"periodSeconds": 7, "timeoutSeconds": 2, "failureThreshold": 4},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+    }
+
+
+OPERATOR: dict[str, Any] = {
+    "image": {"registry": "mirror.example.com/", "digest": DIGEST, "tag": "ignored"},
+    "commonLabels": {"cost-center": "platform"},
+    "gateway": part_values("gateway"),
+    "scaler": part_values("scaler"),
+    "extraObjects": [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "{{ .Release.Name }}-extra"},
+            "data": {"namespace": "{{ .Release.Namespace }}"},
+        },
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {{ .Release.Name }}-robot\n",
+    ],
+    "networkPolicy": {
+        "enabled": True,
+        "ingress": {
+            "public": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}],
+            "admin": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
+        "egress": {
+            "redis": {"ports": [6380], "to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]},
+            "apiServer": {"ports": [443], "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+            "upstreams": {"ports": [8000], "to": [{"podSelector": {"matchLabels": {"app": "x"}}}]},
+            "extra": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 4317}]}],
+        },
+    },
+}
+
+
+def test_every_customisation_is_valid_kubernetes_and_lints_clean() -> None:
+    docs = render(OPERATOR)
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    report = helm.lint(CHART, OPERATOR, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("part", ["gateway", "scaler"])
+def test_each_part_takes_its_own_values(part: str) -> None:
+    docs = render(OPERATOR)
+    deployment = component(docs, "Deployment", part)
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    (container,) = pod["containers"]
+    given = part_values(part)
+
+    assert container["image"] == f"mirror.example.com/ghcr.io/tidegate/tidegate@{DIGEST}"
+    assert container["env"][-1] == given["extraEnv"][0]
+    assert {e["name"] for e in container["env"]} >= {"TIDEGATE_REDIS_URL", "EXTRA"}
+    assert given["extraVolumes"][0] in pod["volumes"]
+    assert {v["name"] for v in pod["volumes"]} >= {"config", "tmp", "certs"}
+    assert given["extraVolumeMounts"][0] in container["volumeMounts"]
+    labels = template["metadata"]["labels"]
+    assert labels["team"] == f"{part}-team"
+    assert labels["cost-center"] == "platform"
+    assert labels["app.kubernetes.io/component"] == part
+    assert template["metadata"]["annotations"]["example.com/part"] == part
+    assert "checksum/config" in template["metadata"]["annotations"]
+    for key in ("priorityClassName", "topologySpreadConstraints", "nodeSelector"):
+        assert pod[key] == given[key], key
+    assert pod["tolerations"] == given["tolerations"]
+    assert pod["affinity"] == given["affinity"]
+    assert deployment["spec"]["strategy"] == given["strategy"]
+    for probe, timing in (("livenessProbe", 17), ("readinessProbe", 7)):
+        assert container[probe]["periodSeconds"] == timing
+        assert container[probe]["httpGet"]["port"] == "admin"
+    # Overrides replace the keys they name; every other secure default stays.
+    assert container["securityContext"]["runAsUser"] == 20000
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["fsGroup"] == 20000
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_common_labels_are_on_everything_and_extra_objects_are_templates() -> None:
+    docs = render(OPERATOR)
+    for doc in docs:
+        if doc["metadata"]["name"].startswith("shop-extra") or doc["kind"] == "ServiceAccount":
+            continue
+        assert doc["metadata"]["labels"]["cost-center"] == "platform", doc["kind"]
+    extra = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "shop-extra")
+    assert extra["data"] == {"namespace": "shop"}
+    robots = [d for d in of_kind(docs, "ServiceAccount") if d["metadata"]["name"] == "shop-robot"]
+    assert len(robots) == 1
+
+
+def test_a_tag_pins_the_image_when_no_digest_does() -> None:
+    (container,) = component(render(), "Deployment", "gateway")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert (
+        container["image"]
+        == "ghcr.io/tidegate/tidegate:"
+        + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    )
+    (container,) = component(render({"image": {"tag": "1.2.3"}}), "Deployment", "gateway")["spec"][
+        "template"
+    ]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/tidegate/tidegate:1.2.3"
+
+
+@pytest.mark.parametrize(
+    ("gateway", "budget"),
+    [
+        ({"replicas": 1}, None),
+        ({"replicas": 2}, {"maxUnavailable": 1}),
+        ({"replicas": 3, "pdb": {"maxUnavailable": "50%"}}, {"maxUnavailable": "50%"}),
+        ({"replicas": 3, "pdb": {"maxUnavailable": None, "minAvailable": 2}}, {"minAvailable": 2}),
+        ({"replicas": 3, "pdb": {"enabled": False}}, None),
+    ],
+)
+def test_the_gateway_budget_never_blocks_every_drain(
+    gateway: dict[str, Any], budget: dict[str, Any] | None
+) -> None:
+    pdbs = of_kind(render({"gateway": gateway}), "PodDisruptionBudget")
+    if budget is None:
+        assert pdbs == []
+        return
+    (pdb,) = pdbs
+    spec = {k: v for k, v in pdb["spec"].items() if k != "selector"}
+    assert spec == budget
+
+
+def test_the_crd_is_a_template_upgraded_with_the_release_and_kept() -> None:
+    from tests.integration.packaging.test_chart_crd import CRD
+
+    (crd,) = of_kind(render(), "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "shop"
+    shipped = yaml.safe_load(CRD.read_text())
+    assert {k: v for k, v in crd.items() if k != "metadata"} == {
+        k: v for k, v in shipped.items() if k != "metadata"
+    }
+    (crd,) = of_kind(render({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "annotations" not in crd["metadata"]
+    assert of_kind(render({"crds": {"install": False}}), "CustomResourceDefinition") == []
+    assert not (CHART / "crds").exists()  # Helm would install that copy too, and never upgrade it
+
+
+@pytest.mark.parametrize("lease", [None, "orders-scaler-lock"])
+def test_the_lease_rule_names_the_lease(lease: str | None) -> None:
+    """The rule follows the config's Lease name, the chart's or one set in
+    scaler.config; the keys the manifests depend on stay the chart's."""
+    values = (
+        {"scaler": {"config": {"lease_name": lease, "admin_listen": "0.0.0.0:1"}}}
+        if lease
+        else None
+    )
+    docs = render(values)
+    scaler = yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"])["scaler"]
+    configured = scaler["lease_name"]
+    assert configured == (lease or "shop-tidegate-scaler")
+    assert scaler["admin_listen"] == "0.0.0.0:9091"  # the port the manifests name
+    rules = [
+        rule
+        for role in of_kind(docs, "Role")
+        for rule in role["rules"]
+        if "leases" in rule["resources"]
+    ]
+    named = [r for r in rules if r.get("resourceNames")]
+    unnamed = [r for r in rules if not r.get("resourceNames")]
+    assert [(r["resourceNames"], sorted(r["verbs"])) for r in named] == [
+        ([configured], ["get", "update"])
+    ]
+    assert [r["verbs"] for r in unnamed] == [["create"]]
+
+
+def test_network_policies_let_in_and_out_only_what_is_named() -> None:
+    docs = render(OPERATOR)
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in of_kind(docs, "NetworkPolicy")
+    }
+    assert set(policies) == {"gateway", "scaler"}
+    given = OPERATOR["networkPolicy"]
+    gateway, scaler = policies["gateway"]["spec"], policies["scaler"]["spec"]
+    for spec, part in ((gateway, "gateway"), (scaler, "scaler")):
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == part
+        admin = [r for r in spec["ingress"] if r["ports"] == [{"port": "admin", "protocol": "TCP"}]]
+        assert [r["from"] for r in admin] == [given["ingress"]["admin"]]
+        egress = spec["egress"]
+        assert egress[0]["ports"] == [
+            {"port": 53, "protocol": "UDP"},
+            {"port": 53, "protocol": "TCP"},
+        ]
+        assert {
+            "ports": [{"port": 6380, "protocol": "TCP"}],
+            "to": given["egress"]["redis"]["to"],
+        } in egress
+        assert given["egress"]["extra"][0] in egress
+    (public,) = [r for r in gateway["ingress"] if r["ports"][0]["port"] == "http"]
+    assert public["from"] == given["ingress"]["public"]
+    upstream = {
+        "ports": [{"port": 8000, "protocol": "TCP"}],
+        "to": given["egress"]["upstreams"]["to"],
+    }
+    api = {"ports": [{"port": 443, "protocol": "TCP"}], "to": given["egress"]["apiServer"]["to"]}
+    assert upstream in gateway["egress"]
+    assert upstream not in scaler["egress"]
+    assert api in scaler["egress"]
+    assert api not in gateway["egress"]
+    assert len(scaler["ingress"]) == 1  # the scaler has no public port
+
+
+def test_network_policies_default_to_the_namespace_for_admin_and_are_off_by_default() -> None:
+    assert of_kind(render(), "NetworkPolicy") == []
+    docs = render({"networkPolicy": {"enabled": True}, "scaler": {"enabled": False}})
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    (public,) = [r for r in spec["ingress"] if r["ports"][0]["port"] == "http"]
+    assert "from" not in public  # anyone may reach the public port
+    (admin,) = [r for r in spec["ingress"] if r["ports"][0]["port"] == "admin"]
+    assert admin["from"] == [{"podSelector": {}}]
+    ports = [p["port"] for rule in spec["egress"] for p in rule["ports"]]
+    assert ports == [53, 53, 6379, 26379]  # no upstream ports unless named
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"image": {"digest": "latest"}},
+        {"commonLabels": {"n": 1}},
+        {"gateway": {"extraEnv": [{"value": "no name"}]}},
+        {"scaler": {"extraVolumeMounts": [{"name": "x"}]}},
+        {"gateway": {"livenessProbe": {"periodSeconds": 0}}},
+        {"gateway": {"readinessProbe": {"period": 5}}},
+        {"networkPolicy": {"egress": {"redis": {"ports": ["redis"]}}}},
+        {"networkPolicy": {"egress": {"redis": {"ports": [70000]}}}},
+        {"crds": {"install": "yes"}},
+        {"scaler": {"podLabels": {"team": 7}}},
+    ],
+)
+def test_the_schema_refuses_malformed_customisations(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        render(values)
