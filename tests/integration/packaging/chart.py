@@ -79,7 +79,7 @@ def config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 # Kinds of the Prometheus Operator: not in the Kubernetes schemas; checked by shape.
 
-OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 EVERYTHING: dict[str, Any] = {
     "scaler": {"namespaces": ["shop", "billing"], "replicas": 3},
@@ -94,6 +94,7 @@ EVERYTHING: dict[str, Any] = {
     },
     "metrics": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "prometheusRule": {"enabled": True},
         "dashboard": {"enabled": True},
     },

@@ -1,0 +1,231 @@
+"""The chart's alerts under ``promtool test rules`` (Debian's prometheus
+package): each fires on the series that should raise it, with the labels an
+operator routes on, and stays quiet on those that should not. The rules are
+taken from the rendered PrometheusRule, so what is tested is what installs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.packaging.chart import of_kind, render
+
+PROMTOOL = shutil.which("promtool")
+
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not on PATH (Debian: apt-get install prometheus)"
+)
+
+WAIT_S = 300
+"""metrics.prometheusRule.oldestWaitingSeconds (the chart's default)."""
+
+
+def rules(values: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    docs = render({"metrics": {"prometheusRule": {"enabled": True}}, **(values or {})})
+    (rule,) = of_kind(docs, "PrometheusRule")
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def expected(rule: dict[str, Any], **labels: str) -> dict[str, Any]:
+    """An alert as promtool reports it: the rule's labels and the series',
+    the annotations with ``$labels`` filled in."""
+    annotations = {}
+    for key, text in rule["annotations"].items():
+        for name, value in labels.items():
+            text = text.replace(f"{{{{ $labels.{name} }}}}", value)
+        annotations[key] = text
+    return {"exp_labels": {**rule["labels"], **labels}, "exp_annotations": annotations}
+
+
+def run_promtool(tmp_path: Path, alerts: dict[str, dict[str, Any]], tests: list[Any]) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "tidegate", "rules": list(alerts.values())}]})
+    )
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump(
+            {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests},
+            sort_keys=False,
+        )
+    )
+    assert PROMTOOL is not None
+    done = subprocess.run(
+        [PROMTOOL, "test", "rules", "tests.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_backlog_not_draining_alerts_per_namespace_and_route(tmp_path: Path) -> None:
+    alerts = rules()
+    rule = alerts["TidegateBacklogNotDraining"]
+    age = "tidegate_scaler_oldest_waiting_age_seconds"
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # Two scaler replicas report the same route: one alert.
+                    {
+                        "series": f'{age}{{namespace="shop",route="orders",pod="a"}}',
+                        "values": f"{WAIT_S + 100}x20",
+                    },
+                    {
+                        "series": f'{age}{{namespace="shop",route="orders",pod="b"}}',
+                        "values": f"{WAIT_S + 100}x20",
+                    },
+                    # The same route name in another release's namespace: its own alert.
+                    {
+                        "series": f'{age}{{namespace="billing",route="orders",pod="c"}}',
+                        "values": f"{WAIT_S + 100}x20",
+                    },
+                    {
+                        "series": f'{age}{{namespace="shop",route="reports",pod="a"}}',
+                        "values": f"{WAIT_S - 100}x20",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "9m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "11m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [
+                            expected(rule, namespace="billing", route="orders"),
+                            expected(rule, namespace="shop", route="orders"),
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_a_throttle_alerts_after_five_minutes(tmp_path: Path) -> None:
+    alerts = rules()
+    rule = alerts["TidegateThrottleActive"]
+    rate = "tidegate_scaler_throttle_rate"
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'{rate}{{namespace="shop",route="orders"}}', "values": "12.5x10"},
+                    {"series": f'{rate}{{namespace="shop",route="reports"}}', "values": "0x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [expected(rule, namespace="shop", route="orders")],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_no_leader_counts_this_release_only(tmp_path: Path) -> None:
+    """Another release's leader (another namespace, or another Service in
+    this one) does not silence this release's alert; no scaler scraped at all
+    alerts too."""
+    alerts = rules()
+    rule = alerts["TidegateNoScalerLeader"]
+    mine = 'tidegate_scaler_leader{namespace="shop",job="shop-tidegate-scaler",pod="%s"}'
+    other_ns = 'tidegate_scaler_leader{namespace="billing",job="billing-tidegate-scaler",pod="x"}'
+    other_job = 'tidegate_scaler_leader{namespace="shop",job="eu-tidegate-scaler",pod="y"}'
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": mine % "a", "values": "0x10"},
+                    {"series": mine % "b", "values": "0x10"},
+                    {"series": other_ns, "values": "1x10"},
+                    {"series": other_job, "values": "1x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": rule["alert"], "exp_alerts": []},
+                    {"eval_time": "3m", "alertname": rule["alert"], "exp_alerts": [expected(rule)]},
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": mine % "a", "values": "0x10"},
+                    {"series": mine % "b", "values": "1x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": rule["alert"], "exp_alerts": []}
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [{"series": other_ns, "values": "1x10"}],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": rule["alert"], "exp_alerts": [expected(rule)]}
+                ],
+            },
+        ],
+    )
+
+
+def test_the_first_dead_letter_of_a_new_pod_alerts(tmp_path: Path) -> None:
+    """A worker's counter exists at 0 from its start (``start_at_zero``), so
+    its first dead letter is an increase; a flat counter is quiet."""
+    alerts = rules()
+    rule = alerts["TidegateDeadLettersRising"]
+    dead = "tidegate_worker_dead_letters_total"
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'{dead}{{namespace="shop",route="orders",pod="new"}}',
+                        "values": "0 0 0 1 1 1",
+                    },
+                    {
+                        "series": f'{dead}{{namespace="shop",route="reports",pod="w"}}',
+                        "values": "3x5",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [expected(rule, namespace="shop", route="orders")],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_every_alert_is_tested_and_no_leader_only_with_a_scaler() -> None:
+    tested = {
+        "TidegateBacklogNotDraining",
+        "TidegateThrottleActive",
+        "TidegateNoScalerLeader",
+        "TidegateDeadLettersRising",
+    }
+    assert set(rules()) == tested
+    assert set(rules({"scaler": {"enabled": False}})) == tested - {"TidegateNoScalerLeader"}
