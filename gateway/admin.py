@@ -9,6 +9,7 @@
   on Redis itself.
 - ``/status``: JSON per route: backlog (waiting), pending, stream length,
   and the scaler's latest view (rates, replicas; ``tidegate.ledger.route_status``).
+- ``/``: a live page over ``/status`` for people (``gateway.status_page``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import status_page
 from gateway.context import GATEWAY
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger.route_status import routes_status
@@ -69,3 +71,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
+    status_page.add_routes(app)

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, common, "demo", "the whole system on this machine, no setup")
     p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
     p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the scenario, keep everything running (and the status page up) until Ctrl-C",
+    )
 
     p = _command(sub, common, "status", "one row per route: backlog, pending")
     _config_arg(p)
@@ -212,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from tidegate.shell.demo import run_demo
 
-        return run_demo(duration_s=args.duration, burst=args.requests)
+        return run_demo(duration_s=args.duration, burst=args.requests, keep=args.keep)
     if command == "status":
         from tidegate.shell.ops import print_status
 

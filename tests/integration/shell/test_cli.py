@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -238,6 +239,50 @@ def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     assert "Redis: " in result.stdout
     assert "then throttled at the front" in result.stdout  # the surge
     assert "throttle lifted" in result.stdout
+    assert "status page: http://127.0.0.1:" in result.stdout
+
+
+async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server: Any) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidegate",
+        "demo",
+        "--keep",
+        "--requests",
+        "50",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+            assert line, "the demo ended before --keep said it stays up:\n" + "".join(seen)
+            seen.append(line)
+            found = re.search(r"--keep: still running; status page (http://\S+/),", line)
+            if found:
+                page = found.group(1)
+                break
+        async with aiohttp.ClientSession() as http:
+            async with http.get(page) as r:
+                assert r.status == 200
+                assert r.content_type == "text/html"
+                assert "tidegate status" in await r.text()
+            async with http.get(page + "status") as r:
+                assert set((await r.json())["routes"]) >= {"orders", "reports", "exports"}
+        proc.send_signal(signal.SIGINT)
+        rest = (await asyncio.wait_for(proc.stdout.read(), 60)).decode()
+        assert await proc.wait() == 0, "".join(seen) + rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    out = "".join(seen) + rest
+    assert "all steps passed" in out
+    assert "stopped with SIGTERM: gateway exit 0" in out
+    assert "Traceback" not in out
 
 
 def test_demo_runs_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:

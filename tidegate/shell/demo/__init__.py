@@ -17,6 +17,8 @@ view: the scaler scales out, finds scaling exhausted and throttles the front
 door with 429s, then lifts the throttle once the backlog is gone), and the
 per-route status. Every step prints one plain line; the exit code is
 0 only when every step saw what it expected. ``--duration`` bounds the run.
+It prints the URL of the gateway's status page (``/`` on the admin port);
+``--keep`` leaves everything running after the scenario, until Ctrl-C.
 
 The demo starts the parts as processes and never imports them. Modules:
 ``stage`` (Redis, config, sample service, processes), ``scenario`` (the
@@ -26,6 +28,7 @@ requests), ``surge`` (scaling out, exhaustion and the throttle, live).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -38,7 +41,7 @@ from tidegate.shell.local_redis import free_port
 __all__ = ["demo_config", "run_demo"]
 
 
-async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -> None:
+async def _main(report: Report, redis_url: str, duration_s: float, burst: int, keep: bool) -> None:
     port, admin_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="tidegate-demo-") as folder:
         config = Path(folder) / "tidegate.yaml"
@@ -61,19 +64,30 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -
             report.info(
                 "started: gateway, a worker for orders, the scaler (local workers for reports)"
             )
+            report.info(f"status page: http://127.0.0.1:{admin_port}/ (open it to watch)")
             try:
-                await asyncio.wait_for(
-                    scenario(
-                        report,
-                        f"http://127.0.0.1:{port}",
-                        f"http://127.0.0.1:{admin_port}",
-                        burst,
-                        duration_s,
-                    ),
-                    timeout=duration_s,
-                )
-            except TimeoutError:
-                report.step(False, f"--duration {duration_s:.0f}s ran out before the end")
+                try:
+                    await asyncio.wait_for(
+                        scenario(
+                            report,
+                            f"http://127.0.0.1:{port}",
+                            f"http://127.0.0.1:{admin_port}",
+                            burst,
+                            duration_s,
+                        ),
+                        timeout=duration_s,
+                    )
+                except TimeoutError:
+                    report.step(False, f"--duration {duration_s:.0f}s ran out before the end")
+                if keep:
+                    report.info(
+                        f"--keep: still running; status page http://127.0.0.1:{admin_port}/, "
+                        f"gateway http://127.0.0.1:{port}/; Ctrl-C to stop"
+                    )
+                    # Ctrl-C cancels this (the main) task: that is the end of
+                    # --keep, and the parts are stopped and reported below.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.Event().wait()
             finally:
                 dead = procs.dead()
                 codes = procs.stop()
@@ -86,10 +100,11 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int) -
             )
 
 
-def run_demo(duration_s: float = 60.0, burst: int = 200) -> int:
+def run_demo(duration_s: float = 60.0, burst: int = 200, keep: bool = False) -> int:
     report = Report()
     report.info("tidegate demo: gateway -> Redis stream -> worker -> unchanged HTTP service")
-    with redis_for_demo(report) as url:
-        asyncio.run(_main(report, url, duration_s, burst))
+    # --keep ends with Ctrl-C; the parts were stopped on the way out.
+    with redis_for_demo(report) as url, contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(report, url, duration_s, burst, keep))
     report.info("all steps passed" if report.ok else "some steps FAILED")
     return 0 if report.ok else 1
