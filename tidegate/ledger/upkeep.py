@@ -11,8 +11,10 @@ over every partition and add up.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,16 +141,32 @@ class Upkeep(LedgerBase):
             threshold = f"{floor_ms}-0"
         return int(await self.redis.xtrim(stream, minid=threshold, approximate=False))
 
-    async def replay(self, route_name: str, *, page: int = 500) -> ReplayReport:
-        """Rebuild every projection of a route from its event streams."""
-        reports = [await self._replay(keys, page) for keys in parts_of(self.routes[route_name])]
+    async def event_count(self, route_name: str) -> int:
+        """Events in a route's logs (every partition's): what a replay reads."""
+        with redis_errors("counting events"):
+            lengths = [await self.redis.xlen(k.events) for k in parts_of(self.routes[route_name])]
+        return sum(int(n) for n in lengths)
+
+    async def replay(
+        self, route_name: str, *, page: int = 500, progress: Callable[[int], None] | None = None
+    ) -> ReplayReport:
+        """Rebuild every projection of a route from its event streams, a page
+        of events per round trip; ``progress`` hears the events replayed so
+        far after each page."""
+        reports: list[ReplayReport] = []
+        for keys in parts_of(self.routes[route_name]):
+            before = sum(r.events for r in reports)
+            seen = functools.partial(_offset, progress, before) if progress else None
+            reports.append(await self._replay(keys, page, seen))
         return ReplayReport(
             events=sum(r.events for r in reports),
             jobs=sum(r.jobs for r in reports),
             refused=sum(r.refused for r in reports),
         )
 
-    async def _replay(self, keys: RouteKeys, page: int) -> ReplayReport:
+    async def _replay(
+        self, keys: RouteKeys, page: int, progress: Callable[[int], None] | None
+    ) -> ReplayReport:
         ttl_ms = self.routes[keys.route].result_ttl_s * 1000
         start, events, refused = "-", 0, 0
         jobs: set[str] = set()
@@ -178,5 +196,12 @@ class Upkeep(LedgerBase):
                     raise value
                 events += 1
                 refused += not value
+            if progress:
+                progress(events)
             start = "(" + text(batch[-1][0])
         return ReplayReport(events=events, jobs=len(jobs), refused=refused)
+
+
+def _offset(progress: Callable[[int], None], before: int, done: int) -> None:
+    """A partition's progress as the route's: the events of earlier partitions first."""
+    progress(before + done)

@@ -1,8 +1,11 @@
-"""Operator commands that need only Redis: ``tidegate status`` and ``tidegate replay``."""
+"""Operator commands that need only Redis: ``tidegate status`` and ``tidegate replay``
+(with progress on stderr for a large log)."""
 
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 from tidegate.ledger import Ledger
 from tidegate.ledger.client import connect
@@ -50,12 +53,39 @@ async def print_status(settings: Settings, *, as_json: bool = False) -> int:
     return 0
 
 
-async def replay_route(settings: Settings, route_name: str) -> int:
+class Progress:
+    """Replay progress on stderr: a line at most every ``every_s`` seconds
+    (and none for a log replayed within the first), so a large log shows that
+    it moves and how far it has to go, and a small one stays quiet."""
+
+    def __init__(self, route: str, total: int, every_s: float = 2.0) -> None:
+        self.route, self.total, self.every_s = route, total, every_s
+        self.started = self.last = time.monotonic()
+        self.lines = 0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        self.lines += 1
+        share = f" ({100 * done / self.total:.0f}%)" if self.total else ""
+        rate = done / max(now - self.started, 1e-9)
+        print(
+            f"route {self.route}: {done} of {self.total} event(s) replayed{share}, {rate:.0f}/s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def replay_route(settings: Settings, route_name: str, *, every_s: float = 2.0) -> int:
     """Rebuild every projection of a route from its event stream."""
     route = settings.route(route_name)
     redis = connect(settings.redis)
     try:
-        report = await Ledger(redis, settings.routes).replay(route.name)
+        ledger = Ledger(redis, settings.routes)
+        progress = Progress(route.name, await ledger.event_count(route.name), every_s)
+        report = await ledger.replay(route.name, progress=progress)
     finally:
         await redis.aclose()
     print(

@@ -125,6 +125,7 @@ async def test_replay_and_status_commands(
     result = await asyncio.to_thread(tidegate, "replay", "-c", str(path), "--route", "orders")
     assert result.returncode == 0, result.stderr
     assert "replayed 6 event(s) of 5 job(s)" in result.stdout
+    assert result.stderr == ""  # a small log shows no progress
     assert {job.id: await ledger.projection(job.id) for job in jobs} == before
 
     view = {
@@ -357,3 +358,23 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, redis_url: str, ta
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("tidegate:")]
     assert "cannot listen" in line
     assert str(ports[taken]) in line
+
+
+async def test_replay_shows_progress_on_a_large_log(
+    redis: Redis, ledger: Ledger, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line per interval on stderr: how many of how many, and the share."""
+    from tidegate.shell.ops import replay_route
+
+    for i in range(1200):
+        job = Job(id=new_job_id("orders"), route="orders", method="POST", path="/o", body=b"%d" % i)
+        await ledger.admit(settings.route("orders"), job, None)
+    assert await replay_route(settings, "orders", every_s=0) == 0
+    out, err = capsys.readouterr()
+    lines = [re.sub(r", \d+/s$", "", line) for line in err.splitlines()]
+    assert lines == [
+        "route orders: 500 of 1200 event(s) replayed (42%)",
+        "route orders: 1000 of 1200 event(s) replayed (83%)",
+        "route orders: 1200 of 1200 event(s) replayed (100%)",
+    ]
+    assert "replayed 1200 event(s) of 1200 job(s)" in out

@@ -172,8 +172,14 @@ async def test_the_scaler_and_status_see_the_sum(
     assert status["bulk"].backlog == measured
     trimmed = await book.trim("bulk")
     assert trimmed.requests == 0  # nothing consumed yet: nothing to drop
-    report = await book.replay("bulk")
+    seen: list[int] = []
+    report = await book.replay("bulk", page=2, progress=seen.append)
     assert (report.events, report.jobs) == (7, 7)
+    assert await book.event_count("bulk") == 7
+    # Counted across the partitions, in order, ending at the whole log.
+    assert seen == sorted(seen)
+    assert seen[-1] == 7
+    assert len(seen) >= 3  # at least one page per partition
 
 
 async def test_the_throttle_is_shared_out_over_the_partitions(
