@@ -62,6 +62,18 @@ class PolicySettings:
     """Weight of the newest value in the moving averages (0 < x <= 1)."""
     activation_backlog: int = 0
     """Backlog above which a route at zero gets its first replica."""
+    noise_z: float = 2.0
+    """Half-width of the noise band, in standard deviations of the smoothed
+    arrival rate: changes inside it are what chance explains."""
+    surge_z: float = 3.0
+    """A latest arrival rate this many standard deviations above the smoothed
+    one is a surge, sized for at once."""
+    startup_s: float = 10.0
+    """Pod start-up time until one is measured (from ready transitions)."""
+    scale_down_step_s: float = 30.0
+    """At most one scale-down per this many seconds (and none this soon after
+    any change): a need that decays is followed in a few writes, not one per
+    interval."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class Sample:
     """How long the oldest waiting entry has waited (None: nothing waits)."""
     refused_total: int = 0
     """Requests ever refused by the route's throttle or quotas (a counter)."""
+    busy_replicas: int | None = None
+    """Replicas working on a job now (None: unknown); scale-in keeps them."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,27 @@ class Policy:
     _completion: float = 0.0
     _service: float | None = None
     _history: deque[tuple[float, int]] = field(default_factory=deque)
+    _arrival_var: float | None = None
+    _startup: float | None = None
+    _starting: deque[tuple[float, int]] = field(default_factory=deque)
+    """Scale-ups not yet ready: (when, replicas asked for)."""
+    _changed_s: float | None = None
+    """When the replicas last changed (from the samples' current replicas)."""
+
+    @property
+    def startup_s(self) -> float:
+        """The pods' start-up time: measured, else the setting."""
+        return self._startup if self._startup is not None else self.settings.startup_s
+
+    def _learn_startup(self, last: Sample | None, sample: Sample) -> None:
+        """Time from a scale-up to its replicas being ready, smoothed."""
+        if last is not None and sample.current_replicas > last.current_replicas:
+            self._starting.append((sample.t_s, sample.current_replicas))
+        while self._starting and sample.ready_replicas >= self._starting[0][1]:
+            asked_s, _ = self._starting.popleft()
+            self._startup = self._smooth(self._startup, sample.t_s - asked_s)
+        if self._starting and sample.current_replicas < self._starting[-1][1]:
+            self._starting.clear()  # scaled in before they were ready: nothing to learn
 
     def _smooth(self, old: float | None, new: float) -> float:
         return ewma(old, new, self.settings.smoothing)
@@ -118,13 +153,23 @@ class Policy:
         if sample.waiting is None:
             current = sample.current_replicas
             return self._decision(current, current, "hold: backlog unknown")
+        self._learn_startup(last, sample)
+        if last is not None and sample.current_replicas != last.current_replicas:
+            self._changed_s = sample.t_s
         arrived = last is not None and sample.added_total > last.added_total
+        interval_s = 1.0
         if last is not None and sample.t_s > last.t_s:
             t_s = sample.t_s
+            interval_s = t_s - last.t_s
             arrivals = per_second((last.t_s, last.added_total), t_s, sample.added_total) or 0.0
             done = sample.completed_total
             completions = per_second((last.t_s, last.completed_total), t_s, done) or 0.0
-            self._arrival = self._smooth(self._arrival, arrivals)
+            if self._arrival_var is None:  # the first rate: no spread around it yet
+                self._arrival, self._arrival_var = arrivals, 0.0
+            else:
+                deviation = (arrivals - self._arrival) ** 2
+                self._arrival_var = self._smooth(self._arrival_var, deviation)
+                self._arrival = self._smooth(self._arrival, arrivals)
             self._latest_arrival = arrivals
             self._completion = self._smooth(self._completion, completions)
             saturated = (last.waiting or 0) > 0 and last.ready_replicas > 0
@@ -134,37 +179,67 @@ class Policy:
 
         backlog = sample.waiting + sample.pending
         if self._service:
-            arrival = max(self._arrival, self._latest_arrival)  # rises at once, decays slowly
-            needed = replicas_for(arrival, sample.waiting, s.drain_target_s, self._service)
-            how = "sized by rates"
-            steady = replicas_for(self._arrival, 0, s.drain_target_s, self._service)
+            # The noise band: the spread of the per-interval arrival rate
+            # (observed, and never below what Poisson arrivals give), as the
+            # spread of its moving average. Within it, a change is chance.
+            poisson = max(self._arrival, 1.0) / interval_s
+            spread = max(self._arrival_var or 0.0, poisson)
+            weight = s.smoothing / (2 - s.smoothing)
+            band = s.noise_z * math.sqrt(spread * weight)
+            # A surge: beyond what Poisson arrivals at the smoothed rate would
+            # show in one interval (the observed spread grows with every
+            # surge; judged by it, the next surge would pass unseen).
+            surge = self._latest_arrival > max(
+                self._arrival + s.surge_z * math.sqrt(poisson),
+                self._arrival * (1 + s.tolerance),
+            )
+            arrival = self._latest_arrival if surge else self._arrival
+            # What will wait by the time replicas asked for now are ready.
+            short = max(0.0, arrival - sample.ready_replicas * self._service)
+            ahead = sample.waiting + short * self.startup_s
+            mu, target_s = self._service, s.drain_target_s
+            needed = replicas_for(arrival, sample.waiting, target_s, mu)
+            high = replicas_for(arrival + band, ahead, target_s, mu)
+            low = replicas_for(max(0.0, arrival - band), sample.waiting, target_s, mu)
+            how = "sized by rates" + (" (surge)" if surge else "")
+            steady = replicas_for(self._arrival + band, 0, target_s, mu)
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
-            steady = needed
+            high = low = steady = needed
         activate = backlog > s.activation_backlog or (arrived and s.activation_backlog == 0)
         if sample.current_replicas == 0 and not activate:
-            needed = 0  # at zero, below the activation threshold
+            needed = high = low = 0  # at zero, below the activation threshold
         elif backlog > 0 or arrived:
-            needed = max(needed, 1)  # work asks for one at once
+            needed, high, low = max(needed, 1), max(high, 1), max(low, 1)
         else:
-            needed = 0  # idle this interval
+            needed = high = low = 0  # idle this interval
 
-        self._history.append((sample.t_s, min(needed, steady)))
+        self._history.append((sample.t_s, min(high, steady)))
         while self._history and self._history[0][0] < sample.t_s - s.scale_down_window_s:
             self._history.popleft()
         current = sample.current_replicas
-        if needed >= current:
-            target, why = needed, f"up: {how}" if needed > current else f"steady: {how}"
-            if current and needed > current and (needed - current) / current <= s.tolerance:
-                target, why = current, f"steady: {how} (within tolerance)"
-        else:
+        if low > current and not (current and (low - current) / current <= s.tolerance):
+            # More than chance explains: size for what will wait when the new
+            # replicas are ready, so one write answers the surge.
+            target, why = max(needed, high), f"up: {how}"
+        elif high < current:
             highest = max(n for _, n in self._history)
-            target = max(needed, highest)
+            target = min(current, max(high, highest))  # this branch never adds
             if target < current and current and (current - target) / current <= s.tolerance:
                 target = current
-            why = "down: " + how if target < current else "hold: scale-down window"
+            if sample.busy_replicas is not None and target < current:
+                target = max(target, min(current, sample.busy_replicas))  # idle pods only
+            recent = self._changed_s is not None and (
+                sample.t_s - self._changed_s < s.scale_down_step_s
+            )
+            if target < current and recent:
+                target, why = current, "hold: changed recently"
+            else:
+                why = "down: " + how if target < current else "hold: scale-down window"
+        else:
+            target, why = current, f"steady: {how} (within noise)"
         clamped = min(max(target, s.min_replicas), s.max_replicas)
-        return self._decision(clamped, needed, why)
+        return self._decision(clamped, max(needed, low), why)
 
     def _decision(self, replicas: int, needed: int, reason: str) -> Decision:
         return Decision(

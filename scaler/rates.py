@@ -31,5 +31,5 @@ def per_second(before: tuple[float, int], now_s: float, total: int) -> float | N
     return max(0, total - was) / (now_s - then_s)
 
 
-def replicas_for(arrival: float, waiting: int, drain_target_s: float, service: float) -> int:
+def replicas_for(arrival: float, waiting: float, drain_target_s: float, service: float) -> int:
     return math.ceil((arrival + waiting / drain_target_s) / service - EPSILON)

@@ -39,10 +39,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scaler import stochastic
 from scaler.policy import Policy, PolicySettings, Sample
+from scaler.stochastic import WorldSettings
 from scaler.traces import TRACES, Trace
 
 __all__ = ["TRACES", "KedaHpa", "Tidegate", "Trace", "compare", "simulate"]
@@ -58,46 +62,75 @@ DRAIN_TAIL_MAX_S = 3600.0
 
 class Controller:
     name = "controller"
+    graceful = False
+    """Marks idle pods cheapest to delete before scaling in (pod-deletion-cost)."""
 
     def decide(
-        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+        self,
+        t: float,
+        waiting: int,
+        added: int,
+        completed: int,
+        ready: int,
+        desired: int,
+        pending: int = 0,
+        busy: int | None = None,
     ) -> int | None:
-        """Replicas to ask for, or None to leave them."""
+        """Replicas to ask for, or None to leave them (``busy``: replicas
+        serving a job now, as workers publish it; None: not known)."""
         raise NotImplementedError
 
 
 class Tidegate(Controller):
     name = "tidegate"
+    graceful = True
 
-    def __init__(self) -> None:
+    def __init__(self, phase_s: float = 0.0) -> None:
         self.policy = Policy(
             PolicySettings(max_replicas=MAX_REPLICAS, drain_target_s=DRAIN_TARGET_S)
         )
-        self.next_s = 0.0
+        self.next_s = phase_s % 1.0
 
     def decide(
-        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+        self,
+        t: float,
+        waiting: int,
+        added: int,
+        completed: int,
+        ready: int,
+        desired: int,
+        pending: int = 0,
+        busy: int | None = None,
     ) -> int | None:
         if t < self.next_s:
             return None
         self.next_s = t + 1.0
-        sample = Sample(t, waiting, 0, added, completed, ready, desired)
+        sample = Sample(t, waiting, pending, added, completed, ready, desired, busy_replicas=busy)
         return self.policy.decide(sample).replicas
 
 
 class KedaHpa(Controller):
     name = "KEDA + HPA"
 
-    def __init__(self, lag_count: int) -> None:
+    def __init__(self, lag_count: int, phase_s: float = 0.0, name: str | None = None) -> None:
         self.lag_count = lag_count
+        self.name = name or self.name
         self.metric = 0
-        self.next_poll_s = 0.0
-        self.next_sync_s = 0.0
+        self.next_poll_s = phase_s % 30.0
+        self.next_sync_s = phase_s % 15.0
         self.last_active_s = -math.inf
         self.recommendations: deque[tuple[float, int]] = deque()
 
     def decide(
-        self, t: float, waiting: int, added: int, completed: int, ready: int, desired: int
+        self,
+        t: float,
+        waiting: int,
+        added: int,
+        completed: int,
+        ready: int,
+        desired: int,
+        pending: int = 0,
+        busy: int | None = None,
     ) -> int | None:
         out: int | None = None
         if t >= self.next_poll_s:  # KEDA polls the scaler
@@ -248,12 +281,125 @@ def table(pairs: list[tuple[Result, Result]]) -> str:
     return "\n".join(lines)
 
 
+SEEDS = (1, 2, 3)
+"""Seeds of the stochastic runs; each also sets the controllers' clock phase."""
+
+
+@dataclass
+class Pooled:
+    """A controller on a trace, pooled over seeds and clock phases."""
+
+    trace: str
+    controller: str
+    p50_wait_s: float
+    p99_wait_s: float
+    replica_s: float
+    """Per run, on average."""
+    changes_per_h: float
+    interrupted: float
+    """Jobs interrupted by scale-in, per run, on average."""
+    runs: int
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def pooled(
+    trace: Trace, name: str, make: Callable[[float], Controller], seeds: tuple[int, ...] = SEEDS
+) -> Pooled:
+    """Run ``make(phase)`` on ``trace`` once per seed; the phase (where in its
+    poll and sync periods each controller's clock starts) differs per seed."""
+    waits: list[float] = []
+    replica_s = changes = interrupted = hours = 0.0
+    world = WorldSettings(service_rate=SERVICE_RATE, startup_s=STARTUP_S, max_replicas=MAX_REPLICAS)
+    for seed in seeds:
+        phase_s = random.Random(seed).uniform(0, 30)
+        out = stochastic.run(trace, make(phase_s), world, seed)
+        waits.extend(out.waits)
+        replica_s += out.replica_s
+        changes += out.changes
+        interrupted += out.interrupted
+        hours += out.duration_s / 3600
+    waits.sort()
+    return Pooled(
+        trace=trace.name,
+        controller=name,
+        p50_wait_s=_quantile(waits, 0.50),
+        p99_wait_s=_quantile(waits, 0.99),
+        replica_s=replica_s / len(seeds),
+        changes_per_h=changes / hours if hours else 0.0,
+        interrupted=interrupted / len(seeds),
+        runs=len(seeds),
+    )
+
+
+CONTROLLERS: dict[str, Callable[[float], Controller]] = {
+    "tidegate": Tidegate,
+    "KEDA + HPA (defaults)": lambda phase: KedaHpa(5, phase, name="KEDA + HPA (defaults)"),
+    "KEDA + HPA (sized)": lambda phase: KedaHpa(
+        int(SERVICE_RATE * DRAIN_TARGET_S), phase, name="KEDA + HPA (sized)"
+    ),
+}
+"""The stochastic comparison: tidegate, KEDA + HPA at the documented defaults
+(lagCount 5), and KEDA + HPA with lagCount sized to the drain target."""
+
+
+def compare_stochastic(
+    traces: tuple[Trace, ...] = TRACES, seeds: tuple[int, ...] = SEEDS
+) -> list[list[Pooled]]:
+    return [[pooled(tr, name, make, seeds) for name, make in CONTROLLERS.items()] for tr in traces]
+
+
+def stochastic_table(rows: list[list[Pooled]]) -> str:
+    lines = [
+        "| trace | controller | p50 wait s | p99 wait s | replica-s | changes/h | interrupted |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for group in rows:
+        for r in group:
+            lines.append(
+                f"| {r.trace} | {r.controller} | {r.p50_wait_s:.2f} | {r.p99_wait_s:.2f} | "
+                f"{r.replica_s:.0f} | {r.changes_per_h:.0f} | {r.interrupted:.1f} |"
+            )
+    lines += [
+        "",
+        "Against KEDA + HPA (defaults):",
+        "",
+        "| trace | p99 wait ratio | replica-s ratio | changes ratio "
+        "| interrupted (ours / theirs) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for group in rows:
+        ours, theirs = group[0], group[1]
+
+        def ratio(a: float, b: float) -> str:
+            return f"{a / b:.2f}" if b else "-"
+
+        lines.append(
+            f"| {ours.trace} | {ratio(ours.p99_wait_s, theirs.p99_wait_s)} | "
+            f"{ratio(ours.replica_s, theirs.replica_s)} | "
+            f"{ratio(ours.changes_per_h, theirs.changes_per_h)} | "
+            f"{ours.interrupted:.1f} / {theirs.interrupted:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", choices=[t.name for t in TRACES], action="append")
+    parser.add_argument(
+        "--fluid", action="store_true", help="the deterministic fluid model instead"
+    )
+    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="stochastic runs per trace")
     args = parser.parse_args()
     chosen = tuple(t for t in TRACES if not args.trace or t.name in args.trace)
-    print(table(compare(chosen)))
+    if args.fluid:
+        print(table(compare(chosen)))
+    else:
+        print(stochastic_table(compare_stochastic(chosen, tuple(range(1, args.seeds + 1)))))
 
 
 if __name__ == "__main__":

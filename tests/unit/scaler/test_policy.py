@@ -44,7 +44,10 @@ def test_lag_per_replica_before_the_service_rate_is_known() -> None:
 
 
 def test_sizes_by_littles_law_once_the_service_rate_is_learned() -> None:
-    policy = Policy(PolicySettings(drain_target_s=30, smoothing=1.0, max_replicas=20))
+    # The arithmetic alone: no noise band, no start-up projection.
+    policy = Policy(
+        PolicySettings(drain_target_s=30, smoothing=1.0, max_replicas=20, noise_z=0, startup_s=0)
+    )
     # Saturated: 2 ready replicas finish 10/s each while 30/s arrive and 300 wait.
     policy.decide(Sample(0.0, 300, 0, 0, 0, ready_replicas=2, current_replicas=2))
     decision = policy.decide(Sample(1.0, 300, 0, 30, 20, ready_replicas=2, current_replicas=2))
@@ -64,7 +67,11 @@ def test_idle_throughput_teaches_nothing() -> None:
 
 
 def test_up_at_once_down_only_after_the_window_then_to_zero() -> None:
-    policy = Policy(PolicySettings(scale_down_window_s=10, lag_per_replica=100, max_replicas=20))
+    policy = Policy(
+        PolicySettings(
+            scale_down_window_s=10, lag_per_replica=100, max_replicas=20, scale_down_step_s=0
+        )
+    )
     route = Route()
     assert route.tick(policy, arrivals=800, done=0, waiting=800) == 8
     history = [route.tick(policy, arrivals=0, done=0, waiting=0) for _ in range(15)]
@@ -75,7 +82,13 @@ def test_up_at_once_down_only_after_the_window_then_to_zero() -> None:
 
 def test_tolerance_band_keeps_small_reductions_away() -> None:
     policy = Policy(
-        PolicySettings(scale_down_window_s=0, tolerance=0.1, lag_per_replica=10, max_replicas=50)
+        PolicySettings(
+            scale_down_window_s=0,
+            tolerance=0.1,
+            lag_per_replica=10,
+            max_replicas=50,
+            scale_down_step_s=0,
+        )
     )
     route = Route()
     assert route.tick(policy, arrivals=200, done=0, waiting=200) == 20
@@ -103,7 +116,13 @@ def test_unknown_backlog_holds_the_current_replicas() -> None:
 
 def test_idle_after_learning_reaches_zero_and_activation_threshold_holds_it() -> None:
     policy = Policy(
-        PolicySettings(scale_down_window_s=5, smoothing=0.3, activation_backlog=10, max_replicas=9)
+        PolicySettings(
+            scale_down_window_s=5,
+            smoothing=0.3,
+            activation_backlog=10,
+            max_replicas=9,
+            scale_down_step_s=0,
+        )
     )
     route = Route(replicas=2)
     for _ in range(5):  # saturated: the service rate is learned, arrivals are steady
@@ -115,7 +134,16 @@ def test_idle_after_learning_reaches_zero_and_activation_threshold_holds_it() ->
 
 
 def test_replicas_added_to_drain_a_backlog_go_once_it_is_drained() -> None:
-    policy = Policy(PolicySettings(scale_down_window_s=60, drain_target_s=10, smoothing=1.0))
+    policy = Policy(
+        PolicySettings(
+            scale_down_window_s=60,
+            drain_target_s=10,
+            smoothing=1.0,
+            noise_z=0,
+            startup_s=0,
+            scale_down_step_s=0,
+        )
+    )
     route = Route(replicas=2)
     for _ in range(3):  # saturated with a small backlog: the service rate is learned
         route.tick(policy, arrivals=20, done=20, waiting=10)
@@ -138,3 +166,108 @@ def test_small_increases_within_the_tolerance_are_not_made() -> None:
     route = Route(replicas=20)
     assert route.tick(policy, arrivals=0, done=0, waiting=210) == 20  # 21 is within 10%
     assert route.tick(policy, arrivals=0, done=0, waiting=230) == 23  # 23 is not
+
+
+# Noise, start-up and scale-in (the stochastic world of scaler.stochastic
+# stands in for a cluster: seeded, so every run is the same).
+
+
+def _settled_changes(seed: int) -> int:
+    """Scale changes in the ten minutes after five of settling, under a steady
+    Poisson load of 60/s with replicas that serve 5/s each."""
+    from scaler.sim import Tidegate
+    from scaler.stochastic import World, WorldSettings
+
+    world = World(WorldSettings(service_rate=5.0, max_replicas=40), seed)
+    controller = Tidegate()
+    t, changes = 0.0, 0
+    while t < 900:
+        world.arrive(t, 60.0)
+        world.serve(t)
+        ready = world.ready(t)
+        want = controller.decide(
+            t,
+            len(world.queue),
+            world.added,
+            world.completed,
+            ready,
+            len(world.pods),
+            world.pending,
+            world.busy(t),
+        )
+        if want is not None and want != len(world.pods):
+            changes += t >= 300
+            world.scale(t, want, graceful=True)
+        t = round(t + 0.1, 6)
+    return changes
+
+
+def test_steady_poisson_load_once_settled_moves_the_replicas_at_most_once_in_ten_minutes() -> None:
+    changes = [_settled_changes(seed) for seed in range(1, 6)]
+    assert max(changes) <= 1, changes
+
+
+def test_a_surge_beyond_the_noise_is_answered_in_the_interval_it_shows() -> None:
+    policy = Policy(PolicySettings(max_replicas=50, scale_down_step_s=0))
+    route = Route(replicas=12)
+    for _ in range(30):  # 60/s steady, 5/s per replica, a small queue now and then
+        route.tick(policy, arrivals=60, done=60, waiting=5)
+    settled = route.replicas
+    assert route.tick(policy, arrivals=62, done=60, waiting=6) == settled  # within noise
+    assert route.tick(policy, arrivals=150, done=60, waiting=90) >= 30  # (150 + 90/30) / 5
+
+
+def test_the_start_up_time_is_learned_from_ready_transitions() -> None:
+    policy = Policy(PolicySettings(lag_per_replica=10, smoothing=1.0, max_replicas=20))
+    assert policy.startup_s == 10.0  # the setting, until one is measured
+    policy.decide(Sample(0.0, 0, 0, 0, 0, ready_replicas=1, current_replicas=1))
+    policy.decide(Sample(1.0, 40, 0, 40, 0, ready_replicas=1, current_replicas=4))
+    for t in range(2, 14):
+        policy.decide(Sample(float(t), 40, 0, 40, 0, ready_replicas=1, current_replicas=4))
+    policy.decide(Sample(14.0, 40, 0, 40, 0, ready_replicas=4, current_replicas=4))
+    assert policy.startup_s == 13.0  # asked at 1 s, ready at 14 s
+
+
+def test_a_surge_is_sized_for_what_will_wait_when_new_replicas_are_ready() -> None:
+    """While pods start, the shortfall keeps queueing: asked for now, the
+    replicas must also drain what piles up until they are ready."""
+
+    def surge(startup_s: float) -> int:
+        policy = Policy(
+            PolicySettings(smoothing=1.0, noise_z=0, startup_s=startup_s, max_replicas=100)
+        )
+        for t, added in ((0, 0), (1, 20), (2, 40)):  # 2 replicas, 10/s each, saturated
+            policy.decide(Sample(float(t), 10, 0, added, added, 2, 2))
+        return policy.decide(Sample(3.0, 10, 0, 140, 60, 2, 2)).replicas  # 100/s arrive
+
+    assert surge(0.0) == 11  # ceil((100 + 10/30) / 10)
+    assert surge(20.0) == 16  # + (100 - 2 x 10) x 20 s more to drain in 30 s
+
+
+def test_scale_in_removes_idle_replicas_only() -> None:
+    policy = Policy(PolicySettings(lag_per_replica=10, scale_down_window_s=0, scale_down_step_s=0))
+    policy.decide(Sample(0.0, 80, 0, 80, 0, ready_replicas=8, current_replicas=8))
+    decision = policy.decide(
+        Sample(1.0, 0, 6, 80, 74, ready_replicas=8, current_replicas=8, busy_replicas=6)
+    )
+    assert decision.replicas == 6  # the need is 1; six replicas are still working
+    decision = policy.decide(
+        Sample(2.0, 0, 0, 80, 80, ready_replicas=8, current_replicas=6, busy_replicas=0)
+    )
+    assert decision.replicas == 0
+
+
+def test_a_decaying_need_is_followed_in_few_writes() -> None:
+    """After a change, no scale-down for scale_down_step_s; then one write
+    goes all the way to what the window allows."""
+    policy = Policy(
+        PolicySettings(
+            lag_per_replica=10, scale_down_window_s=0, scale_down_step_s=30, max_replicas=50
+        )
+    )
+    route = Route()
+    assert route.tick(policy, arrivals=200, done=0, waiting=200) == 20
+    seen = [route.tick(policy, arrivals=0, done=0, waiting=max(0, 190 - 10 * n)) for n in range(40)]
+    writes = [b for a, b in zip([20, *seen], seen, strict=False) if a != b]
+    assert seen[:28] == [20] * 28  # held within 30 s of the scale-up
+    assert writes == [0]  # then straight to what is needed (nothing waits by then)
