@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from scaler import stochastic
 from scaler.policy import Policy, PolicySettings, Sample
-from scaler.stochastic import WorldSettings
+from scaler.stochastic import Seen, WorldSettings
 from scaler.traces import TRACES, Trace
 
 __all__ = ["TRACES", "KedaHpa", "Tidegate", "Trace", "compare", "simulate"]
@@ -65,19 +65,8 @@ class Controller:
     graceful = False
     """Marks idle pods cheapest to delete before scaling in (pod-deletion-cost)."""
 
-    def decide(
-        self,
-        t: float,
-        waiting: int,
-        added: int,
-        completed: int,
-        ready: int,
-        desired: int,
-        pending: int = 0,
-        busy: int | None = None,
-    ) -> int | None:
-        """Replicas to ask for, or None to leave them (``busy``: replicas
-        serving a job now, as workers publish it; None: not known)."""
+    def decide(self, seen: Seen) -> int | None:
+        """Replicas to ask for, or None to leave them."""
         raise NotImplementedError
 
 
@@ -91,21 +80,20 @@ class Tidegate(Controller):
         )
         self.next_s = phase_s % 1.0
 
-    def decide(
-        self,
-        t: float,
-        waiting: int,
-        added: int,
-        completed: int,
-        ready: int,
-        desired: int,
-        pending: int = 0,
-        busy: int | None = None,
-    ) -> int | None:
-        if t < self.next_s:
+    def decide(self, seen: Seen) -> int | None:
+        if seen.t < self.next_s:
             return None
-        self.next_s = t + 1.0
-        sample = Sample(t, waiting, pending, added, completed, ready, desired, busy_replicas=busy)
+        self.next_s = seen.t + 1.0
+        sample = Sample(
+            seen.t,
+            seen.waiting,
+            seen.pending,
+            seen.added,
+            seen.completed,
+            seen.ready,
+            seen.desired,
+            busy_replicas=seen.busy,
+        )
         return self.policy.decide(sample).replicas
 
 
@@ -121,17 +109,8 @@ class KedaHpa(Controller):
         self.last_active_s = -math.inf
         self.recommendations: deque[tuple[float, int]] = deque()
 
-    def decide(
-        self,
-        t: float,
-        waiting: int,
-        added: int,
-        completed: int,
-        ready: int,
-        desired: int,
-        pending: int = 0,
-        busy: int | None = None,
-    ) -> int | None:
+    def decide(self, seen: Seen) -> int | None:
+        t, waiting, desired = seen.t, seen.waiting, seen.desired
         out: int | None = None
         if t >= self.next_poll_s:  # KEDA polls the scaler
             self.next_poll_s = t + 30.0
@@ -228,7 +207,7 @@ def simulate(trace: Trace, controller: Controller) -> Result:
                 w.queue.popleft()
         w.carry_out = min(w.carry_out - int(w.carry_out) + capacity, 1.0) if w.queue else 0.0
         peak = max(peak, int(w.waiting))
-        want = controller.decide(t, int(w.waiting), w.added, w.completed, ready, len(w.pods))
+        want = controller.decide(Seen(t, int(w.waiting), w.added, w.completed, ready, len(w.pods)))
         if want is not None and want != len(w.pods):
             writes += 1
             if want > len(w.pods):

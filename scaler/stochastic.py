@@ -35,22 +35,33 @@ from typing import Protocol
 from scaler.traces import Trace
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What a controller can observe of the world at ``t`` (seconds)."""
+
+    t: float
+    waiting: int
+    """Jobs not yet delivered (a consumer group's lag)."""
+    added: int
+    """Jobs ever added (a counter)."""
+    completed: int
+    """Jobs ever completed (a counter)."""
+    ready: int
+    desired: int
+    pending: int = 0
+    """Delivered and not acknowledged: in service, or waiting for redelivery."""
+    busy: int | None = None
+    """Replicas serving a job now, as workers publish it (None: not known)."""
+
+
 class Controller(Protocol):
     name: str
     graceful: bool
     """Marks idle pods cheapest to delete before scaling in."""
 
-    def decide(
-        self,
-        t: float,
-        waiting: int,
-        added: int,
-        completed: int,
-        ready: int,
-        desired: int,
-        pending: int = 0,
-        busy: int | None = None,
-    ) -> int | None: ...
+    def decide(self, seen: Seen) -> int | None:
+        """Replicas to ask for, or None to leave them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,18 @@ class World:
     def ready(self, t: float) -> int:
         return sum(1 for p in self.pods if p.ready_s <= t)
 
+    def seen(self, t: float) -> Seen:
+        return Seen(
+            t,
+            len(self.queue),
+            self.added,
+            self.completed,
+            self.ready(t),
+            len(self.pods),
+            self.pending,
+            self.busy(t),
+        )
+
     def busy(self, t: float) -> int:
         """Pods serving a job now (what workers publish)."""
         return sum(1 for p in self.pods if p.job is not None and p.free_s > t)
@@ -214,9 +237,7 @@ def run(trace: Trace, controller: Controller, settings: WorldSettings, seed: int
         if t < trace.duration_s:
             w.arrive(t, trace.rate(t))
         w.serve(t)
-        want = controller.decide(
-            t, len(w.queue), w.added, w.completed, w.ready(t), len(w.pods), w.pending, w.busy(t)
-        )
+        want = controller.decide(w.seen(t))
         if want is not None:
             w.scale(t, min(max(want, 0), settings.max_replicas), controller.graceful)
         w.out.replica_s += len(w.pods) * dt

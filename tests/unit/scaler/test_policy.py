@@ -184,17 +184,7 @@ def _settled_changes(seed: int) -> int:
     while t < 900:
         world.arrive(t, 60.0)
         world.serve(t)
-        ready = world.ready(t)
-        want = controller.decide(
-            t,
-            len(world.queue),
-            world.added,
-            world.completed,
-            ready,
-            len(world.pods),
-            world.pending,
-            world.busy(t),
-        )
+        want = controller.decide(world.seen(t))
         if want is not None and want != len(world.pods):
             changes += t >= 300
             world.scale(t, want, graceful=True)

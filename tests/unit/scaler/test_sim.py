@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from scaler import stochastic
 from scaler.sim import TRACES, KedaHpa, Tidegate, Trace, compare_stochastic, simulate
-from scaler.stochastic import Pod, World, WorldSettings
+from scaler.stochastic import Pod, Seen, World, WorldSettings
 
 
 def test_hpa_scale_up_is_limited_per_period_and_keda_polls_every_30_s() -> None:
     keda = KedaHpa(lag_count=10)
     desired, seen = 0, []
     for t in range(0, 61):
-        want = keda.decide(float(t), 10_000, 0, 0, desired, desired)
+        want = keda.decide(Seen(float(t), 10_000, 0, 0, desired, desired))
         if want is not None:
             desired = want
             seen.append((t, want))
@@ -21,18 +21,18 @@ def test_hpa_scale_up_is_limited_per_period_and_keda_polls_every_30_s() -> None:
 
 def test_hpa_sees_the_lag_of_the_last_poll_not_the_live_one() -> None:
     keda = KedaHpa(lag_count=10)
-    assert keda.decide(0.0, 20, 0, 0, 0, 0) == 1  # poll: lag 20, activate
-    assert keda.decide(15.0, 10_000, 0, 0, 1, 1) == 2  # sync: still the polled 20
-    assert keda.decide(30.0, 10_000, 0, 0, 2, 2) == 6  # polled again: 2 + max(4, 2)
+    assert keda.decide(Seen(0.0, 20, 0, 0, 0, 0)) == 1  # poll: lag 20, activate
+    assert keda.decide(Seen(15.0, 10_000, 0, 0, 1, 1)) == 2  # sync: still the polled 20
+    assert keda.decide(Seen(30.0, 10_000, 0, 0, 2, 2)) == 6  # polled again: 2 + max(4, 2)
 
 
 def test_hpa_scale_down_waits_for_its_300_s_stabilization() -> None:
     keda = KedaHpa(lag_count=10)
     desired = 8
-    keda.decide(0.0, 80, 0, 0, desired, desired)  # recommendation 8 recorded
+    keda.decide(Seen(0.0, 80, 0, 0, desired, desired))  # recommendation 8 recorded
     changes = []
     for t in range(1, 400):
-        want = keda.decide(float(t), 0, 0, 0, desired, desired)
+        want = keda.decide(Seen(float(t), 0, 0, 0, desired, desired))
         if want is not None and want != desired:
             desired = want
             changes.append((t, want))
