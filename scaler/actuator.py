@@ -8,6 +8,7 @@ local ``tidegate worker`` processes (``scaler.local``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,12 @@ class Actuator(Protocol):
 
     async def scale(self, replicas: int) -> bool:
         """Ask for ``replicas``; False when that was already asked for."""
+        ...
+
+    async def prefer_idle(self, busy: Mapping[str, int]) -> int:
+        """Before a scale-in: make the target remove idle workers first.
+        ``busy``: jobs in flight per worker process (consumer name); returns
+        how many workers were marked."""
         ...
 
     async def close(self) -> None: ...

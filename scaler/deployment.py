@@ -6,10 +6,16 @@ concurrent writer (an operator's ``kubectl scale``, a rollout) is never
 overwritten blindly: on 409 Conflict the scale is read again and the write
 retried, a bounded number of times. The scaler's RBAC needs nothing that can
 write a whole Deployment.
+
+Before a scale-in the scaler marks the Deployment's pods with
+``controller.kubernetes.io/pod-deletion-cost`` from what their workers report
+(``prefer_idle``): the ReplicaSet then removes idle pods first, not busy ones
+with jobs in flight.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +23,15 @@ from scaler.actuator import Replicas, TargetMissing
 from scaler.kube import Kube, KubeError
 
 MAX_CONFLICTS = 5
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+"""The annotation a ReplicaSet reads to choose which pods to remove first (lowest first)."""
+
+
+def pod_of(consumer: str) -> str:
+    """A worker's pod: a consumer is named ``hostname-pid-suffix``, and a pod's
+    hostname is its name."""
+    return consumer.rsplit("-", 2)[0]
 
 
 @dataclass
@@ -26,6 +41,8 @@ class DeploymentActuator:
     name: str
     conflicts: int = 0
     """409s met so far (each one re-read and retried)."""
+    selector: dict[str, str] | None = None
+    """The Deployment's matchLabels, from the last observation."""
 
     @property
     def describe(self) -> str:
@@ -47,11 +64,50 @@ class DeploymentActuator:
         except KubeError as e:
             raise self._missing(e) from e
         spec, status = deployment.spec, deployment.status
+        self.selector = dict((spec.selector and spec.selector.match_labels) or {}) or None
         return Replicas(
             desired=int(spec.replicas if spec.replicas is not None else 1),
             current=int((status and status.replicas) or 0),
             ready=int((status and status.ready_replicas) or 0),
         )
+
+    async def prefer_idle(self, busy: Mapping[str, int]) -> int:
+        """Mark the Deployment's pods with ``pod-deletion-cost``: a pod whose
+        worker is idle costs 0, a busy one its jobs in flight, so the
+        ReplicaSet removes idle pods first (and, among busy ones, the least
+        busy). Pods with no worker report are left as they are; only pods
+        whose cost changes are patched. Needs ``list`` and ``patch`` on pods."""
+        if not self.selector:
+            return 0
+        load: dict[str, int] = {}
+        for consumer, in_flight in busy.items():
+            pod = pod_of(consumer)
+            load[pod] = load.get(pod, 0) + max(0, in_flight)
+        if not load:
+            return 0
+        found: Any = await self.kube.call(
+            f"listing the pods of {self.describe}",
+            self.kube.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in sorted(self.selector.items())),
+        )
+        marked = 0
+        for pod in found.items:
+            name = pod.metadata.name
+            if name not in load:
+                continue
+            cost = str(min(load[name], 1_000_000))
+            if (pod.metadata.annotations or {}).get(DELETION_COST) == cost:
+                continue
+            await self.kube.call(
+                f"marking pod {self.namespace}/{name} for scale-in",
+                self.kube.core.patch_namespaced_pod,
+                name,
+                self.namespace,
+                {"metadata": {"annotations": {DELETION_COST: cost}}},
+            )
+            marked += 1
+        return marked
 
     async def scale(self, replicas: int) -> bool:
         for _ in range(MAX_CONFLICTS):

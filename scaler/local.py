@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from scaler.actuator import Replicas
@@ -76,6 +77,10 @@ class LocalActuator:
             proc.send_signal(signal.SIGTERM)
             self._stopping.append((proc, time.monotonic()))
         return True
+
+    async def prefer_idle(self, busy: Mapping[str, int]) -> int:
+        """Local processes are stopped newest first; nothing to mark."""
+        return 0
 
     async def close(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL past the grace) and wait."""

@@ -27,14 +27,31 @@ How the number is found:
   none (a smoothed rate decays but never reaches zero, so it is not what
   decides idleness); zero replicas follow once the scale-down window has
   passed.
+- **Noise.** Arrivals are random: a steady load still shows a different
+  count every interval. The spread of the per-interval arrival rate (as
+  observed, and never below a Poisson process's) gives a band around the
+  smoothed rate, ``noise_z`` standard deviations of the moving average wide.
+  Replicas go up only when even the low end of the band needs more, and down
+  only when even the high end needs fewer: a change chance explains moves
+  nothing. A latest rate ``surge_z`` Poisson deviations above the smoothed
+  one (and beyond the tolerance) is a surge, sized for at once.
+- **Start-up.** Replicas asked for now are ready only after the pods start
+  (learned from ready transitions: the time from a scale-up to its replicas
+  being ready, smoothed; ``startup_s`` until one is seen). A scale-up is
+  sized for what will wait by then (the shortfall of the ready replicas
+  times the start-up time, on top of the backlog), so one write answers a
+  surge instead of one per interval while the backlog grows.
 - **Stability.** Up at once; down only to the highest recommendation of the
-  last ``scale_down_window_s``; neither way for a change within the
+  last ``scale_down_window_s``, at most once per ``scale_down_step_s``
+  (default half the window) and not that soon after any change, so a
+  decaying need is followed in a few writes; neither way within the
   tolerance band (relative to the current replicas, as the HPA does). The
   window remembers the replicas the arrivals need (what may come back), not
   those added to drain a backlog: once the backlog is gone, those are
-  released without waiting out the window. Clamped to
-  ``[min_replicas, max_replicas]``; a need above the maximum is reported as
-  ``exhausted`` (the throttle's cue).
+  released without waiting out the window. Scale-in keeps the replicas whose
+  workers report a job in flight (``busy_replicas``): idle ones go first, and
+  busy ones when they are done. Clamped to ``[min_replicas, max_replicas]``;
+  a need above the maximum is reported as ``exhausted`` (the throttle's cue).
 - **Unknown is not zero.** A sample whose measurement failed (``None``
   backlog) holds the current replicas.
 """
@@ -70,10 +87,10 @@ class PolicySettings:
     one is a surge, sized for at once."""
     startup_s: float = 10.0
     """Pod start-up time until one is measured (from ready transitions)."""
-    scale_down_step_s: float = 30.0
+    scale_down_step_s: float | None = None
     """At most one scale-down per this many seconds (and none this soon after
     any change): a need that decays is followed in a few writes, not one per
-    interval."""
+    interval. None: half the scale-down window."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,9 @@ class Policy:
     _starting: deque[tuple[float, int]] = field(default_factory=deque)
     """Scale-ups not yet ready: (when, replicas asked for)."""
     _changed_s: float | None = None
-    """When the replicas last changed (from the samples' current replicas)."""
+    """When the replicas last changed: asked for here, or seen changed by others."""
+    _asked: int | None = None
+    """The replicas of the last decision."""
 
     @property
     def startup_s(self) -> float:
@@ -154,8 +173,9 @@ class Policy:
             current = sample.current_replicas
             return self._decision(current, current, "hold: backlog unknown")
         self._learn_startup(last, sample)
-        if last is not None and sample.current_replicas != last.current_replicas:
-            self._changed_s = sample.t_s
+        changed = last is not None and sample.current_replicas != last.current_replicas
+        if changed and sample.current_replicas != self._asked:
+            self._changed_s = sample.t_s  # changed by someone else (an operator, a rollout)
         arrived = last is not None and sample.added_total > last.added_total
         interval_s = 1.0
         if last is not None and sample.t_s > last.t_s:
@@ -227,18 +247,30 @@ class Policy:
             target = min(current, max(high, highest))  # this branch never adds
             if target < current and current and (current - target) / current <= s.tolerance:
                 target = current
-            if sample.busy_replicas is not None and target < current:
-                target = max(target, min(current, sample.busy_replicas))  # idle pods only
-            recent = self._changed_s is not None and (
-                sample.t_s - self._changed_s < s.scale_down_step_s
-            )
+            wanted = target
+            busy = sample.busy_replicas
+            if busy is not None and target < current:
+                target = max(target, min(current, busy))  # idle replicas only
+            step_s = s.scale_down_step_s
+            if step_s is None:
+                step_s = s.scale_down_window_s / 2
+            recent = self._changed_s is not None and sample.t_s - self._changed_s < step_s
             if target < current and recent:
                 target, why = current, "hold: changed recently"
+            elif target > wanted:
+                why = (
+                    f"down: idle replicas only ({busy} busy)"
+                    if target < current
+                    else f"hold: every replica busy ({busy})"
+                )
             else:
                 why = "down: " + how if target < current else "hold: scale-down window"
         else:
             target, why = current, f"steady: {how} (within noise)"
         clamped = min(max(target, s.min_replicas), s.max_replicas)
+        if clamped != current:
+            self._changed_s = sample.t_s
+        self._asked = clamped
         return self._decision(clamped, max(needed, low), why)
 
     def _decision(self, replicas: int, needed: int, reason: str) -> Decision:

@@ -43,7 +43,7 @@ from tidegate import log_context
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Layout
-from tidegate.ledger import scaler_view
+from tidegate.ledger import liveness, scaler_view
 from tidegate.ledger.client import Connection
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
@@ -121,6 +121,30 @@ class RouteLoop:
         """The route's throttle as this loop last wrote it."""
         return self.keeper.throttle
 
+    async def _busy(self) -> dict[str, int]:
+        """Jobs in flight per worker, as the workers report them ({}: unknown)."""
+        try:
+            return await liveness.busy(self.redis, self.route)
+        except RedisUnavailable as e:
+            stop_if_cancelled(e)
+            return {}
+
+    async def _prefer_idle(self, busy: dict[str, int]) -> None:
+        """Mark idle pods cheapest to delete; a failure (RBAC without pods
+        patch, an API error) is logged and the scale-in goes ahead."""
+        try:
+            marked = await self.actuator.prefer_idle(busy)
+        except KubeError as e:
+            log.warning(
+                "route %s: could not mark idle pods before scaling in (%s); "
+                "the ReplicaSet chooses alone",
+                self.route,
+                e,
+            )
+            return
+        if marked:
+            log.info("route %s: marked %d pod(s) by how busy they are", self.route, marked)
+
     async def step(self) -> StepResult:
         started = time.perf_counter()
         try:
@@ -138,12 +162,14 @@ class RouteLoop:
         except KubeError as e:
             return self._api_failed(e)
 
+        busy = await self._busy()
         sample = await sample_route(
             self.redis,
             self.layout,
             now_s=now,
             ready_replicas=replicas.ready,
             current_replicas=replicas.desired,
+            busy_replicas=sum(1 for n in busy.values() if n > 0) if busy else None,
         )
         measured = sample.waiting is not None
         self.failures = 0 if measured else self.failures + 1
@@ -160,6 +186,8 @@ class RouteLoop:
         wrote = None
         if self.is_leader() and target != replicas.desired:
             try:
+                if target < replicas.desired and busy:
+                    await self._prefer_idle(busy)
                 if await self.actuator.scale(target):
                     wrote = target
             except TargetMissing as e:

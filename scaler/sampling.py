@@ -35,6 +35,7 @@ async def sample_route(
     now_s: float,
     ready_replicas: int,
     current_replicas: int,
+    busy_replicas: int | None = None,
 ) -> Sample:
     try:
         measured = await backlog.measure(redis, route)
@@ -53,4 +54,5 @@ async def sample_route(
         current_replicas=current_replicas,
         oldest_age_s=measured.oldest_age_s(time.time()),
         refused_total=refused,
+        busy_replicas=busy_replicas,
     )

@@ -8,7 +8,10 @@ It serves the real REST paths the scaler uses, over HTTP, so the official
 - ``coordination.k8s.io/v1`` leases (get, create, replace);
 - ``tidegate.io/v1alpha1`` backlogscalers (list, watch, get) and their
   ``/status`` subresource (merge patch, replace);
-- core ``v1`` events (create).
+- core ``v1`` events (create) and pods (list by label selector, merge patch);
+  a Deployment's pods follow its replicas, and a scale-in removes them the
+  way a ReplicaSet does: the lowest ``controller.kubernetes.io/pod-deletion-cost``
+  first, then the newest (``deleted_pods`` records which, in order).
 
 With the semantics the scaler must cope with: every object has a
 resourceVersion and a replace carrying a stale one is 409 Conflict; a missing
@@ -46,6 +49,8 @@ SCALERS = re.compile(
     rf"^/apis/tidegate.io/v1alpha1/namespaces/{NS}/backlogscalers(/{NAME}(?P<sub>/status)?)?$"
 )
 EVENTS = re.compile(rf"^/api/v1/namespaces/{NS}/events$")
+PODS = re.compile(rf"^/api/v1/namespaces/{NS}/pods(/{NAME})?$")
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 @dataclass
@@ -102,6 +107,8 @@ class FakeKube:
     leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     scalers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deleted_pods: list[str] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     ready_cap: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -147,8 +154,39 @@ class FakeKube:
     def _settle(self, ns: str, name: str) -> None:
         d = self.deployments[(ns, name)]
         want = d["spec"]["replicas"]
+        self._replica_set(ns, name, want)
         ready = min(want, self.ready_cap.get((ns, name), want))
         d["status"] = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready}
+
+    def _replica_set(self, ns: str, name: str, want: int) -> None:
+        """Pods follow the replicas; scale-in removes the cheapest, then the newest."""
+        mine = [(k, p) for k, p in self.pods.items() if k[0] == ns and p["owner"] == name]
+        for _ in range(want - len(mine)):
+            pod_name = f"{name}-{next(self._versions)}"
+            self.pods[(ns, pod_name)] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    **self._meta(ns, pod_name),
+                    "labels": {"app": name},
+                    "annotations": {},
+                },
+                "owner": name,
+                "born": next(self._versions),
+            }
+        if len(mine) > want:
+
+            def rank(item: tuple[tuple[str, str], dict[str, Any]]) -> tuple[int, int]:
+                pod = item[1]
+                cost = int(pod["metadata"]["annotations"].get(DELETION_COST, "0"))
+                return (cost, -pod["born"])
+
+            for key, _ in sorted(mine, key=rank)[: len(mine) - want]:
+                self.deleted_pods.append(key[1])
+                del self.pods[key]
+
+    def pod_names(self, ns: str, name: str) -> set[str]:
+        return {k[1] for k, p in self.pods.items() if k[0] == ns and p["owner"] == name}
 
     def replicas(self, ns: str, name: str) -> int:
         return int(self.deployments[(ns, name)]["spec"]["replicas"])
@@ -289,6 +327,8 @@ class FakeKube:
                 m = SCALERS.match(request.path)
                 if m and m["name"] is None:
                     return await self._watch(request, m["ns"])
+            if m := PODS.match(request.path):
+                return web.json_response(self._pods(request, m["ns"], m["name"], body))
             return web.json_response(self._route(request.method, request.path, body))
         except ApiError as e:
             return web.json_response(status_body(e.code, e.reason, e.message), status=e.code)
@@ -322,6 +362,35 @@ class FakeKube:
             self.events.append(event)
             return event
         raise ApiError(404, "NotFound", f"the server could not find the requested resource {path}")
+
+    def _pods(self, request: web.Request, ns: str, name: str | None, body: Any) -> Any:
+        def shown(pod: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in pod.items() if k not in ("owner", "born")}
+
+        if name is None:
+            if request.method != "GET":
+                raise ApiError(405, "MethodNotAllowed", request.method)
+            wanted = dict(
+                pair.split("=", 1)
+                for pair in request.query.get("labelSelector", "").split(",")
+                if pair
+            )
+            items = [
+                shown(p)
+                for (n, _), p in sorted(self.pods.items())
+                if n == ns and wanted.items() <= p["metadata"]["labels"].items()
+            ]
+            return {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+        pod = self._get(self.pods, "Pod", ns, name)
+        if request.method == "PATCH":
+            kind = request.headers.get("Content-Type", "")
+            if "merge-patch" not in kind:  # merge or strategic merge: both apply here
+                raise ApiError(415, "UnsupportedMediaType", kind)
+            pod["metadata"] = merge_patch(pod["metadata"], body.get("metadata") or {})
+            pod["metadata"]["resourceVersion"] = self._rv()
+        elif request.method != "GET":
+            raise ApiError(405, "MethodNotAllowed", request.method)
+        return shown(pod)
 
     def _get(self, store: dict[tuple[str, str], Any], kind: str, ns: str, name: str) -> Any:
         obj = store.get((ns, name))

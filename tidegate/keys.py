@@ -266,6 +266,12 @@ class RouteKeys:
         """Liveness record of one worker process (expires unless refreshed)."""
         return self.prefix + "alive:" + consumer
 
+    @property
+    def busy(self) -> str:
+        """Hash: per worker process, its jobs in flight and when it said so
+        ("in_flight:unix_ms"); the scaler scales in idle pods first by it."""
+        return self.prefix + "busy"
+
     def job(self, job_id: str) -> str:
         """Projection hash of one job (a fold of its events)."""
         return self.prefix + "job:" + job_id

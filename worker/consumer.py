@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
 ALIVE_EVERY_S = 5.0
-ALIVE_TTL_S = 15.0
+ALIVE_TTL_S = liveness.RECORD_TTL_S
+BUSY_REPORT_MIN_S = 1.0
+"""Going idle or busy is reported at once, but at most once per this long."""
 MAINTAIN_EVERY_S = 5.0
 PROMOTE_EVERY_S = 1.0
 PROMOTE_MOST = 100
@@ -133,6 +135,8 @@ class Consumer:
             for keys in self.parts
         ]
 
+        self._busy_changed = asyncio.Event()
+        """Set when the jobs in flight go from none to some or back."""
         self._promote_at = [0.0] * len(self.parts)
         """Per partition: when to look for due retries next (unix s)."""
 
@@ -210,6 +214,8 @@ class Consumer:
         taken: Taken | None = None,
     ) -> None:
         task = asyncio.create_task(self._process(partition, entry_id, fields, taken))
+        if not self.in_flight:
+            self._busy_changed.set()
         self.in_flight[task] = (partition, entry_id.decode())
         task.add_done_callback(self._done)
 
@@ -240,6 +246,8 @@ class Consumer:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(task, None)
+        if not self.in_flight:
+            self._busy_changed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("job task crashed", exc_info=task.exception())
 
@@ -261,22 +269,29 @@ class Consumer:
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
 
     async def _alive(self) -> None:
-        """Refresh this process's liveness record (``tidegate worker --check``).
+        """Refresh this process's liveness record (``tidegate worker --check``)
+        and its busy state (the scaler scales in idle pods first).
 
         The record expires after ``ALIVE_TTL_S`` unless refreshed, so a hung or
-        killed worker disappears from it on its own.
+        killed worker disappears from it on its own. It is refreshed every
+        ``ALIVE_EVERY_S``, and as soon as the worker goes idle or busy (at most
+        once per ``BUSY_REPORT_MIN_S``: at low load that flips with every job).
         """
         while True:
+            self._busy_changed.clear()
+            in_flight = len(self.in_flight)
             record = json.dumps(
-                {"pid": os.getpid(), "in_flight": len(self.in_flight), "processed": self.processed}
+                {"pid": os.getpid(), "in_flight": in_flight, "processed": self.processed}
             )
             try:
                 await liveness.refresh(
-                    self.ledger.redis, self.route.name, self.name, record, ALIVE_TTL_S
+                    self.ledger.redis, self.route.name, self.name, record, ALIVE_TTL_S, in_flight
                 )
             except RedisUnavailable as e:  # out of memory included: try again later
                 stop_if_cancelled(e)
-            await asyncio.sleep(ALIVE_EVERY_S)
+            await asyncio.sleep(BUSY_REPORT_MIN_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._busy_changed.wait(), ALIVE_EVERY_S - BUSY_REPORT_MIN_S)
 
     async def _maintain(self) -> None:
         """Reconcile overdue jobs and trim the route's streams, now and then.

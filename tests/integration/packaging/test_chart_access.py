@@ -31,6 +31,7 @@ def test_scaler_rbac_is_least_privilege() -> None:
     assert by_resource["backlogscalers"] <= {"get", "list", "watch"}
     assert by_resource["backlogscalers/status"] <= {"get", "update", "patch"}
     assert by_resource["events"] <= {"create", "patch"}
+    assert by_resource["pods"] == {"list", "patch"}  # pod-deletion-cost marks only
     assert set(by_resource) == {
         "deployments",
         "deployments/scale",
@@ -38,6 +39,7 @@ def test_scaler_rbac_is_least_privilege() -> None:
         "backlogscalers",
         "backlogscalers/status",
         "events",
+        "pods",
     }
     # A Role and its binding in every watched namespace; the Lease only at home.
     scaling = {r["metadata"].get("namespace") for r in roles if "leases" not in str(r["rules"])}

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
-from tests.fake_kube import FakeKube
+from tests.fake_kube import DELETION_COST, FakeKube
 from tests.integration.scaler.helpers import (
     DEPLOY,
     NS,
@@ -21,7 +21,8 @@ from tests.integration.scaler.helpers import (
     route_loop,
     scaler_settings,
 )
-from tidegate.ledger import scaler_view, throttle
+from tidegate.keys import RouteKeys
+from tidegate.ledger import liveness, scaler_view, throttle
 from tidegate.ledger.client import connect
 from tidegate.settings import (
     RedisSettings,
@@ -172,3 +173,65 @@ async def test_standby_samples_but_never_writes(fake: FakeKube, kube: Kube, redi
     assert result.wrote is None
     assert fake.replicas(NS, DEPLOY) == 1
     assert fake.scale_writes() == []
+
+
+async def _report(redis: Redis, pods: list[str], in_flight: tuple[int, ...]) -> None:
+    """Each pod's worker reports its jobs in flight, as a worker process does."""
+    for pod, n in zip(pods, in_flight, strict=True):
+        await liveness.refresh(redis, "orders", f"{pod}-41-a1b2c3", "{}", 15, n)
+
+
+async def test_scale_in_removes_idle_pods_and_keeps_busy_ones(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    """Without marks a ReplicaSet removes the newest pods; here the newest are
+    busy. The scaler keeps as many replicas as are busy and marks the idle
+    pods cheapest to delete, so those are the ones removed."""
+    fake.add_deployment(NS, DEPLOY, replicas=4)
+    pods = sorted(fake.pod_names(NS, DEPLOY), key=lambda n: int(n.rsplit("-", 1)[1]))
+    await _report(redis, pods, (0, 0, 3, 1))  # the two newest are busy
+    clock = Clock()
+    loop = route_loop(kube, redis, clock)
+
+    result = await loop.step()
+
+    assert result.wrote == 2  # nothing waits, but two workers are busy
+    assert result.decision is not None
+    assert result.decision.reason == "down: idle replicas only (2 busy)"
+    assert fake.pod_names(NS, DEPLOY) == set(pods[2:])
+    assert sorted(fake.deleted_pods) == sorted(pods[:2])
+    costs = {
+        name: pod["metadata"]["annotations"].get(DELETION_COST)
+        for (_, name), pod in fake.pods.items()
+    }
+    assert costs == {pods[2]: "3", pods[3]: "1"}
+    patches = [r for r in fake.requests if r.method == "PATCH" and "/pods/" in r.path]
+    assert len(patches) == 4  # every pod's cost changed once (0 for the idle)
+
+    await _report(redis, pods[2:], (0, 0))  # the busy ones finish
+    clock.now += 60  # past the window and the step
+    assert (await loop.step()).wrote == 0
+    assert fake.pod_names(NS, DEPLOY) == set()
+
+
+async def test_scale_in_goes_ahead_when_pods_cannot_be_marked(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    """A chart without the pods rule (403): the ReplicaSet chooses alone."""
+    fake.add_deployment(NS, DEPLOY, replicas=3)
+    pods = sorted(fake.pod_names(NS, DEPLOY))
+    await _report(redis, pods, (0, 0, 0))
+    fake.fail("GET", r"/pods$", 403)
+    loop = route_loop(kube, redis, Clock())
+    assert (await loop.step()).wrote == 0
+    assert fake.pod_names(NS, DEPLOY) == set()
+
+
+async def test_busy_reports_of_gone_workers_are_dropped(redis: Redis) -> None:
+    await liveness.refresh(redis, "orders", "pod-a-1-abc", "{}", 15, 2)
+    await redis.hset(RouteKeys("orders").busy, "pod-b-1-abc", "5:1000")  # from 1970
+    await redis.hset(RouteKeys("orders").busy, "pod-c-1-abc", "garbage")
+    assert await liveness.busy(redis, "orders") == {"pod-a-1-abc": 2}
+    assert set(await redis.hkeys(RouteKeys("orders").busy)) == {b"pod-a-1-abc"}
+    await liveness.clear(redis, "orders", "pod-a-1-abc")
+    assert await liveness.busy(redis, "orders") == {}
