@@ -41,6 +41,11 @@ How the number is found:
   sized for what will wait by then (the shortfall of the ready replicas
   times the start-up time, on top of the backlog), so one write answers a
   surge instead of one per interval while the backlog grows.
+- **Prediction** (opt-in, ``predict``): ``scaler.predict`` learns a
+  repeating arrival pattern; while it holds, the arrivals sized for are at
+  least what the last period saw over the coming start-up time, so replicas
+  are ready when a repeating burst comes. When the pattern breaks the policy
+  is reactive alone.
 - **Stability.** Up at once; down only to the highest recommendation of the
   last ``scale_down_window_s``, at most once per ``scale_down_step_s``
   (default half the window) and not that soon after any change, so a
@@ -62,6 +67,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from scaler.predict import PeriodicPredictor
 from scaler.rates import ewma, per_second, replicas_for
 
 
@@ -87,6 +93,8 @@ class PolicySettings:
     one is a surge, sized for at once."""
     startup_s: float = 10.0
     """Pod start-up time until one is measured (from ready transitions)."""
+    predict: bool = False
+    """Learn a repeating arrival pattern and scale ahead of it (``scaler.predict``)."""
     scale_down_step_s: float | None = None
     """At most one scale-down per this many seconds (and none this soon after
     any change): a need that decays is followed in a few writes, not one per
@@ -128,6 +136,9 @@ class Decision:
     service_rate: float | None
     """Learned completions per second per replica (None: not yet known)."""
     reason: str
+    predicted_rate: float | None = None
+    """Arrivals per second the pattern says come within a start-up time (None:
+    no prediction, or no pattern that holds)."""
 
 
 @dataclass
@@ -147,6 +158,12 @@ class Policy:
     """When the replicas last changed: asked for here, or seen changed by others."""
     _asked: int | None = None
     """The replicas of the last decision."""
+    predictor: PeriodicPredictor | None = None
+    _predicted: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.predict and self.predictor is None:
+            self.predictor = PeriodicPredictor()
 
     @property
     def startup_s(self) -> float:
@@ -173,6 +190,7 @@ class Policy:
             current = sample.current_replicas
             return self._decision(current, current, "hold: backlog unknown")
         self._learn_startup(last, sample)
+        self._predicted = None
         changed = last is not None and sample.current_replicas != last.current_replicas
         if changed and sample.current_replicas != self._asked:
             self._changed_s = sample.t_s  # changed by someone else (an operator, a rollout)
@@ -191,6 +209,8 @@ class Policy:
                 self._arrival_var = self._smooth(self._arrival_var, deviation)
                 self._arrival = self._smooth(self._arrival, arrivals)
             self._latest_arrival = arrivals
+            if self.predictor is not None:
+                self.predictor.observe(t_s, arrivals)
             self._completion = self._smooth(self._completion, completions)
             saturated = (last.waiting or 0) > 0 and last.ready_replicas > 0
             if saturated and completions > 0:
@@ -214,6 +234,12 @@ class Policy:
                 self._arrival * (1 + s.tolerance),
             )
             arrival = self._latest_arrival if surge else self._arrival
+            predicted = self.predictor.predict(self.startup_s) if self.predictor else None
+            self._predicted = predicted
+            ahead_of_pattern = predicted is not None and predicted > arrival
+            if ahead_of_pattern:
+                assert predicted is not None
+                arrival = predicted
             # What will wait by the time replicas asked for now are ready.
             short = max(0.0, arrival - sample.ready_replicas * self._service)
             ahead = sample.waiting + short * self.startup_s
@@ -222,6 +248,8 @@ class Policy:
             high = replicas_for(arrival + band, ahead, target_s, mu)
             low = replicas_for(max(0.0, arrival - band), sample.waiting, target_s, mu)
             how = "sized by rates" + (" (surge)" if surge else "")
+            if ahead_of_pattern:
+                how = f"sized by prediction ({arrival:.1f}/s within {self.startup_s:.0f} s)"
             steady = replicas_for(self._arrival + band, 0, target_s, mu)
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"
@@ -282,4 +310,5 @@ class Policy:
             completion_rate=self._completion,
             service_rate=self._service,
             reason=reason,
+            predicted_rate=self._predicted,
         )

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scaler import history
 from scaler.actuator import Actuator, Replicas, TargetMissing
 from scaler.exhaustion import Step
 from scaler.kube import KubeError
@@ -65,6 +66,7 @@ def policy_settings(s: ScalerSettings) -> PolicySettings:
         tolerance=s.tolerance,
         lag_per_replica=s.lag_per_replica,
         activation_backlog=s.activation_backlog,
+        predict=s.predict == "periodic",
     )
 
 
@@ -115,11 +117,43 @@ class RouteLoop:
         self.keeper = ThrottleKeeper(self.layout, settings, redis, is_leader, self.status.event)
         self.failures = 0
         self.api_failures = 0
+        self._history_loaded = False
 
     @property
     def throttle(self) -> Throttle | None:
         """The route's throttle as this loop last wrote it."""
         return self.keeper.throttle
+
+    async def _load_history(self) -> None:
+        """Once: the arrival history a predictor learns from (kept in Redis)."""
+        predictor = self.policy.predictor
+        if predictor is None or self._history_loaded:
+            return
+        try:
+            bucket_s = predictor.settings.bucket_s
+            found = await history.load(
+                self.redis, self.route, predictor.keep, bucket_s, time.time()
+            )
+            predictor.load(found)
+        except RedisUnavailable as e:
+            stop_if_cancelled(e)
+            return  # tried again next step
+        self._history_loaded = True
+
+    async def _store_history(self) -> None:
+        """The leader keeps the buckets the predictor closed; others drop them."""
+        predictor = self.policy.predictor
+        if predictor is None or not predictor.closed:
+            return
+        closed, predictor.closed = predictor.closed, []
+        if not self.is_leader():
+            return
+        to_wall = time.time() - self.clock()  # bucket starts are on the loop's clock
+        wall = [(start + to_wall, rate) for start, rate in closed]
+        try:
+            await history.store(self.redis, self.route, wall, predictor.keep)
+        except RedisUnavailable as e:
+            stop_if_cancelled(e)
 
     async def _busy(self) -> dict[str, int]:
         """Jobs in flight per worker, as the workers report them ({}: unknown)."""
@@ -175,7 +209,9 @@ class RouteLoop:
         self.failures = 0 if measured else self.failures + 1
         if not measured:
             self.metrics.measure_failures.labels(self.route).inc()
+        await self._load_history()
         decision = self.policy.decide(sample)
+        await self._store_history()
         target, reason = decision.replicas, decision.reason
         fallback = self.settings.fallback_replicas
         enough = self.failures >= self.settings.failures_before_fallback
@@ -276,6 +312,9 @@ class RouteLoop:
             throttle=self.throttle.as_dict() if self.throttle else None,
             refused_rate=round(self.keeper.refused_rate, 3),
             updated_at_s=round(time.time(), 3),
+            predicted_rate=(
+                None if decision.predicted_rate is None else round(decision.predicted_rate, 3)
+            ),
         )
         with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
             await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)

@@ -74,9 +74,11 @@ class Tidegate(Controller):
     name = "tidegate"
     graceful = True
 
-    def __init__(self, phase_s: float = 0.0) -> None:
+    def __init__(self, phase_s: float = 0.0, predict: bool = False) -> None:
         self.policy = Policy(
-            PolicySettings(max_replicas=MAX_REPLICAS, drain_target_s=DRAIN_TARGET_S)
+            PolicySettings(
+                max_replicas=MAX_REPLICAS, drain_target_s=DRAIN_TARGET_S, predict=predict
+            )
         )
         self.next_s = phase_s % 1.0
 
@@ -317,13 +319,15 @@ def pooled(
 
 CONTROLLERS: dict[str, Callable[[float], Controller]] = {
     "tidegate": Tidegate,
+    "tidegate + predict": lambda phase: Tidegate(phase, predict=True),
     "KEDA + HPA (defaults)": lambda phase: KedaHpa(5, phase, name="KEDA + HPA (defaults)"),
     "KEDA + HPA (sized)": lambda phase: KedaHpa(
         int(SERVICE_RATE * DRAIN_TARGET_S), phase, name="KEDA + HPA (sized)"
     ),
 }
-"""The stochastic comparison: tidegate, KEDA + HPA at the documented defaults
-(lagCount 5), and KEDA + HPA with lagCount sized to the drain target."""
+"""The stochastic comparison: tidegate (reactive, and with ``predict``), KEDA +
+HPA at the documented defaults (lagCount 5), and KEDA + HPA with lagCount
+sized to the drain target."""
 
 
 def compare_stochastic(
@@ -347,22 +351,24 @@ def stochastic_table(rows: list[list[Pooled]]) -> str:
         "",
         "Against KEDA + HPA (defaults):",
         "",
-        "| trace | p99 wait ratio | replica-s ratio | changes ratio "
+        "| trace | controller | p99 wait ratio | replica-s ratio | changes ratio "
         "| interrupted (ours / theirs) |",
-        "|---|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for group in rows:
-        ours, theirs = group[0], group[1]
+        theirs = next(r for r in group if r.controller == "KEDA + HPA (defaults)")
 
         def ratio(a: float, b: float) -> str:
             return f"{a / b:.2f}" if b else "-"
 
-        lines.append(
-            f"| {ours.trace} | {ratio(ours.p99_wait_s, theirs.p99_wait_s)} | "
-            f"{ratio(ours.replica_s, theirs.replica_s)} | "
-            f"{ratio(ours.changes_per_h, theirs.changes_per_h)} | "
-            f"{ours.interrupted:.1f} / {theirs.interrupted:.1f} |"
-        )
+        for ours in (r for r in group if r.controller.startswith("tidegate")):
+            lines.append(
+                f"| {ours.trace} | {ours.controller} | "
+                f"{ratio(ours.p99_wait_s, theirs.p99_wait_s)} | "
+                f"{ratio(ours.replica_s, theirs.replica_s)} | "
+                f"{ratio(ours.changes_per_h, theirs.changes_per_h)} | "
+                f"{ours.interrupted:.1f} / {theirs.interrupted:.1f} |"
+            )
     return "\n".join(lines)
 
 

@@ -19,6 +19,8 @@ world (the default) is random, and seeded, so a run repeats exactly:
   after the visibility timeout (``visibility_s``), first in line, and counted
   as interrupted. This models jobs longer than the worker's shutdown grace;
   with short jobs and a drain on SIGTERM a real worker finishes most of them.
+- A trace may begin with a warm-up (``Trace.warmup_s``) that only teaches:
+  jobs arriving in it, and the cost and changes of that time, are not counted.
 - ``waiting`` is what a consumer group reports as not yet delivered;
   interrupted jobs waiting for redelivery are ``pending``, as in Redis.
 """
@@ -128,6 +130,8 @@ class World:
         self.pods: list[Pod] = []
         self.added = 0
         self.completed = 0
+        self.counted_from_s = 0.0
+        """Jobs that arrived earlier, and what happened earlier, only teach."""
         self.out = Outcome()
 
     def _service_s(self) -> float:
@@ -143,12 +147,14 @@ class World:
         for at in sorted(t + self.rng.random() * self.s.dt_s for _ in range(n)):
             self.queue.append(at)
         self.added += n
-        self.out.jobs += n
+        if t >= self.counted_from_s:
+            self.out.jobs += n
 
     def _complete(self, pod: Pod) -> None:
         assert pod.job is not None
         arrival, start = pod.job
-        self.out.waits.append(start - arrival)
+        if arrival >= self.counted_from_s:
+            self.out.waits.append(start - arrival)
         self.completed += 1
         pod.job = None
 
@@ -209,7 +215,8 @@ class World:
         have = len(self.pods)
         if want == have:
             return
-        self.out.changes += 1
+        counted = t >= self.counted_from_s
+        self.out.changes += counted
         if want > have:
             for _ in range(want - have):
                 self.pods.append(Pod(created_s=t, ready_s=t + self._startup_s()))
@@ -223,7 +230,7 @@ class World:
         self.pods.sort(key=rank)
         for pod in self.pods[: have - want]:
             if pod.job is not None and pod.free_s > t:
-                self.out.interrupted += 1
+                self.out.interrupted += counted
                 heapq.heappush(self.redeliver, (t + self.s.visibility_s, pod.job[0]))
         del self.pods[: have - want]
 
@@ -231,6 +238,7 @@ class World:
 def run(trace: Trace, controller: Controller, settings: WorldSettings, seed: int) -> Outcome:
     """One seeded run of a controller on a trace; every job's wait is counted."""
     w = World(settings, seed)
+    w.counted_from_s = trace.warmup_s
     t, dt = 0.0, settings.dt_s
     end = trace.duration_s + settings.drain_tail_max_s
     while t < end:
@@ -240,10 +248,11 @@ def run(trace: Trace, controller: Controller, settings: WorldSettings, seed: int
         want = controller.decide(w.seen(t))
         if want is not None:
             w.scale(t, min(max(want, 0), settings.max_replicas), controller.graceful)
-        w.out.replica_s += len(w.pods) * dt
+        if t >= trace.warmup_s:
+            w.out.replica_s += len(w.pods) * dt
         t = round(t + dt, 6)
         idle = not w.queue and not w.redeliver and all(p.job is None for p in w.pods)
         if t >= trace.duration_s and idle and (not w.pods or t > trace.duration_s + 900):
             break
-    w.out.duration_s = t
+    w.out.duration_s = t - trace.warmup_s
     return w.out

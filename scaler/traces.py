@@ -1,8 +1,9 @@
 """Arrival traces for the simulator: the shapes of load a scaler must follow.
 
 Each trace is a rate of arrivals per second as a function of time: a step,
-two short spikes, a ramp up and down, a sinusoidal day, and random bursts
-drawn from a seeded generator (so runs repeat exactly).
+two short spikes, a ramp up and down, a sinusoidal day, random bursts drawn
+from a seeded generator (so runs repeat exactly), and bursts that repeat
+every five minutes (what prediction is for).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Trace:
     duration_s: float
     rate: Rate
     description: str
+    warmup_s: float = 0.0
+    """The first seconds only teach: waits, cost and changes count after them."""
 
 
 def _step(t: float) -> float:
@@ -58,10 +61,21 @@ def _bursty(seed: int = 7) -> Rate:
     return rate
 
 
+def _periodic(t: float) -> float:
+    return 200.0 if t % 300 < 30 else 20.0
+
+
 TRACES = (
     Trace("step", 1800, _step, "5/s, then 100/s from 120 s to 1200 s, then 5/s"),
     Trace("spike", 1800, _spike, "10/s with two 30 s spikes of 250/s"),
     Trace("ramp", 1800, _ramp, "0 -> 200/s over 20 min, back to 0 over 10 min"),
     Trace("day", 7200, _day, "sinusoidal 5..115/s, one 'day' in 2 h"),
     Trace("bursty", 3600, _bursty(), "20/s with random bursts of 100-250/s for 10-40 s"),
+    Trace(
+        "periodic",
+        7200,
+        _periodic,
+        "20/s with a 30 s burst of 200/s every 5 min; the second hour counts",
+        warmup_s=3600,
+    ),
 )

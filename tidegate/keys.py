@@ -267,6 +267,12 @@ class RouteKeys:
         return self.prefix + "alive:" + consumer
 
     @property
+    def arrivals(self) -> str:
+        """List: the route's arrival rate per 10 s bucket ("start_s:rate"),
+        oldest first, capped; what ``scaler.predict: periodic`` learns from."""
+        return self.prefix + "arrivals"
+
+    @property
     def busy(self) -> str:
         """Hash: per worker process, its jobs in flight and when it said so
         ("in_flight:unix_ms"); the scaler scales in idle pods first by it."""

@@ -36,6 +36,9 @@ class ScalerView:
     throttle: dict[str, Any] | None
     refused_rate: float
     updated_at_s: float
+    predicted_rate: float | None = None
+    """Arrivals per second a learned pattern says come within a start-up time
+    (``scaler.predict: periodic``; None: no prediction)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +55,7 @@ class ScalerView:
             "exhausted": False,
             "reason": "",
             "target": "",
+            "predicted_rate": None,
         }
         values = {}
         for f in fields(cls):

@@ -144,6 +144,9 @@ class ScalerSettings:
     """Replicas to set after ``failures_before_fallback`` failed measurements
     in a row (default: hold the current ones)."""
     failures_before_fallback: int = Field(default=3, ge=1)
+    predict: Literal["off", "periodic"] = "off"
+    """periodic: learn a repeating arrival pattern from the route's history and
+    scale ahead of it by the pods' start-up time (reactive when it breaks)."""
     throttle: ThrottleSettings = ThrottleSettings()
 
     @model_validator(mode="after")

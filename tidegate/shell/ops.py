@@ -40,6 +40,8 @@ async def print_status(settings: Settings, *, as_json: bool = False) -> int:
         waiting = f"{found.waiting}" if found.exact else f">={found.waiting}"
         replicas = f"{view.ready_replicas}/{view.desired_replicas}" if view else "-"
         note = view.reason if view else "no scaler view"
+        if view and view.predicted_rate is not None:
+            note += f"; predicts {view.predicted_rate:.1f}/s"
         if view and view.exhausted:
             note = f"EXHAUSTED (needs {view.needed_replicas}): {note}"
         if row.throttle:

@@ -9,6 +9,7 @@ import time
 
 from redis.asyncio import Redis
 
+from scaler import history
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
 from tests.fake_kube import DELETION_COST, FakeKube
@@ -235,3 +236,35 @@ async def test_busy_reports_of_gone_workers_are_dropped(redis: Redis) -> None:
     assert set(await redis.hkeys(RouteKeys("orders").busy)) == {b"pod-a-1-abc"}
     await liveness.clear(redis, "orders", "pod-a-1-abc")
     assert await liveness.busy(redis, "orders") == {}
+
+
+async def test_the_arrival_history_survives_in_redis_with_its_gaps_filled(redis: Redis) -> None:
+    await history.store(redis, "orders", [(1000.0, 5.0), (1010.0, 7.0)], keep=100)
+    await history.store(redis, "orders", [(1040.0, 9.0)], keep=100)  # 1020 and 1030 lost
+    series = await history.load(redis, "orders", keep=100, bucket_s=10, now_s=1060.0)
+    assert series == [5.0, 7.0, 7.0, 7.0, 9.0, 9.0]  # the phase holds: one per bucket to now
+    await history.store(redis, "orders", [(1050.0 + 10 * i, 1.0) for i in range(10)], keep=4)
+    assert await redis.llen(RouteKeys("orders").arrivals) == 4  # trimmed to what is kept
+
+
+async def test_a_predicting_loop_learns_from_the_stored_history_and_adds_to_it(
+    fake: FakeKube, kube: Kube, redis: Redis
+) -> None:
+    fake.add_deployment(NS, DEPLOY, replicas=1)
+    now = time.time()
+    start = now - 3600
+    pattern = [(start + 10 * i, 200.0 if (10 * i) % 300 < 30 else 20.0) for i in range(360)]
+    await history.store(redis, "orders", pattern, keep=10_000)
+    clock = Clock()
+    loop = route_loop(kube, redis, clock, scaler_settings(predict="periodic"))
+    await loop.step()
+    predictor = loop.policy.predictor
+    assert predictor is not None
+    assert len(predictor.series) >= 360  # loaded, and padded to now
+    assert predictor.period_buckets is not None
+    assert (predictor.period_buckets * 10) % 300 == 0
+    stored = await redis.llen(RouteKeys("orders").arrivals)
+    for _ in range(25):  # two buckets close: the leader stores them
+        clock.now += 1
+        await loop.step()
+    assert await redis.llen(RouteKeys("orders").arrivals) >= stored + 2

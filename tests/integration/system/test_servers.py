@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import NoPermissionError
 
+from scaler import history
 from tests.conftest import Upstream, make_settings, running_gateway, running_worker
 from tidegate.envelope import Job
 from tidegate.errors import RedisUnavailable, Refused
@@ -29,7 +30,7 @@ from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger, backlog, liveness, scaler_view, throttle
 from tidegate.ledger.calls import Promote
 from tidegate.ledger.client import Connection, connect
-from tidegate.ledger.groups import ConsumerGroup
+from tidegate.ledger.groups import ConsumerGroup, ensure_group
 from tidegate.ledger.route_status import routes_status
 from tidegate.ledger.scripts import run_calls
 from tidegate.scaler_view import ScalerView
@@ -159,6 +160,15 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             await scaler_view.publish(redis, "orders", view, interval_s=1)
             assert (await routes_status(redis, settings))["orders"].scaler == view
             assert (await backlog.counters(redis, "orders")).added_total >= 1
+            # The scaler's busy map (HGETALL, and HDEL of a gone worker) and
+            # the predictor's history (RPUSH, LTRIM, LRANGE).
+            await redis.hset(RouteKeys("orders").busy, "gone-1-abc", "0:1000")
+            assert "gone-1-abc" not in await liveness.busy(redis, "orders")
+            await history.store(redis, "orders", [(time.time() - 10, 1.0)], keep=10)
+            assert await history.load(redis, "orders", 10, 10.0, time.time())
+            # A worker taking a backlog: XREADGROUP from inside a script.
+            await ensure_group(redis, RouteKeys("reports").requests, GROUP)
+            assert len(await ledger.take("reports", "acl-check", 5)) >= 1
             assert route.mode == "sync"
         finally:
             await redis.aclose()

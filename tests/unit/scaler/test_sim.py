@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scaler import stochastic
-from scaler.sim import TRACES, KedaHpa, Tidegate, Trace, compare_stochastic, simulate
+from scaler.sim import TRACES, KedaHpa, Tidegate, Trace, compare_stochastic, pooled, simulate
 from scaler.stochastic import Pod, Seen, World, WorldSettings
 
 
@@ -128,8 +128,22 @@ def test_the_stochastic_targets_hold_on_step_and_spike() -> None:
     most 2x the scale changes and 1.1x the replica-seconds, p99 wait at most
     0.5x (the start-up time bounds these two traces), nothing interrupted."""
     chosen = tuple(t for t in TRACES if t.name in ("step", "spike"))
-    for ours, defaults, _sized in compare_stochastic(chosen, seeds=(1,)):
+    for ours, _predict, defaults, _sized in compare_stochastic(chosen, seeds=(1,)):
         assert ours.changes_per_h <= 2 * defaults.changes_per_h, ours.trace
         assert ours.replica_s <= 1.1 * defaults.replica_s, ours.trace
         assert ours.p99_wait_s <= 0.5 * defaults.p99_wait_s, ours.trace
         assert ours.interrupted == 0, ours.trace
+
+
+def test_prediction_meets_a_repeating_burst_before_it_comes() -> None:
+    """The periodic trace, its second hour (the first only teaches): with
+    ``predict`` the replicas are there when each burst starts."""
+    periodic = next(t for t in TRACES if t.name == "periodic")
+    reactive = pooled(periodic, "tidegate", Tidegate, seeds=(1,))
+    ahead = pooled(
+        periodic, "tidegate + predict", lambda phase: Tidegate(phase, predict=True), seeds=(1,)
+    )
+    keda = pooled(periodic, "KEDA + HPA (defaults)", lambda phase: KedaHpa(5, phase), seeds=(1,))
+    assert ahead.p99_wait_s <= 0.2 * keda.p99_wait_s
+    assert ahead.p99_wait_s < reactive.p99_wait_s / 2
+    assert ahead.interrupted == 0
