@@ -250,6 +250,8 @@ class Policy:
             how = "sized by rates" + (" (surge)" if surge else "")
             if ahead_of_pattern:
                 how = f"sized by prediction ({arrival:.1f}/s within {self.startup_s:.0f} s)"
+            if needed > replicas_for(arrival, 0, target_s, mu):
+                how += f", draining {sample.waiting} waiting"
             steady = replicas_for(self._arrival + band, 0, target_s, mu)
         else:
             needed, how = math.ceil(backlog / s.lag_per_replica), "sized by lag per replica"

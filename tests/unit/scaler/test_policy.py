@@ -55,6 +55,7 @@ def test_sizes_by_littles_law_once_the_service_rate_is_learned() -> None:
     assert decision.arrival_rate == 30.0
     assert decision.needed == 4  # ceil((30 + 300 / 30) / 10)
     assert decision.replicas == 4
+    assert decision.reason == "up: sized by rates, draining 300 waiting"  # 3 for arrivals
 
 
 def test_idle_throughput_teaches_nothing() -> None:
