@@ -17,6 +17,7 @@ from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.client import connect
 from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
+from worker.batch import BatchHandler
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
 from worker.handler import Handler, load_handler
@@ -32,10 +33,21 @@ def build_executor(
     upstream: str | None,
     app: str | None,
     compensate: str | None = None,
+    batch_size: int | None = None,
+    batch_wait_ms: float = 50.0,
 ) -> Executor:
     route = settings.route(route_name)
+    if batch_size is not None and not app:
+        raise ConfigError(["--batch-size goes with --app: a relay calls its service per job"])
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError([f"--batch-size {batch_size}: must be at least 1"])
+    if batch_wait_ms < 0:
+        raise ConfigError([f"--batch-wait-ms {batch_wait_ms:g}: must not be negative"])
     if app:
-        return Handler(load_handler(app), load_handler(compensate) if compensate else None)
+        undo = load_handler(compensate) if compensate else None
+        if batch_size is not None:
+            return BatchHandler(load_handler(app), batch_size, batch_wait_ms / 1000, undo)
+        return Handler(load_handler(app), undo)
     if compensate:
         raise ConfigError(["--compensate goes with --app; a relay uses worker.compensate_path"])
     assert upstream, "either upstream or app"
@@ -59,6 +71,11 @@ async def consume(
     metrics_listen: str | None = None,
 ) -> Consumer:
     route = settings.route(route_name)
+    if isinstance(executor, BatchHandler):
+        wanted = concurrency or route.worker.concurrency
+        if wanted < executor.size:
+            log.info("concurrency raised from %d to the batch size %d", wanted, executor.size)
+            concurrency = executor.size
     redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
     metrics = WorkerMetrics()
     runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None
@@ -98,8 +115,12 @@ def run(
     concurrency: int | None,
     grace_s: float,
     metrics_listen: str | None = None,
+    batch_size: int | None = None,
+    batch_wait_ms: float = 50.0,
 ) -> None:
-    executor = build_executor(settings, route_name, upstream, app, compensate)
+    executor = build_executor(
+        settings, route_name, upstream, app, compensate, batch_size, batch_wait_ms
+    )
 
     run_until_signalled(
         lambda stop: consume(

@@ -42,7 +42,9 @@ EXAMPLES = {
     "gateway": "tidegate gateway -c tidegate.yaml",
     "worker": (
         "tidegate worker -c tidegate.yaml --route orders --upstream http://127.0.0.1:8000\n"
-        "  tidegate worker -c tidegate.yaml --route orders --app myapp.jobs:handle"
+        "  tidegate worker -c tidegate.yaml --route orders --app myapp.jobs:handle\n"
+        "  tidegate worker -c tidegate.yaml --route orders --app myapp.jobs:insert_many "
+        "--batch-size 64"
     ),
     "scaler": "tidegate scaler -c tidegate.yaml --kubeconfig ~/.kube/config",
     "demo": "tidegate demo --requests 200",
@@ -97,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--compensate",
         help="module:function undoing a dead-lettered job (with --app; a relay "
         "calls the route's worker.compensate_path instead)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="with --app: call the function with a list of up to N jobs (see worker.batch)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=50.0,
+        metavar="M",
+        help="with --batch-size: call with fewer than N jobs M ms after the first (default 50)",
     )
     p.add_argument("--concurrency", type=int, help="jobs at once (default: route's setting)")
     p.add_argument(
@@ -207,6 +222,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             grace_s=args.grace_s,
             metrics_listen=args.metrics_listen,
+            batch_size=args.batch_size,
+            batch_wait_ms=args.batch_wait_ms,
         )
         return 0
     if command == "scaler":

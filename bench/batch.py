@@ -1,0 +1,121 @@
+"""A batch handler against the single-job handler, same work, same run.
+
+A preloaded backlog (``--jobs``, default 5000) drained by one ``tidegate
+worker --app`` process, per round: once with ``batch_app:one`` (one job per
+call, ``--concurrency 64``), once with ``batch_app:many --batch-size 64``.
+The work is trivial (parse the body, answer a dict), so what is measured is
+what tidegate does around it. Each job still has its own start and finish
+script call (events, projection, result, acknowledgement); the batch worker
+saves the per-call overhead of the handler and lets those calls share round
+trips. The ratio is per round (batch jobs/s over single jobs/s), median over
+rounds.
+
+Usage: python bench/batch.py [--jobs 5000] [--rounds 3] [--batch-size 64]
+Needs redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from redis.asyncio import Redis
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from relay import drained, preload  # noqa: E402
+
+from tidegate.settings import parse_settings  # noqa: E402
+from tidegate.shell.local_redis import free_port, start_redis_server  # noqa: E402
+
+ROUTE = "bulk"
+
+
+async def drain(redis_url: str, config: Path, settings: object, jobs: int, app: list[str]) -> float:
+    redis = Redis.from_url(redis_url)
+    await redis.flushall()
+    env = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidegate", "--log-level", "WARNING", "worker",
+        "-c", str(config), "--route", ROUTE, *app, env=env,
+    )  # fmt: skip
+    try:
+        while not await redis.keys(f"tg:{{{ROUTE}}}:alive:*"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        await preload(redis, settings, ROUTE, jobs)
+        await drained(redis, ROUTE, jobs)
+        return jobs / (time.perf_counter() - t0)
+    finally:
+        worker.terminate()
+        await worker.wait()
+        await redis.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    n = str(args.batch_size)
+    single = ["--app", "batch_app:one", "--concurrency", n]
+    batched = ["--app", "batch_app:many", "--batch-size", n, "--batch-wait-ms", "20"]
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:
+        port = free_port()
+        server = start_redis_server(port, folder)
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            raw = {
+                "redis": {"url": url},
+                "routes": [
+                    {
+                        "name": ROUTE,
+                        "match": {"path_prefix": "/bulk"},
+                        "mode": "async",
+                        "result_ttl_s": 600,
+                    }
+                ],
+            }
+            config = Path(folder) / "tidegate.yaml"
+            config.write_text(yaml.safe_dump(raw))
+            settings = parse_settings(raw, env={})
+            time.sleep(0.5)
+            ratios: list[float] = []
+            rates: dict[str, list[float]] = {"single": [], "batch": []}
+            for round_no in range(1, args.rounds + 1):
+                one = asyncio.run(drain(url, config, settings, args.jobs, single))
+                many = asyncio.run(drain(url, config, settings, args.jobs, batched))
+                rates["single"].append(one)
+                rates["batch"].append(many)
+                ratios.append(many / one)
+                print(
+                    f"round {round_no}: single {one:7.0f} jobs/s  batch of {n} {many:7.0f} jobs/s",
+                    flush=True,
+                )
+        finally:
+            server.terminate()
+            server.wait(10)
+    print()
+    print(f"{args.jobs} jobs per drain, {args.rounds} rounds, batch size {n}")
+    print("| handler | jobs/s (median) | ratio to single |")
+    print("|---|---:|---:|")
+    single_rate = statistics.median(rates["single"])
+    print(f"| single job per call, concurrency {n} | {single_rate:.0f} | 1.00x |")
+    print(
+        f"| batch of up to {n} | {statistics.median(rates['batch']):.0f} | "
+        f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
