@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from tidegate.envelope import Job
 from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger.admission import Admission, admit_call
+from tidegate.ledger.groups import ensure_group
 from tidegate.ledger.scripts import run_pipeline
 from tidegate.settings import parse_settings
 from tidegate.shell.local_redis import free_port, start_redis_server
@@ -59,8 +60,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 
 
 async def preload(redis: Redis, settings: Any, route: str, jobs: int) -> None:
-    if not await redis.exists(RouteKeys(route).requests):
-        await redis.xgroup_create(RouteKeys(route).requests, GROUP, id="0", mkstream=True)
+    await ensure_group(redis, RouteKeys(route).requests, GROUP)  # the worker may be first
     batch = []
     for _ in range(jobs):
         job = Job(id=new_job_id(route), route=route, method="POST", path="/orders", body=BODY)

@@ -13,7 +13,8 @@ dead letter and compensation; a job that comes back for another attempt
 joins whatever batch is forming then. The batching happens between the
 consumer's per-job tasks and the function: each task hands its job over and
 waits for its outcome. So the consumer's concurrency must be at least N for
-full batches; ``tidegate worker`` raises it to N when it is lower.
+full batches, and 2N lets the next batch form while one runs; ``tidegate
+worker`` raises it to 2N when it is lower.
 
 A function that raises fails every job of the batch (retryable); one that
 returns a list of the wrong length is a bug, and fails them all the same way,

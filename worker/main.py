@@ -73,9 +73,9 @@ async def consume(
     route = settings.route(route_name)
     if isinstance(executor, BatchHandler):
         wanted = concurrency or route.worker.concurrency
-        if wanted < executor.size:
-            log.info("concurrency raised from %d to the batch size %d", wanted, executor.size)
-            concurrency = executor.size
+        if wanted < 2 * executor.size:  # one batch running while the next one forms
+            log.info("concurrency raised from %d to twice the batch size", wanted)
+            concurrency = 2 * executor.size
     redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
     metrics = WorkerMetrics()
     runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None

@@ -262,3 +262,16 @@ def test_a_decaying_need_is_followed_in_few_writes() -> None:
     writes = [b for a, b in zip([20, *seen], seen, strict=False) if a != b]
     assert seen[:28] == [20] * 28  # held within 30 s of the scale-up
     assert writes == [0]  # then straight to what is needed (nothing waits by then)
+
+
+def test_route_loops_spread_their_steps_over_the_interval() -> None:
+    from scaler.route_loop import phase_s
+
+    phases = sorted(phase_s(f"svc-{n}", 1.0) for n in range(1000))
+    assert all(0.0 <= p < 1.0 for p in phases)
+    assert phase_s("svc-7", 1.0) == phase_s("svc-7", 1.0)  # a route keeps its phase
+    assert phase_s("svc-7", 2.0) == 2 * phase_s("svc-7", 1.0)
+    # Spread: each tenth of the interval holds about a tenth of the routes.
+    per_tenth = [sum(1 for p in phases if k / 10 <= p < (k + 1) / 10) for k in range(10)]
+    assert min(per_tenth) >= 70
+    assert max(per_tenth) <= 130
