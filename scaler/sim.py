@@ -1,10 +1,15 @@
 """A simulator of a queue and its workers, to compare scaling policies.
 
-``python -m scaler.sim`` runs every trace with two controllers and prints a
-Markdown table: p50/p99 queue wait, peak backlog, replica-seconds and scale
-writes.
+``python -m scaler.sim`` runs every trace in the random world of
+``scaler.stochastic`` (the default: Poisson arrivals, random service and
+start-up times, a ReplicaSet that may remove busy pods; seeds 1-3 pooled)
+with four controllers and prints Markdown tables: p50/p99 wait,
+replica-seconds, scale changes per hour and jobs interrupted by scale-in,
+and each tidegate row as ratios to KEDA + HPA at its defaults.
+``python -m scaler.sim --fluid`` runs the deterministic fluid model below
+instead (two controllers; kept as a test of the queue arithmetic).
 
-The model, in steps of ``DT_S`` (0.1 s):
+The fluid model, in steps of ``DT_S`` (0.1 s):
 
 - **Arrivals** follow the trace's rate ``lambda(t)`` (fluid: fractional jobs
   carry over to the next step, so runs are exactly repeatable; the bursty
@@ -21,7 +26,8 @@ The model, in steps of ``DT_S`` (0.1 s):
 Controllers:
 
 - **tidegate**: ``scaler.policy.Policy`` with its defaults, sampled every
-  second, as the real scaler runs it.
+  second, as the real scaler runs it; it marks idle pods cheapest to delete
+  (graceful scale-in). **tidegate + predict** adds ``predict: periodic``.
 - **KEDA + HPA**: KEDA's Redis Streams ``lagCount`` scaler polled every 30 s
   (its default ``pollingInterval``) feeding an HPA with the Kubernetes
   defaults: 15 s sync, AverageValue target ``lagCount`` per replica (desired
@@ -29,9 +35,10 @@ Controllers:
   per 15 s with no stabilization, scale-down to the highest recommendation of
   the last 300 s and at most 100% per 15 s; KEDA activates 0 -> 1 when a poll
   sees lag > 0 and deactivates after its 300 s ``cooldownPeriod`` without
-  any. The lag it sees is the group's entries not yet delivered. ``lagCount``
-  is set to what one replica drains in the same drain target (service rate x
-  drain target), the choice an operator sizing for that target would make.
+  any. The lag it sees is the group's entries not yet delivered. Two
+  variants: ``lagCount`` 5 (KEDA's default), and sized to what one replica
+  drains in the drain target (service rate x drain target), the choice an
+  operator sizing for that target would make (the fluid model's only one).
 The traces are in ``scaler.traces``.
 """
 
