@@ -1,0 +1,152 @@
+"""The scaler's CPU per route: what one scaler process spends to keep N idle
+routes sampled and decided, every interval.
+
+Per route count (``--routes 10 100 300``): a fake Kubernetes API server
+(``tests/fake_kube.py``) runs in a process of its own with one Deployment per
+route; ``tidegate scaler`` runs as another process on a config with N routes
+(``interval_s`` 1, no leader election), each scaling its Deployment, against
+one redis-server. After a warm-up, the scaler's CPU time (user + system,
+from ``/proc``) over ``--window-s`` seconds, divided by routes x seconds, is
+the cost of one route for one second, in ms. The routes are idle: this is
+the floor every scaled route costs, whatever its traffic.
+
+Usage: python bench/scaler_routes.py [--routes 10 100 300] [--window-s 15]
+Needs redis-server on PATH; Linux (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
+
+NS = "bench"
+
+FAKE_API = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.fake_kube import FakeKube
+
+async def main(routes, kubeconfig):
+    fake = FakeKube()
+    await fake.start()
+    for n in range(routes):
+        fake.add_deployment({ns!r}, f"svc-{{n}}-worker", replicas=1)
+    fake.kubeconfig(Path(kubeconfig))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(routes: int, window_s: float, warmup_s: float, folder: Path, redis_url: str) -> float:
+    kubeconfig = folder / f"kubeconfig-{routes}"
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            FAKE_API.format(root=str(ROOT), ns=NS),
+            str(routes),
+            str(kubeconfig),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert api.stdout is not None
+    assert api.stdout.readline().strip() == "ready"
+    config = folder / f"tidegate-{routes}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "redis": {"url": redis_url},
+                "scaler": {"leader_election": False, "admin_listen": f"127.0.0.1:{free_port()}"},
+                "routes": [
+                    {
+                        "name": f"svc-{n}",
+                        "match": {"path_prefix": f"/svc-{n}"},
+                        "mode": "async",
+                        "scaler": {
+                            "target": {
+                                "kind": "deployment",
+                                "namespace": NS,
+                                "name": f"svc-{n}-worker",
+                            },
+                            "interval_s": 1,
+                            "min_replicas": 1,
+                        },
+                    }
+                    for n in range(routes)
+                ],
+            }
+        )
+    )
+    scaler = subprocess.Popen(
+        [sys.executable, "-m", "tidegate", "--log-level", "WARNING", "scaler", "-c", str(config),
+         "--kubeconfig", str(kubeconfig)],
+    )  # fmt: skip
+    try:
+        time.sleep(warmup_s)
+        before = cpu_s(scaler.pid)
+        time.sleep(window_s)
+        used = cpu_s(scaler.pid) - before
+    finally:
+        scaler.terminate()
+        scaler.wait(20)
+        api.terminate()
+        api.wait(10)
+    return used * 1000 / (routes * window_s)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 300])
+    parser.add_argument("--window-s", type=float, default=15.0)
+    parser.add_argument("--warmup-s", type=float, default=5.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
+        folder = Path(name)
+        port = free_port()
+        server = start_redis_server(port, name)
+        try:
+            wait_for_port(port)
+            url = f"redis://127.0.0.1:{port}/0"
+            results = []
+            for routes in args.routes:
+                ms = measure(routes, args.window_s, args.warmup_s, folder, url)
+                results.append((routes, ms))
+                print(f"{routes} routes: {ms:.2f} ms CPU per route-second", flush=True)
+        finally:
+            server.terminate()
+            server.wait(10)
+    print()
+    print(
+        f"window {args.window_s:g} s after a {args.warmup_s:g} s warm-up, interval_s 1, idle routes"
+    )
+    print("| routes | scaler CPU, ms per route-second | share of one core |")
+    print("|---:|---:|---:|")
+    for routes, ms in results:
+        print(f"| {routes} | {ms:.2f} | {ms * routes / 10:.0f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
