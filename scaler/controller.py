@@ -29,6 +29,7 @@ from typing import Any
 
 from scaler.actuator import Actuator
 from scaler.deployment import DeploymentActuator
+from scaler.informer import DeploymentCache
 from scaler.kube import Kube, KubeError
 from scaler.lease import LeaderElector
 from scaler.local import LocalActuator
@@ -97,6 +98,9 @@ class Controller:
         self.loops: dict[str, tuple[Scaled, RouteLoop, asyncio.Task[None]]] = {}
         self.synced = False
         self._said_idle = False
+        self.caches: dict[str, DeploymentCache] = {}
+        """One informer per namespace with scaled Deployments (``scaler.informer``)."""
+        self._stopping = threading.Event()
 
     def is_leader(self) -> bool:
         return self.elector.is_leader if self.elector else True
@@ -110,7 +114,21 @@ class Controller:
                 [f"route {scaled.route}: a deployment target needs Kubernetes API access"]
             )
         namespace, name = target.namespace or "", target.name or ""  # validated as set
-        return DeploymentActuator(self.kube, namespace, name)
+        return DeploymentActuator(self.kube, namespace, name, cache=self._cache(namespace))
+
+    def _cache(self, namespace: str) -> DeploymentCache:
+        """The namespace's Deployments informer, started on first use."""
+        cache = self.caches.get(namespace)
+        if cache is None:
+            assert self.kube is not None
+            cache = self.caches[namespace] = DeploymentCache(self.kube, namespace)
+            threading.Thread(
+                target=cache.run,
+                args=(self._stopping,),
+                name=f"deployments-{namespace}",
+                daemon=True,  # blocked in a read until its watch times out
+            ).start()
+        return cache
 
     def from_config(self) -> dict[str, Scaled]:
         return {
@@ -264,6 +282,7 @@ class Controller:
                     await asyncio.sleep(WATCH_DEBOUNCE_S)  # one sync for a burst of changes
         finally:
             stopping.set()
+            self._stopping.set()
             for route in list(self.loops):
                 await self._stop(route)
             await stop_tasks(tasks)

@@ -1,6 +1,8 @@
 """A Deployment as the scaling target, through the ``/scale`` subresource only.
 
-Reading uses ``get deployments`` (the scale subresource has no ready count);
+Reading uses the namespace's informer (``scaler.informer``: list + watch)
+while it is synced, else ``get deployments`` (the scale subresource has no
+ready count);
 writing replaces the Scale object with the resourceVersion just read, so a
 concurrent writer (an operator's ``kubectl scale``, a rollout) is never
 overwritten blindly: on 409 Conflict the scale is read again and the write
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaler.actuator import Replicas, TargetMissing
+from scaler.informer import DeploymentCache, cached
 from scaler.kube import Kube, KubeError
 
 MAX_CONFLICTS = 5
@@ -43,6 +46,8 @@ class DeploymentActuator:
     """409s met so far (each one re-read and retried)."""
     selector: dict[str, str] | None = None
     """The Deployment's matchLabels, from the last observation."""
+    cache: DeploymentCache | None = None
+    """The namespace's informer: read from it while it is synced, else GET."""
 
     @property
     def describe(self) -> str:
@@ -54,6 +59,12 @@ class DeploymentActuator:
         return e
 
     async def observe(self) -> Replicas:
+        if self.cache is not None and self.cache.synced:
+            found = self.cache.get(self.name)
+            if found is None:
+                raise TargetMissing(f"{self.describe} not found")
+            self.selector = found.selector
+            return found.replicas
         try:
             deployment: Any = await self.kube.call(
                 f"reading {self.describe}",
@@ -63,13 +74,9 @@ class DeploymentActuator:
             )
         except KubeError as e:
             raise self._missing(e) from e
-        spec, status = deployment.spec, deployment.status
-        self.selector = dict((spec.selector and spec.selector.match_labels) or {}) or None
-        return Replicas(
-            desired=int(spec.replicas if spec.replicas is not None else 1),
-            current=int((status and status.replicas) or 0),
-            ready=int((status and status.ready_replicas) or 0),
-        )
+        seen = cached(deployment)
+        self.selector = seen.selector
+        return seen.replicas
 
     async def prefer_idle(self, busy: Mapping[str, int]) -> int:
         """Mark the Deployment's pods with ``pod-deletion-cost``: a pod whose
@@ -137,6 +144,8 @@ class DeploymentActuator:
                     self.namespace,
                     body,
                 )
+                if self.cache is not None:
+                    self.cache.asked(self.name, replicas)
                 return True
             except KubeError as e:
                 if e.status != 409:

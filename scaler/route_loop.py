@@ -23,7 +23,7 @@ BacklogScaler's status and Events are written by ``scaler.status``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import time
 import zlib
@@ -53,6 +53,10 @@ from tidegate.tasks import stop_if_cancelled
 from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
+
+VIEW_REFRESH_INTERVALS = 2
+"""An unchanged view is written again after this many intervals (its TTL is
+five, at least 10 s), so its ``updated_at_s`` stays that fresh."""
 
 API_BACKOFF_BASE_S = 1.0
 API_BACKOFF_MAX_S = 30.0
@@ -127,11 +131,31 @@ class RouteLoop:
         self.failures = 0
         self.api_failures = 0
         self._history_loaded = False
+        self._view: ScalerView | None = None
+        """The view last published (its time left out), and when."""
+        self._view_at = float("-inf")
 
     @property
     def throttle(self) -> Throttle | None:
         """The route's throttle as this loop last wrote it."""
         return self.keeper.throttle
+
+    async def _publish_view(self, view: ScalerView) -> None:
+        """Publish the view when it changed, else at most every
+        ``VIEW_REFRESH_INTERVALS`` intervals (well within its TTL): an idle
+        route's view is the same tick after tick, and writing it anyway was
+        the largest part of an idle route's cost."""
+        same = dataclasses.replace(view, updated_at_s=0.0)
+        now = self.clock()
+        due = now - self._view_at >= VIEW_REFRESH_INTERVALS * self.settings.interval_s
+        if same == self._view and not due:
+            return
+        try:
+            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
+        except RedisUnavailable as e:  # then the view expires on its own
+            stop_if_cancelled(e)
+            return
+        self._view, self._view_at = same, now
 
     async def _load_history(self) -> None:
         """Once: the arrival history a predictor learns from (kept in Redis)."""
@@ -325,8 +349,7 @@ class RouteLoop:
                 None if decision.predicted_rate is None else round(decision.predicted_rate, 3)
             ),
         )
-        with contextlib.suppress(RedisUnavailable):  # then the view expires on its own
-            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
+        await self._publish_view(view)
         fields, conditions = route_status(
             self.route,
             decision,

@@ -3,8 +3,9 @@
 It serves the real REST paths the scaler uses, over HTTP, so the official
 ``kubernetes`` client talks to it through an ordinary kubeconfig:
 
-- ``apps/v1`` deployments (get) and their ``/scale`` subresource (get,
-  replace, merge patch);
+- ``apps/v1`` deployments (get, list, watch from a resourceVersion; a
+  compacted one is 410 Gone, ``expire_watches``) and their ``/scale``
+  subresource (get, replace, merge patch);
 - ``coordination.k8s.io/v1`` leases (get, create, replace);
 - ``tidegate.io/v1alpha1`` backlogscalers (list, watch, get) and their
   ``/status`` subresource (merge patch, replace);
@@ -44,6 +45,7 @@ TOKEN = "fake-token"
 NS = r"(?P<ns>[a-z0-9-]+)"
 NAME = r"(?P<name>[a-z0-9.-]+)"
 DEPLOYMENT = re.compile(rf"^/apis/apps/v1/namespaces/{NS}/deployments/{NAME}(?P<sub>/scale)?$")
+DEPLOYMENTS = re.compile(rf"^/apis/apps/v1/namespaces/{NS}/deployments$")
 LEASES = re.compile(rf"^/apis/coordination.k8s.io/v1/namespaces/{NS}/leases(/{NAME})?$")
 SCALERS = re.compile(
     rf"^/apis/tidegate.io/v1alpha1/namespaces/{NS}/backlogscalers(/{NAME}(?P<sub>/status)?)?$"
@@ -114,7 +116,11 @@ class FakeKube:
     ready_cap: dict[tuple[str, str], int] = field(default_factory=dict)
     scale_conflicts: int = 0
     url: str = ""
-    _watchers: list[tuple[str, asyncio.Queue[tuple[str, Any]]]] = field(default_factory=list)
+    _watchers: list[tuple[str, str, asyncio.Queue[tuple[str, Any]]]] = field(default_factory=list)
+    """Open watches: (kind, namespace, queue of events)."""
+    gone_below: int = 0
+    """A deployments watch from a resourceVersion below this is 410 Gone
+    (``expire_watches``), as when etcd has compacted it away."""
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
 
@@ -157,6 +163,12 @@ class FakeKube:
         self._replica_set(ns, name, want)
         ready = min(want, self.ready_cap.get((ns, name), want))
         d["status"] = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready}
+        d["metadata"]["resourceVersion"] = self._rv()
+        self._notify("MODIFIED", d)  # a watch sees every change of spec or status
+
+    def remove_deployment(self, ns: str, name: str) -> None:
+        self._replica_set(ns, name, 0)
+        self._notify("DELETED", self.deployments.pop((ns, name)))
 
     def _replica_set(self, ns: str, name: str, want: int) -> None:
         """Pods follow the replicas; scale-in removes the cheapest, then the newest."""
@@ -211,22 +223,39 @@ class FakeKube:
         self._notify("DELETED", self.scalers.pop((ns, name)))
 
     def _notify(self, kind: str, obj: dict[str, Any]) -> None:
-        ns = obj["metadata"]["namespace"]
-        for watched, queue in self._watchers:
-            if watched == ns:
+        ns, of = obj["metadata"]["namespace"], obj["kind"]
+        for watched_kind, watched, queue in self._watchers:
+            if watched == ns and watched_kind == of:
                 queue.put_nowait((kind, copy.deepcopy(obj)))
 
-    async def _watch(self, request: web.Request, ns: str) -> web.StreamResponse:
-        """A watch: the existing objects as ADDED, then changes, for timeoutSeconds."""
+    def expire_watches(self) -> None:
+        """Every deployments resourceVersion seen so far is compacted: a watch
+        from one is 410 Gone, and open watches end with that error."""
+        self.gone_below = int(self._rv())
+        for kind, _, queue in self._watchers:
+            if kind == "Deployment":
+                queue.put_nowait(("GONE", None))
+
+    async def _watch(
+        self, request: web.Request, ns: str, of: str = "BacklogScaler"
+    ) -> web.StreamResponse:
+        """A watch: the existing objects as ADDED (for a deployments watch: only
+        changes after the resourceVersion asked for), then changes, for
+        timeoutSeconds; a resourceVersion compacted away is 410 Gone."""
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        entry = (ns, queue)
+        entry = (of, ns, queue)
         self._watchers.append(entry)
         try:
-            for (n, _), obj in list(self.scalers.items()):
-                if n == ns:
-                    queue.put_nowait(("ADDED", copy.deepcopy(obj)))
+            since = request.query.get("resourceVersion")
+            if of == "Deployment" and since and int(since) < self.gone_below:
+                queue.put_nowait(("GONE", None))
+            store = self.scalers if of == "BacklogScaler" else self.deployments
+            for (n, _), obj in list(store.items()):
+                fresh = since is None or int(obj["metadata"]["resourceVersion"]) > int(since)
+                if n == ns and (of == "BacklogScaler" or fresh):
+                    queue.put_nowait(("ADDED" if since is None else "MODIFIED", copy.deepcopy(obj)))
             deadline = time.monotonic() + float(request.query.get("timeoutSeconds", "30"))
             while True:
                 left = deadline - time.monotonic()
@@ -237,6 +266,12 @@ class FakeKube:
                 except TimeoutError:
                     break
                 if kind == "STOP":
+                    break
+                if kind == "GONE":
+                    gone = status_body(410, "Expired", "too old resource version")
+                    await response.write(
+                        (json.dumps({"type": "ERROR", "object": gone}) + "\n").encode()
+                    )
                     break
                 line = json.dumps({"type": kind, "object": obj}) + "\n"
                 await response.write(line.encode())
@@ -296,7 +331,7 @@ class FakeKube:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        for _, queue in self._watchers:  # end open watches now, not at their timeout
+        for _, _, queue in self._watchers:  # end open watches now, not at their timeout
             queue.put_nowait(("STOP", None))
         if self._runner is not None:
             await self._runner.cleanup()
@@ -327,6 +362,18 @@ class FakeKube:
                 m = SCALERS.match(request.path)
                 if m and m["name"] is None:
                     return await self._watch(request, m["ns"])
+                if m := DEPLOYMENTS.match(request.path):
+                    return await self._watch(request, m["ns"], "Deployment")
+            if request.method == "GET" and (m := DEPLOYMENTS.match(request.path)):
+                items = [v for (ns, _), v in sorted(self.deployments.items()) if ns == m["ns"]]
+                return web.json_response(
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "DeploymentList",
+                        "metadata": {"resourceVersion": self._rv()},
+                        "items": items,
+                    }
+                )
             if m := PODS.match(request.path):
                 return web.json_response(self._pods(request, m["ns"], m["name"], body))
             return web.json_response(self._route(request.method, request.path, body))

@@ -25,7 +25,8 @@ def test_scaler_rbac_is_least_privilege() -> None:
     for rule in rules:
         for resource in rule["resources"]:
             by_resource.setdefault(resource, set()).update(rule["verbs"])
-    assert by_resource["deployments"] == {"get"}  # read only: never a whole Deployment
+    # Read only (get, and list + watch for the informer): never a whole Deployment.
+    assert by_resource["deployments"] == {"get", "list", "watch"}
     assert by_resource["deployments/scale"] <= {"get", "update", "patch"}
     assert by_resource["leases"] <= {"get", "create", "update"}
     assert by_resource["backlogscalers"] <= {"get", "list", "watch"}

@@ -6,7 +6,9 @@ Steps are driven one at a time with a fake clock: no assertion depends on timing
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from scaler import history
@@ -268,3 +270,29 @@ async def test_a_predicting_loop_learns_from_the_stored_history_and_adds_to_it(
         clock.now += 1
         await loop.step()
     assert await redis.llen(RouteKeys("orders").arrivals) >= stored + 2
+
+
+async def test_an_unchanged_view_is_written_every_other_interval_not_every_tick(
+    fake: FakeKube, kube: Kube, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[float] = []
+    real = scaler_view.publish
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        written.append(clock.now)
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(scaler_view, "publish", counted)  # the module the loop calls through
+    fake.add_deployment(NS, DEPLOY, replicas=1)
+    clock = Clock()
+    loop = route_loop(kube, redis, clock, scaler_settings(min_replicas=1))
+    for _ in range(6):  # idle: the same view tick after tick
+        await loop.step()
+        clock.now += 1
+    assert len(written) == 3  # at 0, 2 and 4 s
+    await add_entries(redis, 300)  # a change is written at once
+    await loop.step()
+    assert len(written) == 4
+    view = await scaler_view.read(redis, "orders")
+    assert view is not None
+    assert view.waiting == 300
