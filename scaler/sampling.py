@@ -38,8 +38,7 @@ async def sample_route(
     busy_replicas: int | None = None,
 ) -> Sample:
     try:
-        measured = await backlog.measure(redis, route)
-        found = await backlog.counters(redis, route)
+        measured, found = await backlog.sampled(redis, route)
     except RedisUnavailable:
         return Sample(now_s, None, 0, 0, 0, ready_replicas, current_replicas)
     added, refused = found.added_total, found.refused_total

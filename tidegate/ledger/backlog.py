@@ -28,8 +28,10 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from tidegate.keys import GROUP, Partitioned, RouteKeys, parts_of
+from tidegate.ledger.calls import Sample
 from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.client import text as _text
+from tidegate.ledger.scripts import call
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,45 @@ async def _counters(redis: Connection, keys: RouteKeys) -> Counters:
             added = 0
         refused = int(await redis.get(keys.refused) or 0)
     return Counters(added, refused)
+
+
+async def sampled(
+    redis: Connection, route: str | Partitioned, *, count_cap: int = 100_000
+) -> tuple[Backlog, Counters]:
+    """The backlog and the counters together, one script call per partition
+    (``sample.lua``): what the scaler reads every tick. Same answers as
+    ``measure`` and ``counters``; a group whose lag Redis does not know is
+    counted here, as ``measure`` does."""
+    parts = parts_of(route)
+    found = await asyncio.gather(*(_sampled(redis, keys, count_cap) for keys in parts))
+    backlogs = [b for b, _ in found]
+    oldest = [b.oldest_waiting_ms for b in backlogs if b.oldest_waiting_ms is not None]
+    total = Backlog(
+        route=parts[0].route,
+        waiting=sum(b.waiting for b in backlogs),
+        pending=sum(b.pending for b in backlogs),
+        length=sum(b.length for b in backlogs),
+        exact=all(b.exact for b in backlogs),
+        source=min((b.source for b in backlogs), key=SOURCES.index),
+        oldest_waiting_ms=min(oldest) if oldest else None,
+    )
+    counted = Counters(sum(c.added_total for _, c in found), sum(c.refused_total for _, c in found))
+    return (backlogs[0] if len(parts) == 1 else total), counted
+
+
+async def _sampled(redis: Connection, keys: RouteKeys, count_cap: int) -> tuple[Backlog, Counters]:
+    with redis_errors("sampling a route"):
+        got = await call(redis, Sample(route=keys))
+    counters_ = Counters(got.added, got.refused)
+    route = keys.route
+    if not got.exists:
+        return Backlog(route, 0, 0, 0, True, "no-stream"), counters_
+    if not got.found:
+        return Backlog(route, got.length, 0, got.length, True, "no-group", got.oldest_ms), counters_
+    if got.lag is not None:
+        return (
+            Backlog(route, got.lag, got.pending, got.length, True, "lag", got.oldest_ms),
+            counters_,
+        )
+    measured = await _measure(redis, keys, count_cap)  # Redis does not know the lag: count
+    return measured, counters_

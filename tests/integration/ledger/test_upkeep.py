@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import make_settings
 from tests.integration.ledger.helpers import (
+    needs_real_redis,
     new_job,
     take,
 )
@@ -191,3 +192,33 @@ async def test_trim_keeps_what_is_needed_and_the_lag_exact(
     logged = await store.xlen(keys.events)
     assert (await book.trim("orders", now_s=far)).events == logged
     assert await store.xlen(keys.events) == 0
+
+
+async def test_the_scalers_one_call_sample_reads_what_measure_and_counters_read(
+    store: Redis,
+) -> None:
+    """``backlog.sampled`` (one script call) against ``measure`` and
+    ``counters`` (a round trip per read), in every state a route's stream can
+    be in: none yet, no group, a known lag, a lag Redis cannot know."""
+    needs_real_redis(store, "XINFO inside a script answers another shape")
+    keys = RouteKeys("orders")
+
+    async def agree() -> None:
+        measured, counted = await backlog.sampled(store, "orders")
+        assert measured == await backlog.measure(store, "orders")
+        assert counted == await backlog.counters(store, "orders")
+
+    await agree()  # no stream
+    ids = [await store.xadd(keys.requests, {"job": f"orders.{i}"}) for i in range(5)]
+    await store.incrby(keys.refused, 3)
+    await agree()  # entries, no group
+    await store.xgroup_create(keys.requests, GROUP, id="0")
+    await agree()  # a known lag of 5
+    reply: Any = await store.xreadgroup(GROUP, "c", {keys.requests: ">"}, count=2)
+    assert len(reply[0][1]) == 2
+    await agree()  # 3 waiting, 2 pending
+    await store.xdel(keys.requests, ids[3])  # an undelivered entry deleted: lag unknown
+    measured, counted = await backlog.sampled(store, "orders")
+    assert (measured.source, measured.waiting) == ("counted", 2)
+    assert (counted.added_total, counted.refused_total) == (5, 3)
+    await agree()

@@ -160,6 +160,7 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             await scaler_view.publish(redis, "orders", view, interval_s=1)
             assert (await routes_status(redis, settings))["orders"].scaler == view
             assert (await backlog.counters(redis, "orders")).added_total >= 1
+            assert (await backlog.sampled(redis, "orders"))[1].added_total >= 1  # the script
             # The scaler's busy map (HGETALL, and HDEL of a gone worker) and
             # the predictor's history (RPUSH, LTRIM, LRANGE).
             await redis.hset(RouteKeys("orders").busy, "gone-1-abc", "0:1000")

@@ -29,7 +29,15 @@ from tidegate.ledger.calls.base import (
     refusal,
     text,
 )
-from tidegate.ledger.calls.upkeep import Cancel, Overdue, Promote, Promoted, Replay
+from tidegate.ledger.calls.upkeep import (
+    Cancel,
+    Overdue,
+    Promote,
+    Promoted,
+    Replay,
+    Sample,
+    Sampled,
+)
 
 __all__ = [
     "CALLS",
@@ -47,6 +55,8 @@ __all__ = [
     "Quota",
     "R",
     "Replay",
+    "Sample",
+    "Sampled",
     "ScriptCall",
     "Settled",
     "Start",
@@ -68,5 +78,6 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Overdue,
     Promote,
     Replay,
+    Sample,
 )
 """Every script call; ``scripts.SCRIPTS`` loads one script per entry."""

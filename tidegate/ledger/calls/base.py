@@ -41,10 +41,16 @@ def _arg_names(call: type[object]) -> tuple[str, ...]:
 
 
 def _getter(call: type[object]) -> Callable[[object], tuple[Any, ...]]:
-    """One attrgetter per class for its arguments (every call has two or more)."""
+    """One attrgetter per class for its arguments, always answering a tuple
+    (``attrgetter`` of a single name answers the value itself)."""
     getter = _GETTERS.get(call)
     if getter is None:
-        getter = _GETTERS[call] = operator.attrgetter(*_arg_names(call))
+        names = _arg_names(call)
+        if len(names) == 1:
+            (name,) = names
+            getter = _GETTERS[call] = lambda obj: (getattr(obj, name),)
+        else:
+            getter = _GETTERS[call] = operator.attrgetter(*names)
     return getter
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from tidegate.keys import GROUP
 from tidegate.ledger.calls.base import (
@@ -60,6 +60,41 @@ class Promote(ScriptCall[Promoted]):
     def read(self, reply: Any) -> Promoted:
         moved, next_ms = int(reply[0]), int(reply[1])
         return Promoted(moved=moved, next_due_s=next_ms / 1000 if next_ms >= 0 else None)
+
+
+class Sampled(NamedTuple):
+    """One partition as the scaler reads it each tick (``sample.lua``)."""
+
+    length: int
+    exists: bool
+    found: bool
+    """The consumer group exists."""
+    pending: int
+    lag: int | None
+    """None: Redis does not know it (count the entries after the group)."""
+    oldest_ms: int | None
+    added: int
+    refused: int
+
+
+@dataclass(kw_only=True, slots=True)
+class Sample(ScriptCall[Sampled]):
+    SCRIPT: ClassVar[str] = "sample"
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "refused")
+    group: str = GROUP
+
+    def read(self, reply: Any) -> Sampled:
+        length, exists, found, pending, lag, oldest, added, refused = (int(v) for v in reply)
+        return Sampled(
+            length,
+            bool(exists),
+            bool(found),
+            pending,
+            None if lag < 0 else lag,
+            None if oldest < 0 else oldest,
+            added,
+            refused,
+        )
 
 
 @dataclass(kw_only=True, slots=True)
