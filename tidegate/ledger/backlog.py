@@ -22,6 +22,7 @@ entry is the oldest of all, and the figure is exact only if every part is.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,9 +78,17 @@ async def measure(
     if len(parts) == 1:
         return await _measure(redis, parts[0], count_cap)
     found = await asyncio.gather(*(_measure(redis, keys, count_cap) for keys in parts))
+    return _sum(parts[0].route, found)
+
+
+def _sum(route: str, found: Sequence[Backlog]) -> Backlog:
+    """A route's backlog over its partitions: sums, the oldest of the oldest,
+    exact only if every part is, the least exact source named."""
+    if len(found) == 1:
+        return found[0]
     oldest = [b.oldest_waiting_ms for b in found if b.oldest_waiting_ms is not None]
     return Backlog(
-        route=parts[0].route,
+        route=route,
         waiting=sum(b.waiting for b in found),
         pending=sum(b.pending for b in found),
         length=sum(b.length for b in found),
@@ -171,19 +180,8 @@ async def sampled(
     counted here, as ``measure`` does."""
     parts = parts_of(route)
     found = await asyncio.gather(*(_sampled(redis, keys, count_cap) for keys in parts))
-    backlogs = [b for b, _ in found]
-    oldest = [b.oldest_waiting_ms for b in backlogs if b.oldest_waiting_ms is not None]
-    total = Backlog(
-        route=parts[0].route,
-        waiting=sum(b.waiting for b in backlogs),
-        pending=sum(b.pending for b in backlogs),
-        length=sum(b.length for b in backlogs),
-        exact=all(b.exact for b in backlogs),
-        source=min((b.source for b in backlogs), key=SOURCES.index),
-        oldest_waiting_ms=min(oldest) if oldest else None,
-    )
     counted = Counters(sum(c.added_total for _, c in found), sum(c.refused_total for _, c in found))
-    return (backlogs[0] if len(parts) == 1 else total), counted
+    return _sum(parts[0].route, [b for b, _ in found]), counted
 
 
 async def _sampled(redis: Connection, keys: RouteKeys, count_cap: int) -> tuple[Backlog, Counters]:
