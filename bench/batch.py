@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from relay import drained, preload  # noqa: E402
 
+from tidegate.keys import RouteKeys  # noqa: E402
 from tidegate.settings import parse_settings  # noqa: E402
 from tidegate.shell.local_redis import free_port, start_redis_server  # noqa: E402
 
@@ -54,7 +55,7 @@ async def drain(
         "-c", str(config), "--route", ROUTE, *app, env=env,
     )  # fmt: skip
     try:
-        while not await redis.keys(f"tg:{{{ROUTE}}}:alive:*"):  # noqa: ASYNC110
+        while not await redis.hlen(RouteKeys(ROUTE).workers):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         t0 = time.perf_counter()
         await preload(redis, settings, ROUTE, jobs)

@@ -127,7 +127,7 @@ async def one_round(
         str(concurrency),
     )
     try:
-        while not await redis.keys("tg:{relay}:alive:*"):  # noqa: ASYNC110 (another process)
+        while not await redis.hlen(RouteKeys("relay").workers):  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.05)
         t0 = time.perf_counter()
         await preload(redis, settings, "relay", jobs)

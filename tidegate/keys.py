@@ -262,10 +262,6 @@ class RouteKeys:
         """A tenant's fair-share bucket while the route is throttled."""
         return self.prefix + "share:" + tenant
 
-    def alive(self, consumer: str) -> str:
-        """Liveness record of one worker process (expires unless refreshed)."""
-        return self.prefix + "alive:" + consumer
-
     @property
     def arrivals(self) -> str:
         """List: the route's arrival rate per 10 s bucket ("start_s:rate"),
@@ -273,10 +269,11 @@ class RouteKeys:
         return self.prefix + "arrivals"
 
     @property
-    def busy(self) -> str:
-        """Hash: per worker process, its jobs in flight and when it said so
-        ("in_flight:unix_ms"); the scaler scales in idle pods first by it."""
-        return self.prefix + "busy"
+    def workers(self) -> str:
+        """Hash: per live worker process, its jobs in flight and when it said
+        so ("in_flight:unix_ms"): liveness (``worker --check``) and the
+        scaler's scale-in of idle pods first (``ledger.liveness``)."""
+        return self.prefix + "workers"
 
     def job(self, job_id: str) -> str:
         """Projection hash of one job (a fold of its events)."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -58,7 +57,6 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
 ALIVE_EVERY_S = 5.0
-ALIVE_TTL_S = liveness.RECORD_TTL_S
 BUSY_REPORT_MIN_S = 1.0
 """Going idle or busy is reported at once, but at most once per this long."""
 MAINTAIN_EVERY_S = 5.0
@@ -269,23 +267,19 @@ class Consumer:
                 log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
 
     async def _alive(self) -> None:
-        """Refresh this process's liveness record (``tidegate worker --check``)
-        and its busy state (the scaler scales in idle pods first).
+        """Refresh this process's record: alive (``tidegate worker --check``) and
+        how busy (the scaler scales in idle pods first).
 
-        The record expires after ``ALIVE_TTL_S`` unless refreshed, so a hung or
-        killed worker disappears from it on its own. It is refreshed every
+        A record older than ``liveness.RECORD_TTL_S`` counts as gone, so a hung
+        or killed worker disappears on its own. It is refreshed every
         ``ALIVE_EVERY_S``, and as soon as the worker goes idle or busy (at most
         once per ``BUSY_REPORT_MIN_S``: at low load that flips with every job).
         """
         while True:
             self._busy_changed.clear()
-            in_flight = len(self.in_flight)
-            record = json.dumps(
-                {"pid": os.getpid(), "in_flight": in_flight, "processed": self.processed}
-            )
             try:
                 await liveness.refresh(
-                    self.ledger.redis, self.route.name, self.name, record, ALIVE_TTL_S, in_flight
+                    self.ledger.redis, self.route.name, self.name, len(self.in_flight)
                 )
             except RedisUnavailable as e:  # out of memory included: try again later
                 stop_if_cancelled(e)

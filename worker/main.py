@@ -144,15 +144,15 @@ async def check_alive(settings: Settings, route_name: str, host: str | None = No
     a failureThreshold that rides out a Redis restart.
     """
     route = settings.route(route_name)
-    glob = f"{host or socket.gethostname()}-*"
-    pattern = RouteKeys(route.name).alive(glob)
+    prefix = f"{host or socket.gethostname()}-"
     redis = connect(settings.redis)
     try:
-        found = await liveness.first_alive(redis, route.name, glob)
+        found = await liveness.first_alive(redis, route.name, prefix)
     finally:
         await redis.aclose()
     if found is not None:
         print(f"alive: {found}")
         return 0
-    print(f"no live worker of route {route.name} on this host (looked for {pattern})")
+    where = RouteKeys(route.name).workers
+    print(f"no live worker of route {route.name} on this host (looked for {prefix}* in {where})")
     return 1

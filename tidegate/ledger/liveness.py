@@ -1,14 +1,14 @@
-"""Workers' liveness records and how busy each worker is.
+"""Workers' liveness and how busy each worker is: one record per worker.
 
-- ``tg:{route}:alive:<consumer>``: one record per worker process, expiring
-  unless refreshed, so a hung or killed worker disappears on its own
-  (``tidegate worker --check``).
-- ``tg:{route}:busy``: one hash field per worker process,
-  ``"<jobs in flight>:<unix ms>"``, written with the record and whenever the
-  worker goes from idle to busy or back. The scaler reads the whole hash in
-  one call (``busy``) to count busy workers and to mark idle pods cheapest to
-  delete before it scales in; a field older than the record's TTL is a
-  worker that is gone, and is dropped.
+``tg:{route}:workers`` is a hash with one field per worker process (its
+consumer name), ``"<jobs in flight>:<unix ms>"``. A worker writes its field
+every few seconds and as soon as it goes idle or busy, and removes it on a
+clean exit. A field older than ``RECORD_TTL_S`` is a worker that is gone (a
+hung or killed one): readers skip it and drop it.
+
+Two readers, each one HGETALL: ``tidegate worker --check`` (a worker of this
+host is alive: ``first_alive``) and the scaler (``busy``: how many workers
+have a job in flight, and which pods are idle, before it scales in).
 """
 
 from __future__ import annotations
@@ -20,35 +20,26 @@ from tidegate.keys import RouteKeys
 from tidegate.ledger.client import Connection, redis_errors, text
 
 RECORD_TTL_S = 15.0
-"""A worker's record lives this long unless refreshed; a busy field this old
-is a worker that is gone."""
+"""A worker's field this old is a worker that is gone."""
 
 
-async def refresh(
-    redis: Connection, route: str, consumer: str, record: str, ttl_s: float, in_flight: int = 0
-) -> None:
-    keys = RouteKeys(route)
+async def refresh(redis: Connection, route: str, consumer: str, in_flight: int = 0) -> None:
     with redis_errors("refreshing the liveness record"):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.alive(consumer), record, px=int(ttl_s * 1000))
-            pipe.hset(keys.busy, consumer, f"{in_flight}:{int(time.time() * 1000)}")
-            await pipe.execute()
+        await redis.hset(
+            RouteKeys(route).workers, consumer, f"{in_flight}:{int(time.time() * 1000)}"
+        )
 
 
 async def clear(redis: Connection, route: str, consumer: str) -> None:
-    keys = RouteKeys(route)
     with redis_errors("clearing the liveness record"):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.alive(consumer))
-            pipe.hdel(keys.busy, consumer)
-            await pipe.execute()
+        await redis.hdel(RouteKeys(route).workers, consumer)
 
 
 async def busy(redis: Connection, route: str, max_age_s: float = RECORD_TTL_S) -> dict[str, int]:
     """Jobs in flight per worker process that reported within ``max_age_s``;
     older fields (workers gone without a goodbye) are removed."""
-    key = RouteKeys(route).busy
-    with redis_errors("reading the workers' busy state"):
+    key = RouteKeys(route).workers
+    with redis_errors("reading the workers' records"):
         raw: Any = await redis.hgetall(key)
     now_ms, out, stale = time.time() * 1000, {}, []
     for field, value in raw.items():
@@ -64,15 +55,15 @@ async def busy(redis: Connection, route: str, max_age_s: float = RECORD_TTL_S) -
         else:
             stale.append(consumer)
     if stale:
-        with redis_errors("dropping stale busy records"):
+        with redis_errors("dropping the records of gone workers"):
             await redis.hdel(key, *stale)
     return out
 
 
-async def first_alive(redis: Connection, route: str, consumer_glob: str) -> str | None:
-    """The key of one live record whose consumer matches the glob, or None."""
-    pattern = RouteKeys(route).alive(consumer_glob)
-    with redis_errors("checking worker liveness"):
-        async for key in redis.scan_iter(match=pattern, count=100):
-            return text(key)
+async def first_alive(redis: Connection, route: str, consumer_prefix: str) -> str | None:
+    """A live worker whose consumer name starts with ``consumer_prefix``
+    (``host-``: one on this host), or None."""
+    for consumer in await busy(redis, route):
+        if consumer.startswith(consumer_prefix):
+            return consumer
     return None

@@ -181,7 +181,7 @@ async def test_standby_samples_but_never_writes(fake: FakeKube, kube: Kube, redi
 async def _report(redis: Redis, pods: list[str], in_flight: tuple[int, ...]) -> None:
     """Each pod's worker reports its jobs in flight, as a worker process does."""
     for pod, n in zip(pods, in_flight, strict=True):
-        await liveness.refresh(redis, "orders", f"{pod}-41-a1b2c3", "{}", 15, n)
+        await liveness.refresh(redis, "orders", f"{pod}-41-a1b2c3", n)
 
 
 async def test_scale_in_removes_idle_pods_and_keeps_busy_ones(
@@ -231,11 +231,11 @@ async def test_scale_in_goes_ahead_when_pods_cannot_be_marked(
 
 
 async def test_busy_reports_of_gone_workers_are_dropped(redis: Redis) -> None:
-    await liveness.refresh(redis, "orders", "pod-a-1-abc", "{}", 15, 2)
-    await redis.hset(RouteKeys("orders").busy, "pod-b-1-abc", "5:1000")  # from 1970
-    await redis.hset(RouteKeys("orders").busy, "pod-c-1-abc", "garbage")
+    await liveness.refresh(redis, "orders", "pod-a-1-abc", 2)
+    await redis.hset(RouteKeys("orders").workers, "pod-b-1-abc", "5:1000")  # from 1970
+    await redis.hset(RouteKeys("orders").workers, "pod-c-1-abc", "garbage")
     assert await liveness.busy(redis, "orders") == {"pod-a-1-abc": 2}
-    assert set(await redis.hkeys(RouteKeys("orders").busy)) == {b"pod-a-1-abc"}
+    assert set(await redis.hkeys(RouteKeys("orders").workers)) == {b"pod-a-1-abc"}
     await liveness.clear(redis, "orders", "pod-a-1-abc")
     assert await liveness.busy(redis, "orders") == {}
 

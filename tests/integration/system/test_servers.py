@@ -163,7 +163,7 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             assert (await backlog.sampled(redis, "orders"))[1].added_total >= 1  # the script
             # The scaler's busy map (HGETALL, and HDEL of a gone worker) and
             # the predictor's history (RPUSH, LTRIM, LRANGE).
-            await redis.hset(RouteKeys("orders").busy, "gone-1-abc", "0:1000")
+            await redis.hset(RouteKeys("orders").workers, "gone-1-abc", "0:1000")
             assert "gone-1-abc" not in await liveness.busy(redis, "orders")
             await history.store(redis, "orders", [(time.time() - 10, 1.0)], keep=10)
             assert await history.load(redis, "orders", 10, 10.0, time.time())
