@@ -37,7 +37,7 @@ from typing import Any
 
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.tasks import stop_tasks
-from worker.handler import CompensateFn, Handler, to_reply
+from worker.handler import CompensateFn, compensate_with, to_reply
 
 BatchFn = Callable[[list[Job]], Awaitable[Sequence[Any]]]
 
@@ -46,10 +46,6 @@ def outcome_of(value: Any) -> Reply | Failure:
     if isinstance(value, BaseException):
         return Failure(f"handler failed this job: {type(value).__name__}: {value}", True)
     return to_reply(value)
-
-
-async def _no_single_job(job: Job) -> Any:  # pragma: no cover - never called
-    raise AssertionError("a batch handler runs jobs in batches")
 
 
 class BatchHandler:
@@ -67,7 +63,7 @@ class BatchHandler:
         self.fn = fn
         self.size = size
         self.wait_s = wait_s
-        self._compensator = Handler(_no_single_job, compensate_fn)
+        self.compensate_fn = compensate_fn
         self._forming: list[tuple[Job, asyncio.Future[Reply | Failure]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -123,4 +119,4 @@ class BatchHandler:
                 future.set_result(outcome)
 
     async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
-        return await self._compensator.compensate(job, error)
+        return await compensate_with(self.compensate_fn, job, error)

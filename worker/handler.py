@@ -70,9 +70,14 @@ class Handler:
             return Failure(f"handler raised {type(e).__name__}: {e}", True)
 
     async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
-        if self.compensate_fn is None:
-            return None
-        try:
-            return to_reply(await self.compensate_fn(job, error))
-        except Exception as e:
-            return Failure(f"compensate raised {type(e).__name__}: {e}", True)
+        return await compensate_with(self.compensate_fn, job, error)
+
+
+async def compensate_with(fn: CompensateFn | None, job: Job, error: str) -> Reply | Failure | None:
+    """Run a compensate function as every handler executor does (None: none given)."""
+    if fn is None:
+        return None
+    try:
+        return to_reply(await fn(job, error))
+    except Exception as e:
+        return Failure(f"compensate raised {type(e).__name__}: {e}", True)
