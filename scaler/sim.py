@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 from scaler import stochastic
 from scaler.policy import Policy, PolicySettings, Sample
-from scaler.stochastic import Seen, WorldSettings
+from scaler.stochastic import Controller, Seen, WorldSettings
 from scaler.traces import TRACES, Trace
 
 __all__ = ["TRACES", "KedaHpa", "Tidegate", "Trace", "compare", "simulate"]
@@ -67,17 +67,7 @@ DRAIN_TARGET_S = 30.0
 DRAIN_TAIL_MAX_S = 3600.0
 
 
-class Controller:
-    name = "controller"
-    graceful = False
-    """Marks idle pods cheapest to delete before scaling in (pod-deletion-cost)."""
-
-    def decide(self, seen: Seen) -> int | None:
-        """Replicas to ask for, or None to leave them."""
-        raise NotImplementedError
-
-
-class Tidegate(Controller):
+class Tidegate:
     name = "tidegate"
     graceful = True
 
@@ -106,8 +96,9 @@ class Tidegate(Controller):
         return self.policy.decide(sample).replicas
 
 
-class KedaHpa(Controller):
+class KedaHpa:
     name = "KEDA + HPA"
+    graceful = False
 
     def __init__(self, lag_count: int, phase_s: float = 0.0, name: str | None = None) -> None:
         self.lag_count = lag_count

@@ -91,6 +91,9 @@ class Pod:
     job: tuple[float, float] | None = None
     """(arrival, start) of the job in service."""
 
+    def busy_at(self, t: float) -> bool:
+        return self.job is not None and self.free_s > t
+
 
 @dataclass
 class Outcome:
@@ -205,7 +208,7 @@ class World:
 
     def busy(self, t: float) -> int:
         """Pods serving a job now (what workers publish)."""
-        return sum(1 for p in self.pods if p.job is not None and p.free_s > t)
+        return sum(1 for p in self.pods if p.busy_at(t))
 
     @property
     def pending(self) -> int:
@@ -223,13 +226,12 @@ class World:
             return
 
         def rank(pod: Pod) -> tuple[bool, int, float, float]:
-            busy = pod.job is not None and pod.free_s > t
-            cost = int(busy) if graceful else 0
+            cost = int(pod.busy_at(t)) if graceful else 0
             return (pod.ready_s <= t, cost, -pod.ready_s, -pod.created_s)
 
         self.pods.sort(key=rank)
         for pod in self.pods[: have - want]:
-            if pod.job is not None and pod.free_s > t:
+            if pod.job is not None and pod.busy_at(t):
                 self.out.interrupted += counted
                 heapq.heappush(self.redeliver, (t + self.s.visibility_s, pod.job[0]))
         del self.pods[: have - want]
