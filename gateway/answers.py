@@ -14,8 +14,8 @@ from multidict import CIMultiDict
 
 from gateway import problems
 from gateway.http_headers import response_headers
-from gateway.links import JOBS_PATH, job_links
 from tidegate.envelope import Reply
+from tidegate.job_view import JOBS_PATH, job_links
 
 RETRY_AFTER = "1"
 

@@ -30,7 +30,15 @@ from tidegate.http import strip_headers
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
 _REQUEST_DROP = frozenset(
-    {"host", "content-length", "expect", "prefer", "idempotency-key", "tidegate-priority"}
+    {
+        "host",
+        "content-length",
+        "expect",
+        "prefer",
+        "idempotency-key",
+        "tidegate-priority",
+        "tidegate-callback",
+    }
 )
 _RESPONSE_DROP = frozenset({"content-length", "date", "server"})
 

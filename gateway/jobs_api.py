@@ -22,15 +22,11 @@ from aiohttp import web
 
 from gateway import answers, problems
 from gateway.context import GATEWAY
-from gateway.links import JOBS_PATH, job_links
 from tidegate.errors import JobNotFound, TransitionRefused
-from tidegate.keys import route_of
+from tidegate.job_view import JOBS_PATH, job_view
 from tidegate.ledger import TERMINAL_STATES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_INT_FIELDS = ("attempts", "status")
-_TIME_FIELDS = ("accepted_at_ms", "started_at_ms", "finished_at_ms", "updated_at_ms", "deadline_ms")
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -40,19 +36,6 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
         content_type="application/json",
         headers=headers,
     )
-
-
-def job_view(job_id: str, projection: dict[str, str]) -> dict[str, Any]:
-    view: dict[str, Any] = {"id": job_id, "route": route_of(job_id)}
-    view["state"] = projection.get("state", "unknown")
-    for name in _INT_FIELDS + _TIME_FIELDS:
-        if projection.get(name):
-            view[name] = int(projection[name])
-    for name in ("last_error", "consumer", "method", "path"):
-        if projection.get(name):
-            view[name] = projection[name]
-    view["links"] = job_links(job_id)
-    return view
 
 
 async def get_job(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from typing import NamedTuple
@@ -33,6 +34,7 @@ from gateway.metrics import RouteMetrics
 from gateway.rejections import Rejection
 from gateway.tenants import priority_of
 from tidegate import log_context
+from tidegate.callback_urls import BadCallback, Target, allowed, parse_target
 from tidegate.envelope import Ended, Job, Reply
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
 from tidegate.ledger import TERMINAL_STATES
@@ -61,6 +63,8 @@ class Request(NamedTuple):
     answer: Answer
     read_at: float
     """When reading began (``time.perf_counter``), for the admission latency."""
+    callback: str = ""
+    """The URL to call when the job ends ('' = none), checked against the allow list."""
 
 
 def idempotency_key(request: web.Request, route: str) -> str | None:
@@ -74,6 +78,35 @@ def idempotency_key(request: web.Request, route: str) -> str | None:
             route=route,
         )
     return key
+
+
+@functools.cache
+def _prefixes(allow: tuple[str, ...]) -> tuple[Target, ...]:
+    return tuple(parse_target(prefix) for prefix in allow)
+
+
+def callback_of(request: web.Request, route: RouteSettings) -> str:
+    """The request's ``Tidegate-Callback`` URL in canonical form ('' = none);
+    Rejection when the route takes no callbacks or the URL is not allowed."""
+    url = request.headers.get("Tidegate-Callback")
+    if url is None:
+        return ""
+    if route.callback is None:
+        raise Rejection(
+            "bad-callback",
+            "Callbacks not enabled",
+            f"Route {route.name} takes no Tidegate-Callback: poll the job instead.",
+            route=route.name,
+        )
+    try:
+        return allowed(url, _prefixes(route.callback.allow))
+    except BadCallback as e:
+        raise Rejection(
+            "bad-callback",
+            "Callback URL refused",
+            f"Tidegate-Callback: {e}. Nothing was admitted.",
+            route=route.name,
+        ) from None
 
 
 def answer_for(gw: Gateway, route: RouteSettings, request: web.Request) -> Answer:
@@ -107,6 +140,7 @@ async def read_request(
     read_at = time.perf_counter()
     priority = priority_of(request, route, tenant)
     key = idempotency_key(request, route.name)
+    callback = callback_of(request, route)
     body = await read_body(
         request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
     )
@@ -120,7 +154,7 @@ async def read_request(
         body=body,
     )
     log_context.JOB.set(job.id)
-    return Request(job, key, priority, answer_for(gw, route, request), read_at)
+    return Request(job, key, priority, answer_for(gw, route, request), read_at, callback)
 
 
 async def admit(
@@ -128,7 +162,9 @@ async def admit(
 ) -> Admitted:
     """Step 2: the ledger admits the job, or the reason it did not becomes a Rejection."""
     try:
-        return await gw.ledger.admit(route, job.job, job.idempotency_key, tenant, job.priority)
+        return await gw.ledger.admit(
+            route, job.job, job.idempotency_key, tenant, job.priority, job.callback
+        )
     except TidegateError as e:
         raise gw.rejection(e, route, job.job.id, tenant) from e
 

@@ -24,7 +24,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway import problems
-from gateway.links import job_links
 from tidegate.errors import (
     IdempotencyConflict,
     NotReplicated,
@@ -35,6 +34,7 @@ from tidegate.errors import (
     TidegateError,
     Unencodable,
 )
+from tidegate.job_view import job_links
 
 KINDS: Mapping[str, tuple[int, str]] = {
     # problem type: (status, metric reason)
@@ -42,6 +42,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "bad-header": (400, "bad_request"),
     "bad-idempotency-key": (400, "bad_request"),
     "bad-priority": (400, "bad_request"),
+    "bad-callback": (400, "bad_request"),
     "api-key-required": (401, "unauthorized"),
     "no-route": (404, "no_route"),
     "not-found": (404, "no_route"),

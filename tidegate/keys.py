@@ -213,6 +213,18 @@ class RouteKeys:
         return self.prefix + "deadlines"
 
     @property
+    def callbacks(self) -> str:
+        """Sorted set of due completion callbacks ("job \\n state" by due time,
+        unix ms); a claimed one is pushed past its delivery's lease."""
+        return self.prefix + "callbacks"
+
+    @property
+    def callback_tries(self) -> str:
+        """Hash: per due callback, its delivery attempts and when it first
+        fell due ("attempts:unix_ms")."""
+        return self.prefix + "callback-tries"
+
+    @property
     def events(self) -> str:
         """The route's append-only job event log."""
         return self.prefix + "events"

@@ -18,6 +18,7 @@ from tidegate.ledger.client import connect
 from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
 from worker.batch import BatchHandler
+from worker.callbacks import CallbackSender
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
 from worker.handler import Handler, load_handler
@@ -96,7 +97,10 @@ async def consume(
             route.name,
             consumer.concurrency,
         )
-        await asyncio.gather(consumer.run(stop, grace_s=grace_s), compensator.run(stop))
+        parts = [consumer.run(stop, grace_s=grace_s), compensator.run(stop)]
+        if route.callback is not None:
+            parts.append(CallbackSender(route, ledger, metrics).run(stop))
+        await asyncio.gather(*parts)
         return consumer
     finally:
         await ledger.close()
@@ -121,6 +125,9 @@ def run(
     executor = build_executor(
         settings, route_name, upstream, app, compensate, batch_size, batch_wait_ms
     )
+    callback = settings.route(route_name).callback
+    if callback is not None:
+        callback.key  # noqa: B018 - the secret file is read now: a bad one stops the start
 
     run_until_signalled(
         lambda stop: consume(

@@ -53,6 +53,13 @@ class WorkerMetrics:
             ["route", "action"],
             registry=self.registry,
         )
+        self.callbacks = Counter(
+            "tidegate_worker_callbacks",
+            "Completion callback attempts, by outcome: delivered, retried, failed (given "
+            "up after callback.give_up_after_s), refused (an address no callback may reach).",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "tidegate_worker_in_flight_jobs",
             "Jobs running in this process.",
@@ -72,6 +79,8 @@ class WorkerMetrics:
             self.attempts.labels(route, outcome)
         for outcome in ("compensated", "failed", "none_configured"):
             self.compensations.labels(route, outcome)
+        for outcome in ("delivered", "retried", "failed", "refused"):
+            self.callbacks.labels(route, outcome)
         for action in ("expired", "requeued"):
             self.reconciled.labels(route, action)
         self.dead_letters.labels(route)

@@ -17,7 +17,7 @@ route by ``admission.AdmissionQueue``.
 Modules: ``client`` (connecting, translating errors), ``calls`` (script
 calls), ``scripts`` (loading and pipelining them), ``runner`` and
 ``coalesce`` (batching), ``admission``, ``commands``, ``queries``,
-``upkeep`` (the ledger of jobs), ``backlog`` (measuring a route's queue),
+``upkeep``, ``callbacks`` (the ledger of jobs), ``backlog`` (measuring a route's queue),
 ``throttle``, ``scaler_view``, ``groups`` (a worker's consumer group),
 ``pubsub`` (notifications), ``health`` and ``route_status``.
 """
@@ -25,6 +25,7 @@ calls), ``scripts`` (loading and pipelining them), ``runner`` and
 from __future__ import annotations
 
 from tidegate.ledger.base import TERMINAL_STATES
+from tidegate.ledger.callbacks import Callbacks
 from tidegate.ledger.commands import Commands, Outcome
 from tidegate.ledger.queries import Queries
 from tidegate.ledger.upkeep import ReplayReport, TrimReport, Upkeep
@@ -32,5 +33,5 @@ from tidegate.ledger.upkeep import ReplayReport, TrimReport, Upkeep
 __all__ = ["TERMINAL_STATES", "Ledger", "Outcome", "ReplayReport", "TrimReport"]
 
 
-class Ledger(Commands, Queries, Upkeep):
+class Ledger(Commands, Queries, Upkeep, Callbacks):
     """Reads and writes the jobs of the configured routes."""

@@ -55,6 +55,8 @@ class Admission(NamedTuple):
     idempotency_key: str | None = None
     tenant: TenantSettings | None = None
     priority: str = "normal"
+    callback: str = ""
+    """The URL the client asked to be called when the job ends ('' = none)."""
 
 
 def idempotency_digest(key: str, tenant: str = "") -> str:
@@ -85,6 +87,7 @@ def _admit_job(item: Admission, partitions: int) -> AdmitJob:
         quota_burst=quota_burst,
         weight=tenant.weight if tenant else 1,
         priority=PRIORITIES.index(item.priority),
+        callback=item.callback,
         idempotency_digest=idempotency_digest(key, tenant.name if tenant else "") if key else "",
     )
 

@@ -59,13 +59,14 @@ class Commands(LedgerBase):
         idempotency_key: str | None = None,
         tenant: TenantSettings | None = None,
         priority: str = "normal",
+        callback: str = "",
     ) -> Admitted:
         """Admit one job: coalesced with concurrent admissions when the ledger
         batches them, else in a call of its own.
 
         Raises IdempotencyConflict, Refused (throttle or quota),
         NotReplicated, Unencodable or a RedisUnavailable."""
-        admission = Admission(job, idempotency_key, tenant, priority)
+        admission = Admission(job, idempotency_key, tenant, priority, callback)
         if self.admissions is not None:
             return await self.admissions.admit(route, admission)
         with redis_errors("admitting a job"):

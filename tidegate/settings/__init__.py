@@ -28,6 +28,7 @@ from tidegate.settings.model import Settings
 from tidegate.settings.process import ControllerSettings, GatewaySettings, RedisSettings
 from tidegate.settings.route import (
     MAX_PARTITIONS,
+    CallbackSettings,
     MatchSettings,
     RouteSettings,
     ScalerSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_PARTITIONS",
     "PRIORITIES",
     "ROUTE_NAME",
+    "CallbackSettings",
     "ControllerSettings",
     "GatewaySettings",
     "MatchSettings",

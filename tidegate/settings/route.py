@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
+from tidegate import webhooks
+from tidegate.callback_urls import BadCallback, parse_target
+from tidegate.errors import ConfigError
 from tidegate.paths import UnsafePath, canonical_path
 from tidegate.settings.base import (
     HTTP_METHODS,
@@ -81,6 +85,61 @@ class WorkerSettings:
     """With ``on_deadline: requeue``: new deadlines a job gets before it expires."""
     max_result_bytes: int = Field(default=1048576, ge=0, le=64 * 1048576)
     """A larger upstream answer fails the job (502, no retry); it is never stored whole."""
+
+
+@dataclass(frozen=True, config=STRICT)
+class CallbackSettings:
+    """Completion callbacks a client may ask for (``Tidegate-Callback: URL``)."""
+
+    allow: tuple[str, ...] = Field(min_length=1)
+    """URL prefixes a client may name; nothing else is ever called."""
+    secret: str | None = Field(default=None, repr=False)
+    """The Standard Webhooks signing secret, ``whsec_`` + base64 of 24-64 bytes."""
+    secret_file: str | None = None
+    """A file holding the secret instead (mounted from a Kubernetes Secret);
+    read where callbacks are sent (the workers), not where they are asked for."""
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """One delivery attempt, connecting included."""
+    give_up_after_s: float = Field(default=3600.0, gt=0)
+    """Retries stop this long after the job ended; ``callback_failed`` is recorded."""
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    """Longest delay between two attempts (from 1 s, doubling, with jitter)."""
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            try:
+                target = parse_target(prefix)
+            except BadCallback as e:
+                raise ValueError(f"{prefix!r}: {e}") from None
+            if target.query:
+                raise ValueError(f"{prefix!r}: a prefix has no query")
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> CallbackSettings:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret or secret_file")
+        if self.secret is not None:
+            webhooks.secret_key(self.secret)  # ValueError naming what is wrong, never the value
+        return self
+
+    @property
+    def key(self) -> bytes:
+        """The HMAC key the callbacks are signed with; ConfigError when the
+        secret file cannot be read or does not hold a valid secret."""
+        if self.secret is not None:
+            return webhooks.secret_key(self.secret)
+        assert self.secret_file is not None
+        try:
+            secret = Path(self.secret_file).read_text(encoding="utf-8").strip()
+            return webhooks.secret_key(secret)
+        except OSError as e:
+            why = f"cannot read: {e.strerror}"
+        except ValueError as e:
+            why = str(e)
+        raise ConfigError([f"callback.secret_file {self.secret_file}: {why}"])
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -184,6 +243,8 @@ class RouteSettings:
     """The route's stream split over this many hash tags (Cluster slots), so one
     busy route can use every shard; no order holds across partitions."""
     worker: WorkerSettings = WorkerSettings()
+    callback: CallbackSettings | None = None
+    """Completion callbacks; absent: a ``Tidegate-Callback`` header is refused."""
     scaler: ScalerSettings | None = None
 
     @field_validator("name")
@@ -199,4 +260,11 @@ class RouteSettings:
             raise ValueError("upstream is for proxy routes; queued routes name it on the worker")
         if self.mode == "proxy" and self.partitions != 1:
             raise ValueError("partitions are for queued routes; a proxy route has no stream")
+        if self.mode == "proxy" and self.callback:
+            raise ValueError("callbacks are for queued routes; a proxy route has no jobs")
+        if self.callback and self.callback.give_up_after_s > self.result_ttl_s:
+            raise ValueError(
+                "callback.give_up_after_s is above result_ttl_s: the job would be gone "
+                "before its callback gives up"
+            )
         return self

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import running_gateway, wait_until
 from tests.redis_server import RedisServer
+from tests.worker_processes import Workers
 from tidegate.keys import RouteKeys
 from tidegate.settings import Settings, parse_settings
 
@@ -104,40 +104,6 @@ def chaos_settings(redis_url: str) -> dict[str, Any]:
     }
 
 
-class Workers:
-    def __init__(self, config: Path, upstream: str) -> None:
-        self.config = config
-        self.upstream = upstream
-        self.procs: list[asyncio.subprocess.Process] = []
-
-    async def start_one(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidegate",
-            "--log-level",
-            "WARNING",
-            "worker",
-            "-c",
-            str(self.config),
-            "--route",
-            "chaos",
-            "--upstream",
-            self.upstream,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        self.procs.append(proc)
-        return proc
-
-    async def close(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.kill()
-        for proc in self.procs:
-            await proc.wait()
-
-
 async def test_every_accepted_job_ends_exactly_once(
     own_redis: RedisServer, flaky: tuple[FlakyUpstream, str], tmp_path: Path
 ) -> None:
@@ -148,7 +114,7 @@ async def test_every_accepted_job_ends_exactly_once(
     settings: Settings = parse_settings(raw, env={})
     keys = RouteKeys("chaos")
     redis = Redis.from_url(own_redis.url)
-    workers = Workers(config, upstream_url)
+    workers = Workers(config, "chaos", "--upstream", upstream_url)
     rand = random.Random(7)
     try:
         for _ in range(WORKERS):

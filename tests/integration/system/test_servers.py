@@ -170,9 +170,22 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             # A worker taking a backlog: XREADGROUP from inside a script.
             await ensure_group(redis, RouteKeys("reports").requests, GROUP)
             assert len(await ledger.take("reports", "acl-check", 5)) >= 1
+            await callbacks(ledger)
             assert route.mode == "sync"
         finally:
             await redis.aclose()
+
+
+async def callbacks(ledger: Ledger) -> None:
+    """A completion callback made due, claimed, retried, counted and ended."""
+    job = Job(id=new_job_id("reports"), route="reports", method="POST", path="/reports")
+    await ledger.admit(ledger.routes["reports"], job, callback="http://127.0.0.1:1/cb")
+    await ledger.cancel(job.id)
+    (due,) = (await ledger.claim_callbacks(RouteKeys("reports"), lease_s=1, most=5)).due
+    await ledger.retry_callback(due, time.time())
+    assert await ledger.due_callbacks("reports") == 1
+    assert (await ledger.end_callback(due, delivered=True, detail="204")).ok
+    assert (await ledger.events(job.id))[-1]["type"] == "callback_delivered"
 
 
 async def refusals(redis: Connection, settings: Settings, ledger: Ledger) -> None:

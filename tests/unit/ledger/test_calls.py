@@ -111,6 +111,7 @@ def test_a_call_sends_its_keys_and_arguments_in_the_named_order() -> None:
         keys.dead,
         keys.delayed,
         keys.deadlines,
+        keys.callbacks,
     ]
     argv = dict(zip(arg_names(Finish), call.argv(), strict=True))
     assert argv["retryable"] == 1

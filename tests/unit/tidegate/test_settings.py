@@ -194,3 +194,80 @@ def test_partitions_are_bounded_and_only_for_queued_routes(
         assert parse_settings({"routes": [route]}, {}).route("a").partitions == partitions
     else:
         assert any(problem in p for p in problems_of({"routes": [route]}))
+
+
+SECRET = "whsec_" + "QUJD" * 8  # 24 bytes
+
+
+def _callback_route(callback: object, **route: object) -> dict[str, object]:
+    return {
+        "routes": [
+            {"name": "a", "match": {"path_prefix": "/a"}, "callback": callback, **route},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("callback", "route", "problem"),
+    [
+        (
+            {"allow": [], "secret": SECRET},
+            {},
+            "routes[0].callback.allow: Tuple should have at least 1",
+        ),
+        ({"allow": ["ftp://x/"], "secret": SECRET}, {}, "not an http or https URL"),
+        ({"allow": ["https://u:p@x/"], "secret": SECRET}, {}, "credentials"),
+        ({"allow": ["https://x/?a=1"], "secret": SECRET}, {}, "a prefix has no query"),
+        ({"allow": ["https://x/%2e%2e/"], "secret": SECRET}, {}, "path refused"),
+        ({"allow": ["https://x/"]}, {}, "exactly one of secret or secret_file"),
+        (
+            {"allow": ["https://x/"], "secret": SECRET, "secret_file": "/nowhere"},
+            {},
+            "exactly one of secret or secret_file",
+        ),
+        ({"allow": ["https://x/"], "secret": "hunter2"}, {}, "starts with whsec_"),
+        ({"allow": ["https://x/"], "secret": "whsec_QUJD"}, {}, "24 to 64 bytes"),
+        ({"allow": ["https://x/"], "secret": SECRET, "timeout_s": 0}, {}, "timeout_s"),
+        (
+            {"allow": ["https://x/"], "secret": SECRET},
+            {"mode": "proxy", "upstream": "http://u"},
+            "a proxy route has no jobs",
+        ),
+        (
+            {"allow": ["https://x/"], "secret": SECRET, "give_up_after_s": 7200},
+            {"result_ttl_s": 3600},
+            "give_up_after_s is above result_ttl_s",
+        ),
+    ],
+)
+def test_callback_settings_name_what_is_wrong_and_never_the_secret(
+    callback: object, route: dict[str, object], problem: str
+) -> None:
+    problems = problems_of(_callback_route(callback, **route))
+    assert any(problem in p for p in problems), problems
+    assert not any("hunter2" in p or "QUJD" in p for p in problems)
+
+
+def test_the_callback_secret_may_come_from_a_file_and_is_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(SECRET + "\n")
+    settings = parse_settings(_callback_route({"allow": ["https://x/"], "secret_file": str(path)}))
+    callback = settings.routes[0].callback
+    assert callback is not None
+    assert callback.key == b"ABC" * 8
+    assert "QUJD" not in repr(settings)
+
+
+@pytest.mark.parametrize(("content", "why"), [(None, "cannot read"), ("hunter2", "whsec_")])
+def test_a_bad_secret_file_stops_the_worker_not_the_gateway(
+    tmp_path: Path, content: str | None, why: str
+) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    settings = parse_settings(_callback_route({"allow": ["https://x/"], "secret_file": str(path)}))
+    callback = settings.routes[0].callback
+    assert callback is not None
+    with pytest.raises(ConfigError, match=why) as caught:
+        callback.key  # noqa: B018
+    assert "hunter2" not in str(caught.value.problems)

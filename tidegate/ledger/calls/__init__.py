@@ -29,6 +29,7 @@ from tidegate.ledger.calls.base import (
     refusal,
     text,
 )
+from tidegate.ledger.calls.callbacks import ClaimCallbacks, Claimed, DueCallback, EndCallback
 from tidegate.ledger.calls.upkeep import (
     Cancel,
     Overdue,
@@ -47,7 +48,11 @@ __all__ = [
     "AdmitResult",
     "Arg",
     "Cancel",
+    "ClaimCallbacks",
+    "Claimed",
     "Compensate",
+    "DueCallback",
+    "EndCallback",
     "Finish",
     "Overdue",
     "Promote",
@@ -79,5 +84,7 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Promote,
     Replay,
     Sample,
+    ClaimCallbacks,
+    EndCallback,
 )
 """Every script call; ``scripts.SCRIPTS`` loads one script per entry."""

@@ -35,6 +35,7 @@ class AdmitJob:
     quota_burst: int
     weight: float
     priority: int
+    callback: str
     idempotency_digest: str = field(default="", metadata=NOT_AN_ARG)
 
     def argv(self) -> list[Arg]:

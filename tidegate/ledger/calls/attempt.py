@@ -21,7 +21,14 @@ class Start(ScriptCall[int | None]):
     """Begin an attempt; the attempt number, or None when the job needs no work."""
 
     SCRIPT: ClassVar[str] = "start"
-    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "job", "dead", "deadlines")
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "requests",
+        "events",
+        "job",
+        "dead",
+        "deadlines",
+        "callbacks",
+    )
     job_id: str
     entry_id: str
     group: str = GROUP
@@ -53,7 +60,7 @@ class Take(ScriptCall[list[Taken]]):
     """Read new entries and start each, in one call (never blocks)."""
 
     SCRIPT: ClassVar[str] = "take"
-    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "dead", "deadlines")
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "dead", "deadlines", "callbacks")
     group: str = GROUP
     consumer: str
     count: int
@@ -86,6 +93,7 @@ class Finish(ScriptCall[Settled]):
         "dead",
         "delayed",
         "deadlines",
+        "callbacks",
     )
     job_id: str
     entry_id: str
@@ -150,7 +158,7 @@ class Finish(ScriptCall[Settled]):
 @dataclass(kw_only=True, slots=True)
 class Compensate(ScriptCall[Settled]):
     SCRIPT: ClassVar[str] = "compensate"
-    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "dead", "deadlines")
+    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "dead", "deadlines", "callbacks")
     job_id: str
     ttl_ms: int
     status: int

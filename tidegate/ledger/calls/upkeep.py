@@ -17,7 +17,7 @@ from tidegate.ledger.calls.base import (
 @dataclass(kw_only=True, slots=True)
 class Cancel(ScriptCall[Settled]):
     SCRIPT: ClassVar[str] = "cancel"
-    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "deadlines")
+    KEYS: ClassVar[tuple[str, ...]] = ("events", "job", "deadlines", "callbacks")
     job_id: str
     ttl_ms: int
     done_channel: str
@@ -31,7 +31,7 @@ class Overdue(ScriptCall[Settled]):
     """Settle one job past its deadline: ``expired`` or ``requeued``."""
 
     SCRIPT: ClassVar[str] = "overdue"
-    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "job", "deadlines")
+    KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "job", "deadlines", "callbacks")
     job_id: str
     ttl_ms: int
     done_channel: str

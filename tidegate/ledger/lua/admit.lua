@@ -21,7 +21,8 @@
 -- ARGV: ttl_ms, deadline_s, share_window_ms
 -- ARGV per job: job_id, has_idempotency_key (0|1), payload_digest, method,
 --       path, meta (JSON), body, tenant ('' = none), quota_rate_per_s
---       (0 = none), quota_burst, weight, priority (0 high, 1 normal, 2 low)
+--       (0 = none), quota_burst, weight, priority (0 high, 1 normal, 2 low),
+--       callback (the URL the client asked to be called at the end; '' = none)
 -- Returns a flat array, 3 per job: outcome ('new'|'duplicate'|'conflict'|
 -- 'throttled'|'quota'), job id (for duplicate/conflict: the key's job), and
 -- for throttled/quota "retry_ms,remaining,limit,window_s" (else '').
@@ -48,11 +49,11 @@ end
 local out = {}
 local refusals = 0
 local k = 8
-for a = 4, #ARGV, 12 do
+for a = 4, #ARGV, 13 do
   local job, has_idem, digest = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local method, path, meta, body = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local tenant, quota_rate, quota_burst = ARGV[a + 7], tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
-  local weight, class = tonumber(ARGV[a + 10]), tonumber(ARGV[a + 11])
+  local weight, class, callback = tonumber(ARGV[a + 10]), tonumber(ARGV[a + 11]), ARGV[a + 12]
   local proj = KEYS[k]
   k = k + 1
   local idem, quota, share = nil, nil, nil
@@ -118,6 +119,9 @@ for a = 4, #ARGV, 12 do
                                'deadline_ms', deadline)
       local accepted = {'deadline_ms', deadline, 'entry', entry, 'method', method, 'path', path}
       if tenant ~= '' then accepted[#accepted + 1] = 'tenant'; accepted[#accepted + 1] = tenant end
+      if callback ~= '' then
+        accepted[#accepted + 1] = 'callback'; accepted[#accepted + 1] = callback
+      end
       append(events, proj, job, 'accepted', ttl_ms, accepted)
       if idem then
         redis.call('HSET', idem, 'job', job, 'digest', digest)

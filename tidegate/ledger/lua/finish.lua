@@ -1,7 +1,7 @@
 -- finish.lua: a worker ends an attempt. Result, events, retry scheduling and
 -- XACK in one atomic call: the entry is acknowledged only together with its
 -- outcome.
--- KEYS: requests, events, job, result, dead, delayed, deadlines
+-- KEYS: requests, events, job, result, dead, delayed, deadlines, callbacks
 -- ARGV: job_id, entry_id, group, ttl_ms, event (succeeded|failed),
 --       retryable (0|1), status ('' = none), error, store_result (0|1),
 --       result_headers, result_body, done_channel, retry_due_ms (unix ms),
@@ -14,7 +14,7 @@
 -- job's state refused the outcome (it had already ended).
 local requests, events, proj, result, dead, delayed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-deadlines_key = KEYS[7]
+deadlines_key, callbacks_key = KEYS[7], KEYS[8]
 local job, entry, group, ttl_ms, etype, retryable, status, err, store, headers, body, channel,
       due, meta, request_body, upstream_ms, inline_bytes =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],

@@ -26,6 +26,10 @@ local FROM = {
   -- puts it back in the stream.
   expired = {queued = true, running = true, failed = true},
   requeued = {queued = true, running = true},
+  -- Not changes of state: a completion callback's delivery, or its end
+  -- after the last retry, recorded on a job that has ended.
+  callback_delivered = TERMINAL,
+  callback_failed = TERMINAL,
 }
 
 -- The route's deadline index (a sorted set: job id by deadline, unix ms) of
@@ -33,6 +37,13 @@ local FROM = {
 -- here before folding. The reconciler reads it to find overdue jobs without
 -- scanning anything.
 local deadlines_key = nil
+
+-- The route's due completion callbacks (a sorted set: "job \n state" by due
+-- time, unix ms). A script that may end a job declares it among its KEYS and
+-- sets it here; when a job whose client asked for a callback reaches a
+-- terminal state, the callback is due in the same atomic call, so no job can
+-- end without it. Replay leaves it nil: rebuilding a projection calls no one.
+local callbacks_key = nil
 
 local function current_state(proj)
   local state = redis.call('HGET', proj, 'state')
@@ -64,7 +75,7 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     put('job', f['job']); put('accepted_at_ms', t)
     put('deadline_ms', f['deadline_ms']); put('entry', f['entry'])
     put('method', f['method']); put('path', f['path']); put('attempts', '0')
-    put('tenant', f['tenant'])
+    put('tenant', f['tenant']); put('callback', f['callback'])
     put('events', ev_id)
   else
     local events = redis.call('HGET', proj, 'events')
@@ -89,15 +100,22 @@ local function fold(proj, before, ev_id, f, ttl_ms)
   elseif etype == 'requeued' then
     put('deadline_ms', f['deadline_ms']); put('requeues', f['requeues'])
     if f['entry'] then state = 'queued'; put('entry', f['entry']) end
+  elseif etype == 'callback_delivered' or etype == 'callback_failed' then
+    -- e.g. callback_succeeded = "delivered:1" (the outcome and its attempts)
+    put('callback_' .. f['for'], string.sub(etype, 10) .. ':' .. f['attempts'])
   end
   put('state', state)
-  if TERMINAL[state] then put('finished_at_ms', t) end
+  local ended = TERMINAL[state] and state ~= before
+  if ended then put('finished_at_ms', t) end
   redis.call('HSET', proj, unpack(set))
   if etype == 'accepted' or etype == 'requeued' then
     redis.call('ZADD', deadlines_key, f['deadline_ms'], f['job'])
-  elseif TERMINAL[state] then
+  elseif ended then
     redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
     redis.call('ZREM', deadlines_key, f['job'])
+    if callbacks_key and redis.call('HEXISTS', proj, 'callback') == 1 then
+      redis.call('ZADD', callbacks_key, t, f['job'] .. '\n' .. state)
+    end
   end
   return state
 end

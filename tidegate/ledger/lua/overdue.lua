@@ -12,12 +12,12 @@
 --     a copy of the entry is added to the stream, when the stream still has
 --     it, and the job is queued again; without one it expires, since there
 --     is nothing left to redo.
--- KEYS: requests, events, job, deadlines
+-- KEYS: requests, events, job, deadlines, callbacks
 -- ARGV: job_id, ttl_ms, done_channel, max_requeues, deadline_s, group
 -- Returns {1, 'expired'|'requeued'}, or {0, state} when the job had ended or
 -- is gone (it is then dropped from the deadline index).
 local requests, events, proj = KEYS[1], KEYS[2], KEYS[3]
-deadlines_key = KEYS[4]
+deadlines_key, callbacks_key = KEYS[4], KEYS[5]
 local job, ttl_ms, channel, group = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local max_requeues, deadline_s = tonumber(ARGV[4]), tonumber(ARGV[5])
 

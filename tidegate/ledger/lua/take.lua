@@ -7,13 +7,13 @@
 -- XREADGROUP otherwise.
 -- The projection key of each job is the partition's prefix plus the entry's
 -- job id: the hash tag is in the prefix, so it is in this call's slot.
--- KEYS: requests, events, dead, deadlines
+-- KEYS: requests, events, dead, deadlines, callbacks
 -- ARGV: group, consumer, count, ttl_ms, max_attempts, done_channel, job_prefix
 -- Returns, per entry: {entry_id, fields, go, attempt_or_state}; go = 1: run
 -- the attempt; 0: no work (acknowledged; the job's state); -1: not an
 -- envelope, left pending for the worker to dead-letter.
 local requests, events, dead = KEYS[1], KEYS[2], KEYS[3]
-deadlines_key = KEYS[4]
+deadlines_key, callbacks_key = KEYS[4], KEYS[5]
 local group, consumer, count, ttl_ms, max_attempts, channel, prefix =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 
