@@ -14,7 +14,12 @@ How the number is found:
   answered in the interval it shows, a lull only slowly.
 - **Service rate per replica.** Learned only while the workers are
   saturated (work was waiting for them), as completions per ready replica;
-  an idle worker's throughput says nothing about its capacity.
+  an idle worker's throughput says nothing about its capacity. A saturated
+  interval without a completion is held over and counted with the next one
+  that has some (up to ``QUIET_CARRY_S``): a batch handler finishes N jobs
+  at once every batch period, and taking only the intervals that saw a batch
+  end would learn N per interval instead of N per period. Quiet for longer
+  is an outage of the work, not a batch, and teaches nothing.
 - **Sizing (Little's law).** With a known service rate ``mu`` per replica,
   the replicas needed to keep up with arrivals ``lambda`` and drain the
   backlog ``B`` within ``drain_target_s`` are ``ceil((lambda + B /
@@ -69,6 +74,11 @@ from dataclasses import dataclass, field
 
 from scaler.predict import PeriodicPredictor
 from scaler.rates import ewma, per_second, replicas_for
+
+QUIET_CARRY_S = 30.0
+"""Longest run of saturated intervals without a completion that is still
+counted with the next completions (a batch still forming); beyond, the work
+stalled and the quiet time is dropped."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,8 @@ class Policy:
     _latest_arrival: float = 0.0
     _completion: float = 0.0
     _service: float | None = None
+    _quiet_s: float = 0.0
+    """Saturated time since the last completion, carried into the next rate."""
     _history: deque[tuple[float, int]] = field(default_factory=deque)
     _arrival_var: float | None = None
     _startup: float | None = None
@@ -214,8 +226,15 @@ class Policy:
             self._completion = self._smooth(self._completion, completions)
             saturated = (last.waiting or 0) > 0 and last.ready_replicas > 0
             if saturated and completions > 0:
-                per_replica = completions / last.ready_replicas
-                self._service = self._smooth(self._service, per_replica)
+                done_n = completions * interval_s
+                carried_s = self._quiet_s if self._quiet_s <= QUIET_CARRY_S else 0.0
+                span_s = interval_s + carried_s
+                self._service = self._smooth(self._service, done_n / span_s / last.ready_replicas)
+                self._quiet_s = 0.0
+            elif saturated:
+                self._quiet_s += interval_s
+            else:
+                self._quiet_s = 0.0
 
         backlog = sample.waiting + sample.pending
         if self._service:

@@ -275,3 +275,37 @@ def test_route_loops_spread_their_steps_over_the_interval() -> None:
     per_tenth = [sum(1 for p in phases if k / 10 <= p < (k + 1) / 10) for k in range(10)]
     assert min(per_tenth) >= 70
     assert max(per_tenth) <= 130
+
+
+def test_a_batch_worker_is_learned_at_its_mean_rate_whatever_its_batch_period() -> None:
+    """A batch handler finishes N jobs at once, every batch period: sampled
+    each second, most intervals of a slow batch see no completion at all.
+    The service rate learned is the mean (N / period), not N per completing
+    interval (which would size the route for a fraction of the replicas it needs)."""
+    for period_s in (1, 2, 3, 5):
+        policy = Policy(PolicySettings(max_replicas=100, noise_z=0, startup_s=0))
+        route = Route(replicas=2)
+        for second in range(1, 120):
+            done = 2 * 64 if second % period_s == 0 else 0  # 2 replicas, batches of 64
+            route.tick(policy, arrivals=200, done=done, waiting=5000)
+            route.replicas = 2
+        decision = policy.decide(Sample(route.t_s + 1, 5000, 0, route.added, route.completed, 2, 2))
+        assert decision.service_rate is not None
+        assert abs(decision.service_rate - 64 / period_s) < 0.1 * 64 / period_s, period_s
+
+
+def test_a_stall_longer_than_a_batch_teaches_nothing() -> None:
+    """Saturated and no completion for a minute (the work stalled, a
+    downstream outage): the rate learned before stands when work resumes."""
+    policy = Policy(PolicySettings(max_replicas=100, noise_z=0, startup_s=0))
+    route = Route(replicas=2)
+    for _ in range(60):
+        route.tick(policy, arrivals=20, done=20, waiting=500)
+        route.replicas = 2
+    for _ in range(60):
+        route.tick(policy, arrivals=20, done=0, waiting=500)
+        route.replicas = 2
+    route.tick(policy, arrivals=20, done=20, waiting=500)
+    decision = policy.decide(Sample(route.t_s + 1, 500, 0, route.added, route.completed + 20, 2, 2))
+    assert decision.service_rate is not None
+    assert abs(decision.service_rate - 10) < 0.5
