@@ -11,6 +11,7 @@ the cost of one route for one second, in ms. The routes are idle: this is
 the floor every scaled route costs, whatever its traffic.
 
 Usage: python bench/scaler_routes.py [--routes 10 100 300] [--window-s 15]
+       [--profile PREFIX]  (py-spy the scaler during the window)
 Needs redis-server on PATH; Linux (/proc).
 """
 
@@ -58,7 +59,14 @@ def cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure(routes: int, window_s: float, warmup_s: float, folder: Path, redis_url: str) -> float:
+def measure(
+    routes: int,
+    window_s: float,
+    warmup_s: float,
+    folder: Path,
+    redis_url: str,
+    profile: str | None = None,
+) -> float:
     kubeconfig = folder / f"kubeconfig-{routes}"
     api = subprocess.Popen(
         [
@@ -106,8 +114,18 @@ def measure(routes: int, window_s: float, warmup_s: float, folder: Path, redis_u
     try:
         time.sleep(warmup_s)
         before = cpu_s(scaler.pid)
+        spy = None
+        if profile:  # py-spy's own sampling costs the scaler a little CPU too
+            out = f"{profile}-{routes}.txt"
+            spy = subprocess.Popen(
+                ["py-spy", "record", "-r", "100", "-d", str(int(window_s)), "-p",
+                 str(scaler.pid), "-f", "raw", "-o", out],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         time.sleep(window_s)
         used = cpu_s(scaler.pid) - before
+        if spy is not None:
+            spy.wait(30)
     finally:
         scaler.terminate()
         scaler.wait(20)
@@ -121,6 +139,9 @@ def main() -> int:
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 300])
     parser.add_argument("--window-s", type=float, default=15.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="py-spy the scaler into PREFIX-ROUTES.txt (raw)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
         folder = Path(name)
@@ -131,7 +152,7 @@ def main() -> int:
             url = f"redis://127.0.0.1:{port}/0"
             results = []
             for routes in args.routes:
-                ms = measure(routes, args.window_s, args.warmup_s, folder, url)
+                ms = measure(routes, args.window_s, args.warmup_s, folder, url, args.profile)
                 results.append((routes, ms))
                 print(f"{routes} routes: {ms:.2f} ms CPU per route-second", flush=True)
         finally:

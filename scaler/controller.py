@@ -48,6 +48,7 @@ from scaler.resources import (
 from scaler.route_loop import RouteLoop
 from tidegate.errors import ConfigError
 from tidegate.ledger.client import Connection
+from tidegate.ledger.runner import Runner
 from tidegate.settings import ScalerSettings, Settings
 from tidegate.tasks import stop_tasks
 
@@ -101,6 +102,11 @@ class Controller:
         self.caches: dict[str, DeploymentCache] = {}
         """One informer per namespace with scaled Deployments (``scaler.informer``)."""
         self._stopping = threading.Event()
+        self.runner = Runner(redis, batched=True)
+        """Every route loop's Redis reads and view writes go through it: the
+        loops that step at the same moment (``route_loop.phase_s`` gives a
+        thousand routes a few slots per interval) share one round trip per
+        Redis node."""
 
     def is_leader(self) -> bool:
         return self.elector.is_leader if self.elector else True
@@ -222,10 +228,12 @@ class Controller:
             write_status=functools.partial(patch_status, kube) if kube else None,
             write_event=functools.partial(emit_event, kube) if kube else None,
             partitions=scaled.partitions,
+            runner=self.runner,
         )
         log.info(
             "route %s: scaling %s (from %s)", scaled.route, loop.actuator.describe, scaled.source
         )
+        self.runner.start()  # with the first loop (nothing when it runs)
         task = asyncio.create_task(loop.run(), name=f"scale-{scaled.route}")
         self.loops[scaled.route] = (scaled, loop, task)
 
@@ -233,6 +241,8 @@ class Controller:
         scaled, loop, task = self.loops.pop(route)
         await stop_tasks([task])
         await loop.actuator.close()
+        if not self.loops:
+            await self.runner.close()
         log.info("route %s: stopped scaling (%s)", route, scaled.source)
 
     def _watch(self, changed: asyncio.Event, stopping: threading.Event) -> None:

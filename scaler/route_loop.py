@@ -47,6 +47,7 @@ from tidegate.errors import RedisUnavailable
 from tidegate.keys import Layout
 from tidegate.ledger import liveness, scaler_view
 from tidegate.ledger.client import Connection
+from tidegate.ledger.runner import Runner
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
 from tidegate.tasks import stop_if_cancelled
@@ -54,7 +55,7 @@ from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-VIEW_REFRESH_INTERVALS = 2
+VIEW_REFRESH_INTERVALS = 4
 """An unchanged view is written again after this many intervals (its TTL is
 five, at least 10 s), so its ``updated_at_s`` stays that fresh."""
 
@@ -62,12 +63,18 @@ API_BACKOFF_BASE_S = 1.0
 API_BACKOFF_MAX_S = 30.0
 
 
+PHASE_SLOTS = 10
+"""Routes step in this many slots of their interval."""
+
+
 def phase_s(route: str, interval_s: float) -> float:
-    """Where in its interval a route's loop steps: a fixed share of the
-    interval drawn from the route's name (CRC-32), so a thousand routes spread
+    """Where in its interval a route's loop steps: one of ``PHASE_SLOTS``
+    slots, drawn from the route's name (CRC-32). A thousand routes spread
     their Redis reads and API calls over the interval instead of sending them
-    in the same millisecond, and a route keeps its phase across restarts."""
-    return (zlib.crc32(route.encode()) % 10_000) / 10_000 * interval_s
+    in the same millisecond, while the routes of one slot step together and
+    share their round trips (the controller's batched ``Runner``); a route
+    keeps its slot across restarts."""
+    return (zlib.crc32(route.encode()) % PHASE_SLOTS) / PHASE_SLOTS * interval_s
 
 
 def policy_settings(s: ScalerSettings) -> PolicySettings:
@@ -113,6 +120,7 @@ class RouteLoop:
         write_event: EventWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
         partitions: int = 1,
+        runner: Runner | None = None,
     ) -> None:
         self.route = route
         self.layout = Layout(route, partitions)
@@ -120,7 +128,11 @@ class RouteLoop:
         self.settings = settings
         self.actuator = actuator
         self.redis = redis
+        self.runner = runner or Runner(redis)
+        """How the loop's reads and view writes reach Redis (batched across
+        the routes of a controller)."""
         self.metrics = metrics
+        self._gauges = metrics.of_route(route)
         self.is_leader = is_leader
         self.clock = clock
         self.status = StatusReporter(
@@ -140,18 +152,20 @@ class RouteLoop:
         """The route's throttle as this loop last wrote it."""
         return self.keeper.throttle
 
-    async def _publish_view(self, view: ScalerView) -> None:
-        """Publish the view when it changed, else at most every
-        ``VIEW_REFRESH_INTERVALS`` intervals (well within its TTL): an idle
-        route's view is the same tick after tick, and writing it anyway was
-        the largest part of an idle route's cost."""
-        same = dataclasses.replace(view, updated_at_s=0.0)
+    async def _publish_view(self, same: ScalerView) -> None:
+        """Publish the view (given without its time) when it changed, else at
+        most every ``VIEW_REFRESH_INTERVALS`` intervals (well within its
+        TTL): an idle route's view is the same tick after tick, and writing
+        it anyway was the largest part of an idle route's cost."""
         now = self.clock()
         due = now - self._view_at >= VIEW_REFRESH_INTERVALS * self.settings.interval_s
         if same == self._view and not due:
             return
+        view = dataclasses.replace(same, updated_at_s=round(time.time(), 3))
         try:
-            await scaler_view.publish(self.redis, self.route, view, self.settings.interval_s)
+            await scaler_view.publish(
+                self.redis, self.route, view, self.settings.interval_s, runner=self.runner
+            )
         except RedisUnavailable as e:  # then the view expires on its own
             stop_if_cancelled(e)
             return
@@ -191,7 +205,7 @@ class RouteLoop:
     async def _busy(self) -> dict[str, int]:
         """Jobs in flight per worker, as the workers report them ({}: unknown)."""
         try:
-            return await liveness.busy(self.redis, self.route)
+            return await liveness.busy(self.redis, self.route, runner=self.runner)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
             return {}
@@ -217,7 +231,7 @@ class RouteLoop:
         try:
             return await self._step()
         finally:
-            self.metrics.decision_s.labels(self.route).observe(time.perf_counter() - started)
+            self._gauges.decision_s.observe(time.perf_counter() - started)
 
     async def _step(self) -> StepResult:
         now = self.clock()
@@ -237,6 +251,7 @@ class RouteLoop:
             ready_replicas=replicas.ready,
             current_replicas=replicas.desired,
             busy_replicas=sum(1 for n in busy.values() if n > 0) if busy else None,
+            runner=self.runner,
         )
         measured = sample.waiting is not None
         self.failures = 0 if measured else self.failures + 1
@@ -303,19 +318,19 @@ class RouteLoop:
         return StepResult(None, None, None, str(e), retry_after_s=delay)
 
     def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
-        m, r = self.metrics, self.route
+        g = self._gauges
         if sample.waiting is not None:
-            m.waiting.labels(r).set(sample.waiting)
-            m.pending.labels(r).set(sample.pending)
-            m.oldest_age.labels(r).set(sample.oldest_age_s or 0.0)
-        m.arrival.labels(r).set(decision.arrival_rate)
-        m.drain.labels(r).set(decision.completion_rate)
-        m.service.labels(r).set(decision.service_rate or 0.0)
-        m.desired.labels(r).set(decision.replicas)
-        m.current.labels(r).set(replicas.current)
-        m.ready.labels(r).set(replicas.ready)
-        m.exhausted.labels(r).set(int(decision.exhausted))
-        m.throttle_rate.labels(r).set(self.throttle.rate_per_s if self.throttle else 0)
+            g.waiting.set(sample.waiting)
+            g.pending.set(sample.pending)
+            g.oldest_age.set(sample.oldest_age_s or 0.0)
+        g.arrival.set(decision.arrival_rate)
+        g.drain.set(decision.completion_rate)
+        g.service.set(decision.service_rate or 0.0)
+        g.desired.set(decision.replicas)
+        g.current.set(replicas.current)
+        g.ready.set(replicas.ready)
+        g.exhausted.set(int(decision.exhausted))
+        g.throttle_rate.set(self.throttle.rate_per_s if self.throttle else 0)
 
     async def _publish(
         self,
@@ -344,7 +359,7 @@ class RouteLoop:
             target=self.actuator.describe,
             throttle=self.throttle.as_dict() if self.throttle else None,
             refused_rate=round(self.keeper.refused_rate, 3),
-            updated_at_s=round(time.time(), 3),
+            updated_at_s=0.0,  # set when written
             predicted_rate=(
                 None if decision.predicted_rate is None else round(decision.predicted_rate, 3)
             ),

@@ -26,6 +26,7 @@ from tidegate.errors import RedisUnavailable
 from tidegate.keys import Partitioned
 from tidegate.ledger import backlog
 from tidegate.ledger.client import Connection
+from tidegate.ledger.runner import Runner
 
 
 async def sample_route(
@@ -36,9 +37,10 @@ async def sample_route(
     ready_replicas: int,
     current_replicas: int,
     busy_replicas: int | None = None,
+    runner: Runner | None = None,
 ) -> Sample:
     try:
-        measured, found = await backlog.sampled(redis, route)
+        measured, found = await backlog.sampled(redis, route, runner=runner)
     except RedisUnavailable:
         return Sample(now_s, None, 0, 0, 0, ready_replicas, current_replicas)
     added, refused = found.added_total, found.refused_total

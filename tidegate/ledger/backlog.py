@@ -32,7 +32,7 @@ from tidegate.keys import GROUP, Partitioned, RouteKeys, parts_of
 from tidegate.ledger.calls import Sample
 from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.client import text as _text
-from tidegate.ledger.scripts import call
+from tidegate.ledger.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -172,21 +172,31 @@ async def _counters(redis: Connection, keys: RouteKeys) -> Counters:
 
 
 async def sampled(
-    redis: Connection, route: str | Partitioned, *, count_cap: int = 100_000
+    redis: Connection,
+    route: str | Partitioned,
+    *,
+    count_cap: int = 100_000,
+    runner: Runner | None = None,
 ) -> tuple[Backlog, Counters]:
     """The backlog and the counters together, one script call per partition
     (``sample.lua``): what the scaler reads every tick. Same answers as
     ``measure`` and ``counters``; a group whose lag Redis does not know is
     counted here, as ``measure`` does."""
     parts = parts_of(route)
-    found = await asyncio.gather(*(_sampled(redis, keys, count_cap) for keys in parts))
+    run = runner or Runner(redis)
+    if len(parts) == 1:  # no task for the common case
+        found = [await _sampled(redis, run, parts[0], count_cap)]
+    else:
+        found = await asyncio.gather(*(_sampled(redis, run, keys, count_cap) for keys in parts))
     counted = Counters(sum(c.added_total for _, c in found), sum(c.refused_total for _, c in found))
     return _sum(parts[0].route, [b for b, _ in found]), counted
 
 
-async def _sampled(redis: Connection, keys: RouteKeys, count_cap: int) -> tuple[Backlog, Counters]:
+async def _sampled(
+    redis: Connection, runner: Runner, keys: RouteKeys, count_cap: int
+) -> tuple[Backlog, Counters]:
     with redis_errors("sampling a route"):
-        got = await call(redis, Sample(route=keys))
+        got = await runner.run(Sample(route=keys))
     counters_ = Counters(got.added, got.refused)
     route = keys.route
     if not got.exists:

@@ -51,6 +51,10 @@ class Coalescer(ABC, Generic[T, R]):
         """Process a batch; one result or exception per item, in order."""
 
     def start(self) -> None:
+        """Start the flusher; again after ``close``; nothing while it runs."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-flusher")
 
     async def close(self) -> None:

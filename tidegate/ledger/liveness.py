@@ -6,18 +6,22 @@ every few seconds and as soon as it goes idle or busy, and removes it on a
 clean exit. A field older than ``RECORD_TTL_S`` is a worker that is gone (a
 hung or killed one): readers skip it and drop it.
 
-Two readers, each one HGETALL: ``tidegate worker --check`` (a worker of this
-host is alive: ``first_alive``) and the scaler (``busy``: how many workers
-have a job in flight, and which pods are idle, before it scales in).
+Two readers, each one script call (``workers.lua``: the fresh records, the
+stale ones dropped in the same call): ``tidegate worker --check`` (a worker
+of this host is alive: ``first_alive``) and the scaler (``busy``: how many
+workers have a job in flight, and which pods are idle, before it scales in;
+its calls share round trips with the other routes' through a batched
+``Runner``).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tidegate.keys import RouteKeys
-from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.calls import Workers
+from tidegate.ledger.client import Connection, redis_errors
+from tidegate.ledger.runner import Runner
 
 RECORD_TTL_S = 15.0
 """A worker's field this old is a worker that is gone."""
@@ -35,29 +39,22 @@ async def clear(redis: Connection, route: str, consumer: str) -> None:
         await redis.hdel(RouteKeys(route).workers, consumer)
 
 
-async def busy(redis: Connection, route: str, max_age_s: float = RECORD_TTL_S) -> dict[str, int]:
+async def busy(
+    redis: Connection,
+    route: str,
+    max_age_s: float = RECORD_TTL_S,
+    *,
+    runner: Runner | None = None,
+) -> dict[str, int]:
     """Jobs in flight per worker process that reported within ``max_age_s``;
     older fields (workers gone without a goodbye) are removed."""
-    key = RouteKeys(route).workers
+    found = Workers(
+        route=RouteKeys(route),
+        now_ms=int(time.time() * 1000),
+        max_age_ms=int(max_age_s * 1000),
+    )
     with redis_errors("reading the workers' records"):
-        raw: Any = await redis.hgetall(key)
-    now_ms, out, stale = time.time() * 1000, {}, []
-    for field, value in raw.items():
-        consumer = text(field)
-        count, _, at_ms = text(value).partition(":")
-        try:
-            fresh = now_ms - int(at_ms) <= max_age_s * 1000
-            in_flight = int(count)
-        except ValueError:
-            fresh, in_flight = False, 0
-        if fresh:
-            out[consumer] = in_flight
-        else:
-            stale.append(consumer)
-    if stale:
-        with redis_errors("dropping the records of gone workers"):
-            await redis.hdel(key, *stale)
-    return out
+        return await (runner or Runner(redis)).run(found)
 
 
 async def first_alive(redis: Connection, route: str, consumer_prefix: str) -> str | None:

@@ -12,22 +12,31 @@ import json
 from typing import Any
 
 from tidegate.keys import RouteKeys
+from tidegate.ledger.calls import PublishView
 from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.runner import Runner
 from tidegate.scaler_view import ScalerView
 
 VIEW_TTL_INTERVALS = 5
 MIN_VIEW_TTL_S = 10.0
 
 
-async def publish(redis: Connection, route: str, view: ScalerView, interval_s: float) -> None:
-    key = RouteKeys(route).scaler
+async def publish(
+    redis: Connection,
+    route: str,
+    view: ScalerView,
+    interval_s: float,
+    *,
+    runner: Runner | None = None,
+) -> None:
+    """Replace the route's view (one script call: a batched ``runner`` sends
+    many routes' views in one round trip)."""
     ttl_ms = int(max(MIN_VIEW_TTL_S, interval_s * VIEW_TTL_INTERVALS) * 1000)
+    fields = tuple(part for k, v in view.as_dict().items() for part in (k, json.dumps(v)))
     with redis_errors("publishing the scaler's view"):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={k: json.dumps(v) for k, v in view.as_dict().items()})
-            pipe.pexpire(key, ttl_ms)
-            await pipe.execute()
+        await (runner or Runner(redis)).run(
+            PublishView(route=RouteKeys(route), ttl_ms=ttl_ms, fields=fields)
+        )
 
 
 async def read(redis: Connection, route: str) -> ScalerView | None:

@@ -31,6 +31,7 @@ from typing import Any
 import hiredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import Connection as RedisConnection
 from redis.exceptions import (
     AskError,
     MaxConnectionsError,
@@ -39,6 +40,12 @@ from redis.exceptions import (
     RedisClusterException,
     ResponseError,
     SlotNotCoveredError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
 )
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
@@ -171,12 +178,7 @@ async def _exchange(
     try:
         await connection.send_packed_command(b"".join(commands))
         sent = True
-        results: list[Any] = []
-        for _ in commands:
-            try:
-                results.append(await connection.read_response())
-            except ResponseError as e:  # an error reply; the connection stays in step
-                results.append(e)
+        results = await _replies(connection, len(commands))
     except BaseException as e:
         # Replies may still be in flight (cancelled, timed out, reset): the
         # connection is out of step and must not be reused.
@@ -191,6 +193,39 @@ async def _exchange(
                 f"Redis did not answer {len(calls)} script call(s) it may have run: {e}"
             ) from e
         raise
+    return results
+
+
+_STANDARD_READ = RedisConnection.read_response
+
+
+async def _replies(connection: AbstractConnection, count: int) -> list[Any]:
+    """``count`` replies, an error reply as its ResponseError (the connection
+    stays in step). Many are read under one timeout straight from the
+    connection's parser: ``read_response`` arms a timeout per reply, which
+    cost more than parsing the reply in a pipeline of a few hundred calls."""
+    results: list[Any] = []
+    parse = getattr(connection, "_read_response_from_parser", None)
+    standard = type(connection).read_response is _STANDARD_READ  # not a test double's
+    if count == 1 or parse is None or not standard:
+        for _ in range(count):
+            try:
+                results.append(await connection.read_response())
+            except ResponseError as e:
+                results.append(e)
+        return results
+    timeout_s = getattr(connection, "socket_timeout", None)
+    try:
+        async with asyncio.timeout(timeout_s):
+            for _ in range(count):
+                try:
+                    results.append(await parse())
+                except ResponseError as e:
+                    results.append(e)
+    except TimeoutError as e:
+        raise RedisTimeoutError(f"Redis did not answer {count} calls within {timeout_s} s") from e
+    except OSError as e:
+        raise RedisConnectionError(f"reading {count} replies: {e}") from e
     return results
 
 

@@ -22,6 +22,7 @@ from tidegate.ledger.calls import (
     Admit,
     AdmitJob,
     Finish,
+    PublishView,
     Quota,
     Replay,
     ScriptCall,
@@ -72,7 +73,7 @@ def test_script_reads_as_many_positions_as_it_names(call: type[ScriptCall[Any]])
     argv = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", code)}
     assert keys == set(range(1, len(call.KEYS) + 1))
     names = arg_names(call)
-    variadic = call is Replay  # its field pairs follow the named arguments
+    variadic = call in (Replay, PublishView)  # field pairs follow the named arguments
     assert argv == set(range(1, len(names) + (0 if variadic else 1)))
 
 

@@ -35,9 +35,11 @@ from tidegate.ledger.calls.upkeep import (
     Overdue,
     Promote,
     Promoted,
+    PublishView,
     Replay,
     Sample,
     Sampled,
+    Workers,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "Overdue",
     "Promote",
     "Promoted",
+    "PublishView",
     "Quota",
     "R",
     "Replay",
@@ -67,6 +70,7 @@ __all__ = [
     "Start",
     "Take",
     "Taken",
+    "Workers",
     "arg_names",
     "refusal",
     "text",
@@ -86,5 +90,7 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Sample,
     ClaimCallbacks,
     EndCallback,
+    Workers,
+    PublishView,
 )
 """Every script call; ``scripts.SCRIPTS`` loads one script per entry."""

@@ -11,6 +11,7 @@ from tidegate.ledger.calls.base import (
     ScriptCall,
     Settled,
     settled,
+    text,
 )
 
 
@@ -111,3 +112,30 @@ class Replay(ScriptCall[bool]):
 
     def read(self, reply: Any) -> bool:
         return int(reply) == 1
+
+
+@dataclass(kw_only=True, slots=True)
+class Workers(ScriptCall[dict[str, int]]):
+    """The route's live workers and their jobs in flight; stale records go."""
+
+    SCRIPT: ClassVar[str] = "workers"
+    KEYS: ClassVar[tuple[str, ...]] = ("workers",)
+    now_ms: int
+    max_age_ms: int
+
+    def read(self, reply: Any) -> dict[str, int]:
+        return {text(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+@dataclass(kw_only=True, slots=True)
+class PublishView(ScriptCall[int]):
+    """Replace the scaler's view of a route (``tidegate.ledger.scaler_view``)."""
+
+    SCRIPT: ClassVar[str] = "publish_view"
+    KEYS: ClassVar[tuple[str, ...]] = ("scaler",)
+    ttl_ms: int
+    fields: tuple[str, ...]
+    """Name and JSON value pairs."""
+
+    def read(self, reply: Any) -> int:
+        return int(reply)
