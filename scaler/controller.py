@@ -1,4 +1,4 @@
-"""The controller: every scaled route, one leader.
+"""The controller: every scaled route, one leader (or one per shard).
 
 It gathers the routes to scale from two sources and keeps one
 ``RouteLoop`` task per route:
@@ -15,6 +15,11 @@ Kubernetes access (kubeconfig or in-cluster) is needed for deployment targets,
 BacklogScalers and leader election; a config of local targets only runs
 without it. With access, only the Lease holder writes; standbys keep sampling
 (their metrics stay meaningful) and take over when the Lease frees up.
+
+With ``scaler.shards`` above 1 (``scaler.shards``), the routes are split
+into shards, each with a Lease of its own, and a replica runs the loops of
+the shards it holds and only those: replicas share the work. When a shard
+is taken or handed over, the loops are brought in line at once.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from scaler.resources import (
     watch_changes,
 )
 from scaler.route_loop import RouteLoop
+from scaler.shards import ShardedElection
 from tidegate.errors import ConfigError
 from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
@@ -88,7 +94,7 @@ class Controller:
         redis: Connection,
         kube: Kube | None,
         metrics: ScalerMetrics,
-        elector: LeaderElector | None = None,
+        elector: LeaderElector | ShardedElection | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
@@ -102,6 +108,10 @@ class Controller:
         self.caches: dict[str, DeploymentCache] = {}
         """One informer per namespace with scaled Deployments (``scaler.informer``)."""
         self._stopping = threading.Event()
+        self._changed = asyncio.Event()
+        """A resync is due: a watched resource changed, or shards moved."""
+        if isinstance(elector, ShardedElection):
+            elector.on_change = self._shards_changed
         self.runner = Runner(redis, batched=True)
         """Every route loop's Redis reads and view writes go through it: the
         loops that step at the same moment (``route_loop.phase_s`` gives a
@@ -110,6 +120,19 @@ class Controller:
 
     def is_leader(self) -> bool:
         return self.elector.is_leader if self.elector else True
+
+    def leads(self, route: str) -> bool:
+        """Whether this replica writes for ``route``: it holds the Lease, or
+        with shards, the Lease of the route's shard."""
+        if isinstance(self.elector, ShardedElection):
+            return self.elector.owns(route)
+        return self.is_leader()
+
+    def _shards_changed(self, held: set[int]) -> None:
+        """Shards were taken or handed over: start and stop loops now."""
+        self.metrics.leader.set(int(bool(held)))
+        self.metrics.shards_held.set(len(held))
+        self._changed.set()
 
     def _actuator(self, scaled: Scaled) -> Actuator:
         target = scaled.settings.target
@@ -185,7 +208,7 @@ class Controller:
         if reported and status.get("observedGeneration") == ref.generation:
             return  # said already: not again at every resync
         log.warning("%s: %s", ref.describe, message)
-        if self.kube is None or not self.is_leader():
+        if self.kube is None or not self.leads(ref.name):
             return
         conditions = merge_conditions(old, wanted, now_rfc3339())
         try:
@@ -205,6 +228,8 @@ class Controller:
             if route in wanted:
                 log.info("route %s: %s overrides the config file", route, scaled.source)
             wanted[route] = scaled
+        if isinstance(self.elector, ShardedElection):  # only the shards held here
+            wanted = {route: s for route, s in wanted.items() if self.leads(route)}
         for route in list(self.loops):
             scaled = self.loops[route][0]
             if route not in wanted or wanted[route].version != scaled.version:
@@ -222,7 +247,7 @@ class Controller:
             self._actuator(scaled),
             self.redis,
             self.metrics,
-            is_leader=self.is_leader,
+            is_leader=functools.partial(self.leads, scaled.route),
             resource=scaled.resource,
             conditions=list(scaled.conditions),
             write_status=functools.partial(patch_status, kube) if kube else None,
@@ -268,7 +293,7 @@ class Controller:
         tasks: list[asyncio.Task[None]] = []
         if self.elector:
             tasks.append(asyncio.create_task(self.elector.run(), name="lease"))
-        changed, stopping = asyncio.Event(), threading.Event()
+        changed, stopping = self._changed, threading.Event()
         self._watch(changed, stopping)
         try:
             while not stop.is_set():

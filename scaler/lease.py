@@ -102,8 +102,13 @@ class LeaderElector:
             "leaseTransitions": transitions,
         }
 
-    async def attempt(self) -> bool:
-        """One try to acquire or renew; True when this candidate holds the Lease."""
+    async def attempt(self, *, want: bool = True) -> bool:
+        """One try to acquire or renew; True when this candidate holds the Lease.
+
+        ``want=False``: only watch it. A candidate that does not want the
+        Lease now (it holds its fair share of shards) still times the
+        holder's renewals, so that once it wants it, an expired Lease is
+        taken at once instead of after another whole duration."""
         s, api = self.settings, self.kube.coordination
         now = self.clock()
         try:
@@ -111,7 +116,9 @@ class LeaderElector:
                 f"reading {self._what}", api.read_namespaced_lease, s.name, s.namespace
             )
         except KubeError as e:
-            if e.status != 404:
+            if e.status != 404 or not want:
+                if e.status == 404:
+                    return False
                 raise
             try:
                 await self.kube.call(
@@ -138,7 +145,11 @@ class LeaderElector:
             if now - self._observed_at < duration:
                 self._renewed_at = None  # someone else leads: stop writing at once
                 return False
+            if not want:
+                return False
             log.info("%s: holder %s stopped renewing; taking over", self._what, holder)
+        elif not holder and not want:
+            return False
         mine = holder == s.identity
         acquired = spec.acquire_time if mine and spec.acquire_time else self.wall()
         transitions = (spec.lease_transitions or 0) + (0 if mine else 1)

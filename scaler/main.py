@@ -15,6 +15,7 @@ from scaler.controller import Controller
 from scaler.kube import Kube, load_api_client, own_namespace
 from scaler.lease import LeaderElector, LeaseSettings
 from scaler.metrics import ScalerMetrics
+from scaler.shards import ShardedElection
 from tidegate.admin_server import serve_admin
 from tidegate.ledger.client import connect
 from tidegate.process import run_until_signalled
@@ -43,23 +44,25 @@ async def serve(
     if needs_kube(settings):
         kube = Kube(load_api_client(kubeconfig), settings.scaler.api_timeout_s)
     c = settings.scaler
-    elector = None
+    redis = connect(settings.redis)
+    elector: LeaderElector | ShardedElection | None = None
     if kube is not None and c.leader_election:
-        elector = LeaderElector(
-            kube,
-            LeaseSettings(
-                namespace=c.lease_namespace or own_namespace(),
-                name=c.lease_name,
-                identity=identity(),
-                duration_s=c.lease_duration_s,
-                renew_deadline_s=c.renew_deadline_s,
-                retry_period_s=c.retry_period_s,
-            ),
-            on_change=lambda leading: metrics.leader.set(int(leading)),
+        lease = LeaseSettings(
+            namespace=c.lease_namespace or own_namespace(),
+            name=c.lease_name,
+            identity=identity(),
+            duration_s=c.lease_duration_s,
+            renew_deadline_s=c.renew_deadline_s,
+            retry_period_s=c.retry_period_s,
         )
+        if c.shards > 1:
+            elector = ShardedElection(kube, lease, c.shards, redis)
+        else:
+            elector = LeaderElector(
+                kube, lease, on_change=lambda leading: metrics.leader.set(int(leading))
+            )
     elif kube is None:
         metrics.leader.set(1)
-    redis = connect(settings.redis)
     controller = Controller(settings, config_path, redis, kube, metrics, elector)
 
     def ready() -> str | None:

@@ -107,8 +107,15 @@ class ScalerMetrics:
             route,
             registry=r,
         )
+        self.shards_held = Gauge(
+            "tidegate_scaler_shards_held",
+            "Shards of routes this replica leads (scaler.shards above 1).",
+            registry=r,
+        )
         self.leader = Gauge(
-            "tidegate_scaler_leader", "1 while this replica holds the lease.", registry=r
+            "tidegate_scaler_leader",
+            "1 while this replica holds the lease (with shards: at least one).",
+            registry=r,
         )
 
     def of_route(self, route: str) -> RouteGauges:

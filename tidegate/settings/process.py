@@ -120,6 +120,10 @@ class ControllerSettings:
     retry_period_s: float = Field(default=2.0, gt=0)
     api_timeout_s: float = Field(default=5.0, gt=0)
     """One Kubernetes API call."""
+    shards: int = Field(default=1, ge=1, le=256)
+    """Routes are split into this many shards, each led through a Lease of its
+    own (``LEASE_NAME-N``): several scaler replicas share the routes, about
+    evenly, instead of one leading them all. 1: one Lease, one leader."""
     admin_listen: str = "0.0.0.0:9091"
     """``/metrics``, ``/healthz``, ``/readyz`` of the scaler."""
 

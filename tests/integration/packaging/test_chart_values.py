@@ -230,6 +230,20 @@ def test_the_lease_rule_names_the_lease(lease: str | None) -> None:
     assert [r["verbs"] for r in unnamed] == [["create"]]
 
 
+def test_with_shards_the_lease_rule_names_a_lease_per_shard() -> None:
+    docs = render({"scaler": {"config": {"shards": 3}}})
+    scaler = yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"])["scaler"]
+    assert scaler["shards"] == 3
+    (named,) = [
+        rule
+        for role in of_kind(docs, "Role")
+        for rule in role["rules"]
+        if "leases" in rule["resources"] and rule.get("resourceNames")
+    ]
+    base = scaler["lease_name"]
+    assert named["resourceNames"] == [f"{base}-0", f"{base}-1", f"{base}-2"]
+
+
 def test_network_policies_let_in_and_out_only_what_is_named() -> None:
     docs = render(OPERATOR)
     policies = {
