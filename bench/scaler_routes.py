@@ -10,8 +10,13 @@ from ``/proc``) over ``--window-s`` seconds, divided by routes x seconds, is
 the cost of one route for one second, in ms. The routes are idle: this is
 the floor every scaled route costs, whatever its traffic.
 
+With ``--replicas R --shards S``, R scaler processes share the routes
+(``scaler.shards``, leader election on the fake API server); each one's CPU
+is divided by the routes it led in the window (its decisions counted from
+its ``/metrics``).
+
 Usage: python bench/scaler_routes.py [--routes 10 100 300] [--window-s 15]
-       [--profile PREFIX]  (py-spy the scaler during the window)
+       [--replicas 1] [--shards 1] [--profile PREFIX]  (py-spy scaler 0)
 Needs redis-server on PATH; Linux (/proc).
 """
 
@@ -23,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -59,6 +66,17 @@ def cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def decisions(admin_port: int) -> dict[str, float]:
+    """Per route, the scaler's decisions so far (from its /metrics)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).read()
+    out = {}
+    for line in text.decode().splitlines():
+        if line.startswith("tidegate_scaler_decision_seconds_count{"):
+            route = line.split('route="', 1)[1].split('"', 1)[0]
+            out[route] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def measure(
     routes: int,
     window_s: float,
@@ -66,7 +84,11 @@ def measure(
     folder: Path,
     redis_url: str,
     profile: str | None = None,
-) -> float:
+    replicas: int = 1,
+    shards: int = 1,
+) -> list[tuple[float, int]]:
+    """Per scaler process: ms CPU per route-second of the routes it led in
+    the window, and how many routes that was."""
     kubeconfig = folder / f"kubeconfig-{routes}"
     api = subprocess.Popen(
         [
@@ -81,57 +103,81 @@ def measure(
     )
     assert api.stdout is not None
     assert api.stdout.readline().strip() == "ready"
-    config = folder / f"tidegate-{routes}.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "redis": {"url": redis_url},
-                "scaler": {"leader_election": False, "admin_listen": f"127.0.0.1:{free_port()}"},
-                "routes": [
-                    {
-                        "name": f"svc-{n}",
-                        "match": {"path_prefix": f"/svc-{n}"},
-                        "mode": "async",
-                        "scaler": {
-                            "target": {
-                                "kind": "deployment",
-                                "namespace": NS,
-                                "name": f"svc-{n}-worker",
-                            },
-                            "interval_s": 1,
-                            "min_replicas": 1,
-                        },
-                    }
-                    for n in range(routes)
+    ports = [free_port() for _ in range(replicas)]
+    scalers = []
+    for replica, port in enumerate(ports):
+        config = folder / f"tidegate-{routes}-{replica}.yaml"
+        config.write_text(yaml.safe_dump(scaler_config(routes, redis_url, port, replicas, shards)))
+        scalers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tidegate",
+                    "--log-level",
+                    "WARNING",
+                    "scaler",
+                    "-c",
+                    str(config),
+                    "--kubeconfig",
+                    str(kubeconfig),
                 ],
-            }
+            )  # fmt: skip
         )
-    )
-    scaler = subprocess.Popen(
-        [sys.executable, "-m", "tidegate", "--log-level", "WARNING", "scaler", "-c", str(config),
-         "--kubeconfig", str(kubeconfig)],
-    )  # fmt: skip
     try:
         time.sleep(warmup_s)
-        before = cpu_s(scaler.pid)
+        before = [cpu_s(p.pid) for p in scalers]
+        counted = [decisions(port) for port in ports]
         spy = None
         if profile:  # py-spy's own sampling costs the scaler a little CPU too
             out = f"{profile}-{routes}.txt"
             spy = subprocess.Popen(
                 ["py-spy", "record", "-r", "100", "-d", str(int(window_s)), "-p",
-                 str(scaler.pid), "-f", "raw", "-o", out],
+                 str(scalers[0].pid), "-f", "raw", "-o", out],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         time.sleep(window_s)
-        used = cpu_s(scaler.pid) - before
+        used = [cpu_s(p.pid) - b for p, b in zip(scalers, before, strict=True)]
+        led = []
+        for port, then in zip(ports, counted, strict=True):
+            now = decisions(port)
+            led.append(sum(1 for route, n in now.items() if n > then.get(route, 0)))
         if spy is not None:
             spy.wait(30)
     finally:
-        scaler.terminate()
-        scaler.wait(20)
+        for p in scalers:
+            p.terminate()
+        for p in scalers:
+            p.wait(20)
         api.terminate()
         api.wait(10)
-    return used * 1000 / (routes * window_s)
+    return [(cpu * 1000 / (max(1, n) * window_s), n) for cpu, n in zip(used, led, strict=True)]
+
+
+def scaler_config(
+    routes: int, redis_url: str, admin_port: int, replicas: int, shards: int
+) -> dict[str, Any]:
+    scaler: dict[str, Any] = {"leader_election": replicas > 1, "shards": shards}
+    scaler["admin_listen"] = f"127.0.0.1:{admin_port}"
+    if replicas > 1:
+        scaler["lease_namespace"] = NS
+    return {
+        "redis": {"url": redis_url},
+        "scaler": scaler,
+        "routes": [
+            {
+                "name": f"svc-{n}",
+                "match": {"path_prefix": f"/svc-{n}"},
+                "mode": "async",
+                "scaler": {
+                    "target": {"kind": "deployment", "namespace": NS, "name": f"svc-{n}-worker"},
+                    "interval_s": 1,
+                    "min_replicas": 1,
+                },
+            }
+            for n in range(routes)
+        ],
+    }
 
 
 def main() -> int:
@@ -139,6 +185,8 @@ def main() -> int:
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 100, 300])
     parser.add_argument("--window-s", type=float, default=15.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--replicas", type=int, default=1, help="scaler processes")
+    parser.add_argument("--shards", type=int, default=1, help="scaler.shards")
     parser.add_argument(
         "--profile", metavar="PREFIX", help="py-spy the scaler into PREFIX-ROUTES.txt (raw)"
     )
@@ -152,20 +200,30 @@ def main() -> int:
             url = f"redis://127.0.0.1:{port}/0"
             results = []
             for routes in args.routes:
-                ms = measure(routes, args.window_s, args.warmup_s, folder, url, args.profile)
-                results.append((routes, ms))
-                print(f"{routes} routes: {ms:.2f} ms CPU per route-second", flush=True)
+                found = measure(
+                    routes, args.window_s, args.warmup_s, folder, url, args.profile,
+                    args.replicas, args.shards,
+                )  # fmt: skip
+                results.append((routes, found))
+                for replica, (ms, led) in enumerate(found):
+                    print(
+                        f"{routes} routes, scaler {replica}: leads {led}, "
+                        f"{ms:.2f} ms CPU per route-second",
+                        flush=True,
+                    )
         finally:
             server.terminate()
             server.wait(10)
     print()
     print(
-        f"window {args.window_s:g} s after a {args.warmup_s:g} s warm-up, interval_s 1, idle routes"
+        f"window {args.window_s:g} s after a {args.warmup_s:g} s warm-up, interval_s 1, "
+        f"idle routes, {args.replicas} scaler(s), shards {args.shards}"
     )
-    print("| routes | scaler CPU, ms per route-second | share of one core |")
-    print("|---:|---:|---:|")
-    for routes, ms in results:
-        print(f"| {routes} | {ms:.2f} | {ms * routes / 10:.0f}% |")
+    print("| routes | scaler | routes led | CPU, ms per route-second led | share of one core |")
+    print("|---:|---:|---:|---:|---:|")
+    for routes, found in results:
+        for replica, (ms, led) in enumerate(found):
+            print(f"| {routes} | {replica} | {led} | {ms:.2f} | {ms * led / 10:.0f}% |")
     return 0
 
 
