@@ -122,7 +122,7 @@ def measure(
                     "--kubeconfig",
                     str(kubeconfig),
                 ],
-            )  # fmt: skip
+            )
         )
     try:
         time.sleep(warmup_s)
