@@ -243,16 +243,23 @@ class RouteLoop:
         except KubeError as e:
             return self._api_failed(e)
 
-        busy = await self._busy()
         sample = await sample_route(
             self.redis,
             self.layout,
             now_s=now,
             ready_replicas=replicas.ready,
             current_replicas=replicas.desired,
-            busy_replicas=sum(1 for n in busy.values() if n > 0) if busy else None,
             runner=self.runner,
         )
+        # Jobs in flight are the group's pending entries: with none, no worker
+        # is busy, and the workers' records need no read (most ticks of most
+        # routes); with some, which workers hold them decides the scale-in.
+        busy: dict[str, int] = {}
+        if sample.pending > 0:
+            busy = await self._busy()
+            if busy:
+                in_flight = sum(1 for n in busy.values() if n > 0)
+                sample = dataclasses.replace(sample, busy_replicas=in_flight)
         measured = sample.waiting is not None
         self.failures = 0 if measured else self.failures + 1
         if not measured:
@@ -270,8 +277,10 @@ class RouteLoop:
         wrote = None
         if self.is_leader() and target != replicas.desired:
             try:
-                if target < replicas.desired and busy:
-                    await self._prefer_idle(busy)
+                if target < replicas.desired:
+                    busy = busy or await self._busy()
+                    if busy:
+                        await self._prefer_idle(busy)
                 if await self.actuator.scale(target):
                     wrote = target
             except TargetMissing as e:

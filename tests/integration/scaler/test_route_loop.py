@@ -25,7 +25,7 @@ from tests.integration.scaler.helpers import (
     route_loop,
     scaler_settings,
 )
-from tidegate.keys import RouteKeys
+from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger import liveness, scaler_view, throttle
 from tidegate.ledger.client import connect
 from tidegate.settings import (
@@ -193,7 +193,11 @@ async def test_scale_in_removes_idle_pods_and_keeps_busy_ones(
     pods cheapest to delete, so those are the ones removed."""
     fake.add_deployment(NS, DEPLOY, replicas=4)
     pods = sorted(fake.pod_names(NS, DEPLOY), key=lambda n: int(n.rsplit("-", 1)[1]))
-    await _report(redis, pods, (0, 0, 3, 1))  # the two newest are busy
+    await _report(redis, pods, (0, 0, 3, 1))  # the two newest are busy ...
+    await add_entries(redis, 4)  # ... with the four jobs in flight (pending)
+    stream = RouteKeys("orders").requests
+    read: Any = await redis.xreadgroup(GROUP, pods[2], {stream: ">"}, count=4)
+    in_flight = [entry_id for entry_id, _ in read[0][1]]
     clock = Clock()
     loop = route_loop(kube, redis, clock)
 
@@ -213,6 +217,7 @@ async def test_scale_in_removes_idle_pods_and_keeps_busy_ones(
     assert len(patches) == 4  # every pod's cost changed once (0 for the idle)
 
     await _report(redis, pods[2:], (0, 0))  # the busy ones finish
+    await redis.xack(stream, GROUP, *in_flight)
     clock.now += 60  # past the window and the step
     assert (await loop.step()).wrote == 0
     assert fake.pod_names(NS, DEPLOY) == set()
