@@ -13,8 +13,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import backlog, scaler_view, throttle
-from tidegate.ledger.client import Connection, ready
+from tidegate.ledger.client import Connection, ready, redis_errors
+from tidegate.ledger.runner import Runner
 from tidegate.redact import redact_url
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
@@ -42,12 +44,33 @@ class RouteStatus:
 
 
 async def routes_status(redis: Connection, settings: Settings) -> dict[str, RouteStatus]:
-    """Per route, in config order; RedisUnavailable when Redis is down."""
+    """Per route, in config order; RedisUnavailable when Redis is down.
+
+    A few round trips whatever the number of routes: every partition's
+    backlog by one ``sample.lua`` call, all in one batched pipeline, and
+    every view and throttle hash in one more (per node, on a cluster)."""
     queued = [r for r in settings.routes if r.mode != "proxy"]
     await ready(redis)
-    measured = await asyncio.gather(*(backlog.measure(redis, r) for r in queued))
-    views = await asyncio.gather(*(scaler_view.read(redis, r.name) for r in queued))
-    throttles = await asyncio.gather(*(throttle.read(redis, r) for r in queued))
+    runner = Runner(redis, batched=True, max_batch=1024)
+    runner.start()
+    try:
+        sampled = await asyncio.gather(*(backlog.sampled(redis, r, runner=runner) for r in queued))
+    finally:
+        await runner.close()
+    measured = [found for found, _ in sampled]
+    pipe = redis.pipeline(transaction=False)
+    for route in queued:
+        pipe.hgetall(RouteKeys(route.name).scaler)
+        for keys in parts_of(route):
+            pipe.hgetall(keys.throttle)
+    with redis_errors("reading the scaler views and throttles"):
+        hashes = iter(await pipe.execute())
+    views, throttles = [], []
+    for route in queued:
+        views.append(scaler_view.parsed(next(hashes)))
+        throttles.append(
+            throttle.combined([throttle.parsed(next(hashes)) for _ in parts_of(route)])
+        )
     out = {
         route.name: RouteStatus(route.mode, redact_url(route.upstream) if route.upstream else None)
         for route in settings.routes

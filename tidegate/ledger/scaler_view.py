@@ -43,6 +43,11 @@ async def read(redis: Connection, route: str) -> ScalerView | None:
     """The latest view, or None when no scaler has published one lately."""
     with redis_errors("reading the scaler's view"):
         raw: Any = await redis.hgetall(RouteKeys(route).scaler)
+    return parsed(raw)
+
+
+def parsed(raw: dict[Any, Any]) -> ScalerView | None:
+    """A view from its hash, as HGETALL answers it (None: empty)."""
     if not raw:
         return None
     return ScalerView.from_dict({text(k): json.loads(text(v)) for k, v in raw.items()})

@@ -67,6 +67,11 @@ async def lift(redis: Connection, route: str | Partitioned) -> None:
 async def read(redis: Connection, route: str | Partitioned) -> Throttle | None:
     """The route's throttle (its partitions' shares added up), or None when not set."""
     found = await asyncio.gather(*(_read(redis, keys) for keys in parts_of(route)))
+    return combined(found)
+
+
+def combined(found: list[Throttle | None]) -> Throttle | None:
+    """A route's throttle from its partitions' (None: not set on any)."""
     states = [state for state in found if state is not None]
     if not states:
         return None
@@ -85,6 +90,11 @@ async def read(redis: Connection, route: str | Partitioned) -> Throttle | None:
 async def _read(redis: Connection, keys: RouteKeys) -> Throttle | None:
     with redis_errors("reading the throttle"):
         raw: Any = await redis.hgetall(keys.throttle)
+    return parsed(raw)
+
+
+def parsed(raw: dict[Any, Any]) -> Throttle | None:
+    """A partition's throttle from its hash, as HGETALL answers it."""
     fields = {text(k): text(v) for k, v in raw.items()}
     if "rate" not in fields:
         return None
