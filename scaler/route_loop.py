@@ -133,6 +133,8 @@ class RouteLoop:
         the routes of a controller)."""
         self.metrics = metrics
         self._gauges = metrics.of_route(route)
+        self._seen: tuple[Any, ...] | None = None
+        """What the gauges were last set from."""
         self.is_leader = is_leader
         self.clock = clock
         self.status = StatusReporter(
@@ -327,6 +329,21 @@ class RouteLoop:
         return StepResult(None, None, None, str(e), retry_after_s=delay)
 
     def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
+        seen = (
+            sample.waiting,
+            sample.pending,
+            sample.oldest_age_s,
+            decision.arrival_rate,
+            decision.completion_rate,
+            decision.service_rate,
+            decision.replicas,
+            replicas,
+            decision.exhausted,
+            self.throttle,
+        )
+        if seen == self._seen:  # an idle route, tick after tick: nothing to set
+            return
+        self._seen = seen
         g = self._gauges
         if sample.waiting is not None:
             g.waiting.set(sample.waiting)
@@ -374,6 +391,8 @@ class RouteLoop:
             ),
         )
         await self._publish_view(view)
+        if not self.status.writes:
+            return
         fields, conditions = route_status(
             self.route,
             decision,

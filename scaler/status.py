@@ -110,6 +110,12 @@ class StatusReporter:
         self._key: tuple[Any, ...] | None = None
         self._at = -STATUS_EVERY_S
 
+    @property
+    def writes(self) -> bool:
+        """Whether there is a resource whose status is written (else reports
+        need not even be built)."""
+        return self.resource is not None and self.write_status is not None
+
     async def report(self, fields: dict[str, Any], conditions: Conditions) -> None:
         if self.resource is None or self.write_status is None:
             return
