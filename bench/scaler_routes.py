@@ -37,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.integration.scaler.helpers import deployment_routes  # noqa: E402
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
 NS = "bench"
@@ -164,19 +165,7 @@ def scaler_config(
     return {
         "redis": {"url": redis_url},
         "scaler": scaler,
-        "routes": [
-            {
-                "name": f"svc-{n}",
-                "match": {"path_prefix": f"/svc-{n}"},
-                "mode": "async",
-                "scaler": {
-                    "target": {"kind": "deployment", "namespace": NS, "name": f"svc-{n}-worker"},
-                    "interval_s": 1,
-                    "min_replicas": 1,
-                },
-            }
-            for n in range(routes)
-        ],
+        "routes": deployment_routes(routes, NS, interval_s=1, min_replicas=1),
     }
 
 

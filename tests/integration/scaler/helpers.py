@@ -88,3 +88,21 @@ def controller_settings(redis_url: str, **scaler: Any) -> Settings:
             ],
         }
     )
+
+
+def deployment_routes(count: int, namespace: str, **scaler: Any) -> list[dict[str, Any]]:
+    """``count`` async routes ``svc-N``, each scaling its own Deployment
+    ``svc-N-worker`` (config file form; what the many-routes tests and the
+    scaler benchmark run)."""
+    return [
+        {
+            "name": f"svc-{n}",
+            "match": {"path_prefix": f"/svc-{n}"},
+            "mode": "async",
+            "scaler": {
+                "target": {"kind": "deployment", "namespace": namespace, "name": f"svc-{n}-worker"},
+                **scaler,
+            },
+        }
+        for n in range(count)
+    ]

@@ -24,7 +24,7 @@ from scaler.lease import LeaseSettings
 from scaler.shards import ShardedElection, lease_names, shard_of
 from tests.conftest import wait_until
 from tests.fake_kube import FakeKube
-from tests.integration.scaler.helpers import NS, Clock, add_entries
+from tests.integration.scaler.helpers import NS, Clock, add_entries, deployment_routes
 from tidegate.ledger.client import connect
 from tidegate.settings import RedisSettings
 
@@ -49,6 +49,16 @@ def holders(fake: FakeKube) -> Counter[str]:
     return Counter(
         fake.leases[(NS, n)]["spec"]["holderIdentity"] for n in names if (NS, n) in fake.leases
     )
+
+
+async def halves(kube: Kube, redis: Redis) -> tuple[Replica, Replica]:
+    """Two replicas on one wall clock, each leading half the shards."""
+    wall = Clock()
+    a, b = Replica(kube, redis, "a", wall), Replica(kube, redis, "b", wall)
+    await rounds([a, b], 3)
+    assert a.election.held.isdisjoint(b.election.held)
+    assert len(a.election.held) == len(b.election.held) == SHARDS // 2
+    return a, b
 
 
 async def rounds(replicas: list[Replica], n: int, advance_s: float = 2.0) -> None:
@@ -82,9 +92,7 @@ async def test_replicas_share_the_shards_evenly_and_a_newcomer_gets_its_share(
 async def test_a_dead_replicas_shards_move_after_the_lease_duration(
     fake: FakeKube, kube: Kube, redis: Redis
 ) -> None:
-    wall = Clock()
-    a, b = Replica(kube, redis, "a", wall), Replica(kube, redis, "b", wall)
-    await rounds([a, b], 3)
+    _a, b = await halves(kube, redis)
     assert holders(fake) == {"a": SHARDS // 2, "b": SHARDS // 2}
     # a dies: it neither renews nor beats. b keeps its half while a's
     # Leases are within their duration ...
@@ -100,9 +108,7 @@ async def test_a_dead_replicas_shards_move_after_the_lease_duration(
 async def test_a_clean_stop_hands_the_shards_over_at_once(
     fake: FakeKube, kube: Kube, redis: Redis
 ) -> None:
-    wall = Clock()
-    a, b = Replica(kube, redis, "a", wall), Replica(kube, redis, "b", wall)
-    await rounds([a, b], 3)
+    a, b = await halves(kube, redis)
     await a.election.release()
     await rounds([b], 1)
     assert holders(fake) == {"b": SHARDS}
@@ -111,9 +117,7 @@ async def test_a_clean_stop_hands_the_shards_over_at_once(
 async def test_without_redis_a_replica_holds_what_it_has_and_takes_nothing(
     fake: FakeKube, kube: Kube, redis: Redis
 ) -> None:
-    wall = Clock()
-    a, b = Replica(kube, redis, "a", wall), Replica(kube, redis, "b", wall)
-    await rounds([a, b], 3)
+    _a, b = await halves(kube, redis)
     broken = connect(RedisSettings(url="redis://127.0.0.1:1/0", connect_timeout_s=0.1))
     b.election.redis = broken
     try:
@@ -145,19 +149,7 @@ def _config(path: Path, redis_url: str, kubeconfig: Path, admin_port: int) -> Pa
             "retry_period_s": 0.5,
             "admin_listen": f"127.0.0.1:{admin_port}",
         },
-        "routes": [
-            {
-                "name": f"svc-{n}",
-                "match": {"path_prefix": f"/svc-{n}"},
-                "mode": "async",
-                "scaler": {
-                    "target": {"kind": "deployment", "namespace": NS, "name": f"svc-{n}-worker"},
-                    "interval_s": 0.2,
-                    "max_replicas": 5,
-                },
-            }
-            for n in range(ROUTES)
-        ],
+        "routes": deployment_routes(ROUTES, NS, interval_s=0.2, max_replicas=5),
     }
     path.write_text(yaml.safe_dump(raw))
     return path
