@@ -220,12 +220,80 @@ def test_the_first_dead_letter_of_a_new_pod_alerts(tmp_path: Path) -> None:
     )
 
 
+def test_unheld_shards_alert_this_release_only(tmp_path: Path) -> None:
+    """With scaler.shards 4: three held between two replicas is a shard
+    without a leader; all four held is quiet; another release's do not count."""
+    alerts = rules({"scaler": {"config": {"shards": 4}}})
+    rule = alerts["TidegateScalerShardsUnheld"]
+    mine = 'tidegate_scaler_shards_held{namespace="shop",job="shop-tidegate-scaler",pod="%s"}'
+    other = 'tidegate_scaler_shards_held{namespace="billing",job="billing-tidegate-scaler",pod="x"}'
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": mine % "a", "values": "2x10"},
+                    {"series": mine % "b", "values": "2 2 2 1 1 1 1 1 1 1"},
+                    {"series": other, "values": "4x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": rule["alert"], "exp_alerts": []},
+                    {"eval_time": "4m", "alertname": rule["alert"], "exp_alerts": []},
+                    {"eval_time": "6m", "alertname": rule["alert"], "exp_alerts": [expected(rule)]},
+                ],
+            },
+        ],
+    )
+
+
+def test_callbacks_given_up_alert_per_route(tmp_path: Path) -> None:
+    alerts = rules()
+    rule = alerts["TidegateCallbacksFailing"]
+    series = 'tidegate_worker_callbacks_total{namespace="shop",route="%s",outcome="%s",pod="w"}'
+    run_promtool(
+        tmp_path,
+        alerts,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": series % ("orders", "failed"),
+                        "values": "0 0 0 1 1 1",
+                    },
+                    {
+                        "series": series % ("orders", "retried"),
+                        "values": "0 5 9 14 20 30",
+                    },
+                    {
+                        "series": series % ("reports", "delivered"),
+                        "values": "0 10 20 30 40 50",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "2m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [expected(rule, namespace="shop", route="orders")],
+                    },
+                ],
+            }
+        ],
+    )
+
+
 def test_every_alert_is_tested_and_no_leader_only_with_a_scaler() -> None:
     tested = {
         "TidegateBacklogNotDraining",
         "TidegateThrottleActive",
         "TidegateNoScalerLeader",
         "TidegateDeadLettersRising",
+        "TidegateCallbacksFailing",
     }
     assert set(rules()) == tested
     assert set(rules({"scaler": {"enabled": False}})) == tested - {"TidegateNoScalerLeader"}
+    sharded = rules({"scaler": {"config": {"shards": 4}}})
+    assert set(sharded) == tested | {"TidegateScalerShardsUnheld"}

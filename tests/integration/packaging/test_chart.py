@@ -162,6 +162,7 @@ def test_the_admin_port_is_never_on_the_public_service() -> None:
         "TidegateThrottleActive",
         "TidegateNoScalerLeader",
         "TidegateDeadLettersRising",
+        "TidegateCallbacksFailing",
     }
     dashboard_map = next(
         d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
