@@ -162,6 +162,7 @@ class Policy:
     _quiet_s: float = 0.0
     """Saturated time since the last completion, carried into the next rate."""
     _history: deque[tuple[float, int]] = field(default_factory=deque)
+    """The needs of the scale-down window (time, need), decreasing: the first is the highest."""
     _arrival_var: float | None = None
     _startup: float | None = None
     _starting: deque[tuple[float, int]] = field(default_factory=deque)
@@ -283,8 +284,13 @@ class Policy:
         else:
             needed = high = low = 0  # idle this interval
 
-        self._history.append((sample.t_s, min(high, steady)))
-        while self._history and self._history[0][0] < sample.t_s - s.scale_down_window_s:
+        # The window's needs, kept as a monotonic queue: a need is dropped
+        # once a later one is at least as high, so the first is the highest.
+        need = min(high, steady)
+        while self._history and self._history[-1][1] <= need:
+            self._history.pop()
+        self._history.append((sample.t_s, need))
+        while self._history[0][0] < sample.t_s - s.scale_down_window_s:
             self._history.popleft()
         current = sample.current_replicas
         if low > current and not (current and (low - current) / current <= s.tolerance):
@@ -292,7 +298,7 @@ class Policy:
             # replicas are ready, so one write answers the surge.
             target, why = max(needed, high), f"up: {how}"
         elif high < current:
-            highest = max(n for _, n in self._history)
+            highest = self._history[0][1]
             target = min(current, max(high, highest))  # this branch never adds
             if target < current and current and (current - target) / current <= s.tolerance:
                 target = current

@@ -8,7 +8,7 @@ three readers and the writer cannot drift apart on a key's spelling.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -41,7 +41,10 @@ class ScalerView:
     (``scaler.predict: periodic``; None: no prediction)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: the fields are plain values and one plain dict (the
+        # throttle); ``dataclasses.asdict`` deep-copies every value, and the
+        # scaler writes hundreds of views a second.
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScalerView:
@@ -61,3 +64,6 @@ class ScalerView:
         for f in fields(cls):
             values[f.name] = data.get(f.name, zero.get(f.name, 0))
         return cls(**values)
+
+
+_FIELDS = fields(ScalerView)
