@@ -488,3 +488,19 @@ async def test_a_worker_killed_mid_delivery_leaves_its_callback_to_another(
             assert [d.message_id for d in receiver.delivered()] == [f"{job_id}.succeeded"]
     finally:
         await workers.close()
+
+
+async def test_a_partitioned_routes_callbacks_are_delivered_from_every_partition(
+    settings: Settings, receiver: Receiver
+) -> None:
+    route = hooks_route([receiver.url()])
+    route = dataclasses.replace(route, partitions=3)
+    settings = with_route(settings, route)
+    async with sender_of(settings) as (sender, ledger):
+        jobs = [await cancelled_job(ledger, receiver.url()) for _ in range(9)]
+        assert len({job.partition(".")[0] for job in jobs}) == 3  # one tag per partition
+        await deliver_all(sender)
+        assert await ledger.due_callbacks("hooks") == 0
+    assert sorted(d.message_id for d in receiver.delivered()) == sorted(
+        f"{job}.cancelled" for job in jobs
+    )
