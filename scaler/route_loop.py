@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -75,6 +76,11 @@ def phase_s(route: str, interval_s: float) -> float:
     share their round trips (the controller's batched ``Runner``); a route
     keeps its slot across restarts."""
     return (zlib.crc32(route.encode()) % PHASE_SLOTS) / PHASE_SLOTS * interval_s
+
+
+def next_tick(after: float, phase: float, interval_s: float) -> float:
+    """The first time ``phase + k * interval_s`` (k whole) after ``after``."""
+    return phase + (math.floor((after - phase) / interval_s) + 1) * interval_s
 
 
 def policy_settings(s: ScalerSettings) -> PolicySettings:
@@ -415,9 +421,18 @@ class RouteLoop:
 
     async def run(self) -> None:
         """Step every ``interval_s`` (longer after API errors) until cancelled,
-        starting at the route's own phase of the interval (``phase_s``)."""
+        at the route's own phase of the interval (``phase_s``).
+
+        Steps are due at ``phase + k * interval`` on the event loop's clock,
+        not an interval after the last step ended: the routes of one phase
+        slot then wake in the same turn of the loop, every time, and their
+        reads share a round trip (woken an interval after their own last
+        step, they drifted apart within a few ticks and each read alone)."""
         log_context.ROUTE.set(self.route)  # the loop's own task: its log lines
-        await asyncio.sleep(phase_s(self.route, self.settings.interval_s))
+        clock = asyncio.get_running_loop().time
+        interval_s = self.settings.interval_s
+        phase = phase_s(self.route, interval_s)
+        await asyncio.sleep(next_tick(clock(), phase, interval_s) - clock())
         while True:
             try:
                 result = await self.step()
@@ -425,7 +440,7 @@ class RouteLoop:
                 stop_if_cancelled(e)
                 log.exception("route %s: control step failed", self.route)
                 result = StepResult(None, None, None, repr(e))
-            delay = self.settings.interval_s
+            earliest = clock()
             if result.retry_after_s is not None:
-                delay = max(delay, result.retry_after_s)
-            await asyncio.sleep(delay)
+                earliest += max(0.0, result.retry_after_s - interval_s)
+            await asyncio.sleep(next_tick(earliest, phase, interval_s) - clock())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from scaler.policy import Policy, PolicySettings, Sample
 
 
@@ -309,3 +311,21 @@ def test_a_stall_longer_than_a_batch_teaches_nothing() -> None:
     decision = policy.decide(Sample(route.t_s + 1, 500, 0, route.added, route.completed + 20, 2, 2))
     assert decision.service_rate is not None
     assert abs(decision.service_rate - 10) < 0.5
+
+
+def test_route_loops_of_a_slot_wake_together_on_the_interval_grid() -> None:
+    """Steps are due at phase + k x interval, whenever the last one ended: the
+    routes of one slot wake at the same instant (and share a round trip)."""
+    from scaler.route_loop import next_tick, phase_s
+
+    assert next_tick(5.3, 0.2, 1.0) == pytest.approx(6.2)
+    assert next_tick(6.2, 0.2, 1.0) == pytest.approx(7.2)  # strictly after
+    assert next_tick(0.0, 0.0, 2.0) == pytest.approx(2.0)
+    assert next_tick(5.9, 0.2, 1.0) == pytest.approx(6.2)  # a long step: the next slot, not +1
+    same_slot = [
+        r for r in (f"svc-{n}" for n in range(100)) if phase_s(r, 1.0) == phase_s("svc-0", 1.0)
+    ]
+    assert len(same_slot) > 1
+    # ended at different moments, due at the same one
+    wakes = {next_tick(5.0 + 0.01 * i, phase_s(r, 1.0), 1.0) for i, r in enumerate(same_slot)}
+    assert len(wakes) == 1
