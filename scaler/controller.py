@@ -56,7 +56,7 @@ from tidegate.errors import ConfigError
 from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
 from tidegate.settings import ScalerSettings, Settings
-from tidegate.tasks import stop_tasks
+from tidegate.tasks import stop_tasks, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -305,14 +305,7 @@ class Controller:
                         "no route to scale: give a route a scaler: section, or list "
                         "scaler.namespaces to watch for BacklogScaler resources"
                     )
-                waits = [asyncio.ensure_future(e.wait()) for e in (stop, changed)]
-                await asyncio.wait(
-                    waits,
-                    timeout=self.settings.scaler.resync_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for waiter in waits:
-                    waiter.cancel()
+                await wait_any((stop, changed), self.settings.scaler.resync_s)
                 if changed.is_set() and not stop.is_set():
                     await asyncio.sleep(WATCH_DEBOUNCE_S)  # one sync for a burst of changes
         finally:

@@ -52,6 +52,16 @@ async def run_together(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
         await stop_tasks([t for t in tasks if not t.done()])
 
 
+async def wait_any(events: Iterable[asyncio.Event], timeout_s: float | None = None) -> None:
+    """Until one of ``events`` is set, or ``timeout_s`` has passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+
+
 def cancel_requested() -> bool:
     """True when someone asked the current task to stop, even if a library
     swallowed the CancelledError on the way."""

@@ -33,14 +33,12 @@ Redirects are never followed, proxies from the environment never used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import json
 import logging
 import random
 import socket
 import time
-from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -53,6 +51,7 @@ from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import Ledger
 from tidegate.ledger.calls import DueCallback
 from tidegate.settings import CallbackSettings, RouteSettings
+from tidegate.tasks import wait_any
 from tidegate.webhooks import signed_headers
 from worker.metrics import WorkerMetrics
 
@@ -170,8 +169,7 @@ class CallbackSender:
                         log.warning("callbacks of route %s: %s", self.route.name, e)
                         wait_s = 1.0
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(stop, self._wake), max(0.01, wait_s))
+                await wait_any((stop, self._wake), max(0.01, wait_s))
         finally:
             await self.close()
 
@@ -292,12 +290,3 @@ def _literal_screened(host: str) -> str | None:
         return forbidden(host)
     except ValueError:
         return None
-
-
-async def _first(*events: asyncio.Event) -> Any:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
