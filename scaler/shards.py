@@ -8,9 +8,9 @@ the candidate's own clock, resourceVersion on every write). A replica runs
 the control loops of the shards it holds and no others, so adding a replica
 adds capacity.
 
-Balance: every ``retry_period_s`` each replica beats in the members record
-(``tidegate.ledger.members``, in Redis; a replica silent for
-``renew_deadline_s`` is gone) and holds at most its fair share,
+Balance: every ``retry_period_s`` each replica beats in Redis, in the
+liveness records workers use (``tidegate.ledger.liveness``, group
+``MEMBERS``; a replica silent for ``renew_deadline_s`` is gone) and holds at most its fair share,
 ``ceil(S / replicas alive)``: it renews what it holds, gives up what is
 beyond its share (its highest in its own order of preference, released so
 another takes it within a retry period), and takes free or expired shards
@@ -38,13 +38,15 @@ from collections.abc import Callable
 from scaler.kube import Kube, KubeError
 from scaler.lease import LeaderElector, LeaseSettings
 from tidegate.errors import RedisUnavailable
-from tidegate.ledger import members
+from tidegate.ledger import liveness
 from tidegate.ledger.client import Connection
 from tidegate.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
-MEMBERS = "scalers"
+MEMBERS = "_scalers"
+"""The scaler replicas' liveness group: ``tg:{_scalers}:workers`` (no route
+can be named so: route names are [a-z0-9-])."""
 
 
 def shard_of(route: str, shards: int) -> int:
@@ -101,13 +103,12 @@ class ShardedElection:
 
     async def _beat(self) -> list[str] | None:
         try:
-            return await members.beat(
-                self.redis,
-                MEMBERS,
-                self.settings.identity,
-                self.settings.renew_deadline_s,
-                now_s=self.wall_s(),
+            now_s = self.wall_s()
+            await liveness.refresh(self.redis, MEMBERS, self.settings.identity, now_s=now_s)
+            alive = await liveness.busy(
+                self.redis, MEMBERS, self.settings.renew_deadline_s, now_s=now_s
             )
+            return sorted(alive)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
             log.warning("shards: membership unknown (%s); holding what is held", e)
@@ -163,6 +164,6 @@ class ShardedElection:
         for elector in self.electors:
             await elector.release()
         try:
-            await members.leave(self.redis, MEMBERS, self.settings.identity)
+            await liveness.clear(self.redis, MEMBERS, self.settings.identity)
         except RedisUnavailable as e:
             log.warning("shards: %s (the record will age out)", e)

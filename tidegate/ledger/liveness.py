@@ -1,5 +1,9 @@
 """Workers' liveness and how busy each worker is: one record per worker.
 
+The same records serve any group of processes that needs to know who is
+alive: the scaler replicas sharing shards of routes beat here too, under a
+group name no route can have (``scaler.shards``).
+
 ``tg:{route}:workers`` is a hash with one field per worker process (its
 consumer name), ``"<jobs in flight>:<unix ms>"``. A worker writes its field
 every few seconds and as soon as it goes idle or busy, and removes it on a
@@ -27,11 +31,20 @@ RECORD_TTL_S = 15.0
 """A worker's field this old is a worker that is gone."""
 
 
-async def refresh(redis: Connection, route: str, consumer: str, in_flight: int = 0) -> None:
+def _now_ms(now_s: float | None) -> int:
+    return int((time.time() if now_s is None else now_s) * 1000)
+
+
+async def refresh(
+    redis: Connection,
+    route: str,
+    consumer: str,
+    in_flight: int = 0,
+    *,
+    now_s: float | None = None,
+) -> None:
     with redis_errors("refreshing the liveness record"):
-        await redis.hset(
-            RouteKeys(route).workers, consumer, f"{in_flight}:{int(time.time() * 1000)}"
-        )
+        await redis.hset(RouteKeys(route).workers, consumer, f"{in_flight}:{_now_ms(now_s)}")
 
 
 async def clear(redis: Connection, route: str, consumer: str) -> None:
@@ -45,12 +58,13 @@ async def busy(
     max_age_s: float = RECORD_TTL_S,
     *,
     runner: Runner | None = None,
+    now_s: float | None = None,
 ) -> dict[str, int]:
     """Jobs in flight per worker process that reported within ``max_age_s``;
     older fields (workers gone without a goodbye) are removed."""
     found = Workers(
         route=RouteKeys(route),
-        now_ms=int(time.time() * 1000),
+        now_ms=_now_ms(now_s),
         max_age_ms=int(max_age_s * 1000),
     )
     with redis_errors("reading the workers' records"):

@@ -27,7 +27,7 @@ from tests.conftest import Upstream, make_settings, running_gateway, running_wor
 from tidegate.envelope import Job
 from tidegate.errors import RedisUnavailable, Refused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger import Ledger, backlog, liveness, members, scaler_view, throttle
+from tidegate.ledger import Ledger, backlog, liveness, scaler_view, throttle
 from tidegate.ledger.calls import Promote
 from tidegate.ledger.client import Connection, connect
 from tidegate.ledger.groups import ConsumerGroup, ensure_group
@@ -171,9 +171,6 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             await ensure_group(redis, RouteKeys("reports").requests, GROUP)
             assert len(await ledger.take("reports", "acl-check", 5)) >= 1
             await callbacks(ledger)
-            # Scaler replicas sharing shards: their members record.
-            assert await members.beat(redis, "scalers", "acl-check", 10.0) == ["acl-check"]
-            await members.leave(redis, "scalers", "acl-check")
             assert route.mode == "sync"
         finally:
             await redis.aclose()
