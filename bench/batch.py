@@ -33,12 +33,13 @@ from redis.asyncio import Redis
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 from relay import drained, preload  # noqa: E402
 
+from tests.redis_server import RedisServer  # noqa: E402
 from tidegate.keys import RouteKeys  # noqa: E402
 from tidegate.settings import parse_settings  # noqa: E402
-from tidegate.shell.local_redis import free_port, start_redis_server  # noqa: E402
 
 ROUTE = "bulk"
 
@@ -79,41 +80,35 @@ def main() -> int:
     # forms); the single-job worker gets the same.
     single = ["--app", "batch_app:one", "--concurrency", str(2 * args.batch_size)]
     batched = ["--app", "batch_app:many", "--batch-size", n, "--batch-wait-ms", "20"]
-    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:
-        port = free_port()
-        server = start_redis_server(port, folder)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            raw = {
-                "redis": {"url": url},
-                "routes": [
-                    {
-                        "name": ROUTE,
-                        "match": {"path_prefix": "/bulk"},
-                        "mode": "async",
-                        "result_ttl_s": 600,
-                    }
-                ],
-            }
-            config = Path(folder) / "tidegate.yaml"
-            config.write_text(yaml.safe_dump(raw))
-            settings = parse_settings(raw, env={})
-            time.sleep(0.5)
-            ratios: list[float] = []
-            rates: dict[str, list[float]] = {"single": [], "batch": []}
-            for round_no in range(1, args.rounds + 1):
-                one = asyncio.run(drain(url, config, settings, args.jobs, single, args.call_ms))
-                many = asyncio.run(drain(url, config, settings, args.jobs, batched, args.call_ms))
-                rates["single"].append(one)
-                rates["batch"].append(many)
-                ratios.append(many / one)
-                print(
-                    f"round {round_no}: single {one:7.0f} jobs/s  batch of {n} {many:7.0f} jobs/s",
-                    flush=True,
-                )
-        finally:
-            server.terminate()
-            server.wait(10)
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder, RedisServer() as server:
+        url = server.url
+        raw = {
+            "redis": {"url": url},
+            "routes": [
+                {
+                    "name": ROUTE,
+                    "match": {"path_prefix": "/bulk"},
+                    "mode": "async",
+                    "result_ttl_s": 600,
+                }
+            ],
+        }
+        config = Path(folder) / "tidegate.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        settings = parse_settings(raw, env={})
+        time.sleep(0.5)
+        ratios: list[float] = []
+        rates: dict[str, list[float]] = {"single": [], "batch": []}
+        for round_no in range(1, args.rounds + 1):
+            one = asyncio.run(drain(url, config, settings, args.jobs, single, args.call_ms))
+            many = asyncio.run(drain(url, config, settings, args.jobs, batched, args.call_ms))
+            rates["single"].append(one)
+            rates["batch"].append(many)
+            ratios.append(many / one)
+            print(
+                f"round {round_no}: single {one:7.0f} jobs/s  batch of {n} {many:7.0f} jobs/s",
+                flush=True,
+            )
     print()
     print(
         f"{args.jobs} jobs per drain, {args.rounds} rounds, batch size {n}, "

@@ -30,15 +30,18 @@ from typing import Any
 import yaml
 from redis.asyncio import Redis
 
-from tidegate.envelope import Job
-from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger.admission import Admission, admit_call
-from tidegate.ledger.groups import ensure_group
-from tidegate.ledger.scripts import run_pipeline
-from tidegate.settings import parse_settings
-from tidegate.shell.local_redis import free_port, start_redis_server
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # for tests.worker_processes
+
+from tests.worker_processes import Workers  # noqa: E402
+from tidegate.envelope import Job  # noqa: E402
+from tidegate.keys import GROUP, RouteKeys, new_job_id  # noqa: E402
+from tidegate.ledger.admission import Admission, admit_call  # noqa: E402
+from tidegate.ledger.groups import ensure_group  # noqa: E402
+from tidegate.ledger.scripts import run_pipeline  # noqa: E402
+from tidegate.settings import parse_settings  # noqa: E402
+from tidegate.shell.local_redis import free_port, start_redis_server  # noqa: E402
+
 BODY = b'{"sku": "widget", "quantity": 2, "note": "benchmark order"}'
 
 RAW_CONSUMER = """
@@ -110,22 +113,8 @@ async def one_round(
         rates[f"raw{count}"] = await asyncio.to_thread(raw_ceiling, redis_url, jobs, count)
     # The worker starts first and idles; the clock runs from the admission of
     # the jobs to the last acknowledgement (no interpreter start-up inside).
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidegate",
-        "--log-level",
-        "WARNING",
-        "worker",
-        "-c",
-        str(config),
-        "--route",
-        "relay",
-        "--upstream",
-        upstream,
-        "--concurrency",
-        str(concurrency),
-    )
+    workers = Workers(config, "relay", "--upstream", upstream, "--concurrency", str(concurrency))
+    await workers.start_one()
     try:
         while not await redis.hlen(RouteKeys("relay").workers):  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.05)
@@ -134,8 +123,7 @@ async def one_round(
         await drained(redis, "relay", jobs)
         rates["relay"] = jobs / (time.perf_counter() - t0)
     finally:
-        worker.terminate()
-        await worker.wait()
+        await workers.close()
     await redis.aclose()
     print(
         f"round {n}: raw COUNT 64 {rates['raw64']:8.0f}/s  raw COUNT 1 {rates['raw1']:7.0f}/s  "

@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.scaler.helpers import deployment_routes  # noqa: E402
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+from tidegate.shell.local_redis import free_port  # noqa: E402
 
 NS = "bench"
 
@@ -180,29 +181,20 @@ def main() -> int:
         "--profile", metavar="PREFIX", help="py-spy the scaler into PREFIX-ROUTES.txt (raw)"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
-        folder = Path(name)
-        port = free_port()
-        server = start_redis_server(port, name)
-        try:
-            wait_for_port(port)
-            url = f"redis://127.0.0.1:{port}/0"
-            results = []
-            for routes in args.routes:
-                found = measure(
-                    routes, args.window_s, args.warmup_s, folder, url, args.profile,
-                    args.replicas, args.shards,
-                )  # fmt: skip
-                results.append((routes, found))
-                for replica, (ms, led) in enumerate(found):
-                    print(
-                        f"{routes} routes, scaler {replica}: leads {led}, "
-                        f"{ms:.2f} ms CPU per route-second",
-                        flush=True,
-                    )
-        finally:
-            server.terminate()
-            server.wait(10)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name, RedisServer() as server:
+        for routes in args.routes:
+            found = measure(
+                routes, args.window_s, args.warmup_s, Path(name), server.url, args.profile,
+                args.replicas, args.shards,
+            )  # fmt: skip
+            results.append((routes, found))
+            for replica, (ms, led) in enumerate(found):
+                print(
+                    f"{routes} routes, scaler {replica}: leads {led}, "
+                    f"{ms:.2f} ms CPU per route-second",
+                    flush=True,
+                )
     print()
     print(
         f"window {args.window_s:g} s after a {args.warmup_s:g} s warm-up, interval_s 1, "

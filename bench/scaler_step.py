@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scaler.actuator import Replicas
 from scaler.metrics import ScalerMetrics
 from scaler.route_loop import RouteLoop
+from tests.redis_server import RedisServer
 from tidegate.ledger.client import connect
 from tidegate.ledger.runner import Runner
 from tidegate.settings import RedisSettings, ScalerSettings, TargetSettings
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 
 
 class StandIn:
@@ -86,17 +85,8 @@ def main() -> int:
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=3.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
-        port = free_port()
-        server = start_redis_server(port, name)
-        try:
-            wait_for_port(port)
-            ms = asyncio.run(
-                measure(f"redis://127.0.0.1:{port}/0", args.routes, args.warmup_s, args.window_s)
-            )
-        finally:
-            server.terminate()
-            server.wait(10)
+    with RedisServer() as server:
+        ms = asyncio.run(measure(server.url, args.routes, args.warmup_s, args.window_s))
     print(f"{args.routes} route loops: {ms:.3f} ms CPU per route-second (no Kubernetes client)")
     return 0
 

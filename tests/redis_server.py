@@ -51,6 +51,14 @@ class RedisServer:
         self.stop()
         self._dir.cleanup()
 
+    def __enter__(self) -> RedisServer:
+        """Started for the block (the benchmarks use it so), closed after."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def wait_for_pong(port: int, timeout_s: float = 10.0) -> None:
     """Until the server on ``port`` answers PING (or asks for a password)."""
