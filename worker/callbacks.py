@@ -247,9 +247,8 @@ class CallbackSender:
                     return self._count("delivered")
                 error = f"the receiver answered {status}"
                 retry_after_s = parse_retry_after(response.headers.get("Retry-After"), now_s)
-        except ScreenedOut as e:
-            error = f"refused: {e}"
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            # ScreenedOut too: aiohttp wraps a resolver's error (ClientConnectorDNSError)
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         return await self._failed(due, error, now_s, retry_after_s)
 

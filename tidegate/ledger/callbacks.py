@@ -13,11 +13,16 @@ retry; a delivery, or giving up, ends it with ``callback_delivered`` or
 
 from __future__ import annotations
 
-import time
-
 from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.calls import ClaimCallbacks, Claimed, DueCallback, EndCallback, Settled
+from tidegate.ledger.calls import (
+    ClaimCallbacks,
+    Claimed,
+    DueCallback,
+    EndCallback,
+    Settled,
+    unix_ms,
+)
 from tidegate.ledger.client import redis_errors
 
 
@@ -26,11 +31,11 @@ class Callbacks(LedgerBase):
         self, keys: RouteKeys, *, lease_s: float, most: int, now_s: float | None = None
     ) -> Claimed:
         """Up to ``most`` due callbacks of a partition, each claimed for ``lease_s``."""
-        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        claim = ClaimCallbacks(
+            route=keys, now_ms=unix_ms(now_s), lease_ms=int(lease_s * 1000), most=most
+        )
         with redis_errors("claiming due callbacks"):
-            return await self.runner.run(
-                ClaimCallbacks(route=keys, now_ms=now_ms, lease_ms=int(lease_s * 1000), most=most)
-            )
+            return await self.runner.run(claim)
 
     async def retry_callback(self, due: DueCallback, at_s: float) -> None:
         """Due again at ``at_s`` (unix s); nothing when it was ended meanwhile."""

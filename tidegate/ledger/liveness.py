@@ -20,19 +20,13 @@ its calls share round trips with the other routes' through a batched
 
 from __future__ import annotations
 
-import time
-
 from tidegate.keys import RouteKeys
-from tidegate.ledger.calls import Workers
+from tidegate.ledger.calls import Workers, unix_ms
 from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.runner import Runner
 
 RECORD_TTL_S = 15.0
 """A worker's field this old is a worker that is gone."""
-
-
-def _now_ms(now_s: float | None) -> int:
-    return int((time.time() if now_s is None else now_s) * 1000)
 
 
 async def refresh(
@@ -44,7 +38,7 @@ async def refresh(
     now_s: float | None = None,
 ) -> None:
     with redis_errors("refreshing the liveness record"):
-        await redis.hset(RouteKeys(route).workers, consumer, f"{in_flight}:{_now_ms(now_s)}")
+        await redis.hset(RouteKeys(route).workers, consumer, f"{in_flight}:{unix_ms(now_s)}")
 
 
 async def clear(redis: Connection, route: str, consumer: str) -> None:
@@ -64,7 +58,7 @@ async def busy(
     older fields (workers gone without a goodbye) are removed."""
     found = Workers(
         route=RouteKeys(route),
-        now_ms=_now_ms(now_s),
+        now_ms=unix_ms(now_s),
         max_age_ms=int(max_age_s * 1000),
     )
     with redis_errors("reading the workers' records"):

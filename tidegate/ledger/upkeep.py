@@ -12,7 +12,6 @@ over every partition and add up.
 from __future__ import annotations
 
 import functools
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 from tidegate.keys import COMPENSATORS, GROUP, RouteKeys, parts_of
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.calls import Overdue, Promote, Promoted, Replay
+from tidegate.ledger.calls import Overdue, Promote, Promoted, Replay, unix_ms
 from tidegate.ledger.client import redis_errors, text
 from tidegate.ledger.scripts import run_calls
 
@@ -30,10 +29,6 @@ OVERDUE_BATCH = 100
 def _stream_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _now_ms(now_s: float | None) -> int:
-    return int((time.time() if now_s is None else now_s) * 1000)
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Upkeep(LedgerBase):
         """Move retries whose backoff has passed into a partition's request stream."""
         keys = parts_of(self.routes[route_name])[partition]
         with redis_errors("promoting due retries"):
-            return await self.runner.run(Promote(route=keys, now_ms=_now_ms(now_s), most=most))
+            return await self.runner.run(Promote(route=keys, now_ms=unix_ms(now_s), most=most))
 
     async def reconcile(self, route_name: str, *, now_s: float | None = None) -> Counter[str]:
         """Settle jobs past their deadline with no end; counts per action.
@@ -80,7 +75,7 @@ class Upkeep(LedgerBase):
         actions: Counter[str] = Counter()
         with redis_errors("reconciling overdue jobs"):
             overdue: Any = await self.redis.zrangebyscore(
-                keys.deadlines, "-inf", _now_ms(now_s), start=0, num=OVERDUE_BATCH
+                keys.deadlines, "-inf", unix_ms(now_s), start=0, num=OVERDUE_BATCH
             )
             for raw in overdue:
                 settled = await self.runner.run(
@@ -108,7 +103,7 @@ class Upkeep(LedgerBase):
           never one still waiting for its compensation.
         """
         route = self.routes[route_name]
-        now_ms = _now_ms(now_s)
+        now_ms = unix_ms(now_s)
         events_floor = now_ms - int((route.result_ttl_s + route.deadline_s) * 1000)
         dead_floor = now_ms - int(route.worker.dead_letter_retention_s * 1000)
         requests = events = dead = 0

@@ -28,6 +28,7 @@ from tidegate.ledger.calls.base import (
     arg_names,
     refusal,
     text,
+    unix_ms,
 )
 from tidegate.ledger.calls.callbacks import ClaimCallbacks, Claimed, DueCallback, EndCallback
 from tidegate.ledger.calls.upkeep import (
@@ -74,6 +75,7 @@ __all__ = [
     "arg_names",
     "refusal",
     "text",
+    "unix_ms",
 ]
 
 CALLS: tuple[type[ScriptCall[Any]], ...] = (

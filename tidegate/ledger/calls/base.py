@@ -9,6 +9,7 @@ EVALSHA sends, ``read`` types the answer.
 from __future__ import annotations
 
 import operator
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -80,6 +81,12 @@ def _key_slots(call: type[ScriptCall[Any]]) -> tuple[tuple[str, bool], ...]:
             (name, not isinstance(getattr(RouteKeys, name), property)) for name in call.KEYS
         )
     return slots
+
+
+def unix_ms(now_s: float | None = None) -> int:
+    """Unix time in ms (``now_s`` given: that instead of the clock), as the
+    scripts take times."""
+    return int((time.time() if now_s is None else now_s) * 1000)
 
 
 def text(value: bytes | str) -> str:
