@@ -24,7 +24,7 @@ for ``proxy+quota``, to ``proxy+tenant``) in the same round, median over rounds;
 *added* latency is the tier's p50/p99 minus direct's of the same round.
 
 Usage: python bench/sync_path.py [--duration-s 5] [--rounds 3]
-       [--connections 8 64] [--admission]
+       [--connections 8 64] [--admission] [--tiers sync proxy ...]
 Needs wrk and redis-server on PATH; nginx optional.
 """
 
@@ -149,6 +149,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--admission", action="store_true")
+    parser.add_argument(
+        "--tiers", nargs="+", help="only these tiers (and their bases); default: all"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "redis-server", "taskset"):
         if not shutil.which(tool):
@@ -213,6 +216,9 @@ def main() -> int:
             gw = f"http://127.0.0.1:{ports['gateway']}/async"
             targets["async"] = (gw, "post", gateway.pid)
             targets["async+key"] = (gw, "keyed", gateway.pid)
+        if args.tiers:
+            keep = {"direct", *args.tiers, *(BASE[t] for t in args.tiers if t in BASE)}
+            targets = {tier: target for tier, target in targets.items() if tier in keep}
         scripts = {"post": POST_LUA, "keyed": KEYED_LUA}
         for tenant in TENANTS:
             scripts[tenant] = POST_LUA + f'wrk.headers["X-Api-Key"] = "{api_key(tenant)}"\n'

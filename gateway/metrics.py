@@ -33,6 +33,7 @@ class RouteMetrics:
 class GatewayMetrics:
     def __init__(self) -> None:
         self._routes: dict[str, RouteMetrics] = {}
+        self._proxied: dict[tuple[str, int], Counter] = {}
         self.registry = new_registry()
         self.throttled = Counter(
             "tidegate_gateway_throttled",
@@ -102,6 +103,14 @@ class GatewayMetrics:
             ["route", "status_class"],
             registry=self.registry,
         )
+
+    def proxied_as(self, route: str, status: int) -> Counter:
+        """The route's ``proxied`` child for an upstream status, looked up once."""
+        key = (route, status // 100)
+        found = self._proxied.get(key)
+        if found is None:
+            found = self._proxied[key] = self.proxied.labels(route, f"{status // 100}xx")
+        return found
 
     def route(self, name: str) -> RouteMetrics:
         found = self._routes.get(name)

@@ -114,7 +114,7 @@ async def forward(
 
 
 def _count(gw: Gateway, route: RouteSettings, status: int) -> None:
-    gw.metrics.proxied.labels(route.name, f"{status // 100}xx").inc()
+    gw.metrics.proxied_as(route.name, status).inc()
 
 
 def _problem_for(gw: Gateway, route: RouteSettings, error: Exception) -> web.Response:

@@ -7,6 +7,7 @@ names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 HOP_BY_HOP = frozenset(
@@ -30,8 +31,15 @@ def strip_headers(
     """Headers without the hop-by-hop ones, those a Connection header names,
     and the lower-case names in ``drop``."""
     pairs = [(k, v, k.lower()) for k, v in headers]
-    gone = HOP_BY_HOP.union(drop)
+    gone = dropping(drop if isinstance(drop, frozenset) else frozenset(drop))
     for _, value, lower in pairs:
         if lower == "connection":
             gone = gone.union(token.strip().lower() for token in value.split(","))
     return [(k, v) for k, v, lower in pairs if lower not in gone]
+
+
+@functools.lru_cache(maxsize=64)
+def dropping(drop: frozenset[str]) -> frozenset[str]:
+    """The hop-by-hop headers and ``drop``, united once per set (a hot path
+    strips with a handful of fixed sets)."""
+    return HOP_BY_HOP | drop

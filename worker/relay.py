@@ -22,25 +22,19 @@ import base64
 import json
 import time
 
-import aiohttp
-from yarl import URL
-
 from tidegate.backoff import parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.http import strip_headers
 from tidegate.paths import UnsafePath, canonical_path, under_prefix
 from tidegate.redact import redact_url
+from tidegate.upstream import Answer, BodyTooLarge, Upstream, UpstreamUnreachable
 
-_DROP_REQUEST = ("host", "content-length", "idempotency-key", "tidegate-attempt")
-_DROP_RESPONSE = ("content-length", "date", "server")
+_DROP_REQUEST = frozenset({"host", "content-length", "idempotency-key", "tidegate-attempt"})
+_DROP_RESPONSE = frozenset({"content-length", "date", "server"})
 
 
 def is_retryable_status(status: int) -> bool:
     return status >= 500 or status == 429
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def path_within(prefix: str, path: str) -> bool:
@@ -49,19 +43,6 @@ def path_within(prefix: str, path: str) -> bool:
         return canonical_path(path) == path and under_prefix(prefix, path)
     except UnsafePath:
         return False
-
-
-async def _read_capped(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
-    if response.content_length is not None and response.content_length > limit_bytes:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in response.content.iter_any():
-        total += len(chunk)
-        if total > limit_bytes:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Relay:
@@ -89,11 +70,11 @@ class Relay:
         self.compensate_path = compensate_path
         self.prefix = prefix
         self.max_result_bytes = max_result_bytes
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._http: aiohttp.ClientSession | None = None
+        self.timeout_s = timeout_s
+        self._http: Upstream | None = None
 
     async def open(self) -> None:
-        self._http = aiohttp.ClientSession(auto_decompress=False)
+        self._http = Upstream(self.upstream)
 
     async def close(self) -> None:
         if self._http:
@@ -105,30 +86,31 @@ class Relay:
             return Failure(f"path {job.path!r} lies outside the route's prefix; not sent", False)
         headers = strip_headers(job.headers, _DROP_REQUEST)
         headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
-        url = URL(self.upstream + job.path + (f"?{job.query}" if job.query else ""), encoded=True)
+        target = job.path + (f"?{job.query}" if job.query else "")
         try:
-            async with self._http.request(
+            answer = await self._http.request(
                 job.method,
-                url,
-                headers=headers,
-                data=job.body,
-                allow_redirects=False,
-                timeout=self.timeout,
-            ) as response:
-                body = await _read_capped(response, self.max_result_bytes)
-                reply = Reply(
-                    status=response.status,
-                    headers=tuple(strip_headers(response.headers.items(), _DROP_RESPONSE)),
-                    body=body,
-                )
-        except _TooLarge:
+                target,
+                headers,
+                job.body,
+                timeout_s=self.timeout_s,
+                max_body_bytes=self.max_result_bytes,
+            )
+        except BodyTooLarge:
             return Failure.result_too_large(self.max_result_bytes)
         except TimeoutError:
-            return Failure(f"upstream {self.shown} timed out after {self.timeout.total}s", True)
-        except aiohttp.ClientError as e:
-            return Failure(f"upstream {self.shown} unreachable: {type(e).__name__}", True)
+            return Failure(f"upstream {self.shown} timed out after {self.timeout_s:g}s", True)
+        except UpstreamUnreachable as e:
+            return Failure(f"upstream {self.shown} unreachable: {e}", True)
+        except ValueError as e:  # the stored request cannot be sent as it is
+            return Failure(f"not sent to upstream {self.shown}: {e}", False)
+        reply = Reply(
+            status=answer.status,
+            headers=tuple(strip_headers(answer.headers, _DROP_RESPONSE)),
+            body=answer.body,
+        )
         if is_retryable_status(reply.status):
-            wait_s = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            wait_s = parse_retry_after(answer.header("Retry-After"), time.time())
             return Failure(f"upstream answered {reply.status}", True, reply, wait_s)
         return reply
 
@@ -147,22 +129,26 @@ class Relay:
                 "body_base64": base64.b64encode(job.body).decode(),
             },
         }
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"{job.id}:compensate",
-        }
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", f"{job.id}:compensate"),
+        ]
         try:
-            async with self._http.post(
-                self.upstream + self.compensate_path,
-                data=json.dumps(payload).encode(),
-                headers=headers,
-                timeout=self.timeout,
-            ) as response:
-                reply = Reply(response.status, (), await response.read())
+            answer = await self._http.request(
+                "POST",
+                self.compensate_path,
+                headers,
+                json.dumps(payload).encode(),
+                timeout_s=self.timeout_s,
+                max_body_bytes=self.max_result_bytes,
+            )
         except TimeoutError:
             return Failure(f"compensation at {self.compensate_path} timed out", True)
-        except aiohttp.ClientError as e:
-            return Failure(f"compensation at {self.compensate_path} unreachable: {e!r}", True)
+        except UpstreamUnreachable as e:
+            return Failure(f"compensation at {self.compensate_path} unreachable: {e}", True)
+        except BodyTooLarge as e:  # only its status matters
+            answer = Answer(e.status, "", [], b"")
+        reply = Reply(answer.status, (), answer.body)
         if is_retryable_status(reply.status):
             return Failure(f"compensation answered {reply.status}", True, reply)
         return reply

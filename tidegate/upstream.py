@@ -1,0 +1,367 @@
+"""Calls to an upstream over HTTP/1.1: the relay's client, lean on purpose.
+
+Every job a relay worker runs is one call to its service, so the client's
+own cost is paid per job: this one spends about a third of the CPU of
+aiohttp's ``ClientSession`` per small call (``bench/upstream_client.py``;
+numbers in docs/benchmarks.md). It does the few things a relay call needs
+and nothing else:
+
+- **Connections.** Keep-alive connections to one origin (``http`` or
+  ``https``), the most recently used first; at most ``max_idle`` are kept and
+  none longer than ``idle_s``. A connection is reused only after a complete
+  answer that allows it, with no byte after it; anything else closes it, so
+  nothing left over from one exchange can be read as the next one's answer.
+  A reused connection that turns out closed before any byte of the answer is
+  replaced and the request sent again, once, and only for idempotent methods.
+- **Requests** are written in one write: request line, ``Host``, the caller's
+  headers, ``Content-Length``, body. Nothing is added (no ``User-Agent``, no
+  ``Accept-Encoding``). What could split a request or smuggle a second one is
+  refused before anything is sent (``ValueError``): a method that is not a
+  token, a target with whitespace or control characters, a header name that
+  is not a token, a value holding CR, LF or NUL, and the framing headers
+  (``Host``, ``Content-Length``, ``Transfer-Encoding``, ``Connection``),
+  which only the client writes. Credentials in the upstream's URL become
+  ``Authorization: Basic`` and replace any the caller passes.
+- **Answers** are parsed by llhttp (``httptools``), strictly: both
+  ``Content-Length`` and ``Transfer-Encoding``, two lengths, a bad chunk,
+  folded or bare-LF header lines are errors, never guessed at. Interim 1xx
+  answers are skipped; an answer without length or chunking is read to the
+  connection's end; an upgrade is an error. A body over ``max_body_bytes``
+  stops the exchange (``BodyTooLarge``) and closes the connection.
+- **Failures**: ``UpstreamUnreachable`` (refused, reset, closed early, a
+  malformed answer; its message says which), ``TimeoutError`` when the
+  whole exchange, connecting included, takes over ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import ssl
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httptools
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""Methods sent again on a fresh connection when a reused one was found closed."""
+
+FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+"""Headers only the client writes."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"/[\x21-\x7e]*")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
+
+
+class UpstreamUnreachable(Exception):
+    """No complete answer: refused, reset, closed early or malformed."""
+
+
+class BodyTooLarge(Exception):
+    """The answer's body is larger than the caller takes."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the answer ({status}) is larger than the limit")
+        self.status = status
+
+
+class _ClosedEarly(UpstreamUnreachable):
+    """The connection closed before any byte of the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (name case-insensitive), or None."""
+        lower = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lower:
+                return value
+        return None
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: at most one exchange at a time, answers parsed as they arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.used = False
+        """Whether it has carried an exchange before (a reused connection)."""
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._answer: asyncio.Future[Answer] | None = None
+        self._head_only = False
+        self._limit = 0
+        self._got_bytes = False
+        self._reset_message()
+        self.reusable = False
+
+    # -- the exchange ---------------------------------------------------------
+
+    def send(self, data: bytes, head_only: bool, max_body_bytes: int) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        assert self._answer is None
+        self._answer = asyncio.get_running_loop().create_future()
+        self._head_only, self._limit = head_only, max_body_bytes
+        self.reusable = False
+        self._reset_message()
+        self._got_bytes = False
+        self.used = True
+        self.transport.write(data)
+        return self._answer
+
+    def finished(self) -> None:
+        """The caller is done with the exchange (answered, failed or cancelled)."""
+        done = self._answer is not None and self._answer.done() and self.reusable
+        self._answer = None
+        if not done:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _reset_message(self) -> None:
+        self._status = 0
+        self._reason = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._until_close = False
+
+    def _settle(self, result: Answer | BaseException) -> None:
+        answer = self._answer
+        if answer is None or answer.done():
+            return
+        if isinstance(result, BaseException):
+            answer.set_exception(result)
+        else:
+            answer.set_result(result)
+
+    def _complete(self) -> None:
+        self._settle(
+            Answer(
+                self._status,
+                self._reason.decode("latin-1"),
+                self._headers,
+                b"".join(self._body),
+            )
+        )
+
+    # -- asyncio.Protocol -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamUnreachable("the upstream switched protocols"))
+        except httptools.HttpParserCallbackError as e:
+            self._fail(e.__context__ if isinstance(e.__context__, BodyTooLarge) else e)
+        except httptools.HttpParserError as e:
+            self._fail(UpstreamUnreachable(f"malformed answer ({e})"))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._answer is None or self._answer.done():
+            return
+        if self._until_close:
+            self._complete()  # the body ran to the connection's end, as announced
+        elif not self._got_bytes:
+            self._settle(_ClosedEarly("connection closed before the answer"))
+        else:
+            self._settle(UpstreamUnreachable("connection closed in the middle of the answer"))
+
+    def _fail(self, error: BaseException) -> None:
+        self._settle(error)
+        self.close()
+
+    # -- llhttp callbacks -----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._answer is not None and self._answer.done():
+            self.reusable = False  # a second answer to one request: out of step
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if 100 <= self._status < 200:
+            return
+        if self._head_only:  # no body follows, whatever the headers say
+            self._complete()  # not reusable: llhttp would wait for that body
+            return
+        framed = any(k.lower() in ("content-length", "transfer-encoding") for k, _ in self._headers)
+        self._until_close = not framed and self._status not in (204, 304)
+
+    def on_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise BodyTooLarge(self._status)
+        self._body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._answer is None or self._answer.done():
+            self.reusable = False  # a second answer to one request: out of step
+            return
+        if 100 <= self._status < 200:  # interim (103 Early Hints): the answer follows
+            self._reset_message()
+            return
+        self.reusable = self._parser.should_keep_alive()
+        self._complete()
+
+
+class Upstream:
+    """Calls one origin; a pool of keep-alive connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        idle_s: float = 15.0,
+        max_idle: int = 100,
+    ) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an upstream is an http:// or https:// URL with a host")
+        self.base_path = parts.path.rstrip("/")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        default_port = parts.port is None or parts.port == (443 if self._ssl else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_header = host if default_port else f"{host}:{self._port}"
+        self._authorization: str | None = None
+        if parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._authorization = f"Basic {token}"
+        self.connect_timeout_s = connect_timeout_s
+        self.idle_s = idle_s
+        self.max_idle = max_idle
+        self._idle: list[_Connection] = []
+        self.connections_opened = 0
+        """Connections made so far (tests: keep-alive at work)."""
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        timeout_s: float,
+        max_body_bytes: int,
+    ) -> Answer:
+        """Send ``method target`` (a path below the base URL's, with its query)
+        and read the whole answer."""
+        data = self._encode(method, target, headers, body)
+        async with asyncio.timeout(timeout_s):
+            for attempt in (1, 2):
+                connection = self._checkout() or await self._connect()
+                reused = connection.used
+                try:
+                    answer = await connection.send(data, method == "HEAD", max_body_bytes)
+                except _ClosedEarly:
+                    if reused and attempt == 1 and method in IDEMPOTENT:
+                        continue
+                    raise UpstreamUnreachable("connection closed before the answer") from None
+                finally:
+                    connection.finished()
+                self._checkin(connection)
+                return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _encode(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> bytes:
+        if not _TOKEN.fullmatch(method):
+            raise ValueError(f"not an HTTP method: {method!r}")
+        path = self.base_path + target
+        if not _TARGET.fullmatch(path):
+            raise ValueError("the request target holds whitespace or control characters")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
+        for name, value in headers:
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"not a header name: {name!r}")
+            lower = name.lower()
+            if lower in FRAMING or (self._authorization and lower == "authorization"):
+                continue
+            if _FORBIDDEN_IN_VALUE.search(value):
+                raise ValueError(f"the value of header {name} holds CR, LF or NUL")
+            lines.append(f"{name}: {value}")
+        if self._authorization:
+            lines.append(f"Authorization: {self._authorization}")
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS", "TRACE"):
+            lines.append(f"Content-Length: {len(body)}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
+
+    def _checkout(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and now - connection.idle_since < self.idle_s:
+                return connection
+            connection.close()
+        return None
+
+    def _checkin(self, connection: _Connection) -> None:
+        if connection.closed or not connection.reusable:
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+        if len(self._idle) > self.max_idle:
+            self._idle.pop(0).close()
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl else None,
+                )
+        except TimeoutError:
+            raise UpstreamUnreachable(
+                f"no connection within {self.connect_timeout_s:g} s"
+            ) from None
+        except OSError as e:
+            raise UpstreamUnreachable(f"cannot connect ({e.strerror or e})") from None
+        self.connections_opened += 1
+        return connection
