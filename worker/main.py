@@ -17,6 +17,7 @@ from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.client import connect
 from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
+from tidegate.upstream import Upstream
 from worker.batch import BatchHandler
 from worker.callbacks import CallbackSender
 from worker.compensator import Compensator
@@ -52,6 +53,12 @@ def build_executor(
     if compensate:
         raise ConfigError(["--compensate goes with --app; a relay uses worker.compensate_path"])
     assert upstream, "either upstream or app"
+    try:
+        Upstream(upstream)
+    except ValueError as e:
+        raise ConfigError(
+            [f"--upstream: {e} (the value is not shown: it may hold a secret)"]
+        ) from None
     return Relay(
         upstream,
         route.worker.timeout_s,

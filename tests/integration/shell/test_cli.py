@@ -102,6 +102,17 @@ def test_worker_refuses_a_proxy_route(tmp_path: Path) -> None:
     assert "no such route (configured: orders, reads)" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "upstream", ["user:s3cret@svc:8080", "ftp://user:s3cret@svc/", "http://", "s3cret"]
+)
+def test_worker_refuses_an_upstream_that_is_not_an_http_url(tmp_path: Path, upstream: str) -> None:
+    path = write_config(tmp_path / "t.yaml", "redis://127.0.0.1:1/0")
+    result = tidegate("worker", "-c", str(path), "--route", "orders", "--upstream", upstream)
+    assert result.returncode == 2
+    assert "--upstream: an upstream is an http:// or https:// URL" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+
+
 async def test_replay_and_status_commands(
     tmp_path: Path, redis_url: str, redis: Redis, ledger: Ledger, settings: Settings
 ) -> None:
