@@ -27,8 +27,12 @@ from tidegate.ledger.client import Connection, connect
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings, Settings, TenantSettings
 from tidegate.tasks import stop_tasks
+from tidegate.upstream import Upstream
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+"""Longest wait for a connection to a proxy route's upstream."""
 
 
 @dataclass
@@ -40,6 +44,9 @@ class Gateway:
     metrics: GatewayMetrics
     router: Router
     http: aiohttp.ClientSession
+    """For proxy requests whose bodies stream (chunked, or over WHOLE_BODY_BYTES)."""
+    upstreams: dict[str, Upstream]
+    """Each proxy route's connection pool, for requests with small bodies."""
     tenants: Tenants
     throttles: ThrottleWatcher
     forwarding: Forwarding
@@ -87,6 +94,8 @@ class Gateway:
         await self.waiter.close()
         await self.ledger.close()
         await self.http.close()
+        for upstream in self.upstreams.values():
+            await upstream.close()
         await self.redis.aclose()
 
     async def _health(self, interval_s: float = 1.0) -> None:
@@ -144,6 +153,11 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         metrics=metrics,
         router=Router(settings.routes),
         http=aiohttp.ClientSession(auto_decompress=False),
+        upstreams={
+            r.name: Upstream(r.upstream, connect_timeout_s=CONNECT_TIMEOUT_S)
+            for r in settings.routes
+            if r.upstream
+        },
         tenants=Tenants(settings.tenants),
         throttles=ThrottleWatcher(redis, queued, metrics),
         forwarding=Forwarding(settings.gateway.trusted_proxies),

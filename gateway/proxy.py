@@ -9,7 +9,15 @@ calls: no chunk loop, one write instead of three). A client that goes away
 while its answer is written ends the exchange quietly. Redirects are passed
 to the client, not followed; content encodings are passed through untouched.
 An unreachable upstream is a 502, a slow one a 504; neither answer names the
-upstream (the log does, without its credentials).
+upstream (the log does, without its credentials). So is a malformed answer
+(``tidegate.upstream`` parses strictly and never reuses a connection that
+may be out of step). An upstream that fails after the answer's head went out
+cuts the client's connection: its answer can never look complete.
+
+Requests with a small body (or none), most of them, go through the route's
+own lean client (``tidegate.upstream``; a third of aiohttp's client CPU per
+call); a request whose body streams goes through aiohttp's client, which
+sends as it reads.
 
 What goes on the wire is the upstream's base URL followed by the request's
 canonical path (``tidegate.paths``: no dot segment, no encoded slash), byte
@@ -31,15 +39,21 @@ from yarl import URL
 
 from gateway import problems
 from gateway.body import body_chunks, read_body, refuse_declared
-from gateway.context import Gateway
+from gateway.context import CONNECT_TIMEOUT_S, Gateway
 from gateway.http_headers import NO_CREDENTIALS, response_headers
 from gateway.rejections import Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
+from tidegate.upstream import UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
-_PROXY_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=60.0)
+READ_TIMEOUT_S = 60.0
+"""Longest wait for the upstream's answer to begin, and then for each read of its body."""
+
+_PROXY_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+)
 
 WHOLE_BODY_BYTES = 64 * 1024
 """Answers declaring at most this many bytes are read whole, then sent at once."""
@@ -59,16 +73,87 @@ async def forward(
     credentials: frozenset[str] = NO_CREDENTIALS,
 ) -> web.StreamResponse:
     refuse_declared(request, route.name, route.max_body_bytes)  # before connecting upstream
+    declared = request.content_length
+    if request.body_exists and (declared is None or declared > WHOLE_BODY_BYTES):
+        return await _forward_streaming(gw, route, request, path, credentials)
+    timeout_s = gw.settings.gateway.body_timeout_s
+    body = b""
+    if request.body_exists:  # small: read whole, send once
+        body = await read_body(request, route.name, route.max_body_bytes, timeout_s)
+    query = request.rel_url.raw_query_string
+    response: web.StreamResponse | None = None
+    try:
+        async with gw.upstreams[route.name].exchange(
+            request.method,
+            path + (f"?{query}" if query else ""),
+            gw.forwarding.request_headers(request, credentials),
+            body,
+            head_timeout_s=READ_TIMEOUT_S,
+            read_timeout_s=READ_TIMEOUT_S,
+            whole_bytes=WHOLE_BODY_BYTES,
+        ) as answer:
+            headers = CIMultiDict(response_headers(answer.headers))
+            if answer.stream is None and _has_body(request.method, answer.status):
+                _count(gw, route, answer.status)
+                return web.Response(
+                    status=answer.status, reason=answer.reason, headers=headers, body=answer.body
+                )
+            response = web.StreamResponse(
+                status=answer.status, reason=answer.reason, headers=headers
+            )
+            await _relay_body(route, request, response, answer.length, answer.stream)
+            _count(gw, route, answer.status)
+            return response
+    except ValueError as e:  # what the client sent cannot be forwarded as it is
+        raise Rejection(
+            "unforwardable",
+            "Request cannot be forwarded",
+            f"The request cannot be forwarded to route {route.name}'s upstream: {e}.",
+        ) from None
+    except Exception as e:
+        if response is not None and response.prepared:
+            return _cut(route, request, response, e)
+        return _problem_for(gw, route, e)
+
+
+def _has_body(method: str, status: int) -> bool:
+    """Whether an answer is sent with its body (a HEAD's length is the GET's)."""
+    return method != "HEAD" and status not in (204, 304)
+
+
+async def _relay_body(
+    route: RouteSettings,
+    request: web.Request,
+    response: web.StreamResponse,
+    length: int | None,
+    chunks: AsyncIterator[bytes] | None,
+) -> None:
+    """Send the head, then the body as it comes; a client that left ends it quietly."""
+    if length is not None:
+        response.content_length = length
+    try:
+        await response.prepare(request)
+        if chunks is not None:
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # the client went away (aiohttp's own included)
+        log.debug("route %s: the client left while its answer was sent", route.name)
+
+
+async def _forward_streaming(
+    gw: Gateway,
+    route: RouteSettings,
+    request: web.Request,
+    path: str,
+    credentials: frozenset[str],
+) -> web.StreamResponse:
+    """A request whose body streams (chunked, or declared over
+    ``WHOLE_BODY_BYTES``): through aiohttp's client, which sends as it reads."""
     assert route.upstream is not None  # settings guarantee it for proxy routes
     url = upstream_url(route.upstream, path, request.rel_url.raw_query_string)
     timeout_s = gw.settings.gateway.body_timeout_s
-    body: bytes | AsyncIterator[bytes] | None = None
-    if request.body_exists:
-        declared = request.content_length
-        if declared is not None and declared <= WHOLE_BODY_BYTES:  # small: read whole, send once
-            body = await read_body(request, route.name, route.max_body_bytes, timeout_s)
-        else:
-            body = body_chunks(request, route.name, route.max_body_bytes, timeout_s)
+    body = body_chunks(request, route.name, route.max_body_bytes, timeout_s)
     response: web.StreamResponse | None = None
     try:
         async with gw.http.request(
@@ -80,37 +165,33 @@ async def forward(
             timeout=_PROXY_TIMEOUT,
         ) as upstream:
             headers = CIMultiDict(response_headers(upstream.headers.items()))
-            length = upstream.content_length
-            if (
-                length is not None
-                and length <= WHOLE_BODY_BYTES
-                and request.method != "HEAD"  # its length is the GET's, its body empty
-                and upstream.status not in (204, 304)
-            ):
-                whole = await upstream.read()
-                _count(gw, route, upstream.status)
-                headers.popall("Content-Length", None)
-                return web.Response(
-                    status=upstream.status, reason=upstream.reason, headers=headers, body=whole
-                )
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=headers
             )
-            if length is not None:
-                response.content_length = length
-            try:
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-            except ConnectionResetError:  # the client went away (aiohttp's own included)
-                log.debug("route %s: the client left while its answer was sent", route.name)
+            await _relay_body(
+                route, request, response, upstream.content_length, upstream.content.iter_any()
+            )
             _count(gw, route, upstream.status)
             return response
     except Exception as e:
         if response is not None and response.prepared:
-            raise  # mid-stream: the status is sent; aiohttp closes the connection
+            return _cut(route, request, response, e)
         return _problem_for(gw, route, e)
+
+
+def _cut(
+    route: RouteSettings, request: web.Request, response: web.StreamResponse, error: Exception
+) -> web.StreamResponse:
+    """The upstream failed after the answer's head went out: the client's
+    connection is dropped, so its answer cannot look complete (a chunked body
+    is never terminated, a declared length never reached) and nothing else
+    can be written after it."""
+    log.warning(
+        "route %s: the upstream failed mid-answer (%s); cut the client off", route.name, error
+    )
+    if request.transport is not None:
+        request.transport.abort()
+    return response
 
 
 def _count(gw: Gateway, route: RouteSettings, status: int) -> None:
@@ -134,7 +215,7 @@ def _problem_for(gw: Gateway, route: RouteSettings, error: Exception) -> web.Res
             "Upstream timed out",
             f"The upstream of route {route.name} did not answer in time.",
         )
-    if isinstance(error, aiohttp.ClientError):
+    if isinstance(error, aiohttp.ClientError | UpstreamUnreachable):
         gw.metrics.proxied.labels(route.name, "error").inc()
         log.warning("route %s: upstream %s unreachable: %s", route.name, upstream, error)
         return problems.problem(

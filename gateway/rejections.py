@@ -43,6 +43,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "bad-idempotency-key": (400, "bad_request"),
     "bad-priority": (400, "bad_request"),
     "bad-callback": (400, "bad_request"),
+    "unforwardable": (400, "bad_request"),
     "api-key-required": (401, "unauthorized"),
     "no-route": (404, "no_route"),
     "not-found": (404, "no_route"),

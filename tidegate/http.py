@@ -1,13 +1,15 @@
-"""HTTP header rules shared by the gateway (forwarding) and the relay (replay).
+"""HTTP rules shared by the gateway (forwarding) and the relay (replay).
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection and never
 travel further, and neither does any header that a ``Connection`` header
-names.
+names. An upstream is named by an ``http`` or ``https`` URL with a host
+(``upstream_parts``: the one check, for the settings and the client).
 """
 
 from __future__ import annotations
 
 import functools
+import urllib.parse
 from collections.abc import Iterable
 
 HOP_BY_HOP = frozenset(
@@ -43,3 +45,16 @@ def dropping(drop: frozenset[str]) -> frozenset[str]:
     """The hop-by-hop headers and ``drop``, united once per set (a hot path
     strips with a handful of fixed sets)."""
     return HOP_BY_HOP | drop
+
+
+def upstream_parts(url: str) -> urllib.parse.SplitResult:
+    """An upstream's URL, split; ValueError (not naming the URL, which may
+    hold credentials) unless it is http:// or https:// with a host."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an upstream is an http:// or https:// URL with a host")
+    return parts

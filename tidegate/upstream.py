@@ -37,14 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import ssl
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httptools
+
+from tidegate.http import upstream_parts
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 """Methods sent again on a fresh connection when a reused one was found closed."""
@@ -79,6 +83,14 @@ class Answer:
     reason: str
     headers: list[tuple[str, str]]
     body: bytes
+    stream: AsyncIterator[bytes] | None = None
+    """The body, when streamed (``Upstream.exchange``): ``body`` is then empty."""
+
+    @property
+    def length(self) -> int | None:
+        """The declared ``Content-Length``, when there is one."""
+        value = self.header("content-length")
+        return int(value) if value is not None and value.isdigit() else None
 
     def header(self, name: str) -> str | None:
         """The first value of a header (name case-insensitive), or None."""
@@ -87,6 +99,60 @@ class Answer:
             if key.lower() == lower:
                 return value
         return None
+
+
+class _Body:
+    """The rest of a streamed answer's body, read with back-pressure: reading
+    from the connection pauses while more than ``HIGH_BYTES`` wait unread."""
+
+    HIGH_BYTES = 256 * 1024
+    LOW_BYTES = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport, read_timeout_s: float) -> None:
+        self._transport = transport
+        self._read_timeout_s = read_timeout_s
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._paused = False
+        self._ended = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > self.HIGH_BYTES and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def end(self, error: BaseException | None = None) -> None:
+        if not self._ended:
+            self._ended, self._error = True, error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._size -= len(chunk)
+                if self._paused and self._size < self.LOW_BYTES:
+                    self._paused = False
+                    self._transport.resume_reading()
+                yield chunk
+                continue
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return
+            self._waiter = asyncio.get_running_loop().create_future()
+            async with asyncio.timeout(self._read_timeout_s):
+                await self._waiter
+            self._waiter = None
 
 
 class _Connection(asyncio.Protocol):
@@ -102,29 +168,44 @@ class _Connection(asyncio.Protocol):
         self._answer: asyncio.Future[Answer] | None = None
         self._head_only = False
         self._limit = 0
+        self._stream_over: int | None = None
+        self._read_timeout_s = 0.0
+        self._body_stream: _Body | None = None
+        self._ended = False
         self._got_bytes = False
         self._reset_message()
         self.reusable = False
 
     # -- the exchange ---------------------------------------------------------
 
-    def send(self, data: bytes, head_only: bool, max_body_bytes: int) -> asyncio.Future[Answer]:
+    def send(
+        self,
+        data: bytes,
+        *,
+        head_only: bool,
+        max_body_bytes: int,
+        stream_over: int | None = None,
+        read_timeout_s: float = 0.0,
+    ) -> asyncio.Future[Answer]:
+        """Write a request; the future settles with the whole answer, or with
+        its head and a stream when the body is (or may be) over ``stream_over``."""
         assert self.transport is not None
         assert self._answer is None
         self._answer = asyncio.get_running_loop().create_future()
         self._head_only, self._limit = head_only, max_body_bytes
-        self.reusable = False
+        self._stream_over, self._read_timeout_s = stream_over, read_timeout_s
+        self._body_stream = None
+        self._ended = self.reusable = self._got_bytes = False
         self._reset_message()
-        self._got_bytes = False
         self.used = True
         self.transport.write(data)
         return self._answer
 
     def finished(self) -> None:
         """The caller is done with the exchange (answered, failed or cancelled)."""
-        done = self._answer is not None and self._answer.done() and self.reusable
-        self._answer = None
-        if not done:
+        keep = self._ended and self.reusable
+        self._answer, self._body_stream = None, None
+        if not keep:
             self.close()
 
     def close(self) -> None:
@@ -150,6 +231,10 @@ class _Connection(asyncio.Protocol):
             answer.set_result(result)
 
     def _complete(self) -> None:
+        self._ended = True
+        if self._body_stream is not None:
+            self._body_stream.end()
+            return
         self._settle(
             Answer(
                 self._status,
@@ -166,7 +251,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._answer is None or self._answer.done():
+        if self._answer is None or self._ended:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         self._got_bytes = True
@@ -184,23 +269,25 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._answer is None or self._answer.done():
+        if self._answer is None or self._ended:
             return
         if self._until_close:
             self._complete()  # the body ran to the connection's end, as announced
         elif not self._got_bytes:
             self._settle(_ClosedEarly("connection closed before the answer"))
         else:
-            self._settle(UpstreamUnreachable("connection closed in the middle of the answer"))
+            self._fail(UpstreamUnreachable("connection closed in the middle of the answer"))
 
     def _fail(self, error: BaseException) -> None:
         self._settle(error)
+        if self._body_stream is not None:
+            self._body_stream.end(error)
         self.close()
 
     # -- llhttp callbacks -----------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._answer is not None and self._answer.done():
+        if self._ended:
             self.reusable = False  # a second answer to one request: out of step
 
     def on_status(self, reason: bytes) -> None:
@@ -216,17 +303,41 @@ class _Connection(asyncio.Protocol):
         if self._head_only:  # no body follows, whatever the headers say
             self._complete()  # not reusable: llhttp would wait for that body
             return
-        framed = any(k.lower() in ("content-length", "transfer-encoding") for k, _ in self._headers)
-        self._until_close = not framed and self._status not in (204, 304)
+        length: int | None = None
+        framed = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == "content-length":
+                framed, length = True, int(value)  # llhttp has checked it
+            elif lower == "transfer-encoding":
+                framed = True
+        bodiless = self._status in (204, 304)
+        self._until_close = not framed and not bodiless
+        over = self._stream_over
+        if over is not None and not bodiless and (length is None or length > over):
+            assert self.transport is not None
+            self._body_stream = _Body(self.transport, self._read_timeout_s)
+            self._settle(
+                Answer(
+                    self._status,
+                    self._reason.decode("latin-1"),
+                    self._headers,
+                    b"",
+                    self._body_stream.chunks(),
+                )
+            )
 
     def on_body(self, chunk: bytes) -> None:
+        if self._body_stream is not None:
+            self._body_stream.feed(chunk)
+            return
         self._size += len(chunk)
         if self._size > self._limit:
             raise BodyTooLarge(self._status)
         self._body.append(chunk)
 
     def on_message_complete(self) -> None:
-        if self._answer is None or self._answer.done():
+        if self._ended:
             self.reusable = False  # a second answer to one request: out of step
             return
         if 100 <= self._status < 200:  # interim (103 Early Hints): the answer follows
@@ -247,9 +358,8 @@ class Upstream:
         idle_s: float = 15.0,
         max_idle: int = 100,
     ) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("an upstream is an http:// or https:// URL with a host")
+        parts = upstream_parts(base_url)
+        assert parts.hostname is not None
         self.base_path = parts.path.rstrip("/")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -281,23 +391,83 @@ class Upstream:
         max_body_bytes: int,
     ) -> Answer:
         """Send ``method target`` (a path below the base URL's, with its query)
-        and read the whole answer."""
+        and read the whole answer, in at most ``timeout_s``."""
         data = self._encode(method, target, headers, body)
         async with asyncio.timeout(timeout_s):
-            for attempt in (1, 2):
-                connection = self._checkout() or await self._connect()
-                reused = connection.used
-                try:
-                    answer = await connection.send(data, method == "HEAD", max_body_bytes)
-                except _ClosedEarly:
-                    if reused and attempt == 1 and method in IDEMPOTENT:
-                        continue
-                    raise UpstreamUnreachable("connection closed before the answer") from None
-                finally:
-                    connection.finished()
-                self._checkin(connection)
-                return answer
+            connection, answer = await self._start(data, method, max_body_bytes=max_body_bytes)
+        self._release(connection)
+        return answer
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        head_timeout_s: float,
+        read_timeout_s: float,
+        whole_bytes: int,
+    ) -> AsyncIterator[Answer]:
+        """Like ``request``, for answers of any size: a body declaring at most
+        ``whole_bytes`` is read whole, any other is the answer's ``stream``
+        (each read waits at most ``read_timeout_s``). The head must come
+        within ``head_timeout_s``. The connection returns to the pool on
+        leaving, if the body was read to its end."""
+        data = self._encode(method, target, headers, body)
+        async with asyncio.timeout(head_timeout_s):
+            connection, answer = await self._start(
+                data,
+                method,
+                max_body_bytes=whole_bytes,
+                stream_over=whole_bytes,
+                read_timeout_s=read_timeout_s,
+            )
+        try:
+            yield answer
+        finally:
+            self._release(connection)
+
+    async def _start(
+        self,
+        data: bytes,
+        method: str,
+        *,
+        max_body_bytes: int,
+        stream_over: int | None = None,
+        read_timeout_s: float = 0.0,
+    ) -> tuple[_Connection, Answer]:
+        for attempt in (1, 2):
+            connection = self._checkout() or await self._connect()
+            reused = connection.used
+            try:
+                answer = await connection.send(
+                    data,
+                    head_only=method == "HEAD",
+                    max_body_bytes=max_body_bytes,
+                    stream_over=stream_over,
+                    read_timeout_s=read_timeout_s,
+                )
+            except _ClosedEarly:
+                connection.finished()
+                if reused and attempt == 1 and method in IDEMPOTENT:
+                    continue
+                raise UpstreamUnreachable("connection closed before the answer") from None
+            except BaseException:
+                connection.finished()
+                raise
+            return connection, answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _release(self, connection: _Connection) -> None:
+        connection.finished()
+        if connection.closed or not connection.reusable:
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+        if len(self._idle) > self.max_idle:
+            self._idle.pop(0).close()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -337,14 +507,6 @@ class Upstream:
                 return connection
             connection.close()
         return None
-
-    def _checkin(self, connection: _Connection) -> None:
-        if connection.closed or not connection.reusable:
-            return
-        connection.idle_since = time.monotonic()
-        self._idle.append(connection)
-        if len(self._idle) > self.max_idle:
-            self._idle.pop(0).close()
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

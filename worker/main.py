@@ -12,12 +12,12 @@ import logging
 import socket
 
 from tidegate.errors import ConfigError
+from tidegate.http import upstream_parts
 from tidegate.keys import RouteKeys
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.client import connect
 from tidegate.process import run_until_signalled
 from tidegate.settings import Settings, parse_listen
-from tidegate.upstream import Upstream
 from worker.batch import BatchHandler
 from worker.callbacks import CallbackSender
 from worker.compensator import Compensator
@@ -54,7 +54,7 @@ def build_executor(
         raise ConfigError(["--compensate goes with --app; a relay uses worker.compensate_path"])
     assert upstream, "either upstream or app"
     try:
-        Upstream(upstream)
+        upstream_parts(upstream)
     except ValueError as e:
         raise ConfigError(
             [f"--upstream: {e} (the value is not shown: it may hold a secret)"]

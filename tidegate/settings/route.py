@@ -11,6 +11,7 @@ from pydantic.dataclasses import dataclass
 from tidegate import webhooks
 from tidegate.callback_urls import BadCallback, parse_target
 from tidegate.errors import ConfigError
+from tidegate.http import upstream_parts
 from tidegate.paths import UnsafePath, canonical_path
 from tidegate.settings.base import (
     HTTP_METHODS,
@@ -251,6 +252,13 @@ class RouteSettings:
     @classmethod
     def _name(cls, value: str) -> str:
         return checked_name(value)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        if value is not None:
+            upstream_parts(value)
+        return value
 
     @model_validator(mode="after")
     def _mode(self) -> RouteSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -166,3 +167,96 @@ async def test_a_lost_connection_is_counted_as_the_client_closing(
     closed = proxied.gw.metrics.rejected.labels("", "client_closed")
     assert closed._value.get() == 1
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+HOSTILE = {
+    "length-and-chunked": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nsmugg\r\n0\r\n\r\n",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\nhi",
+    "folded-header": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n X-B: 2\r\nContent-Length: 0\r\n\r\n",
+    "upgrade": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+    "not-http": b"220 smtp.example.com ESMTP\r\n",
+    "short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhi",
+}
+MID_ANSWER = {  # a good head, then a body that breaks off
+    "bad-chunk-mid": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\none\r\n3\r\ntwo\r\nzz\r\nbroken",
+}
+GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# A second answer smuggled behind the first: never served to the next request.
+SMUGGLED = GOOD + b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nstolen!"
+
+
+@pytest.fixture
+async def hostile(settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A proxy route to an upstream whose answer to /answers/NAME is HOSTILE[NAME]."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                name = head.split(b" ")[1].rsplit(b"/", 1)[1].decode()
+                known = {"ok": GOOD, "smuggled": SMUGGLED, **MID_ANSWER}
+                writer.write(known.get(name) or HOSTILE[name])
+                await writer.drain()
+                if name in HOSTILE:
+                    break
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    routes = tuple(
+        replace(
+            r, upstream=f"http://127.0.0.1:{port}", match=replace(r.match, path_prefix="/answers")
+        )
+        if r.name == "reads"
+        else r
+        for r in settings.routes
+    )
+    async with running_gateway(replace(settings, routes=routes)) as gateway:
+        yield gateway
+    server.close()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_a_malformed_answer_is_a_502_and_its_connection_is_dropped(
+    hostile: RunningGateway, name: str
+) -> None:
+    async with hostile.http.get(hostile.url("/answers/ok")) as r:
+        assert (r.status, await r.read()) == (200, b"ok")  # a kept-alive connection now
+    async with hostile.http.get(hostile.url(f"/answers/{name}")) as r:
+        problem = await r.json(content_type=None)
+        assert (r.status, problem["type"].rsplit("/", 1)[-1]) == (502, "upstream-unreachable")
+        assert "smugg" not in json.dumps(problem)
+    async with hostile.http.get(hostile.url("/answers/ok")) as r:
+        assert (r.status, await r.read()) == (200, b"ok")
+
+
+async def test_an_upstream_failing_mid_answer_cuts_the_client_off(
+    hostile: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its head is out (chunked, no length): the client must see an answer that
+    never ends, not a terminated one, and nothing written after it."""
+    reader, writer = await asyncio.open_connection(hostile.public.host, hostile.public.port)
+    writer.write(b"GET /answers/bad-chunk-mid HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    seen = await reader.read()  # to the connection's end
+    writer.close()
+    assert seen.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding: chunked" in seen
+    assert not seen.endswith(b"0\r\n\r\n")  # the chunked body was never terminated
+    assert seen.count(b"HTTP/1.1") == 1  # no second answer after it
+    assert b"two" in seen
+    assert b"broken" not in seen
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_an_answer_smuggled_behind_another_never_reaches_a_client(
+    hostile: RunningGateway,
+) -> None:
+    async with hostile.http.get(hostile.url("/answers/smuggled")) as r:
+        assert await r.read() == b"ok"
+    for _ in range(3):
+        async with hostile.http.get(hostile.url("/answers/ok")) as r:
+            assert await r.read() == b"ok"

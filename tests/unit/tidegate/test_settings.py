@@ -87,6 +87,16 @@ def test_nested_bad_values_name_their_field() -> None:
     assert "routes[0].match.methods: unknown HTTP method(s) FETCH" in found
 
 
+@pytest.mark.parametrize(
+    "upstream", ["svc:8080", "u:s3cret@svc:80", "ftp://svc/", "http://", "http://svc:port/", "/up"]
+)
+def test_a_proxy_upstream_is_an_http_url(upstream: str) -> None:
+    route = {"name": "a", "match": {"path_prefix": "/a"}, "mode": "proxy", "upstream": upstream}
+    found = problems_of({"routes": [route]})
+    assert found == ["routes[0].upstream: an upstream is an http:// or https:// URL with a host"]
+    assert "s3cret" not in "".join(found)
+
+
 def test_missing_required_field() -> None:
     assert problems_of({"routes": [{"name": "a"}]}) == ["routes[0].match: required"]
 
