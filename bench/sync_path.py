@@ -265,6 +265,8 @@ def run(url: str, script: Path, duration_s: int, connections: int) -> dict[str, 
 
 
 BASE = {"async+key": "async", "proxy+quota": "proxy+tenant"}
+PAIRS = (("proxy", "aioproxy"), ("proxy", "nginx"), ("sync", "proxy"))
+"""Further ratios reported per round: the first tier's req/s over the second's."""
 
 
 def report(results: dict[tuple[str, int], list[dict[str, float]]], args: Any) -> None:
@@ -290,6 +292,28 @@ def report(results: dict[tuple[str, int], list[dict[str, float]]], args: Any) ->
             f"| {tier} | {connections} | {statistics.median(r['rps'] for r in rows):.0f} | "
             f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | {base} | "
             f"{statistics.median(p50):.2f} | {statistics.median(p99):.2f} |"
+        )
+    pairs = [
+        (tier, base, connections)
+        for tier, base in PAIRS
+        for connections in args.connections
+        if (tier, connections) in results and (base, connections) in results
+    ]
+    if pairs:
+        print()
+        print("| tier | over | connections | ratio (median, min-max) | p99 added, tier / over |")
+        print("|---|---|---:|---:|---:|")
+    for tier, base, connections in pairs:
+        rows, bases = results[(tier, connections)], results[(base, connections)]
+        direct = results[("direct", connections)]
+        ratios = [r["rps"] / b["rps"] for r, b in zip(rows, bases, strict=True)]
+        added = [
+            (r["p99_ms"] - d["p99_ms"]) / max(b["p99_ms"] - d["p99_ms"], 1e-3)
+            for r, b, d in zip(rows, bases, direct, strict=True)
+        ]
+        print(
+            f"| {tier} | {base} | {connections} | {statistics.median(ratios):.2f}x "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) | {statistics.median(added):.1f}x |"
         )
 
 
