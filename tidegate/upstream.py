@@ -171,6 +171,8 @@ class _Connection(asyncio.Protocol):
         self._stream_over: int | None = None
         self._read_timeout_s = 0.0
         self._body_stream: _Body | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._ended = False
         self._got_bytes = False
         self._reset_message()
@@ -182,16 +184,24 @@ class _Connection(asyncio.Protocol):
         self,
         data: bytes,
         *,
+        deadline: float,
         head_only: bool,
         max_body_bytes: int,
         stream_over: int | None = None,
         read_timeout_s: float = 0.0,
     ) -> asyncio.Future[Answer]:
         """Write a request; the future settles with the whole answer, or with
-        its head and a stream when the body is (or may be) over ``stream_over``."""
+        its head and a stream when the body is (or may be) over ``stream_over``,
+        or fails with TimeoutError at ``deadline`` (the loop's clock)."""
         assert self.transport is not None
         assert self._answer is None
-        self._answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        self._deadline = deadline
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._check_deadline)
         self._head_only, self._limit = head_only, max_body_bytes
         self._stream_over, self._read_timeout_s = stream_over, read_timeout_s
         self._body_stream = None
@@ -210,8 +220,25 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.abort()
+
+    def _check_deadline(self) -> None:
+        """One timer per connection, not per exchange: it is armed for the
+        first exchange's deadline and, when it fires before a later
+        exchange's, armed again for that one (requests on a kept-alive
+        connection end long before their deadline, so this rarely runs)."""
+        self._timer = None
+        if self._answer is None or self._answer.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._fail(TimeoutError("no answer in time"))
 
     def _reset_message(self) -> None:
         self._status = 0
@@ -393,8 +420,10 @@ class Upstream:
         """Send ``method target`` (a path below the base URL's, with its query)
         and read the whole answer, in at most ``timeout_s``."""
         data = self._encode(method, target, headers, body)
-        async with asyncio.timeout(timeout_s):
-            connection, answer = await self._start(data, method, max_body_bytes=max_body_bytes)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        connection, answer = await self._start(
+            data, method, deadline=deadline, max_body_bytes=max_body_bytes
+        )
         self._release(connection)
         return answer
 
@@ -416,14 +445,14 @@ class Upstream:
         within ``head_timeout_s``. The connection returns to the pool on
         leaving, if the body was read to its end."""
         data = self._encode(method, target, headers, body)
-        async with asyncio.timeout(head_timeout_s):
-            connection, answer = await self._start(
-                data,
-                method,
-                max_body_bytes=whole_bytes,
-                stream_over=whole_bytes,
-                read_timeout_s=read_timeout_s,
-            )
+        connection, answer = await self._start(
+            data,
+            method,
+            deadline=asyncio.get_running_loop().time() + head_timeout_s,
+            max_body_bytes=whole_bytes,
+            stream_over=whole_bytes,
+            read_timeout_s=read_timeout_s,
+        )
         try:
             yield answer
         finally:
@@ -434,16 +463,20 @@ class Upstream:
         data: bytes,
         method: str,
         *,
+        deadline: float,
         max_body_bytes: int,
         stream_over: int | None = None,
         read_timeout_s: float = 0.0,
     ) -> tuple[_Connection, Answer]:
+        """A connection and the answer on it: the whole answer, or its head
+        when it streams; TimeoutError at ``deadline``, connecting included."""
         for attempt in (1, 2):
-            connection = self._checkout() or await self._connect()
+            connection = self._checkout() or await self._connect(deadline)
             reused = connection.used
             try:
                 answer = await connection.send(
                     data,
+                    deadline=deadline,
                     head_only=method == "HEAD",
                     max_body_bytes=max_body_bytes,
                     stream_over=stream_over,
@@ -508,10 +541,10 @@ class Upstream:
             connection.close()
         return None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout_s):
+            async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_timeout_s)):
                 _, connection = await loop.create_connection(
                     _Connection,
                     self._host,
@@ -520,6 +553,8 @@ class Upstream:
                     server_hostname=self._host if self._ssl else None,
                 )
         except TimeoutError:
+            if loop.time() >= deadline:
+                raise  # the exchange's own time is up
             raise UpstreamUnreachable(
                 f"no connection within {self.connect_timeout_s:g} s"
             ) from None

@@ -263,6 +263,23 @@ async def test_a_reused_connection_closed_under_a_request_is_replaced_for_idempo
     await client.close()
 
 
+@pytest.mark.parametrize("first_timeout_s", [0.2, 60.0], ids=["later", "earlier"])
+async def test_a_kept_alive_connection_times_out_each_exchange_by_its_own_deadline(
+    serve: Serve, first_timeout_s: float
+) -> None:
+    """One timer per connection, armed by the first exchange: a later one
+    that hangs still fails at its own deadline, whether that comes after the
+    timer (re-armed when it fires) or before it (armed again, earlier)."""
+    server = await serve(Step(), Step(hang=True))
+    client = upstream(server)
+    assert (await get(client, timeout_s=first_timeout_s)).body == b"hi"
+    await asyncio.sleep(0.1)
+    with pytest.raises(TimeoutError, match="no answer in time"):  # ours, not wait_for's
+        await asyncio.wait_for(get(client, timeout_s=0.3), timeout=10)
+    assert client.connections_opened == 1
+    await client.close()
+
+
 async def test_times_out_and_never_reuses_the_connection(serve: Serve) -> None:
     server = await serve(Step(hang=True), Step())
     client = upstream(server)
