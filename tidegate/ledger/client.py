@@ -10,8 +10,7 @@ a caller should do (``translate_reply``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -150,25 +149,40 @@ def _closed_under_write(error: BaseException) -> bool:
     return where.endswith(("redis/asyncio/connection.py", "selector_events.py", "streams.py"))
 
 
-@contextmanager
-def redis_errors(what: str) -> Iterator[None]:
+class redis_errors:
     """Translate redis-py's failures at this boundary.
 
     Connection failures become RedisUnavailable (OutcomeUnknown when the
     command timed out after it was sent), error replies ``translate_reply``.
+    A class rather than a ``@contextmanager`` generator: it wraps every Redis
+    call, and entering and leaving a generator costs several times more.
     """
-    try:
-        yield
-    except TimeoutError as e:
-        raise OutcomeUnknown(f"Redis did not answer in time while {what}: {e}") from e
-    except UNAVAILABLE as e:
-        raise RedisUnavailable(f"Redis unreachable while {what}: {e}") from e
-    except ResponseError as e:
-        raise translate_reply(e, what) from e
-    except (AttributeError, TypeError) as e:
-        if not _closed_under_write(e):
-            raise
-        raise RedisUnavailable(f"Redis connection lost while {what}: {e}") from e
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if error is None:
+            return
+        what = self.what
+        if isinstance(error, TimeoutError):
+            raise OutcomeUnknown(f"Redis did not answer in time while {what}: {error}") from error
+        if isinstance(error, UNAVAILABLE):
+            raise RedisUnavailable(f"Redis unreachable while {what}: {error}") from error
+        if isinstance(error, ResponseError):
+            raise translate_reply(error, what) from error
+        if isinstance(error, AttributeError | TypeError) and _closed_under_write(error):
+            raise RedisUnavailable(f"Redis connection lost while {what}: {error}") from error
 
 
 async def ready(redis: Connection) -> None:
