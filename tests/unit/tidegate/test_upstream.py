@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -377,3 +381,52 @@ async def test_an_unreachable_upstream_says_so(unused_tcp_port: int) -> None:
 def test_refuses_an_upstream_that_is_not_an_http_url(url: str) -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         Upstream(url)
+
+
+def _certificates(folder: Path) -> None:
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=tidegate test CA", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", "server.crt",
+            "-extfile", "san.ext")  # fmt: skip
+
+
+async def test_an_https_upstream_is_verified_against_the_trusted_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (.ci/run installs it)")
+    _certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    server = Server([Step()])
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        # Not trusted: the handshake fails, nothing is sent.
+        untrusted = Upstream(f"https://127.0.0.1:{port}")
+        with pytest.raises(UpstreamUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.request("GET", "/x", [], timeout_s=5, max_body_bytes=10)
+        assert server.requests == []
+        # Trusted through the usual OpenSSL variable (as for any client here).
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))
+        trusted = Upstream(f"https://127.0.0.1:{port}")
+        for _ in range(2):
+            answer = await trusted.request("GET", "/x", [], timeout_s=5, max_body_bytes=10)
+            assert answer.body == b"hi"
+        assert trusted.connections_opened == 1
+        assert server.requests[0].startswith(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+        await trusted.close()
+    finally:
+        listening.close()
+        for task in server.tasks:
+            task.cancel()
+        await asyncio.gather(*server.tasks, return_exceptions=True)
