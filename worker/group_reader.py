@@ -71,7 +71,7 @@ class GroupReader:
                 self._group_ready = True
             entries = await self.reclaim(count)
             if not entries:
-                entries = await self.read(count, stop_wait, block_ms)
+                entries = await self.read(count, block_ms)
             self._delay_s = 0.1
             return entries
         except GroupMissing as e:
@@ -110,5 +110,5 @@ class GroupReader:
             self._next_reclaim = now  # there may be more
         return entries
 
-    async def read(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
-        return await self.group.read(count, stop_wait, block_ms)
+    async def read(self, count: int, block_ms: int) -> list[Entry]:
+        return await self.group.read(count, block_ms)

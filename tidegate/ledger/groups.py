@@ -7,7 +7,6 @@ their failures (a lost group or stream is ``GroupMissing``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,19 +52,16 @@ class ConsumerGroup:
         entries: list[Entry] = reply[1]
         return entries
 
-    async def read(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
-        """New entries, blocking up to ``block_ms``; returns early once ``stop_wait``
-        is done, after the read in flight ended (entries it claimed are not stranded)."""
-        read = asyncio.ensure_future(
-            self.redis.xreadgroup(
+    async def read(self, count: int, block_ms: int) -> list[Entry]:
+        """New entries, blocking up to ``block_ms``.
+
+        Awaited directly, not raced against a stop signal: a caller that is
+        stopping waits for the read in flight anyway (entries it claimed must
+        not be stranded), and ``block_ms`` bounds that wait."""
+        with redis_errors(f"reading {self.stream}"):
+            result: Any = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
             )
-        )
-        done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if read not in done:
-            await asyncio.wait({read})
-        with redis_errors(f"reading {self.stream}"):
-            result: Any = read.result()
         if not result:
             return []
         entries: list[Entry] = result[0][1]
