@@ -242,11 +242,14 @@ def main() -> int:
                             f"p99 {r['p99_ms']:7.2f} ms",
                             flush=True,
                         )
-        finally:
+        finally:  # the last started first: the worker drains while Redis is still up
             for proc in reversed(procs):
                 proc.terminate()
-            for proc in procs:
-                proc.wait(10)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     report(results, args)
     return 0
 
