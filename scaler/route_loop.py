@@ -154,6 +154,8 @@ class RouteLoop:
         self._view: ScalerView | None = None
         """The view last published (its time left out), and when."""
         self._view_at = float("-inf")
+        self._encoded: dict[str, str] | None = None
+        """Its stored fields: refreshing an unchanged view re-encodes only the time."""
 
     @property
     def throttle(self) -> Throttle | None:
@@ -167,17 +169,24 @@ class RouteLoop:
         it anyway was the largest part of an idle route's cost."""
         now = self.clock()
         due = now - self._view_at >= VIEW_REFRESH_INTERVALS * self.settings.interval_s
-        if same == self._view and not due:
+        unchanged = same == self._view
+        if unchanged and not due:
             return
+        encoded = self._encoded if unchanged else scaler_view.encode(same)
         view = dataclasses.replace(same, updated_at_s=round(time.time(), 3))
         try:
             await scaler_view.publish(
-                self.redis, self.route, view, self.settings.interval_s, runner=self.runner
+                self.redis,
+                self.route,
+                view,
+                self.settings.interval_s,
+                runner=self.runner,
+                encoded=encoded,
             )
         except RedisUnavailable as e:  # then the view expires on its own
             stop_if_cancelled(e)
             return
-        self._view, self._view_at = same, now
+        self._view, self._view_at, self._encoded = same, now, encoded
 
     async def _load_history(self) -> None:
         """Once: the arrival history a predictor learns from (kept in Redis)."""

@@ -9,6 +9,7 @@ scaler that stopped does not linger as if current.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tidegate.keys import RouteKeys
@@ -21,6 +22,11 @@ VIEW_TTL_INTERVALS = 5
 MIN_VIEW_TTL_S = 10.0
 
 
+def encode(view: ScalerView) -> dict[str, str]:
+    """The view's fields as they are stored (each a JSON value)."""
+    return {k: json.dumps(v) for k, v in view.as_dict().items()}
+
+
 async def publish(
     redis: Connection,
     route: str,
@@ -28,11 +34,15 @@ async def publish(
     interval_s: float,
     *,
     runner: Runner | None = None,
+    encoded: Mapping[str, str] | None = None,
 ) -> None:
     """Replace the route's view (one script call: a batched ``runner`` sends
-    many routes' views in one round trip)."""
+    many routes' views in one round trip). ``encoded``: the same view's
+    fields encoded before (``encode``), when only its time is new."""
     ttl_ms = int(max(MIN_VIEW_TTL_S, interval_s * VIEW_TTL_INTERVALS) * 1000)
-    fields = tuple(part for k, v in view.as_dict().items() for part in (k, json.dumps(v)))
+    values = dict(encoded) if encoded is not None else encode(view)
+    values["updated_at_s"] = json.dumps(view.updated_at_s)
+    fields = tuple(part for item in values.items() for part in item)
     with redis_errors("publishing the scaler's view"):
         await (runner or Runner(redis)).run(
             PublishView(route=RouteKeys(route), ttl_ms=ttl_ms, fields=fields)

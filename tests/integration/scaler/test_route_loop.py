@@ -5,6 +5,7 @@ Steps are driven one at a time with a fake clock: no assertion depends on timing
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.integration.scaler.helpers import (
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger import liveness, scaler_view, throttle
 from tidegate.ledger.client import connect
+from tidegate.scaler_view import ScalerView
 from tidegate.settings import (
     RedisSettings,
     ThrottleSettings,
@@ -303,3 +305,18 @@ async def test_an_unchanged_view_is_written_every_few_intervals_not_every_tick(
     view = await scaler_view.read(redis, "orders")
     assert view is not None
     assert view.waiting == 300
+
+
+async def test_a_refresh_from_the_stored_encoding_changes_only_the_time(redis: Redis) -> None:
+    """A refreshed view reuses its encoded fields; what is read back is the
+    view with the refresh's time, not the time encoded before."""
+    same = ScalerView(
+        waiting=3, pending=1, oldest_waiting_age_s=0.5, arrival_rate=1.5, drain_rate=1.0,
+        service_rate=2.0, desired_replicas=2, needed_replicas=2, current_replicas=1,
+        ready_replicas=1, max_replicas=5, exhausted=False, reason="scale up", target="d",
+        throttle=None, refused_rate=0.0, updated_at_s=0.0, predicted_rate=None,
+    )  # fmt: skip
+    encoded = scaler_view.encode(same)
+    later = dataclasses.replace(same, updated_at_s=1234.5)
+    await scaler_view.publish(redis, "orders", later, interval_s=1, encoded=encoded)
+    assert await scaler_view.read(redis, "orders") == later
