@@ -286,10 +286,12 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamUnreachable("the upstream switched protocols"))
-        except httptools.HttpParserCallbackError as e:
-            self._fail(e.__context__ if isinstance(e.__context__, BodyTooLarge) else e)
-        except httptools.HttpParserError as e:
-            self._fail(UpstreamUnreachable(f"malformed answer ({e})"))
+        except httptools.HttpParserError as e:  # a callback's error comes as one too
+            too_large = e.__context__
+            if isinstance(too_large, BodyTooLarge):
+                self._fail(too_large)
+            else:  # callers see one kind of failure for any answer not taken
+                self._fail(UpstreamUnreachable(f"malformed answer ({e})"))
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles the exchange
