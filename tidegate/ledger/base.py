@@ -13,6 +13,7 @@ from tidegate.errors import JobNotFound
 from tidegate.keys import PartitionChooser, RouteKeys, id_tag, job_keys, new_job_id, parts_of
 from tidegate.ledger.admission import AdmissionQueue
 from tidegate.ledger.client import Connection
+from tidegate.ledger.quota_leases import QuotaLeases
 from tidegate.ledger.runner import Runner
 from tidegate.settings import RouteSettings
 
@@ -35,6 +36,8 @@ class LedgerBase:
         self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
         self.runner = Runner(redis, batched=batched)
         self._partitions = PartitionChooser()
+        self.quota_leases = QuotaLeases()
+        """Quota tokens this process holds for proxy routes (``take_quota``)."""
         self.admissions = (
             AdmissionQueue(redis, batch_max_size=admission_batch_max)
             if admission_batch_max

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tidegate.envelope import Job, Reply
-from tidegate.errors import JobNotFound, TransitionRefused
+from tidegate.errors import JobNotFound, Refused, TransitionRefused
 from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
@@ -164,16 +164,31 @@ class Commands(LedgerBase):
         return settled.ok
 
     async def take_quota(self, route: RouteSettings, tenant: TenantSettings) -> None:
-        """Take a token from the tenant's quota on a proxy route (coalesced with
-        concurrent calls when the ledger batches); raises Refused when it is
-        used up, or a RedisUnavailable."""
-        quota = quota_call(route.name, tenant)
+        """Take a token from the tenant's quota on a proxy route: one held from
+        an earlier lease (``quota_leases``), else from Redis (coalesced with
+        concurrent calls when the ledger batches), with a lease when the
+        bucket has tokens to spare. Raises Refused when the quota is used up,
+        or a RedisUnavailable."""
+        quota = tenant.quota
         if quota is None:
             return
-        with redis_errors("checking a quota"):
-            refused = await self.runner.run(quota)
-        if refused is not None:
-            raise refused
+        key = (route.name, tenant.name)
+        leases = self.quota_leases
+        if leases.spend(key):
+            return
+        asked = leases.ask(key)
+        try:
+            with redis_errors("checking a quota"):
+                answer = await self.runner.run(
+                    quota_call(route.name, tenant.name, quota, max(1, asked))
+                )
+        except BaseException:  # cancelled included: the next request sizes the lease
+            leases.failed(key, asked)
+            raise
+        if isinstance(answer, Refused):
+            leases.failed(key, asked)
+            raise answer
+        leases.taken(key, asked, answer)
 
     async def cancel(self, job_id: str) -> None:
         """Cancel a queued job; TransitionRefused once it runs or has ended."""

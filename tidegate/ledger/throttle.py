@@ -14,7 +14,8 @@ admit script of that partition reads it), each at 1/P of the rate and burst
 Quotas on proxy routes (no queue, so no admit call) are taken with
 ``quota_call``, one script call on the same bucket code, which
 ``Ledger.take_quota`` runs (the gateway's ledger sends concurrent ones
-together).
+together, and takes several tokens at once from a bucket with tokens to
+spare: ``quota_leases``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from tidegate.keys import Partitioned, RouteKeys, parts_of
 from tidegate.ledger.calls import Quota
 from tidegate.ledger.client import Connection, redis_errors, text
-from tidegate.settings import TenantSettings
+from tidegate.settings import QuotaSettings
 from tidegate.throttle import Throttle, share_of
 
 
@@ -110,15 +111,14 @@ def parsed(raw: dict[Any, Any]) -> Throttle | None:
     )
 
 
-def quota_call(route: str, tenant: TenantSettings) -> Quota | None:
+def quota_call(route: str, tenant: str, quota: QuotaSettings, want: int = 1) -> Quota:
     """The call that takes a token from the tenant's quota on a route that
-    does not queue (proxy); None when the tenant has no quota."""
-    quota = tenant.quota
-    if quota is None:
-        return None
+    does not queue (proxy), and up to ``want`` when the bucket has them to
+    spare (``quota_leases``)."""
     return Quota(
         route=RouteKeys(route),
-        tenant=tenant.name,
+        tenant=tenant,
         rate_per_s=quota.rate_per_s,
         burst=quota.bucket_size,
+        want=want,
     )

@@ -20,7 +20,9 @@ from tidegate.envelope import Job
 from tidegate.errors import Refused
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger, throttle
-from tidegate.settings import Settings, parse_settings
+from tidegate.ledger.quota_leases import HOLD_S, QuotaLeases
+from tidegate.ledger.throttle import quota_call
+from tidegate.settings import QuotaSettings, Settings, TenantSettings, parse_settings
 from tidegate.throttle import Throttle
 
 SLOW = 0.001  # tokens per second: no refill within a test
@@ -221,3 +223,123 @@ async def test_gateway_view_follows_pubsub_and_the_timer(redis: Redis, settings:
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+# Quota leases on proxy routes (``tidegate.ledger.quota_leases``).
+
+QUOTA_TENANT = "acme"
+
+
+def quota_tenant(burst: int) -> TenantSettings:
+    return TenantSettings(
+        name=QUOTA_TENANT,
+        api_key_sha256="0" * 64,
+        quota=QuotaSettings(rate_per_s=SLOW, burst=burst),
+    )
+
+
+@pytest.mark.parametrize(
+    ("burst", "wants", "taken"),
+    [
+        # a lease comes only from the part of the bucket above half the burst
+        (100, [30, 30, 30, 1], [30, 20, 1, 1]),
+        (10, [50], [5]),
+        (100, [1, 1000], [1, 49]),
+        # below half: one token per call, each call one request, to the last token
+        (3, [5, 5, 5, 5], [1, 1, 1, "quota"]),
+        (1, [10, 10], [1, "quota"]),
+    ],
+)
+async def test_the_quota_script_leases_only_from_the_upper_half_of_the_bucket(
+    redis: Redis, settings: Settings, burst: int, wants: list[int], taken: list[Any]
+) -> None:
+    ledger = Ledger(redis, settings.routes)
+    tenant = quota_tenant(burst)
+    assert tenant.quota is not None
+    answers: list[Any] = []
+    for want in wants:
+        try:
+            answers.append(
+                await ledger.runner.run(quota_call("reads", QUOTA_TENANT, tenant.quota, want))
+            )
+        except Refused as e:
+            answers.append(e.cause)
+    assert answers == taken
+    left = await throttle_level(redis, RouteKeys("reads").quota(QUOTA_TENANT))
+    spent = sum(a for a in answers if isinstance(a, int))
+    assert round(left) == burst - spent
+
+
+async def throttle_level(redis: Redis, key: str) -> float:
+    return float(await redis.hget(key, "tokens") or 0)
+
+
+class FrozenClock:
+    """Leases never expire and every call looks instant: leases grow fast."""
+
+    def __call__(self) -> float:
+        return 0.0
+
+
+async def test_gateways_holding_leases_never_pass_more_than_the_bucket(
+    redis: Redis, settings: Settings
+) -> None:
+    burst, per_gateway, lanes = 200, 250, 4
+    tenant, route = quota_tenant(burst), settings.route("reads")
+    gateways = [Ledger(redis, settings.routes, batched=True) for _ in range(2)]
+    calls = 0
+    for book in gateways:
+        book.open()
+        book.quota_leases = QuotaLeases(FrozenClock())
+        run = book.runner.run
+
+        async def counted(call: Any, run: Any = run) -> Any:
+            nonlocal calls
+            answer = await run(call)
+            calls += isinstance(answer, int)  # calls that passed a request
+            return answer
+
+        book.runner.run = counted  # type: ignore[method-assign,assignment]
+
+    async def lane(book: Ledger, n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            try:
+                await book.take_quota(route, tenant)
+                out.append("passed")
+            except Refused as e:
+                out.append(e.cause)
+        return out
+
+    try:
+        results = await asyncio.gather(
+            *(lane(book, per_gateway // lanes) for book in gateways for _ in range(lanes))
+        )
+    finally:
+        for book in gateways:
+            await book.close()
+    outcomes_ = [o for lane_out in results for o in lane_out]
+    assert outcomes_.count("passed") == burst  # every token, and not one more
+    assert outcomes_.count("quota") == 2 * (per_gateway // lanes) * lanes - burst
+    # The upper half went out in leases, the lower half one token per call.
+    assert calls < burst
+    assert all(book.quota_leases.held((route.name, QUOTA_TENANT)) == 0 for book in gateways)
+    assert await throttle_level(redis, RouteKeys("reads").quota(QUOTA_TENANT)) < 1
+
+
+async def test_leased_tokens_expire_and_are_not_returned(redis: Redis, settings: Settings) -> None:
+    now = [0.0]
+    book = Ledger(redis, settings.routes)
+    book.quota_leases = QuotaLeases(lambda: now[0])
+    tenant, route = quota_tenant(100), settings.route("reads")
+    key = RouteKeys("reads").quota(QUOTA_TENANT)
+    for _ in range(3):  # quick calls: the lease grows
+        await book.take_quota(route, tenant)
+    held = book.quota_leases.held((route.name, QUOTA_TENANT))
+    assert held > 0
+    level = await throttle_level(redis, key)
+    assert round(level) == 100 - 3 - held  # held tokens are out of the bucket
+    now[0] += HOLD_S
+    assert book.quota_leases.held((route.name, QUOTA_TENANT)) == 0
+    await book.take_quota(route, tenant)  # no held token: a call to Redis
+    assert round(await throttle_level(redis, key)) == round(level) - 1

@@ -134,4 +134,4 @@ def test_a_call_sends_its_keys_and_arguments_in_the_named_order() -> None:
     assert start.argv()[:4] == ["orders.j1", "1-0", "workers", "c1"]
     quota = Quota(route=keys, tenant="acme", rate_per_s=2.0, burst=4)
     assert quota.keys() == [keys.quota("acme"), keys.refused]
-    assert quota.argv() == [2.0, 4]
+    assert quota.argv() == [2.0, 4, 1]

@@ -102,17 +102,20 @@ class Admit(ScriptCall[list[AdmitResult]]):
 
 
 @dataclass(kw_only=True, slots=True)
-class Quota(ScriptCall[Refused | None]):
-    """Take a token from a tenant's quota on a route that does not queue."""
+class Quota(ScriptCall[Refused | int]):
+    """Take tokens from a tenant's quota on a route that does not queue: one,
+    and up to ``want`` from the bucket's upper half. The tokens taken (at
+    least one), or the refusal."""
 
     SCRIPT: ClassVar[str] = "quota"
     KEYS: ClassVar[tuple[str, ...]] = ("quota", "refused")
     tenant: str = field(metadata=NOT_AN_ARG)
     rate_per_s: float
     burst: int
+    want: int = 1
 
     def keys(self) -> list[str]:
         return [self.route.quota(self.tenant), self.route.refused]
 
-    def read(self, reply: Any) -> Refused | None:
-        return None if int(reply[0]) else refusal("quota", reply[1])
+    def read(self, reply: Any) -> Refused | int:
+        return int(reply[2]) if int(reply[0]) else refusal("quota", reply[1])
