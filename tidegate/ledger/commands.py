@@ -22,6 +22,7 @@ Whether a failure is retried, and when, is the worker's policy
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from tidegate.envelope import Job, Reply
@@ -174,7 +175,12 @@ class Commands(LedgerBase):
             return
         key = (route.name, tenant.name)
         leases = self.quota_leases
-        if leases.spend(key):
+        while not leases.spend(key):
+            arrival = leases.arrival(key)
+            if arrival is None:
+                break
+            await asyncio.shield(arrival)  # a lease on its way: spend from it
+        else:
             return
         asked = leases.ask(key)
         try:

@@ -10,8 +10,10 @@ tokens at once from a well-stocked bucket and spends them locally:
   scaled by that interval over how long they lasted, at most ``GROWTH``
   times the last and ``MOST`` in all. At a few requests per second that is
   one token per request, as without leases. While a lease call is on its way,
-  other requests of the same key ask for their own token only, so a burst of
-  concurrent requests does not take a lease each.
+  other requests of the same key wait for it and spend from it (they would
+  have waited as long for calls of their own); while a one-token call is on
+  its way, they ask for one token each. Either way a burst of concurrent
+  requests does not take a lease each.
 - **Only from the surplus.** ``quota.lua`` gives more than the request's own
   token only from the part of the bucket above half its burst. A bucket
   below that, a quota that binds, gives one token per call, as many calls as
@@ -28,6 +30,7 @@ tokens at once from a well-stocked bucket and spends them locally:
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -51,8 +54,10 @@ class _Lease:
     last: int = 1
     """Tokens the last call took (the request's own included)."""
     last_at_s: float = -math.inf
-    asking: bool = False
-    """A call asking for a lease is on its way."""
+    asking: int = 0
+    """Tokens the call on its way asked for (0: none is)."""
+    arrival: asyncio.Future[None] | None = None
+    """Done when the lease call on its way has its answer (made on demand)."""
 
 
 class QuotaLeases:
@@ -80,12 +85,23 @@ class QuotaLeases:
         lease = self._leases.setdefault(key, _Lease())
         if lease.asking:
             return 0
-        lease.asking = True
         lasted_s = self._clock() - lease.last_at_s
         if lasted_s >= HOLD_S:
-            return 1
-        scaled = lease.last * REFILL_EVERY_S / max(lasted_s, 1e-6)
-        return max(1, min(MOST, lease.last * GROWTH, math.ceil(round(scaled, 6))))
+            lease.asking = 1
+        else:
+            scaled = lease.last * REFILL_EVERY_S / max(lasted_s, 1e-6)
+            lease.asking = max(1, min(MOST, lease.last * GROWTH, math.ceil(round(scaled, 6))))
+        return lease.asking
+
+    def arrival(self, key: tuple[str, str]) -> asyncio.Future[None] | None:
+        """Done when the lease call on its way is answered; None when no call
+        for more than one token is on its way (ask Redis for one)."""
+        lease = self._leases.get(key)
+        if lease is None or lease.asking <= 1:
+            return None
+        if lease.arrival is None:
+            lease.arrival = asyncio.get_running_loop().create_future()
+        return lease.arrival
 
     def taken(self, key: tuple[str, str], asked: int, tokens: int) -> None:
         """Redis gave ``tokens`` to a call that ``ask`` sized ``asked``: the
@@ -97,13 +113,21 @@ class QuotaLeases:
         lease.tokens += tokens - 1
         lease.expires_s = now + HOLD_S
         if asked:  # the call that sizes the next one
-            lease.asking = False
             lease.last, lease.last_at_s = tokens, now
+            self._answered(lease)
 
     def failed(self, key: tuple[str, str], asked: int) -> None:
         """The call that ``ask`` sized ``asked`` was refused or failed."""
         if asked:
-            self._leases.setdefault(key, _Lease()).asking = False
+            self._answered(self._leases.setdefault(key, _Lease()))
+
+    @staticmethod
+    def _answered(lease: _Lease) -> None:
+        lease.asking = 0
+        if lease.arrival is not None:
+            if not lease.arrival.done():
+                lease.arrival.set_result(None)
+            lease.arrival = None
 
     def held(self, key: tuple[str, str]) -> int:
         """Tokens held and not expired (for tests and the status page)."""

@@ -168,3 +168,51 @@ async def test_a_quota_call_that_ends_without_an_answer_releases_the_lease(
         with pytest.raises(RedisUnavailable):
             await ledger.take_quota(route, ACME)
     assert book.ask((route.name, "acme")) > 0  # not stuck waiting for an answer
+
+
+class Granting:
+    """A runner that gives every quota call the tokens it asks for, once let go."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.go = asyncio.Event()
+
+    async def run(self, call: Any) -> Any:
+        self.calls.append(call)
+        await self.go.wait()
+        return call.want
+
+
+async def test_requests_wait_for_a_lease_on_its_way_instead_of_calling_redis() -> None:
+    from tests.conftest import make_settings
+
+    route = make_settings("redis://127.0.0.1:1/0").routes[0]
+    ledger = Ledger(fakeredis.FakeAsyncRedis(), [route])
+    clock = Clock()
+    ledger.quota_leases = QuotaLeases(clock)
+    key = (route.name, "acme")
+    ledger.quota_leases.taken(key, ledger.quota_leases.ask(key), 1)
+    clock.now_s += REFILL_EVERY_S / 100  # busy: the next call asks for a lease
+    granting = Granting()
+    ledger.runner = granting  # type: ignore[assignment]
+    requests = [asyncio.create_task(ledger.take_quota(route, ACME)) for _ in range(GROWTH)]
+    await asyncio.sleep(0)
+    assert [call.want for call in granting.calls] == [GROWTH]  # one call, for a lease
+    granting.go.set()
+    await asyncio.gather(*requests)
+    assert len(granting.calls) == 1  # the others spent from the lease
+    assert ledger.quota_leases.held(key) == 0
+
+
+async def test_requests_do_not_wait_for_a_one_token_call() -> None:
+    from tests.conftest import make_settings
+
+    route = make_settings("redis://127.0.0.1:1/0").routes[0]
+    ledger = Ledger(fakeredis.FakeAsyncRedis(), [route])
+    granting = Granting()
+    ledger.runner = granting  # type: ignore[assignment]
+    requests = [asyncio.create_task(ledger.take_quota(route, ACME)) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert [call.want for call in granting.calls] == [1, 1, 1]  # a quiet key: each its own
+    granting.go.set()
+    await asyncio.gather(*requests)
