@@ -29,7 +29,7 @@ from gateway.screening import screen
 from gateway.slow_clients import guard_server
 from gateway.tenants import Tenants, owned
 from tidegate.errors import RedisUnavailable
-from tidegate.process import run_until_signalled
+from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings.gateway.admin_listen,
             len(settings.routes),
         )
+        settle_heap()
         await stop.wait()
         gw: Gateway = public_app[GATEWAY]
         gw.draining = True

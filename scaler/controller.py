@@ -104,6 +104,8 @@ class Controller:
         self.elector = elector
         self.loops: dict[str, tuple[Scaled, RouteLoop, asyncio.Task[None]]] = {}
         self.synced = False
+        self.first_sync = asyncio.Event()
+        """Set once the routes were loaded and their loops started."""
         self._said_idle = False
         self.caches: dict[str, DeploymentCache] = {}
         """One informer per namespace with scaled Deployments (``scaler.informer``)."""
@@ -238,6 +240,7 @@ class Controller:
             if route not in self.loops:
                 self._start(scaled)
         self.synced = True
+        self.first_sync.set()
 
     def _start(self, scaled: Scaled) -> None:
         kube = self.kube

@@ -18,7 +18,7 @@ from scaler.metrics import ScalerMetrics
 from scaler.shards import ShardedElection
 from tidegate.admin_server import serve_admin
 from tidegate.ledger.client import connect
-from tidegate.process import run_until_signalled
+from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 
 
@@ -68,10 +68,16 @@ async def serve(
     def ready() -> str | None:
         return None if controller.synced else "routes not loaded yet"
 
+    async def settle() -> None:
+        await controller.first_sync.wait()
+        settle_heap()  # every route's loop is built
+
     runner = await serve_admin(metrics.registry, *parse_listen(c.admin_listen), ready=ready)
+    settling = asyncio.create_task(settle())
     try:
         await controller.run(stop)
     finally:
+        settling.cancel()
         await runner.cleanup()
         await redis.aclose()
         if kube is not None:

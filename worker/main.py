@@ -16,7 +16,7 @@ from tidegate.http import upstream_parts
 from tidegate.keys import RouteKeys
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.client import connect
-from tidegate.process import run_until_signalled
+from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 from worker.batch import BatchHandler
 from worker.callbacks import CallbackSender
@@ -107,6 +107,7 @@ async def consume(
         parts = [consumer.run(stop, grace_s=grace_s), compensator.run(stop)]
         if route.callback is not None:
             parts.append(CallbackSender(route, ledger, metrics).run(stop))
+        settle_heap()
         await asyncio.gather(*parts)
         return consumer
     finally:
