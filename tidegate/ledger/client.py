@@ -10,11 +10,13 @@ a caller should do (``translate_reply``).
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection as TcpConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -41,6 +43,7 @@ from tidegate.errors import (
     TidegateError,
 )
 from tidegate.ledger.calls import text
+from tidegate.ledger.link import Link, LinkOptions
 from tidegate.settings import RedisSettings, parse_listen
 
 __all__ = [
@@ -109,7 +112,49 @@ def connect(settings: RedisSettings, *, extra_timeout_s: float = 0.0) -> Connect
         timeout=settings.socket_timeout_s,
         retry=Retry(NoBackoff(), 0),
     )
-    return Redis(connection_pool=pool)
+    return LinkedRedis(connection_pool=pool)
+
+
+class LinkedRedis(Redis):
+    """A client of one server whose script calls share one ``Link``
+    (``link.py``); its other commands use the pool as usual."""
+
+    def __init__(self, *, connection_pool: BlockingConnectionPool) -> None:
+        super().__init__(connection_pool=connection_pool)
+        self._options = _link_options(connection_pool)
+        self._link: Link | None = None
+
+    def link(self) -> Link | None:
+        """This event loop's link; None when the connection needs redis-py's
+        own (TLS, a Unix socket, a credential provider)."""
+        if self._options is None:
+            return None
+        link = self._link
+        if link is None or link.loop is not asyncio.get_running_loop():
+            link = self._link = Link(self._options)
+        return link
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        await super().aclose(close_connection_pool)
+
+
+def _link_options(pool: BlockingConnectionPool) -> LinkOptions | None:
+    kwargs = pool.connection_kwargs
+    if pool.connection_class is not TcpConnection or kwargs.get("credential_provider"):
+        return None
+    return LinkOptions(
+        host=kwargs.get("host", "localhost"),
+        port=int(kwargs.get("port", 6379)),
+        db=int(kwargs.get("db", 0) or 0),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        client_name=kwargs.get("client_name"),
+        connect_timeout_s=kwargs.get("socket_connect_timeout"),
+        timeout_s=kwargs.get("socket_timeout"),
+    )
 
 
 # Error replies that mean "not now, nothing was done": a replica that is not

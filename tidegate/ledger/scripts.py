@@ -50,7 +50,7 @@ from redis.exceptions import (
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
 from tidegate.ledger.calls import CALLS, Arg, R, ScriptCall
-from tidegate.ledger.client import UNAVAILABLE, Connection, translate_reply
+from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, translate_reply
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,10 @@ async def _pipeline(
 ) -> list[Any]:
     if isinstance(redis, RedisCluster):
         return await _cluster_pipeline(redis, calls, wait)
+    # A WAIT holds its connection until replicas answer: not on the shared link.
+    link = redis.link() if isinstance(redis, LinkedRedis) and wait is None else None
+    if link is not None:
+        return await link.exchange(_packed(calls, None), len(calls))
     pool = redis.connection_pool
     try:
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -168,17 +172,11 @@ async def _exchange(
     connection: AbstractConnection, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
 ) -> list[Any]:
     """Send the calls (and WAIT) on one connection; one reply or error each."""
-    commands = []
-    for c in calls:
-        keys = c.keys()
-        commands.append(pack(["EVALSHA", SCRIPTS[c.SCRIPT].sha, len(keys), *keys, *c.argv()]))
-    if wait:
-        commands.append(pack(["WAIT", *wait]))
     sent = False
     try:
-        await connection.send_packed_command(b"".join(commands))
+        await connection.send_packed_command(_packed(calls, wait))
         sent = True
-        results = await _replies(connection, len(commands))
+        results = await _replies(connection, len(calls) + (1 if wait else 0))
     except BaseException as e:
         # Replies may still be in flight (cancelled, timed out, reset): the
         # connection is out of step and must not be reused.
@@ -194,6 +192,17 @@ async def _exchange(
             ) from e
         raise
     return results
+
+
+def _packed(calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None) -> bytes:
+    """The calls as EVALSHA commands (and WAIT), in one buffer."""
+    commands = []
+    for c in calls:
+        keys = c.keys()
+        commands.append(pack(["EVALSHA", SCRIPTS[c.SCRIPT].sha, len(keys), *keys, *c.argv()]))
+    if wait:
+        commands.append(pack(["WAIT", *wait]))
+    return b"".join(commands)
 
 
 _STANDARD_READ = RedisConnection.read_response
