@@ -94,11 +94,14 @@ class Link:
         """Connected and past the handshake: calls may be written."""
         self._reader: Any = None
         self._waiting: collections.deque[_Waiting] = collections.deque()
-        self._connecting: asyncio.Future[None] | None = None
+        self._connecting: asyncio.Future[RedisUnavailable | None] | None = None
+        """The connection attempt on its way: done with its failure, or None."""
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.connections = 0
         """Connections made so far (tests)."""
+        self.attempts = 0
+        """Connection attempts so far (tests)."""
 
     async def exchange(self, packed: bytes, count: int) -> list[Any]:
         """Send ``packed`` (``count`` commands) and return their ``count``
@@ -121,28 +124,42 @@ class Link:
         return future
 
     async def _connect(self) -> asyncio.Transport:
-        if self._closed:
-            raise RedisUnavailable("the Redis client was closed")
-        if self._connecting is None:
-            self._connecting = self.loop.create_future()
+        """The connection, made by the first caller that needs it; the others
+        wait for that attempt and share its outcome (one attempt at a time,
+        so an outage costs one connect timeout, not one per caller)."""
+        while True:
+            if self._closed:
+                raise RedisUnavailable("the Redis client was closed")
+            if self._ready and self._transport is not None:
+                return self._transport
+            connecting = self._connecting
+            if connecting is not None:
+                await asyncio.shield(connecting)
+                failed = connecting.result()
+                if failed is not None:
+                    raise RedisUnavailable(str(failed))
+                continue  # connected, or the attempt was abandoned: look again
+            connecting = self._connecting = self.loop.create_future()
+            failed = None
             try:
                 await self._open()
-            except BaseException as e:
-                self._connecting.set_exception(e)
-                self._connecting.exception()  # retrieved: followers may be none
+            except RedisUnavailable as e:
+                failed = e
                 raise
-            else:
-                self._connecting.set_result(None)
+            except BaseException:
+                self._abandon()  # cancelled mid-way: another caller tries again
+                raise
             finally:
                 self._connecting = None
-        else:
-            await asyncio.shield(self._connecting)
-        if not self._ready or self._transport is None:
-            raise RedisUnavailable("Redis unreachable (nothing was sent): connection closed")
-        return self._transport
+                connecting.set_result(failed)
+
+    def _abandon(self) -> None:
+        if self._protocol is not None and not self._ready:
+            self._drop(self._protocol, "the connection attempt was abandoned")
 
     async def _open(self) -> None:
         o = self.options
+        self.attempts += 1
         try:
             async with asyncio.timeout(o.connect_timeout_s):
                 transport, protocol = await self.loop.create_connection(
@@ -163,20 +180,21 @@ class Link:
             handshake.append(("SELECT", o.db))
         if o.client_name:
             handshake.append(("CLIENT", "SETNAME", o.client_name))
-        if not handshake:
-            self._ready = True
-            return
-        packed = b"".join(hiredis.pack_command(c) for c in handshake)
-        try:
-            replies = await self._send(transport, packed, len(handshake))
-        except OutcomeUnknown as e:
-            raise RedisUnavailable(f"Redis did not complete the handshake: {e}") from e
-        for command, reply in zip(handshake, replies, strict=True):
-            if isinstance(reply, Exception):
-                self._drop(protocol, "handshake refused")
-                raise RedisUnavailable(
-                    f"Redis refused {command[0]} (nothing else was sent): {reply}"
-                )
+        if handshake:
+            packed = b"".join(hiredis.pack_command(c) for c in handshake)
+            try:
+                replies = await self._send(transport, packed, len(handshake))
+            except OutcomeUnknown as e:
+                raise RedisUnavailable(f"Redis did not complete the handshake: {e}") from e
+            for command, reply in zip(handshake, replies, strict=True):
+                if isinstance(reply, Exception):
+                    self._drop(protocol, "handshake refused")
+                    raise RedisUnavailable(
+                        f"Redis refused {command[0]} (nothing else was sent): {reply}"
+                    )
+        if self._closed:  # closed while connecting
+            self._drop(protocol, "the Redis client was closed")
+            raise RedisUnavailable("the Redis client was closed")
         self._ready = True
 
     def _received(self, protocol: _Protocol, data: bytes) -> None:

@@ -169,21 +169,26 @@ async def test_a_frozen_server_is_an_unknown_outcome_after_the_timeout(own: Redi
 
 
 class Scripted:
-    """A server that sends what it is told on each connection, whatever it reads."""
+    """A server that answers each read of a connection with the next answer of
+    that connection's script (the first connection takes the first script);
+    an empty answer is none at all."""
 
-    def __init__(self, *answers: bytes) -> None:
-        self.answers = list(answers)
+    def __init__(self, *scripts: bytes | list[bytes]) -> None:
+        self.scripts = [s if isinstance(s, list) else [s] for s in scripts]
         self.server: asyncio.Server | None = None
         self.port = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.read = asyncio.Event()
+        """Set when a command arrived."""
 
     async def __aenter__(self) -> Scripted:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.writers.append(writer)
-            await reader.read(1 << 16)  # a command
-            writer.write(self.answers.pop(0) if self.answers else b"")
-            await writer.drain()
-            await reader.read()  # until the client closes
+            answers = self.scripts.pop(0) if self.scripts else []
+            while await reader.read(1 << 16):  # until the client closes
+                self.read.set()
+                writer.write(answers.pop(0) if answers else b"")
+                await writer.drain()
 
         self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -215,6 +220,34 @@ async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
         # next call cannot take it for its own answer.
         assert await link.exchange(packed(("PING",)), 1) == [b"PONG"]
         assert link.connections == 2
+        link.close()
+
+
+async def test_callers_share_one_connection_attempt(own: RedisServer) -> None:
+    link = Link(options(own, connect_timeout_s=1.0))
+    own.stop()
+    calls = [link.exchange(packed(("PING",)), 1) for _ in range(20)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, RedisUnavailable) for r in results)
+    assert link.attempts == 1  # an outage costs one connect timeout, not twenty
+    own.start()
+    again = await asyncio.gather(*(link.exchange(packed(("PING",)), 1) for _ in range(20)))
+    assert again == [[b"PONG"]] * 20
+    assert (link.attempts, link.connections) == (2, 1)
+    link.close()
+
+
+async def test_a_caller_cancelled_while_connecting_leaves_the_next_one_a_clean_start() -> None:
+    # The first connection never answers AUTH; the second does.
+    async with Scripted(b"", [b"+OK\r\n", b"+PONG\r\n"]) as peer:
+        link = Link(LinkOptions(host="127.0.0.1", port=peer.port, password="pw"))
+        first = asyncio.create_task(link.exchange(packed(("PING",)), 1))
+        await peer.read.wait()  # the handshake is out, unanswered
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert await link.exchange(packed(("PING",)), 1) == [b"PONG"]
+        assert (link.attempts, link.connections) == (2, 2)
         link.close()
 
 
