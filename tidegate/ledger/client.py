@@ -123,10 +123,11 @@ class LinkedRedis(Redis):
         super().__init__(connection_pool=connection_pool)
         self._options = _link_options(connection_pool)
         self._link: Link | None = None
+        self._own: list[Link] = []
 
     def link(self) -> Link | None:
-        """This event loop's link; None when the connection needs redis-py's
-        own (TLS, a Unix socket, a credential provider)."""
+        """This event loop's shared link; None when the connection needs
+        redis-py's own (TLS, a Unix socket, a credential provider)."""
         if self._options is None:
             return None
         link = self._link
@@ -134,10 +135,20 @@ class LinkedRedis(Redis):
             link = self._link = Link(self._options)
         return link
 
+    def own_link(self) -> Link | None:
+        """A link for one caller alone, for commands that hold their
+        connection (a blocking read); closed with the client."""
+        if self._options is None:
+            return None
+        link = Link(self._options)
+        self._own = [*(o for o in self._own if not o.closed), link]
+        return link
+
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
+        for link in (self._link, *self._own):
+            if link is not None:
+                link.close()
+        self._link, self._own = None, []
         await super().aclose(close_connection_pool)
 
 

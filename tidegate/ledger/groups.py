@@ -7,12 +7,15 @@ their failures (a lost group or stream is ``GroupMissing``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import hiredis
 from redis.exceptions import ResponseError
 
-from tidegate.ledger.client import Connection, redis_errors
+from tidegate.ledger.client import Connection, LinkedRedis, redis_errors
+from tidegate.ledger.link import Link
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 """An entry id and its fields (None when the entry was deleted meanwhile)."""
@@ -39,6 +42,9 @@ class ConsumerGroup:
         self.stream = stream
         self.group = group
         self.consumer = consumer
+        self._reads: Link | None = None
+        """The link the blocking reads take (one server, plain TCP): a read
+        holds its connection until entries come, so it is this group's alone."""
 
     async def ensure(self) -> None:
         await ensure_group(self.redis, self.stream, self.group)
@@ -58,6 +64,9 @@ class ConsumerGroup:
         Awaited directly, not raced against a stop signal: a caller that is
         stopping waits for the read in flight anyway (entries it claimed must
         not be stranded), and ``block_ms`` bounds that wait."""
+        link = self._read_link()
+        if link is not None:
+            return await self._read_over(link, count, block_ms)
         with redis_errors(f"reading {self.stream}"):
             result: Any = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
@@ -66,6 +75,32 @@ class ConsumerGroup:
             return []
         entries: list[Entry] = result[0][1]
         return entries
+
+    def _read_link(self) -> Link | None:
+        if not isinstance(self.redis, LinkedRedis):
+            return None
+        link = self._reads
+        if link is None or link.closed or link.loop is not asyncio.get_running_loop():
+            link = self._reads = self.redis.own_link()
+        return link
+
+    async def _read_over(self, link: Link, count: int, block_ms: int) -> list[Entry]:
+        command = hiredis.pack_command(
+            (  # type: ignore[arg-type]
+                "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                "BLOCK", block_ms, "STREAMS", self.stream, ">",
+            )
+        )  # fmt: skip
+        with redis_errors(f"reading {self.stream}"):
+            (reply,) = await link.exchange(command, 1)
+            if isinstance(reply, Exception):
+                raise reply
+        if not reply:
+            return []
+        return [
+            (entry_id, None if pairs is None else dict(zip(pairs[::2], pairs[1::2], strict=True)))
+            for entry_id, pairs in reply[0][1]
+        ]
 
     async def keep(self, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries still being worked on (XCLAIM JUSTID)."""

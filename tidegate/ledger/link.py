@@ -25,11 +25,16 @@ calls need and nothing more:
 - **Cancelling a caller** leaves the connection in step: its replies still
   arrive and are dropped.
 
+A worker's blocking read (XREADGROUP ... BLOCK) holds its connection until
+entries come, so each consumer group's reads take a link of their own
+(``LinkedRedis.own_link``, ``groups.ConsumerGroup``), parsed from the RESP2
+reply into the same entries redis-py would give.
+
 It speaks RESP2 (no ``HELLO``): script replies are converted by Redis the
 same way under either protocol. Only clients made by ``client.connect`` on
 one server, over TCP without TLS, get a link; TLS, Unix sockets, credential
 providers, Sentinel and Cluster keep redis-py's connections
-(``scripts._pipeline`` picks).
+(``scripts._pipeline`` and ``ConsumerGroup.read`` pick).
 """
 
 from __future__ import annotations
@@ -260,6 +265,10 @@ class Link:
             self._drop(self._protocol, f"no answer within {self.options.timeout_s} s")
         else:
             self._timer = self.loop.call_at(deadline, self._check_deadline)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Close the connection; calls waiting on it fail, later ones are refused."""

@@ -17,11 +17,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from tests.conftest import wait_until
 from tests.redis_server import RedisServer
-from tidegate.errors import OutcomeUnknown, RedisUnavailable
+from tidegate.errors import GroupMissing, OutcomeUnknown, RedisUnavailable
 from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import Sample
 from tidegate.ledger.client import LinkedRedis, connect
+from tidegate.ledger.groups import ConsumerGroup
 from tidegate.ledger.link import Link, LinkOptions
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.scripts import run_calls
@@ -317,3 +319,24 @@ async def test_script_calls_of_a_connected_client_go_over_its_link(linked: Linke
     assert acked == 0
     assert not results[0].exists
     assert link.connections == 1
+
+
+async def test_a_blocking_read_takes_a_link_of_its_own(linked: LinkedRedis) -> None:
+    stream = "tg-link-reads"
+    group = ConsumerGroup(linked, stream, "workers", "c1")
+    await group.ensure()
+    reading = asyncio.create_task(group.read(10, 5000))
+
+    async def blocked() -> bool:
+        return int((await linked.info("clients"))["blocked_clients"]) >= 1
+
+    await wait_until(blocked, what="the read to block in Redis")
+    # Script calls on the shared link are not stuck behind it.
+    got = await Runner(linked).run(Sample(route=RouteKeys("tg-link-route")))
+    assert not got.exists
+    assert not reading.done()
+    entry_id = await linked.xadd(stream, {"job": "j1", "body": b"\xff\x00"})
+    assert await reading == [(entry_id, {b"job": b"j1", b"body": b"\xff\x00"})]
+    await linked.delete(stream)
+    with pytest.raises(GroupMissing):
+        await group.read(10, 10)
