@@ -57,7 +57,7 @@ class LinkOptions:
     port: int
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     client_name: str | None = None
     connect_timeout_s: float | None = 5.0
     timeout_s: float | None = 5.0

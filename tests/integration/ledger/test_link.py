@@ -279,6 +279,7 @@ async def test_only_plain_tcp_clients_get_a_link(url: str, linked: bool) -> None
     if link is not None:
         assert link.options.port == 6390
         assert link.options.password == (None if "pw" not in url else "pw")
+        assert "pw" not in repr(link.options)  # a secret, never in a log line
         assert link.options.db == (2 if "/2" in url else 0)
     await client.aclose()
 
