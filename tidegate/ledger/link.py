@@ -112,6 +112,9 @@ class Link:
         """Send ``packed`` (``count`` commands) and return their ``count``
         replies in order, error replies as exception values."""
         transport = self._transport
+        if transport is not None and transport.is_closing() and self._protocol is not None:
+            self._drop(self._protocol, "the connection is closing")  # a write would be lost
+            transport = None
         if not self._ready or transport is None:
             transport = await self._connect()
         return await self._send(transport, packed, count)

@@ -341,3 +341,16 @@ async def test_a_blocking_read_takes_a_link_of_its_own(linked: LinkedRedis) -> N
     await linked.delete(stream)
     with pytest.raises(GroupMissing):
         await group.read(10, 10)
+
+
+async def test_a_connection_that_is_closing_is_replaced_not_written_to(
+    redis_server: RedisServer,
+) -> None:
+    link = Link(options(redis_server))
+    assert await link.exchange(packed(("PING",)), 1) == [b"PONG"]
+    transport = link._transport
+    assert transport is not None
+    transport.close()  # closing, and the loop has not told the link yet
+    assert await link.exchange(packed(("ECHO", "next")), 1) == [b"next"]
+    assert link.connections == 2
+    link.close()
