@@ -264,10 +264,14 @@ class Link:
         if not self._waiting:
             return
         deadline = self._waiting[0].deadline
-        if self.loop.time() >= deadline and self._protocol is not None:
-            self._drop(self._protocol, f"no answer within {self.options.timeout_s} s")
-        else:
+        if self.loop.time() < deadline:
             self._timer = self.loop.call_at(deadline, self._check_deadline)
+            return
+        why = f"no answer within {self.options.timeout_s} s"
+        if self._protocol is not None:
+            self._drop(self._protocol, why)
+        else:
+            self._fail(why)
 
     @property
     def closed(self) -> bool:
