@@ -8,6 +8,11 @@ the two; the ratio is taken per round, median over rounds. Then the admin
 pages of the big one: the time of ``GET /status`` and ``GET /metrics``
 (median of 5), with every route idle.
 
+Both gateways are pinned to core 0 (only the one under load is busy), Redis
+and wrk to core 1 (``taskset``, as ``bench/sync_path.py`` does): unpinned, the
+ratio swung with where the scheduler put each process (0.85x to 1.24x in
+runs of the same trees).
+
 Usage: python bench/many_routes.py [--routes 1000] [--duration-s 6] [--rounds 3]
 Needs wrk and redis-server on PATH.
 """
@@ -15,6 +20,8 @@ Needs wrk and redis-server on PATH.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +70,10 @@ def main() -> int:
     parser.add_argument("--duration-s", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if not shutil.which("taskset"):
+        print("taskset is not on PATH", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {1})  # this process, and what it starts: Redis, wrk
     results: dict[int, list[float]] = {1: [], args.routes: []}
     admin_times: dict[str, list[float]] = {"/status": [], "/metrics": []}
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
@@ -79,7 +90,8 @@ def main() -> int:
                 port, admin = free_port(), free_port()
                 path = folder / f"tidegate-{count}.yaml"
                 path.write_text(yaml.safe_dump(config(redis_url, count, port, admin)))
-                cmd = [sys.executable, "-m", "tidegate", "--log-level", "WARNING", "gateway"]
+                cmd = ["taskset", "-c", "0", sys.executable, "-m", "tidegate"]
+                cmd += ["--log-level", "WARNING", "gateway"]
                 gateways[count] = (subprocess.Popen([*cmd, "-c", str(path)]), port, admin)
             for _, port, _ in gateways.values():
                 wait_for_port(port, 30.0)
