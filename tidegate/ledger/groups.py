@@ -11,11 +11,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import hiredis
 from redis.exceptions import ResponseError
 
 from tidegate.ledger.client import Connection, LinkedRedis, redis_errors
-from tidegate.ledger.link import Link
+from tidegate.ledger.link import Link, pack
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 """An entry id and its fields (None when the entry was deleted meanwhile)."""
@@ -85,11 +84,9 @@ class ConsumerGroup:
         return link
 
     async def _read_over(self, link: Link, count: int, block_ms: int) -> list[Entry]:
-        command = hiredis.pack_command(
-            (  # type: ignore[arg-type]
-                "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
-                "BLOCK", block_ms, "STREAMS", self.stream, ">",
-            )
+        command = pack(
+            ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+             "BLOCK", block_ms, "STREAMS", self.stream, ">"]
         )  # fmt: skip
         with redis_errors(f"reading {self.stream}"):
             (reply,) = await link.exchange(command, 1)

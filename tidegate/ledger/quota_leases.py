@@ -130,7 +130,7 @@ class QuotaLeases:
             lease.arrival = None
 
     def held(self, key: tuple[str, str]) -> int:
-        """Tokens held and not expired (for tests and the status page)."""
+        """Tokens held and not expired."""
         lease = self._leases.get(key)
         if lease is None or self._clock() >= lease.expires_s:
             return 0

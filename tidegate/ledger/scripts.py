@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import hiredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.connection import Connection as RedisConnection
@@ -49,8 +48,9 @@ from redis.exceptions import (
 )
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
-from tidegate.ledger.calls import CALLS, Arg, R, ScriptCall
+from tidegate.ledger.calls import CALLS, R, ScriptCall
 from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, translate_reply
+from tidegate.ledger.link import pack
 
 
 @dataclass(frozen=True)
@@ -134,18 +134,6 @@ async def run_pipeline(
     if wait:
         results.append(acked)
     return results
-
-
-def pack(args: Sequence[Arg]) -> bytes:
-    """Encode one command in RESP.
-
-    hiredis's C packer: redis-py's own packer re-joins its buffer after every
-    argument, and for a batched admit call with hundreds of arguments that
-    copying dominated the gateway's time.
-    """
-    # The stub types the tuple as of length one; any length is accepted.
-    packed: bytes = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
-    return packed
 
 
 async def _pipeline(

@@ -12,7 +12,6 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 
-import hiredis
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
@@ -24,14 +23,14 @@ from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import Sample
 from tidegate.ledger.client import LinkedRedis, connect
 from tidegate.ledger.groups import ConsumerGroup
-from tidegate.ledger.link import Link, LinkOptions
+from tidegate.ledger.link import Link, LinkOptions, pack
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.scripts import run_calls
 from tidegate.settings import RedisSettings
 
 
 def packed(*commands: tuple[object, ...]) -> bytes:
-    return b"".join(hiredis.pack_command(c) for c in commands)  # type: ignore[arg-type]
+    return b"".join(pack(c) for c in commands)
 
 
 def options(server: RedisServer, **kw: object) -> LinkOptions:
