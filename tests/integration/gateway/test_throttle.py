@@ -343,3 +343,37 @@ async def test_leased_tokens_expire_and_are_not_returned(redis: Redis, settings:
     assert book.quota_leases.held((route.name, QUOTA_TENANT)) == 0
     await book.take_quota(route, tenant)  # no held token: a call to Redis
     assert round(await throttle_level(redis, key)) == round(level) - 1
+
+
+async def test_a_tenants_leased_tokens_serve_no_other_tenant_and_no_other_route(
+    redis: Redis, settings: Settings
+) -> None:
+    book = Ledger(redis, settings.routes)
+    book.quota_leases = QuotaLeases(FrozenClock())
+    acme, reads = quota_tenant(100), settings.route("reads")
+    zenith = TenantSettings(
+        name="zenith", api_key_sha256="1" * 64, quota=QuotaSettings(rate_per_s=SLOW, burst=2)
+    )
+    for _ in range(3):  # acme busy: it holds a lease
+        await book.take_quota(reads, acme)
+    held = book.quota_leases.held((reads.name, QUOTA_TENANT))
+    assert held > 0
+
+    async def outcomes_of(tenant: TenantSettings, route_name: str, n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            try:
+                await book.take_quota(settings.route(route_name), tenant)
+                out.append("passed")
+            except Refused as e:
+                out.append(e.cause)
+        return out
+
+    # Another tenant on the same route: its own bucket, whatever acme holds.
+    assert await outcomes_of(zenith, "reads", 3) == ["passed", "passed", "quota"]
+    # The same tenant on another route: that route's bucket, not the lease.
+    level_before = await throttle_level(redis, RouteKeys("reads").quota(QUOTA_TENANT))
+    assert await outcomes_of(acme, "orders", 1) == ["passed"]
+    assert round(await throttle_level(redis, RouteKeys("orders").quota(QUOTA_TENANT))) == 99
+    assert book.quota_leases.held((reads.name, QUOTA_TENANT)) == held
+    assert await throttle_level(redis, RouteKeys("reads").quota(QUOTA_TENANT)) == level_before
