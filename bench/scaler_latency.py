@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         latencies = asyncio.run(bench(args.rounds, args.interval_s, args.burst, Path(folder)))
-    quantiles = statistics.quantiles(latencies, n=20)
+    quantiles = statistics.quantiles(latencies, n=20, method="inclusive")
     p50, p95 = statistics.median(latencies), quantiles[18]
     print(f"burst -> scale write over {len(latencies)} rounds, interval_s {args.interval_s}:")
     print(

@@ -15,19 +15,16 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import status_page
 from gateway.context import GATEWAY
+from tidegate.admin_server import metrics_response
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger.route_status import routes_status
 
 
 async def metrics(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    return web.Response(
-        body=generate_latest(gw.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return await metrics_response(request.app[GATEWAY].metrics.registry)
 
 
 async def healthz(request: web.Request) -> web.Response:
