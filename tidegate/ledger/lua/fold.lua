@@ -5,32 +5,42 @@
 -- event and replaying it later produce the same projection. Event time is the
 -- millisecond part of the event's stream id, never the clock at replay time.
 
-local TERMINAL = {succeeded = true, cancelled = true, dead_lettered = true, expired = true,
-                  compensated = true}
+-- No table is built here: a script's top level runs again on every call,
+-- and constructing the transition tables was most of the cost of this
+-- prelude (about 9 us of a call on an idle server). The transitions are
+-- written as comparisons instead.
+
+local function terminal(state)
+  return state == 'succeeded' or state == 'cancelled' or state == 'dead_lettered'
+      or state == 'expired' or state == 'compensated'
+end
 
 -- The states each event may be applied in. A terminal state accepts nothing:
 -- that is the compare-and-set that keeps a job from ending twice.
-local FROM = {
-  accepted = {[''] = true},
-  started = {queued = true, running = true},
-  succeeded = {running = true},
-  failed = {running = true},
-  -- From queued or running: a job whose attempts ran out is dead-lettered
-  -- when it is picked up again; from failed: right after its last failure.
-  dead_lettered = {queued = true, running = true, failed = true},
-  cancelled = {queued = true},
+local function allowed(state, etype)
+  if etype == 'accepted' then return state == '' end
+  if etype == 'started' or etype == 'requeued' then
+    -- requeued: past its deadline without an end, under route policy
+    -- `requeue`, the job gets a new deadline (and, when its entry is lost,
+    -- is put back in the stream).
+    return state == 'queued' or state == 'running'
+  end
+  if etype == 'succeeded' or etype == 'failed' then return state == 'running' end
+  if etype == 'dead_lettered' or etype == 'expired' then
+    -- dead_lettered from queued or running: a job whose attempts ran out is
+    -- dead-lettered when it is picked up again; from failed: right after its
+    -- last failure. expired: past its deadline without an end, the
+    -- reconciler expires it.
+    return state == 'queued' or state == 'running' or state == 'failed'
+  end
+  if etype == 'cancelled' then return state == 'queued' end
   -- The one event after a terminal state: the compensation of a dead letter.
-  compensated = {dead_lettered = true},
-  -- Past its deadline without an end: the reconciler expires it, or (route
-  -- policy `requeue`) gives it a new deadline and, when its entry is lost,
-  -- puts it back in the stream.
-  expired = {queued = true, running = true, failed = true},
-  requeued = {queued = true, running = true},
-  -- Not changes of state: a completion callback's delivery, or its end
-  -- after the last retry, recorded on a job that has ended.
-  callback_delivered = TERMINAL,
-  callback_failed = TERMINAL,
-}
+  if etype == 'compensated' then return state == 'dead_lettered' end
+  -- Not changes of state: a completion callback's delivery, or its end after
+  -- the last retry, recorded on a job that has ended.
+  if etype == 'callback_delivered' or etype == 'callback_failed' then return terminal(state) end
+  return false
+end
 
 -- The route's deadline index (a sorted set: job id by deadline, unix ms) of
 -- jobs not yet ended; every script declares it among its KEYS and sets it
@@ -49,11 +59,6 @@ local function current_state(proj)
   local state = redis.call('HGET', proj, 'state')
   if not state then return '' end
   return state
-end
-
-local function allowed(state, etype)
-  local from = FROM[etype]
-  return from ~= nil and from[state] == true
 end
 
 local function pairs_to_table(list, first)
@@ -105,7 +110,7 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     put('callback_' .. f['for'], string.sub(etype, 10) .. ':' .. f['attempts'])
   end
   put('state', state)
-  local ended = TERMINAL[state] and state ~= before
+  local ended = terminal(state) and state ~= before
   if ended then put('finished_at_ms', t) end
   redis.call('HSET', proj, unpack(set))
   if etype == 'accepted' or etype == 'requeued' then

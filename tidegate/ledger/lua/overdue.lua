@@ -22,7 +22,7 @@ local job, ttl_ms, channel, group = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local max_requeues, deadline_s = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local state = current_state(proj)
-if state == '' or TERMINAL[state] then
+if state == '' or terminal(state) then
   redis.call('ZREM', deadlines_key, job)
   return {0, state}
 end
