@@ -56,7 +56,7 @@ def prelude() -> str:
 
 async def ask(redis: Connection, question: str, argv: list[str]) -> list[bool]:
     """The prelude plus ``question``, run with ``argv`` (no keys)."""
-    answer = await redis.eval(prelude() + question, 0, *argv)  # type: ignore[misc]
+    answer = await redis.eval(prelude() + question, 0, *argv)
     return [bool(int(x)) for x in answer]
 
 
