@@ -77,7 +77,7 @@ def decisions(admin_port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).read()
     out = {}
     for line in text.decode().splitlines():
-        if line.startswith("tidegate_scaler_decision_seconds_count{"):
+        if line.startswith("tidegate_scaler_decisions_total{"):
             route = line.split('route="', 1)[1].split('"', 1)[0]
             out[route] = float(line.rsplit(" ", 1)[1])
     return out

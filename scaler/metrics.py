@@ -1,4 +1,13 @@
-"""Prometheus metrics of the scaler, on a registry of its own."""
+"""Prometheus metrics of the scaler, on a registry of its own.
+
+A scaler may keep a thousand routes, and every series of a route is a line
+of every scrape and a series in Prometheus: a route has its gauges and one
+counter of decisions (13 lines with the counter's ``_created``), not a
+histogram of its own. How long steps take is one histogram for all routes;
+a route whose steps fail shows in its API error and measurement failure
+counters. (With a histogram per route, 1000 routes were 26,000 lines and a
+scrape took 300 ms of CPU.)
+"""
 
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ class RouteGauges(NamedTuple):
     ready: Gauge
     exhausted: Gauge
     throttle_rate: Gauge
-    decision_s: Histogram
+    decisions: Counter
 
 
 class ScalerMetrics:
@@ -84,9 +93,14 @@ class ScalerMetrics:
         )
         self.decision_s = Histogram(
             "tidegate_scaler_decision_seconds",
-            "One control step: observe, sample, decide, write.",
-            route,
+            "One control step of any route: observe, sample, decide, write.",
             buckets=DECISION_BUCKETS_S,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "tidegate_scaler_decisions",
+            "Control steps taken (each observes, samples, decides and may write).",
+            route,
             registry=r,
         )
         self.writes = Counter(
@@ -131,5 +145,5 @@ class ScalerMetrics:
             ready=self.ready.labels(route),
             exhausted=self.exhausted.labels(route),
             throttle_rate=self.throttle_rate.labels(route),
-            decision_s=self.decision_s.labels(route),
+            decisions=self.decisions.labels(route),
         )

@@ -248,7 +248,8 @@ class RouteLoop:
         try:
             return await self._step()
         finally:
-            self._gauges.decision_s.observe(time.perf_counter() - started)
+            self.metrics.decision_s.observe(time.perf_counter() - started)
+            self._gauges.decisions.inc()
 
     async def _step(self) -> StepResult:
         now = self.clock()

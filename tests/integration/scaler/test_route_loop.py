@@ -81,6 +81,10 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     writes = [r for r in fake.requests if r.method != "GET"]
     assert writes
     assert all(r.path.endswith("/scale") for r in writes)
+    # Every step counted for the route, and timed in the one histogram of all routes.
+    registry = loop.metrics.registry
+    assert registry.get_sample_value("tidegate_scaler_decisions_total", {"route": "orders"}) == 15
+    assert registry.get_sample_value("tidegate_scaler_decision_seconds_count") == 15
 
 
 async def test_a_conflicting_writer_is_read_again_and_retried(
