@@ -9,6 +9,11 @@ Most tests share one redis-server for the session and get a flushed database;
 fault tests ask ``own_redis`` for a server of their own to stop and restart.
 The gateway runs in process on real sockets (aiohttp's TestServer), the
 worker as a Consumer task: everything talks over real TCP.
+
+Tests run on asyncio's event loop; the parts run on uvloop's in production
+(``tidegate.process``). A module marked ``both_loops`` runs each of its
+tests on both: the modules whose code speaks to sockets through protocols of
+its own (the Redis link, the upstream client, the proxy and the relay).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
@@ -40,6 +46,15 @@ from tidegate.shell.sample_service import build_app as build_sample
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """Both loops for the tests marked ``both_loops``; the default for the rest."""
+    return LOOPS if item.get_closest_marker("both_loops") else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

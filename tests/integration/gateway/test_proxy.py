@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import RunningGateway, Upstream, make_settings, running_gateway
 from tests.integration.gateway.problems import (
     problem_of,
 )
 from tidegate.keys import RouteKeys
+
+pytestmark = pytest.mark.both_loops
+"""Protocols of our own on sockets: run on asyncio's loop and on uvloop's."""
 
 
 async def test_proxy_route_streams_both_ways(redis_url: str, upstream: Upstream) -> None:

@@ -23,6 +23,9 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import RunningGateway, running_gateway, wait_until
 from tidegate.settings import Settings
 
+pytestmark = pytest.mark.both_loops
+"""Protocols of our own on sockets: run on asyncio's loop and on uvloop's."""
+
 LARGE = bytes(range(256)) * 1024  # 256 KiB: above the whole-body limit
 
 

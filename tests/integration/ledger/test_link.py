@@ -28,6 +28,9 @@ from tidegate.ledger.runner import Runner
 from tidegate.ledger.scripts import run_calls
 from tidegate.settings import RedisSettings
 
+pytestmark = pytest.mark.both_loops
+"""Protocols of our own on sockets: run on asyncio's loop and on uvloop's."""
+
 
 def packed(*commands: tuple[object, ...]) -> bytes:
     return b"".join(pack(c) for c in commands)

@@ -15,6 +15,9 @@ from tidegate.ledger import Ledger
 from tidegate.settings import Settings
 from worker.relay import Relay, is_retryable_status
 
+pytestmark = pytest.mark.both_loops
+"""Protocols of our own on sockets: run on asyncio's loop and on uvloop's."""
+
 
 async def test_upstream_5xx_is_retried_then_fails_with_its_answer(
     settings: Settings, ledger: Ledger, upstream: Upstream

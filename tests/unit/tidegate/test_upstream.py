@@ -16,6 +16,9 @@ import pytest
 
 from tidegate.upstream import Answer, BodyTooLarge, Upstream, UpstreamUnreachable
 
+pytestmark = pytest.mark.both_loops
+"""Protocols of our own on sockets: run on asyncio's loop and on uvloop's."""
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
 
