@@ -47,14 +47,16 @@ from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay
 
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+ASYNCIO_LOOP = {"asyncio": asyncio.new_event_loop}
+BOTH_LOOPS = {**ASYNCIO_LOOP, "uvloop": uvloop.new_event_loop}
 
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
-) -> dict[str, Callable[[], asyncio.AbstractEventLoop]] | None:
-    """Both loops for the tests marked ``both_loops``; the default for the rest."""
-    return LOOPS if item.get_closest_marker("both_loops") else None
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Both loops for the tests marked ``both_loops``, asyncio's for the rest
+    (a single loop adds nothing to a test's id)."""
+    return BOTH_LOOPS if item.get_closest_marker("both_loops") else ASYNCIO_LOOP
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
