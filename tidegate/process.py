@@ -9,9 +9,9 @@ Once a part has started, it calls ``settle_heap``: everything start-up built
 process, and a full collection would walk all of it again and again.
 
 The loop is uvloop's (libuv) unless ``TIDEGATE_EVENT_LOOP=asyncio`` asks for
-the standard library's: measured side by side, uvloop took about a sixth less
-gateway CPU per admitted request and relayed about 15% more jobs per second
-per worker (docs/benchmarks.md). Everything here is written against
+the standard library's: measured side by side, uvloop admitted about 17%
+more requests per second, served a sync route at 8 connections about 23%
+faster and relayed as fast (docs/benchmarks.md, "uvloop"). Everything here is written against
 asyncio's interfaces, so either loop runs it; the tests run on asyncio's,
 and the modules with their own protocols (the Redis link, the upstream
 client, the proxy) on both.
