@@ -13,7 +13,9 @@ worker as a Consumer task: everything talks over real TCP.
 Tests run on asyncio's event loop; the parts run on uvloop's in production
 (``tidegate.process``). A module marked ``both_loops`` runs each of its
 tests on both: the modules whose code speaks to sockets through protocols of
-its own (the Redis link, the upstream client, the proxy and the relay).
+its own (the Redis link, the upstream client, the proxy and the relay), and
+the hostile-client tests of request handling (paths, bad requests, slow
+clients, tenants and secrets).
 """
 
 from __future__ import annotations

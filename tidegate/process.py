@@ -11,10 +11,11 @@ process, and a full collection would walk all of it again and again.
 The loop is uvloop's (libuv) unless ``TIDEGATE_EVENT_LOOP=asyncio`` asks for
 the standard library's: measured side by side, uvloop admitted about 17%
 more requests per second, served a sync route at 8 connections about 23%
-faster and relayed as fast (docs/benchmarks.md, "uvloop"). Everything here is written against
-asyncio's interfaces, so either loop runs it; the tests run on asyncio's,
-and the modules with their own protocols (the Redis link, the upstream
-client, the proxy) on both.
+faster and relayed as fast (docs/benchmarks.md, "uvloop"). Everything is
+written against asyncio's interfaces, so either loop runs it; the tests run
+on asyncio's, and those of the protocols of our own (the Redis link, the
+upstream client, the proxy, the relay) and of hostile clients on both
+(``both_loops`` in tests/conftest.py).
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ from tidegate.errors import Unencodable
 from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger.admission import Admission, AdmissionQueue, Admitted
 
+pytestmark = pytest.mark.both_loops
+"""Hostile clients against the server as production runs it (uvloop) and on asyncio's loop."""
+
 
 def _poisoned() -> list[tuple[bytes, int]]:
     key = f"X-Api-Key: {KEY_A}".encode()

@@ -23,6 +23,9 @@ from tidegate.envelope import Job
 from tidegate.keys import new_job_id
 from worker.relay import Relay
 
+pytestmark = pytest.mark.both_loops
+"""Hostile clients against the server as production runs it (uvloop) and on asyncio's loop."""
+
 BAD_SEGMENTS = ["..", ".", "%2e%2e", "%2E%2e", ".%2e", "%2e", "%252e%252e", "%25%32%65%25%32%65",
                 "%2f", "%2F", "%5c", "%5C", "%252F", "a%2fb", "%00", "x%00", "%0a", "%zz",
                 "%"]  # fmt: skip

@@ -23,6 +23,9 @@ from tests.conftest import RunningGateway, make_settings, running_gateway
 from tidegate.keys import RouteKeys
 from tidegate.settings import Settings, parse_settings
 
+pytestmark = pytest.mark.both_loops
+"""Hostile clients against the server as production runs it (uvloop) and on asyncio's loop."""
+
 LIMITS = {"header_timeout_s": 0.3, "body_timeout_s": 0.3, "idle_timeout_s": 0.5}
 GIVE_UP_S = 15.0
 

@@ -25,6 +25,9 @@ from tidegate.keys import RouteKeys
 from tidegate.settings import parse_settings
 from worker.relay import Relay
 
+pytestmark = pytest.mark.both_loops
+"""Hostile clients against the server as production runs it (uvloop) and on asyncio's loop."""
+
 
 async def _post(
     gateway: RunningGateway, path: str, body: bytes, headers: dict[str, str]
