@@ -5,6 +5,7 @@ line, before anything connects."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,13 @@ def test_the_cli_says_it_in_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"tidegate: {EVENT_LOOP_ENV}='trio'")
+
+
+def test_without_uvloop_the_default_says_how_to_run_on_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop fails as if absent
+    with pytest.raises(ConfigError) as refused:
+        event_loop_name({})
+    assert f"{EVENT_LOOP_ENV}=asyncio" in str(refused.value)
+    assert event_loop_name({EVENT_LOOP_ENV: "asyncio"}) == "asyncio"
