@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 from redis.asyncio import Redis
 from yarl import URL
 
+from gateway import slow_clients
 from tests.conftest import RunningGateway, make_settings, running_gateway
 from tidegate.keys import RouteKeys
 from tidegate.settings import Settings, parse_settings
@@ -117,6 +119,37 @@ async def test_fifty_slow_heads_are_answered_408_and_closed(redis_url: str) -> N
         assert answer.startswith(b"HTTP/1.1 408 ")
         problem = json.loads(answer.partition(b"\r\n\r\n")[2])
         assert problem["type"].endswith("/request-timeout")
+
+
+async def test_a_client_that_sends_on_after_its_408_is_cut_off(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the 408 the gateway reads and discards for a while (so that no
+    reset destroys the answer), but not for as long as the client sends."""
+    monkeypatch.setattr(slow_clients, "LINGER_S", 0.3)
+    settings = slow_settings(redis_url)
+    # The idle limit would close the connection too: only the lingering may.
+    settings = replace(settings, gateway=replace(settings.gateway, idle_timeout_s=60.0))
+    async with running_gateway(settings) as gateway:
+        reader, writer = await _connect(gateway)
+        closed = asyncio.Event()
+        head = b"POST /reports HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400
+        sender = asyncio.create_task(_trickle(writer, head, closed))
+        answer = await asyncio.wait_for(reader.read(), GIVE_UP_S)  # the 408, then EOF
+        closed.set()
+        await sender
+        cut_off = False
+        for _ in range(int(GIVE_UP_S / 0.02)):  # bounded: the gateway must end it
+            try:
+                writer.write(b"a")
+                await writer.drain()
+            except ConnectionError:
+                cut_off = True
+                break
+            await asyncio.sleep(0.02)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert cut_off
 
 
 @pytest.mark.parametrize("path", ["/reports", "/reads"])
