@@ -292,9 +292,9 @@ async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server
             proc.kill()
             await proc.wait()
     out = "".join(seen) + rest
-    assert "all steps passed" in out
-    assert "stopped with SIGTERM: gateway exit 0" in out
-    assert "Traceback" not in out
+    assert "all steps passed" in out, out
+    assert "stopped with SIGTERM: gateway exit 0" in out, out
+    assert "Traceback" not in out, out
 
 
 def test_demo_runs_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:

@@ -90,7 +90,9 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int, k
                         await asyncio.Event().wait()
             finally:
                 dead = procs.dead()
-                codes = procs.stop()
+                # Off the event loop: the sample service runs on it and must
+                # keep answering while the workers finish their jobs in flight.
+                codes = await asyncio.to_thread(procs.stop)
                 for name in dead:
                     report.step(False, f"{name} exited early; its log:")
                     print((Path(folder) / f"{name}.log").read_text()[-2000:])
