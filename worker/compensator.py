@@ -67,7 +67,7 @@ class Compensator:
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                for entry_id, fields in await reader.fetch(16, stop_wait, BLOCK_MS):
+                for entry_id, fields in (await reader.fetch(16, stop_wait, BLOCK_MS)).entries:
                     try:
                         await self._one(reader, entry_id.decode(), fields)
                     except RedisUnavailable as e:  # left pending: reclaimed later

@@ -1,10 +1,14 @@
 """The consumer runtime: read a route's stream in its group, run jobs, record outcomes.
 
 One reader loop per partition of the route (one, unless the route has
-``partitions``) asks XREADGROUP for entries and starts a task per entry
-(when the last read filled its count, entries likely wait, and the loop takes
-them with ``Ledger.take`` instead: the read and every start in one round
-trip, step 1 below done already; when that finds fewer, it blocks again); the
+``partitions``) asks XREADGROUP for entries and starts a task per entry.
+Step 1 below is done by the read's own round trip: a blocking read carries
+``Ledger.start_read`` right behind it on its connection, which starts what
+the read delivered (``groups.ConsumerGroup.read_then``); when the last read
+filled its count, entries likely wait, and the loop takes them with
+``Ledger.take`` instead (read and start in one call that never blocks; when
+that finds fewer, it blocks again). Entries taken over from a lost consumer,
+or read where the start could not ride along, are started one by one. The
 loops share the process's ``concurrency``: each asks for its share of the free
 slots (with P partitions, ceil(free / P), so a read blocked on a quiet
 partition holds no slot a busy one could use; at most P - 1 entries beyond
@@ -137,6 +141,9 @@ class Consumer:
         """Set when the jobs in flight go from none to some or back."""
         self._promote_at = [0.0] * len(self.parts)
         """Per partition: when to look for due retries next (unix s)."""
+        self._read_upto = ["0-0"] * len(self.parts)
+        """Per partition: the newest entry delivered to this consumer by a
+        read of new entries (``start_read`` starts only those after it)."""
 
     @property
     def reclaimed(self) -> int:
@@ -181,16 +188,40 @@ class Consumer:
                     for item in taken:
                         self._spawn(partition, item.entry_id, item.fields, item)
                     if taken:
+                        self._read_upto[partition] = taken[-1].entry_id.decode()
                         continue
                 reclaimed_before = reader.reclaimed
-                entries = await reader.fetch(want, stop_wait, block_ms)
-                waiting = len(entries) >= want
+                fetched = await reader.fetch(
+                    want,
+                    stop_wait,
+                    block_ms,
+                    self.ledger.start_read(
+                        self.route.name,
+                        self.name,
+                        want,
+                        self._read_upto[partition],
+                        partition=partition,
+                    ),
+                )
+                waiting = len(fetched.entries) >= want
                 if reader.reclaimed > reclaimed_before:
                     self.metrics.reclaims.labels(self.route.name).inc(
                         reader.reclaimed - reclaimed_before
                     )
-                for entry_id, fields in entries:
-                    self._spawn(partition, entry_id, fields)
+                if fetched.fresh and fetched.entries:
+                    self._read_upto[partition] = fetched.entries[-1][0].decode()
+                started = fetched.started or {}
+                for entry_id, fields in fetched.entries:
+                    verdict = started.get(entry_id)
+                    self.taken += verdict is not None
+                    self._spawn(
+                        partition,
+                        entry_id,
+                        fields,
+                        None
+                        if verdict is None
+                        else Taken(entry_id, fields or {}, verdict.attempt, verdict.state),
+                    )
         finally:
             stop_wait.cancel()
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from tidegate.errors import GroupMissing, RedisUnavailable
+from tidegate.ledger.calls import StartRead, Verdict
 from tidegate.ledger.groups import ConsumerGroup, Entry
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,17 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0
 """Longest wait between attempts to reach Redis again."""
 
-__all__ = ["MAX_BACKOFF_S", "Entry", "GroupReader"]
+__all__ = ["MAX_BACKOFF_S", "Entry", "Fetched", "GroupReader"]
+
+
+class Fetched(NamedTuple):
+    """What a ``fetch`` found."""
+
+    entries: list[Entry]
+    fresh: bool
+    """Delivered new by this read (``>``), not taken over from another consumer."""
+    started: dict[bytes, Verdict] | None = None
+    """What the starts run behind the read decided, by entry; None when they did not run."""
 
 
 class GroupReader:
@@ -53,8 +64,15 @@ class GroupReader:
     async def ensure_group(self) -> None:
         await self.group.ensure()
 
-    async def fetch(self, count: int, stop_wait: asyncio.Future[Any], block_ms: int) -> list[Entry]:
-        """Entries to work on: reclaimed ones first, else new ones.
+    async def fetch(
+        self,
+        count: int,
+        stop_wait: asyncio.Future[Any],
+        block_ms: int,
+        then: StartRead | None = None,
+    ) -> Fetched:
+        """Entries to work on: reclaimed ones first, else new ones (and
+        ``then`` run right behind the read: ``ConsumerGroup.read_then``).
 
         Rides out what a long-running reader meets: the group and the stream
         are (re)created when missing (NOGROUP after a Redis restart without
@@ -69,17 +87,22 @@ class GroupReader:
             if not self._group_ready:
                 await self.ensure_group()
                 self._group_ready = True
-            entries = await self.reclaim(count)
-            if not entries:
+            reclaimed = await self.reclaim(count)
+            answer: dict[bytes, Verdict] | None = None
+            if reclaimed:
+                entries = reclaimed
+            elif then is None:
                 entries = await self.read(count, block_ms)
+            else:
+                entries, answer = await self.group.read_then(count, block_ms, then)
             self._delay_s = 0.1
-            return entries
+            return Fetched(entries, not reclaimed, answer)
         except GroupMissing as e:
             log.warning("%s; recreating", e)
             self._group_ready = False
-            return []
+            return Fetched([], False)
         except RedisUnavailable as e:
-            return await self._back_off(str(e), stop_wait)
+            return Fetched(await self._back_off(str(e), stop_wait), False)
 
     async def _back_off(self, why: str, stop_wait: asyncio.Future[Any]) -> list[Entry]:
         self.failures += 1

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tidegate.envelope import Job, Reply
 from tidegate.errors import JobNotFound, Refused, TransitionRefused
 from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.calls import Cancel, Compensate, Finish, Start, Take, Taken
+from tidegate.ledger.calls import Cancel, Compensate, Finish, Start, StartRead, Take, Taken
 from tidegate.ledger.client import redis_errors
 from tidegate.ledger.throttle import quota_call
 from tidegate.settings import RouteSettings, TenantSettings
@@ -50,6 +51,9 @@ class Outcome:
     error: str | None = None
     retry_due_ms: int | None = None
     upstream_s: float | None = None
+
+
+S = TypeVar("S", Take, StartRead)
 
 
 class Commands(LedgerBase):
@@ -104,20 +108,37 @@ class Commands(LedgerBase):
         """Read up to ``count`` new entries of a partition for ``consumer`` and
         start each: a read and its starts in one round trip. Never blocks: an
         empty list when nothing waits. Raises GroupMissing when the group is gone."""
+        call = self._starting(Take, route_name, consumer, count, partition)
+        with redis_errors(f"taking entries of {call.route.requests}"):
+            return await self.runner.run(call)
+
+    def start_read(
+        self, route_name: str, consumer: str, count: int, after_id: str, *, partition: int = 0
+    ) -> StartRead:
+        """The call that starts what a blocking read of a partition delivered
+        to ``consumer`` (entries after ``after_id``, the newest it had read
+        before), sent right behind that read
+        (``groups.ConsumerGroup.read_then``): a read and its starts in one
+        round trip even when the read had to wait for entries."""
+        call = self._starting(StartRead, route_name, consumer, count, partition)
+        call.after_id = after_id
+        return call
+
+    def _starting(
+        self, kind: type[S], route_name: str, consumer: str, count: int, partition: int
+    ) -> S:
+        """A call that starts the entries it finds, for a partition of a route."""
         route = self.routes[route_name]
         keys = parts_of(route)[partition]
-        with redis_errors(f"taking entries of {keys.requests}"):
-            return await self.runner.run(
-                Take(
-                    route=keys,
-                    consumer=consumer,
-                    count=count,
-                    ttl_ms=route.result_ttl_s * 1000,
-                    max_attempts=route.worker.max_attempts,
-                    done_channel=keys.done,
-                    job_prefix=keys.job(""),
-                )
-            )
+        return kind(
+            route=keys,
+            consumer=consumer,
+            count=count,
+            ttl_ms=route.result_ttl_s * 1000,
+            max_attempts=route.worker.max_attempts,
+            done_channel=keys.done,
+            job_prefix=keys.job(""),
+        )
 
     async def finish(self, job: Job, entry_id: str, outcome: Outcome | Reply) -> str:
         """Store the outcome, append its event(s), park a retry, XACK: one call.

@@ -8,13 +8,18 @@ their failures (a lost group or stream is ``GroupMissing``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
-from tidegate.ledger.client import Connection, LinkedRedis, redis_errors
+from tidegate.ledger.calls import StartRead, Verdict
+from tidegate.ledger.client import Connection, LinkedRedis, redis_errors, translate_reply
 from tidegate.ledger.link import Link, pack
+from tidegate.ledger.scripts import load_all, packed_call
+
+log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 """An entry id and its fields (None when the entry was deleted meanwhile)."""
@@ -83,15 +88,54 @@ class ConsumerGroup:
             link = self._reads = self.redis.own_link()
         return link
 
-    async def _read_over(self, link: Link, count: int, block_ms: int) -> list[Entry]:
-        command = pack(
+    async def read_then(
+        self, count: int, block_ms: int, then: StartRead
+    ) -> tuple[list[Entry], dict[bytes, Verdict] | None]:
+        """New entries as ``read`` gives them, and ``then`` (the starts of
+        what the read delivered) run right behind the read, on its
+        connection: Redis runs it once the read has returned, so it sees the
+        entries the read delivered, at no round trip of its own.
+
+        ``then``'s answer is None when it did not run: the read has no link
+        of its own (TLS, Sentinel, Cluster: the read alone is sent), the
+        server had forgotten the script (NOSCRIPT: the scripts are loaded
+        again for the next read), or it failed (logged); the caller then does
+        without it."""
+        link = self._read_link()
+        if link is None:
+            return await self.read(count, block_ms), None
+        with redis_errors(f"reading {self.stream}"):
+            reply, answer = await link.exchange(
+                self._read_command(count, block_ms) + packed_call(then), 2
+            )
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(answer, NoScriptError):
+                await load_all(self.redis)
+        if isinstance(answer, Exception):
+            if not isinstance(answer, NoScriptError):
+                what = f"running the {then.SCRIPT} script"
+                why = translate_reply(answer, what) if isinstance(answer, ResponseError) else answer
+                log.warning("%s after a read of %s failed: %s", then.SCRIPT, self.stream, why)
+            return self._entries(reply), None
+        return self._entries(reply), then.read(answer)
+
+    def _read_command(self, count: int, block_ms: int) -> bytes:
+        return pack(
             ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
              "BLOCK", block_ms, "STREAMS", self.stream, ">"]
         )  # fmt: skip
+
+    async def _read_over(self, link: Link, count: int, block_ms: int) -> list[Entry]:
         with redis_errors(f"reading {self.stream}"):
-            (reply,) = await link.exchange(command, 1)
+            (reply,) = await link.exchange(self._read_command(count, block_ms), 1)
             if isinstance(reply, Exception):
                 raise reply
+        return self._entries(reply)
+
+    @staticmethod
+    def _entries(reply: Any) -> list[Entry]:
+        """A (RESP2) XREADGROUP reply of one stream as entries."""
         if not reply:
             return []
         return [

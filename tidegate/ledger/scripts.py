@@ -182,6 +182,12 @@ async def _exchange(
     return results
 
 
+def packed_call(script_call: ScriptCall[Any]) -> bytes:
+    """One call as the EVALSHA command it is sent as (to go behind another
+    command on a connection of its own: ``groups.ConsumerGroup.read_then``)."""
+    return _packed([script_call], None)
+
+
 def _packed(calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None) -> bytes:
     """The calls as EVALSHA commands (and WAIT), in one buffer."""
     commands = []

@@ -201,3 +201,26 @@ async def test_a_backlog_is_taken_read_and_started_in_one_call(
         assert await ledger.result(job.id) is not None
     groups: Any = await redis.xinfo_groups(RouteKeys("orders").requests)
     assert groups[0]["pending"] == 0
+
+
+async def test_a_job_is_started_by_the_round_trip_of_the_read_that_delivers_it(
+    settings: Settings, ledger: Ledger, redis: Redis
+) -> None:
+    """At low load every read blocks until a job comes; the start rides
+    behind the read on its connection, so no call of its own starts it. A
+    client without links (the cluster variant) starts each job on its own."""
+    jobs = [job_for("orders", "/orders", str(i).encode()) for i in range(3)]
+
+    async def ok(job: Job) -> bytes:
+        return job.body
+
+    async with running_worker(settings, "orders", Handler(ok)) as worker:
+        for job in jobs:  # one at a time: each read waits for its job
+            await ledger.admit(settings.route("orders"), job, None)
+            await final_state(ledger, job.id)
+        linked = settings.redis.mode == "standalone"
+        assert worker.consumer.taken == (len(jobs) if linked else 0)
+    for job in jobs:
+        events = await ledger.events(job.id)
+        assert [e["type"] for e in events] == ["accepted", "started", "succeeded"]
+        assert events[1]["attempt"] == "1"

@@ -18,7 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from tidegate.ledger.calls.admission import Admit, AdmitJob, AdmitResult, Quota
-from tidegate.ledger.calls.attempt import Compensate, Finish, Start, Take, Taken
+from tidegate.ledger.calls.attempt import (
+    Compensate,
+    Finish,
+    Start,
+    StartRead,
+    Take,
+    Taken,
+    Verdict,
+)
 from tidegate.ledger.calls.base import (
     NOT_AN_ARG,
     Arg,
@@ -69,8 +77,10 @@ __all__ = [
     "ScriptCall",
     "Settled",
     "Start",
+    "StartRead",
     "Take",
     "Taken",
+    "Verdict",
     "Workers",
     "arg_names",
     "refusal",
@@ -83,6 +93,7 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Quota,
     Start,
     Take,
+    StartRead,
     Finish,
     Compensate,
     Cancel,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 from tidegate.envelope import INLINE_RESULT_BYTES, Reply
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger.calls.base import (
+    R,
     ScriptCall,
     Settled,
     settled,
@@ -56,10 +57,9 @@ class Taken(NamedTuple):
 
 
 @dataclass(kw_only=True, slots=True)
-class Take(ScriptCall[list[Taken]]):
-    """Read new entries and start each, in one call (never blocks)."""
+class _StartsEntries(ScriptCall[R]):
+    """What a call that starts the entries it finds needs (``Take``, ``StartRead``)."""
 
-    SCRIPT: ClassVar[str] = "take"
     KEYS: ClassVar[tuple[str, ...]] = ("requests", "events", "dead", "deadlines", "callbacks")
     group: str = GROUP
     consumer: str
@@ -68,6 +68,13 @@ class Take(ScriptCall[list[Taken]]):
     max_attempts: int
     done_channel: str
     job_prefix: str
+
+
+@dataclass(kw_only=True, slots=True)
+class Take(_StartsEntries[list[Taken]]):
+    """Read new entries and start each, in one call (never blocks)."""
+
+    SCRIPT: ClassVar[str] = "take"
 
     def read(self, reply: Any) -> list[Taken]:
         out = []
@@ -78,6 +85,31 @@ class Take(ScriptCall[list[Taken]]):
             else:
                 out.append(Taken(entry_id, fields, None, text(verdict)))
         return out
+
+
+class Verdict(NamedTuple):
+    """What ``StartRead`` decided for an entry: as ``Taken``, without the fields."""
+
+    attempt: int | None
+    state: str
+
+
+@dataclass(kw_only=True, slots=True)
+class StartRead(_StartsEntries[dict[bytes, Verdict]]):
+    """Start what the blocking read sent right before this call delivered:
+    the consumer's entries after ``after_id`` delivered once (never blocks)."""
+
+    SCRIPT: ClassVar[str] = "start_read"
+    after_id: str = "0-0"
+    """The newest entry the consumer had read before (nothing to start at or before it)."""
+
+    def read(self, reply: Any) -> dict[bytes, Verdict]:
+        return {
+            entry_id: Verdict(int(verdict), "running")
+            if int(go) == 1
+            else Verdict(None, text(verdict))
+            for entry_id, go, verdict in reply
+        }
 
 
 @dataclass(kw_only=True, slots=True)

@@ -1,5 +1,6 @@
 -- attempt.lua: the start of an attempt, shared by start.lua (one entry a
--- worker has read) and take.lua (the entries it reads and starts in one call).
+-- worker has read), take.lua (the entries it reads and starts in one call)
+-- and start_read.lua (the entries a blocking read just delivered).
 --
 -- The attempt number comes from the projection (attempts so far + 1), not
 -- from the entry: an entry reclaimed from a crashed worker is the same entry
@@ -27,4 +28,19 @@ local function start_attempt(requests, events, proj, dead, job, entry, group, co
     return {0, state}
   end
   return {1, attempt}
+end
+
+-- Start an entry read from the stream (id, its flat field list), as take.lua
+-- and start_read.lua do: the job id, meta and body come from the entry, the
+-- projection key is the partition's prefix plus the job id. Returns
+-- {go, attempt_or_state} as start_attempt does, or {-1, 'unreadable'}: not an
+-- envelope, left pending for the worker to dead-letter.
+local function start_entry(requests, events, dead, prefix, id, fields, group, consumer,
+                           ttl_ms, max_attempts, channel)
+  local f = pairs_to_table(fields, 1)
+  if not (f['job'] and f['body'] and f['meta'] and pcall(cjson.decode, f['meta'])) then
+    return {-1, 'unreadable'}
+  end
+  return start_attempt(requests, events, prefix .. f['job'], dead, f['job'], id, group,
+                       consumer, ttl_ms, max_attempts, channel, f['meta'], f['body'])
 end

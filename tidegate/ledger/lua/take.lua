@@ -23,12 +23,8 @@ if not read then return {} end
 local out = {}
 for _, entry in ipairs(read[1][2]) do
   local id, fields = entry[1], entry[2]
-  local f = pairs_to_table(fields, 1)
-  local verdict = {-1, 'unreadable'}
-  if f['job'] and f['body'] and f['meta'] and pcall(cjson.decode, f['meta']) then
-    verdict = start_attempt(requests, events, prefix .. f['job'], dead, f['job'], id, group,
-                            consumer, ttl_ms, max_attempts, channel, f['meta'], f['body'])
-  end
+  local verdict = start_entry(requests, events, dead, prefix, id, fields, group, consumer,
+                              ttl_ms, max_attempts, channel)
   out[#out + 1] = {id, fields, verdict[1], verdict[2]}
 end
 return out
