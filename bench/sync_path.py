@@ -99,6 +99,18 @@ def pinned(core: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["taskset", "-c", core, *cmd], **kwargs)
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the processes, the last started first (the worker drains
+    while Redis is still up); kill what does not end within 30 s."""
+    for proc in reversed(procs):
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def api_key(tenant: str) -> str:
     return f"bench-key-{tenant}"
 
@@ -242,14 +254,8 @@ def main() -> int:
                             f"p99 {r['p99_ms']:7.2f} ms",
                             flush=True,
                         )
-        finally:  # the last started first: the worker drains while Redis is still up
-            for proc in reversed(procs):
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        finally:
+            stop(procs)
     report(results, args)
     return 0
 
