@@ -20,6 +20,8 @@ from tidegate.shell.local_redis import free_port, redis_cli, start_redis_server
 NODES = 6
 NODE_TIMEOUT_MS = 1000
 """How long a master may be unreachable before its replica takes over."""
+ATTEMPTS = 3
+"""Starts of the nodes on fresh ports before a fixture gives up."""
 
 
 def cluster_port() -> int:
@@ -51,25 +53,21 @@ class RedisCluster(ServerGroup):
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
-        for port in self.ports:
-            folder = Path(self._dir.name) / str(port)
-            folder.mkdir()
-            self.procs[port] = start_redis_server(
-                port,
-                folder,
-                extra_args=(
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
-                    "--appendonly",
-                    "no",
-                ),
-            )
-        for port in self.ports:
-            wait_for_pong(port)
+        """Start the six nodes and join them.
+
+        Ports are free when chosen, not reserved: another process may bind
+        one (or its bus port) before the node does, and the node then exits
+        at once. The nodes are then started again on other ports, up to
+        ``ATTEMPTS`` times; the failed node's log is in the error after that."""
+        for attempt in range(1, ATTEMPTS + 1):
+            failed = self._start_nodes()
+            if failed is None:
+                break
+            log = (Path(self._dir.name) / str(failed) / "redis.log").read_text(errors="replace")
+            self.stop_all()
+            if attempt == ATTEMPTS:
+                raise RuntimeError(f"cluster node on port {failed} did not start:\n{log[-2000:]}")
+            self.ports = [cluster_port() for _ in range(NODES)]
         cli = redis_cli()
         if cli is None:
             raise RuntimeError("no redis-cli (or valkey-cli) beside the server")
@@ -81,6 +79,26 @@ class RedisCluster(ServerGroup):
             timeout=60,
         )
         self.wait_until_ok()
+
+    def _start_nodes(self) -> int | None:
+        """Start a node on each port; the port of one that did not come up, or None."""
+        for port in self.ports:
+            folder = Path(self._dir.name) / str(port)
+            folder.mkdir(exist_ok=True)
+            self.procs[port] = start_redis_server(
+                port, folder, extra_args=(*CLUSTER_ARGS, "--appendonly", "no")
+            )
+        for port in self.ports:
+            deadline = time.monotonic() + 10.0
+            while True:
+                if self.procs[port].poll() is not None or time.monotonic() > deadline:
+                    return port
+                try:
+                    wait_for_pong(port, 0.2)
+                    break
+                except RuntimeError:
+                    continue
+        return None
 
     def cluster_info(self, port: int) -> dict[str, str]:
         cli = redis_cli()

@@ -91,9 +91,14 @@ class ServerGroup:
         self.procs[port].kill()
         self.procs[port].wait(10)
 
-    def close(self) -> None:
+    def stop_all(self) -> None:
+        """Stop every server that still runs and forget them all."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
+        self.procs.clear()
+
+    def close(self) -> None:
+        self.stop_all()
         self._dir.cleanup()

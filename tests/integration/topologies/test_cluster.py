@@ -9,6 +9,7 @@ the scaler's sampling, the throttle and its notification, status.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +198,20 @@ async def test_the_whole_path_runs_as_the_documented_acl_user_on_a_cluster(
     settings = make_settings(cluster_acl_url, redis_mode="cluster")
     await whole_path(settings, upstream)
     await held_to_its_rule(settings)
+
+
+def test_a_node_whose_port_was_taken_meanwhile_is_started_again_elsewhere() -> None:
+    """The fixture's ports are free when chosen, not reserved: one taken
+    before the node binds it (as another test's process may) costs a retry
+    on fresh ports, not a failed test."""
+    cluster = RedisCluster()
+    taken = cluster.ports[2]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        try:
+            cluster.start()
+            assert taken not in cluster.ports
+            assert cluster.cluster_info(cluster.ports[0])["cluster_state"] == "ok"
+        finally:
+            cluster.close()
