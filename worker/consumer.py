@@ -141,9 +141,14 @@ class Consumer:
         """Set when the jobs in flight go from none to some or back."""
         self._promote_at = [0.0] * len(self.parts)
         """Per partition: when to look for due retries next (unix s)."""
-        self._read_upto = ["0-0"] * len(self.parts)
-        """Per partition: the newest entry delivered to this consumer by a
-        read of new entries (``start_read`` starts only those after it)."""
+        self._starts = [
+            ledger.start_read(route.name, self.name, 0, "0-0", partition=p)
+            for p in range(len(self.parts))
+        ]
+        """Per partition: the starts sent behind each blocking read, built
+        once; before a read its ``count`` is set, and ``after_id`` follows
+        the newest entry delivered to this consumer by a read of new entries
+        (the call starts only those after it)."""
 
     @property
     def reclaimed(self) -> int:
@@ -168,7 +173,7 @@ class Consumer:
             await self.executor.close()
 
     async def _read_loop(self, partition: int, stop: asyncio.Event) -> None:
-        reader, loops = self.readers[partition], len(self.readers)
+        reader, starts, loops = self.readers[partition], self._starts[partition], len(self.readers)
         stop_wait = asyncio.ensure_future(stop.wait())
         waiting = False  # the last read filled its count: more entries likely wait
         try:
@@ -188,28 +193,18 @@ class Consumer:
                     for item in taken:
                         self._spawn(partition, item.entry_id, item.fields, item)
                     if taken:
-                        self._read_upto[partition] = taken[-1].entry_id.decode()
+                        starts.after_id = taken[-1].entry_id.decode()
                         continue
                 reclaimed_before = reader.reclaimed
-                fetched = await reader.fetch(
-                    want,
-                    stop_wait,
-                    block_ms,
-                    self.ledger.start_read(
-                        self.route.name,
-                        self.name,
-                        want,
-                        self._read_upto[partition],
-                        partition=partition,
-                    ),
-                )
+                starts.count = want
+                fetched = await reader.fetch(want, stop_wait, block_ms, starts)
                 waiting = len(fetched.entries) >= want
                 if reader.reclaimed > reclaimed_before:
                     self.metrics.reclaims.labels(self.route.name).inc(
                         reader.reclaimed - reclaimed_before
                     )
                 if fetched.fresh and fetched.entries:
-                    self._read_upto[partition] = fetched.entries[-1][0].decode()
+                    starts.after_id = fetched.entries[-1][0].decode()
                 started = fetched.started or {}
                 for entry_id, fields in fetched.entries:
                     verdict = started.get(entry_id)

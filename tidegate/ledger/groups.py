@@ -112,11 +112,10 @@ class ConsumerGroup:
                 raise reply
             if isinstance(answer, NoScriptError):
                 await load_all(self.redis)
-        if isinstance(answer, Exception):
-            if not isinstance(answer, NoScriptError):
-                what = f"running the {then.SCRIPT} script"
-                why = translate_reply(answer, what) if isinstance(answer, ResponseError) else answer
-                log.warning("%s after a read of %s failed: %s", then.SCRIPT, self.stream, why)
+                return self._entries(reply), None
+        if isinstance(answer, ResponseError):  # the link returns error replies as these
+            why = translate_reply(answer, f"running the {then.SCRIPT} script")
+            log.warning("%s after a read of %s failed: %s", then.SCRIPT, self.stream, why)
             return self._entries(reply), None
         return self._entries(reply), then.read(answer)
 
