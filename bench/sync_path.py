@@ -116,6 +116,10 @@ def api_key(tenant: str) -> str:
 
 
 def config(folder: Path, redis_url: str, upstream: str, listen: int, tenants: bool) -> Path:
+    """The gateway's config. The second gateway (``tenants``) serves only the
+    proxy route: with the sync route it would also subscribe to the route's
+    done channel and be woken, on the server's core, by every job of the
+    ``sync`` tier, which measures one gateway."""
     raw: dict[str, Any] = {
         "redis": {"url": redis_url},
         "gateway": {"listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{free_port()}"},
@@ -142,6 +146,7 @@ def config(folder: Path, redis_url: str, upstream: str, listen: int, tenants: bo
         ],
     }
     if tenants:
+        raw["routes"] = [route for route in raw["routes"] if route["mode"] == "proxy"]
         raw["tenants"] = [
             {
                 "name": name,

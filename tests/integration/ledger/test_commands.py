@@ -16,9 +16,10 @@ from tests.integration.ledger.helpers import (
 )
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import GroupMissing, IdempotencyConflict, JobNotFound, TransitionRefused
-from tidegate.keys import RouteKeys, new_job_id
+from tidegate.keys import GROUP, RouteKeys, new_job_id
 from tidegate.ledger import Ledger
 from tidegate.ledger.calls import Promoted
+from tidegate.ledger.groups import ensure_group
 from tidegate.settings import Settings
 from worker.retry_policy import settle
 
@@ -248,3 +249,28 @@ async def test_take_without_a_group_is_group_missing(book: Ledger, store: Redis)
     await store.xadd(RouteKeys("orders").requests, {"x": "1"})
     with pytest.raises(GroupMissing):
         await book.take("orders", "c1", 5)
+
+
+async def test_each_script_of_a_job_reads_its_projection_once(
+    ledger: Ledger, redis: Redis, settings: Settings
+) -> None:
+    """Admission, start and end each read the projection in one HMGET, not
+    one HGET per field: in a script every redis.call costs about what its
+    command does. (Admission's other HMGET reads the route's throttle.)"""
+    route = settings.route("orders")
+    await ensure_group(redis, RouteKeys("orders").requests, GROUP)
+    await ledger.admit(route, new_job())  # the scripts are in the cache from here on
+    await ledger.take("orders", "c1", 1)
+    await redis.config_resetstat()
+    job = new_job()
+    await ledger.admit(route, job)
+    (taken,) = await ledger.take("orders", "c1", 1)
+    assert taken.attempt == 1
+    await ledger.finish(job, taken.entry_id.decode(), Reply(200, (), b"ok"))
+    stats: dict[str, Any] = await redis.info("commandstats")
+    calls = {
+        name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+        for name in ("hget", "hexists", "hmget")
+    }
+    assert calls == {"hget": 0, "hexists": 0, "hmget": 4}
+    assert (await ledger.projection(job.id))["state"] == "succeeded"

@@ -11,18 +11,19 @@
 -- acknowledged.
 local function start_attempt(requests, events, proj, dead, job, entry, group, consumer,
                              ttl_ms, max_attempts, channel, meta, body)
-  local attempt = (tonumber(redis.call('HGET', proj, 'attempts')) or 0) + 1
-  if attempt > max_attempts and allowed(current_state(proj), 'dead_lettered') then
+  local snap = snapshot(proj)
+  local attempt = (tonumber(snap.attempts) or 0) + 1
+  if attempt > max_attempts and allowed(snap.state, 'dead_lettered') then
     local last = redis.call('HGET', proj, 'last_error') or 'worker lost'
     local why = 'attempts exhausted (' .. max_attempts .. '); last: ' .. last
-    local deadline = redis.call('HGET', proj, 'deadline_ms') or '0'
+    local deadline = snap.deadline or '0'
     dead_letter(events, proj, dead, job, entry, why, ttl_ms, deadline, meta, body)
     redis.call('XACK', requests, group, entry)
     redis.call('SPUBLISH', channel, job)
     return {0, 'dead_lettered'}
   end
   local ev_id, state = append(events, proj, job, 'started', ttl_ms,
-                              {'attempt', tostring(attempt), 'consumer', consumer})
+                              {'attempt', tostring(attempt), 'consumer', consumer}, snap)
   if not ev_id then
     redis.call('XACK', requests, group, entry)
     return {0, state}

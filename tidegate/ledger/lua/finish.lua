@@ -27,7 +27,8 @@ if etype == 'failed' then
   extra[#extra + 1] = 'error'; extra[#extra + 1] = err
   extra[#extra + 1] = 'retryable'; extra[#extra + 1] = retryable
 end
-local ev_id, before = append(events, proj, job, etype, ttl_ms, extra)
+local snap = snapshot(proj)
+local ev_id, before, state = append(events, proj, job, etype, ttl_ms, extra, snap)
 redis.call('XACK', requests, group, entry)
 if not ev_id then return {0, before} end
 
@@ -35,14 +36,14 @@ if store == '1' then
   redis.call('HSET', result, 'status', status, 'headers', headers, 'body', body)
   redis.call('PEXPIRE', result, ttl_ms)
 end
-local state = redis.call('HGET', proj, 'state')
-local deadline = redis.call('HGET', proj, 'deadline_ms') or '0'
+local deadline = snap.deadline or '0'
 if state == 'queued' then
   redis.call('ZADD', delayed, due, delayed_member(job, deadline, meta, request_body))
   return {1, state}
 end
 if state == 'failed' then
-  dead_letter(events, proj, dead, job, entry, err, ttl_ms, deadline, meta, request_body)
+  ev_id = dead_letter(events, proj, dead, job, entry, err, ttl_ms, deadline, meta, request_body)
+          or ev_id
   state = 'dead_lettered'
 end
 -- The done notification: the job id, or, when the stored result is small, the
@@ -50,7 +51,7 @@ end
 -- "job \n state \n ended_ms \n status \n headers \n body" (the id, the state,
 -- the status and the headers' JSON hold no newline; the body comes last).
 if store == '1' and #body <= inline_bytes then
-  local ended_ms = string.match(redis.call('HGET', proj, 'updated_at_ms') or '0', '^(%d+)')
+  local ended_ms = string.match(ev_id, '^(%d+)')  -- the time of the event that ended it
   redis.call('SPUBLISH', channel,
              job .. '\n' .. state .. '\n' .. ended_ms .. '\n' .. status .. '\n' .. headers
              .. '\n' .. body)

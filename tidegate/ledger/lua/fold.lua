@@ -55,10 +55,15 @@ local deadlines_key = nil
 -- end without it. Replay leaves it nil: rebuilding a projection calls no one.
 local callbacks_key = nil
 
-local function current_state(proj)
-  local state = redis.call('HGET', proj, 'state')
-  if not state then return '' end
-  return state
+-- What an append needs of the projection, read in one call rather than one
+-- HGET each (a script's every redis.call costs about as much as the command
+-- it runs): the state, the event ids so far, whether the client asked for a
+-- completion callback, and the deadline and attempts that start.lua and
+-- finish.lua use. A missing field is nil; a missing job has state ''.
+local function snapshot(proj)
+  local v = redis.call('HMGET', proj, 'state', 'events', 'callback', 'deadline_ms', 'attempts')
+  return {state = v[1] or '', events = v[2] or nil, callback = v[3] or nil,
+          deadline = v[4] or nil, attempts = v[5] or nil}
 end
 
 local function pairs_to_table(list, first)
@@ -68,10 +73,11 @@ local function pairs_to_table(list, first)
 end
 
 -- Apply one event (id ev_id, fields f) to the projection hash proj, whose
--- state is `before`. Returns the new state.
-local function fold(proj, before, ev_id, f, ttl_ms)
+-- `snapshot` (read before the event) is snap. Returns the new state.
+local function fold(proj, snap, ev_id, f, ttl_ms)
   local t = string.match(ev_id, '^(%d+)')
   local etype = f['type']
+  local before = snap.state
   local state = before
   local set = {'updated_at_ms', t, 'last_event', etype}
   local function put(k, v) if v then set[#set + 1] = k; set[#set + 1] = v end end
@@ -83,8 +89,7 @@ local function fold(proj, before, ev_id, f, ttl_ms)
     put('tenant', f['tenant']); put('callback', f['callback'])
     put('events', ev_id)
   else
-    local events = redis.call('HGET', proj, 'events')
-    put('events', (events or '') .. ',' .. ev_id)
+    put('events', (snap.events or '') .. ',' .. ev_id)
   end
   if etype == 'started' then
     state = 'running'
@@ -118,24 +123,26 @@ local function fold(proj, before, ev_id, f, ttl_ms)
   elseif ended then
     redis.call('PEXPIREAT', proj, tonumber(t) + tonumber(ttl_ms))
     redis.call('ZREM', deadlines_key, f['job'])
-    if callbacks_key and redis.call('HEXISTS', proj, 'callback') == 1 then
+    if callbacks_key and snap.callback then
       redis.call('ZADD', callbacks_key, t, f['job'] .. '\n' .. state)
     end
   end
   return state
 end
 
--- Append an event to the log and fold it, if the job's state allows it.
--- Returns the event id, or nil and the state that refused it.
-local function append(events, proj, job, etype, ttl_ms, extra)
-  local state = current_state(proj)
+-- Append an event to the log and fold it, if the job's state allows it;
+-- snap is the projection's `snapshot` when the caller has read it (else it
+-- is read here). Returns the event id, the state before and the state after,
+-- or nil and the state that refused it.
+local function append(events, proj, job, etype, ttl_ms, extra, snap)
+  snap = snap or snapshot(proj)
+  local state = snap.state
   if not allowed(state, etype) then return nil, state end
   local args = {'job', job, 'type', etype}
   for i = 1, #extra do args[#args + 1] = extra[i] end
   local ev_id = redis.call('XADD', events, '*', unpack(args))
   local f = pairs_to_table(args, 1)
-  fold(proj, state, ev_id, f, ttl_ms)
-  return ev_id, state
+  return ev_id, state, fold(proj, snap, ev_id, f, ttl_ms)
 end
 
 -- The delayed-retry set's member for a job: the whole envelope, as
@@ -145,9 +152,11 @@ local function delayed_member(job, deadline, meta, body)
 end
 
 -- Dead-letter a job: the terminal event, and a copy of its envelope (plus the
--- reason) in the dead-letter stream, where compensation picks it up.
+-- reason) in the dead-letter stream, where compensation picks it up. Returns
+-- the event's id.
 local function dead_letter(events, proj, dead, job, entry, why, ttl_ms, deadline, meta, body)
-  append(events, proj, job, 'dead_lettered', ttl_ms, {'error', why})
+  local ev_id = append(events, proj, job, 'dead_lettered', ttl_ms, {'error', why})
   redis.call('XADD', dead, '*', 'job', job, 'entry', entry, 'error', why,
              'deadline_ms', deadline, 'meta', meta, 'body', body)
+  return ev_id
 end

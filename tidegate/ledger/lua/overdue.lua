@@ -21,14 +21,15 @@ deadlines_key, callbacks_key = KEYS[4], KEYS[5]
 local job, ttl_ms, channel, group = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
 local max_requeues, deadline_s = tonumber(ARGV[4]), tonumber(ARGV[5])
 
-local state = current_state(proj)
+local snap = snapshot(proj)
+local state = snap.state
 if state == '' or terminal(state) then
   redis.call('ZREM', deadlines_key, job)
   return {0, state}
 end
 
 local function expire(why)
-  local ev_id, refused = append(events, proj, job, 'expired', ttl_ms, {'error', why})
+  local ev_id, refused = append(events, proj, job, 'expired', ttl_ms, {'error', why}, snap)
   if not ev_id then
     redis.call('ZREM', deadlines_key, job)
     return {0, refused}
@@ -85,5 +86,5 @@ if not on_its_way(entry) then
                           'body', f['body'], 'deadline_ms', deadline)
   extra[#extra + 1] = 'entry'; extra[#extra + 1] = copy
 end
-append(events, proj, job, 'requeued', ttl_ms, extra)
+append(events, proj, job, 'requeued', ttl_ms, extra, snap)
 return {1, 'requeued'}

@@ -8,7 +8,7 @@ deadlines_key = KEYS[2]
 local ev_id, ttl_ms = ARGV[1], ARGV[2]
 local f = pairs_to_table(ARGV, 3)
 if f['type'] == 'accepted' then redis.call('DEL', proj) end
-local state = current_state(proj)
-if not allowed(state, f['type']) then return 0 end
-fold(proj, state, ev_id, f, ttl_ms)
+local snap = snapshot(proj)
+if not allowed(snap.state, f['type']) then return 0 end
+fold(proj, snap, ev_id, f, ttl_ms)
 return 1
