@@ -43,6 +43,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 from tidegate import log_context
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable, TidegateError
@@ -129,6 +131,9 @@ class Consumer:
             for stage in ("queued", "started", "upstream", "finished")
         }
         """This route's children of the stage histogram, looked up once (hot path)."""
+        self._in_flight = self.metrics.in_flight.labels(route.name)
+        self._attempts: dict[str, Counter] = {}
+        """This route's children of the attempts counter, by outcome, as they occur."""
         self.readers = [
             GroupReader(
                 ConsumerGroup(ledger.redis, keys.requests, GROUP, self.name),
@@ -368,8 +373,7 @@ class Consumer:
         self.processed += 1
 
     async def _execute(self, job: Job, entry_id: str, partition: int) -> None:
-        route = self.route.name
-        in_flight = self.metrics.in_flight.labels(route)
+        in_flight = self._in_flight
         in_flight.inc()
         started = time.perf_counter()
         try:
@@ -395,10 +399,20 @@ class Consumer:
         self._stage["finished"].observe(time.perf_counter() - finishing)
         if state == "queued" and settled.retry_due_ms is not None:
             self._parked(partition, settled.retry_due_ms)
-        self.metrics.attempts.labels(route, {"queued": "retried"}.get(state, state)).inc()
-        if state == "dead_lettered":
-            self.metrics.dead_letters.labels(route).inc()
+        self._attempt_ended(state)
         log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
+
+    def _attempt_ended(self, state: str) -> None:
+        """Count an attempt by the job's state after it (``queued``: retried)."""
+        outcome = "retried" if state == "queued" else state
+        counter = self._attempts.get(outcome)
+        if counter is None:
+            counter = self._attempts[outcome] = self.metrics.attempts.labels(
+                self.route.name, outcome
+            )
+        counter.inc()
+        if state == "dead_lettered":
+            self.metrics.dead_letters.labels(self.route.name).inc()
 
     async def _poison(
         self, partition: int, entry_id: str, fields: dict[bytes, bytes] | None, why: str

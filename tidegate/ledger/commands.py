@@ -152,14 +152,12 @@ class Commands(LedgerBase):
         route, keys = self._job(job.id, job.route)
         call = Finish.of(
             keys,
-            job_id=job.id,
+            job,
             entry_id=entry_id,
             ttl_ms=route.result_ttl_s * 1000,
             reply=outcome.reply,
             error=outcome.error,
             retry_due_ms=outcome.retry_due_ms,
-            meta=job.meta(),
-            body=job.body,
             upstream_s=outcome.upstream_s,
         )
         with redis_errors("recording a job's outcome"):

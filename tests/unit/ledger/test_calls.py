@@ -9,13 +9,14 @@ added on one side only fails here instead of shifting every later one.
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 from typing import Any
 
 import pytest
 
-from tidegate.envelope import Reply
+from tidegate.envelope import Job, Reply
 from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import (
     CALLS,
@@ -95,14 +96,12 @@ def test_a_call_sends_its_keys_and_arguments_in_the_named_order() -> None:
     keys = RouteKeys("orders")
     call = Finish.of(
         keys,
-        job_id="orders.j1",
+        Job(id="orders.j1", route="orders", method="POST", path="/orders", body=b"x"),
         entry_id="1-0",
         ttl_ms=5000,
         reply=Reply(503, (("A", "b"),), b"no"),
         error="busy",
         retry_due_ms=1234,
-        meta="{}",
-        body=b"x",
     )
     assert call.keys() == [
         keys.requests,
@@ -120,6 +119,8 @@ def test_a_call_sends_its_keys_and_arguments_in_the_named_order() -> None:
     assert argv["retry_due_ms"] == 1234
     assert argv["status"] == "503"
     assert argv["done_channel"] == keys.done
+    assert (argv["meta"], argv["body"]) == (call.meta, b"x")  # a retry parks the request
+    assert json.loads(call.meta)[:2] == ["POST", "/orders"]
     start = Start(
         route=keys,
         job_id="orders.j1",
@@ -135,3 +136,29 @@ def test_a_call_sends_its_keys_and_arguments_in_the_named_order() -> None:
     quota = Quota(route=keys, tenant="acme", rate_per_s=2.0, burst=4)
     assert quota.keys() == [keys.quota("acme"), keys.refused]
     assert quota.argv() == [2.0, 4, 1]
+
+
+@pytest.mark.parametrize(
+    ("error", "retry_due_ms", "sends_request"),
+    [
+        (None, None, False),  # a success stores the result alone
+        ("busy", 1234, True),  # a retry parks the request in the delayed set
+        ("broken", None, True),  # a final failure copies it into the dead letter
+    ],
+)
+def test_a_finish_sends_the_request_only_with_a_failure(
+    error: str | None, retry_due_ms: int | None, sends_request: bool
+) -> None:
+    job = Job(id="orders.j1", route="orders", method="POST", path="/orders", body=b"x" * 1000)
+    call = Finish.of(
+        RouteKeys("orders"),
+        job,
+        entry_id="1-0",
+        ttl_ms=5000,
+        reply=Reply(200, (), b"ok"),
+        error=error,
+        retry_due_ms=retry_due_ms,
+    )
+    argv = dict(zip(arg_names(Finish), call.argv(), strict=True))
+    expected = (job.meta(), job.body) if sends_request else ("", b"")
+    assert (argv["meta"], argv["body"]) == expected

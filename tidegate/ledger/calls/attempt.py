@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from tidegate.envelope import INLINE_RESULT_BYTES, Reply
+from tidegate.envelope import INLINE_RESULT_BYTES, Job, Reply
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger.calls.base import (
     R,
@@ -151,22 +151,27 @@ class Finish(ScriptCall[Settled]):
     def of(
         cls,
         route: RouteKeys,
+        job: Job,
         *,
-        job_id: str,
         entry_id: str,
         ttl_ms: int,
         reply: Reply | None,
         error: str | None,
         retry_due_ms: int | None,
-        meta: str,
-        body: bytes,
         upstream_s: float | None = None,
     ) -> Finish:
-        """``error`` None is a success; ``retry_due_ms`` set parks a retry."""
+        """The end of ``job``'s attempt: ``error`` None is a success;
+        ``retry_due_ms`` set parks a retry.
+
+        The request itself (meta and body) goes along only with a failure: a
+        retry parks it in the delayed set, a final failure copies it into the
+        dead letter. A success stores the result alone, so a request body does
+        not travel back to Redis with every job that succeeds."""
         retryable = retry_due_ms is not None
+        failed = error is not None
         return cls(
             route=route,
-            job_id=job_id,
+            job_id=job.id,
             entry_id=entry_id,
             ttl_ms=ttl_ms,
             event="succeeded" if error is None else "failed",
@@ -178,8 +183,8 @@ class Finish(ScriptCall[Settled]):
             result_body=reply.body if reply else b"",
             done_channel=route.done,
             retry_due_ms=retry_due_ms or 0,
-            meta=meta,
-            body=body,
+            meta=job.meta() if failed else "",
+            body=job.body if failed else b"",
             upstream_ms="" if upstream_s is None else str(round(upstream_s * 1000, 3)),
         )
 

@@ -5,7 +5,8 @@
 -- ARGV: job_id, entry_id, group, ttl_ms, event (succeeded|failed),
 --       retryable (0|1), status ('' = none), error, store_result (0|1),
 --       result_headers, result_body, done_channel, retry_due_ms (unix ms),
---       meta, body (the envelope, for the delayed set or the dead letter),
+--       meta, body (the envelope, for the delayed set or the dead letter;
+--       empty with a success, which uses neither),
 --       upstream_ms (how long the attempt's work took; '' = unknown),
 --       inline_bytes (a stored result whose body is at most this long rides
 --       along with the done notification; 0 = never)
