@@ -43,12 +43,21 @@ def _decoded(segment: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), segment)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _check_segment(segment: str) -> None:
     """Refuse a segment that hides a traversal at any level of decoding."""
+    if "%" not in segment:  # one level only (a raw slash or backslash cannot be in it)
+        if segment in (".", ".."):
+            raise UnsafePath("a dot segment ('.' or '..'), percent-encoded or not")
+        if _has_control(segment):
+            raise UnsafePath("a NUL or another control character")
+        return
     if _BAD_PERCENT.search(segment):
         raise UnsafePath("a malformed percent-escape")
     level = segment

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import shutil
 import ssl
 import subprocess
@@ -318,7 +319,28 @@ REFUSED = {
     "colon-in-name": ("GET", "/x", [("X:A", "1")]),
     "crlf-in-name": ("GET", "/x", [("X\r\nY", "1")]),
     "empty-name": ("GET", "/x", [("", "1")]),
+    "bad-value-after-good-ones": ("GET", "/x", [("X-A", "1"), ("Host", "h"), ("X-B", "2\r\n")]),
+    "bad-name-after-framing": ("GET", "/x", [("Content-Length", "1"), ("X B", "1")]),
+    "empty-name-among-others": ("GET", "/x", [("X-A", "1"), ("", "1"), ("X-C", "3")]),
 }
+
+NAMED = {
+    "value": ([("X-A", "1"), ("X-B", "2\x00"), ("X-C", "3")], "value of header X-B"),
+    "name": ([("X-A", "1"), ("X\tB", "2"), ("X-C", "3\n")], "not a header name: 'X\\tB'"),
+    "empty": ([("X-A", "1"), ("", "2")], "not a header name: ''"),
+}
+
+
+@pytest.mark.parametrize(("headers", "message"), NAMED.values(), ids=NAMED.keys())
+async def test_a_refusal_names_the_first_header_that_cannot_be_sent(
+    serve: Serve, headers: list[tuple[str, str]], message: str
+) -> None:
+    server = await serve()
+    client = upstream(server)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await client.request("GET", "/x", headers, b"", timeout_s=5, max_body_bytes=10)
+    assert server.connections == 0
+    await client.close()
 
 
 @pytest.mark.parametrize(("method", "target", "headers"), REFUSED.values(), ids=REFUSED.keys())
