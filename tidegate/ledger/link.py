@@ -30,6 +30,12 @@ entries come, so each consumer group's reads take a link of their own
 (``LinkedRedis.own_link``, ``groups.ConsumerGroup``), parsed from the RESP2
 reply into the same entries redis-py would give.
 
+A subscription (``pubsub.Subscription``) takes a link of its own too: once
+it has sent ``SSUBSCRIBE``, what Redis pushes (``smessage`` arrays) goes to
+the link's ``on_push`` as it is parsed, and ``on_lost`` hears when the
+connection goes. redis-py's pub/sub read each message under a timeout of
+its own, which cost a gateway about as much as the sync request's admission.
+
 It speaks RESP2 (no ``HELLO``): script replies are converted by Redis the
 same way under either protocol. Only clients made by ``client.connect`` on
 one server, over TCP without TLS, get a link; TLS, Unix sockets, credential
@@ -41,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +76,10 @@ class _Waiting:
     count: int
     deadline: float
     replies: list[Any] = field(default_factory=list)
+
+
+_PUSHED = frozenset({b"smessage", b"message"})
+"""The kinds of reply Redis pushes to a subscribed connection unasked."""
 
 
 def pack(args: Sequence[Any]) -> bytes:
@@ -119,6 +129,11 @@ class Link:
         """Connections made so far (tests)."""
         self.attempts = 0
         """Connection attempts so far (tests)."""
+        self.on_push: Callable[[list[Any]], None] | None = None
+        """Called with each pub/sub message (a reply nobody asked for) on a
+        subscribed link; without it such a reply drops the connection."""
+        self.on_lost: Callable[[str], None] | None = None
+        """Called with the reason when the connection is lost or dropped."""
 
     async def exchange(self, packed: bytes, count: int) -> list[Any]:
         """Send ``packed`` (``count`` commands) and return their ``count``
@@ -234,6 +249,12 @@ class Link:
             if isinstance(reply, RedisConnectionError) and self._ready:  # NOAUTH, say
                 self._drop(protocol, f"Redis refuses this connection's commands: {reply}")
                 return
+            on_push = self.on_push
+            if on_push is not None and type(reply) is list and reply and reply[0] in _PUSHED:
+                on_push(reply)
+                if protocol is not self._protocol:  # the callback dropped it
+                    return
+                continue
             if not waiting:
                 self._drop(protocol, "a reply nobody asked for")
                 return
@@ -270,6 +291,8 @@ class Link:
                         f"Redis did not answer {item.count} command(s) it may have run: {why}"
                     )
                 )
+        if self.on_lost is not None:
+            self.on_lost(why)
 
     def _check_deadline(self) -> None:
         self._timer = None

@@ -10,11 +10,19 @@ have been missed), handle messages, and when Redis goes away, back off
 (0.1 s doubling to 2 s) and start over. ``on_idle`` runs when no message
 came for ``idle_s`` (a re-read on a timer). A callback that raises
 ``RedisUnavailable`` also starts over.
+
+On one server over plain TCP (a client with links, ``client.LinkedRedis``)
+the subscription has a link of its own: each message is parsed as it
+arrives and handed to ``on_message`` right there, with no task, timeout or
+poll per message; an ``on_message`` that returns an awaitable is awaited by
+the subscription's task, in order. Other clients (TLS, Sentinel, Cluster)
+read messages through redis-py's pub/sub.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,8 +31,9 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
-from tidegate.errors import RedisUnavailable
-from tidegate.ledger.client import UNAVAILABLE, Connection, text
+from tidegate.errors import OutcomeUnknown, RedisUnavailable
+from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, text
+from tidegate.ledger.link import Link, pack
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -65,42 +74,138 @@ class Subscription:
             await stop_tasks([self._task])
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         delay_s = 0.1
         while not self._stopping:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                if isinstance(self._redis, RedisCluster):
-                    await self._redis.initialize()  # the slot map, to find each channel's shard
-                await pubsub.ssubscribe(*self._channels)
-                await self._on_subscribed()
-                self.subscribed.set()
-                delay_s = 0.1
-                idle_since = loop.time()
-                while not self._stopping:
-                    message = await _next(pubsub, self._idle_s)
-                    if message and message["type"] == "smessage":
-                        idle_since = loop.time()
-                        data = message["data"]
-                        handled = self._on_message(
-                            text(message["channel"]), data if isinstance(data, bytes) else b""
-                        )
-                        if handled is not None:
-                            await handled
-                    elif self._on_idle is not None and loop.time() - idle_since >= self._idle_s:
-                        idle_since = loop.time()
-                        await self._on_idle()
+                link = self._redis.own_link() if isinstance(self._redis, LinkedRedis) else None
+                if link is not None:
+                    await self._on_link(link)
+                else:
+                    await self._on_pubsub()
             except asyncio.CancelledError:
                 raise
-            except (*UNAVAILABLE, RedisUnavailable) as e:
+            except (*UNAVAILABLE, RedisUnavailable, OutcomeUnknown) as e:
                 if self.subscribed.is_set():
                     log.warning("%s lost (%s); resubscribing", self._name, e)
+                    delay_s = 0.1  # it was up: the first retry comes soon
                 self.subscribed.clear()
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, MAX_BACKOFF_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _caught_up(self) -> None:
+        await self._on_subscribed()
+        self.subscribed.set()
+
+    def _call(self, channel: str, data: bytes) -> Awaitable[None] | None:
+        """Hand a message to ``on_message``: what is left to await, if anything.
+        RedisUnavailable goes up (start over); any other failure is logged."""
+        try:
+            return self._on_message(channel, data)
+        except RedisUnavailable:
+            raise
+        except Exception:
+            log.exception("%s: a message handler failed", self._name)
+            return None
+
+    async def _handle(self, channel: str, data: bytes) -> None:
+        handled = self._call(channel, data)
+        if handled is not None:
+            await self._settle(handled)
+
+    async def _settle(self, handled: Awaitable[None]) -> None:
+        """Await a handler; a failure other than Redis's is logged, and the
+        subscription goes on (a handler's bug must not end it)."""
+        try:
+            await handled
+        except RedisUnavailable:
+            raise
+        except Exception:
+            log.exception("%s: a message handler failed", self._name)
+
+    async def _on_link(self, link: Link) -> None:
+        """One subscription on a link of its own, until it is lost (raises) or stopped."""
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[str] = loop.create_future()
+        queued: collections.deque[Awaitable[None]] = collections.deque()
+        wake = asyncio.Event()
+        idle_since = loop.time()
+
+        def pushed(reply: list[Any]) -> None:
+            nonlocal idle_since
+            if reply[0] != b"smessage" or len(reply) != 3:
+                return
+            idle_since = loop.time()
+            data = reply[2]
+            try:
+                handled = self._call(text(reply[1]), data if isinstance(data, bytes) else b"")
+            except RedisUnavailable as e:  # as from an awaited handler: start over
+                gone(f"a message handler could not reach Redis: {e}")
+                return
+            if handled is not None:
+                queued.append(handled)
+                wake.set()
+
+        def gone(why: str) -> None:
+            if not lost.done():
+                lost.set_result(why)
+            wake.set()
+
+        link.on_push, link.on_lost = pushed, gone
+        try:
+            confirmed = await link.exchange(
+                pack(["SSUBSCRIBE", *self._channels]), len(self._channels)
+            )
+            refused = [c for c in confirmed if isinstance(c, Exception)]
+            if refused:
+                raise RedisUnavailable(f"Redis refused SSUBSCRIBE: {refused[0]}")
+            await self._caught_up()
+            while not self._stopping:
+                while queued:
+                    await self._settle(queued.popleft())
+                if lost.done():
+                    raise RedisUnavailable(lost.result())
+                wake.clear()
+                if self._on_idle is None:
+                    await wake.wait()
+                    continue
+                left_s = idle_since + self._idle_s - loop.time()
+                if left_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), left_s)
+                    continue
+                idle_since = loop.time()
+                await self._on_idle()
+        finally:
+            link.on_push = link.on_lost = None
+            link.close()
+            for handled in queued:  # never awaited: close the coroutines
+                if asyncio.iscoroutine(handled):
+                    handled.close()
+
+    async def _on_pubsub(self) -> None:
+        """One subscription through redis-py's pub/sub (every other client)."""
+        loop = asyncio.get_running_loop()
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            if isinstance(self._redis, RedisCluster):
+                await self._redis.initialize()  # the slot map, to find each channel's shard
+            await pubsub.ssubscribe(*self._channels)
+            await self._caught_up()
+            idle_since = loop.time()
+            while not self._stopping:
+                message = await _next(pubsub, self._idle_s)
+                if message and message["type"] == "smessage":
+                    idle_since = loop.time()
+                    data = message["data"]
+                    await self._handle(
+                        text(message["channel"]), data if isinstance(data, bytes) else b""
+                    )
+                elif self._on_idle is not None and loop.time() - idle_since >= self._idle_s:
+                    idle_since = loop.time()
+                    await self._on_idle()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 CLUSTER_POLL_S = 0.05
