@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -352,12 +353,16 @@ def relay_worker(settings: Settings, upstream: Upstream) -> Callable[..., Any]:
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition"
+    predicate: Callable[[], Awaitable[bool] | bool],
+    timeout_s: float = 10.0,
+    what: str = "condition",
 ) -> None:
-    """Poll an observable condition; fail the test (not hang) if it never holds."""
+    """Poll an observable condition (a plain or an async predicate); fail the
+    test (not hang) if it never holds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if await predicate():
+        holds = predicate()
+        if await holds if inspect.isawaitable(holds) else holds:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")

@@ -83,7 +83,7 @@ async def test_messages_arrive_in_order_after_the_catch_up(
     sent = [(CHANNELS[i % 2], f"job-{i}\nbody \xff".encode("latin-1")) for i in range(20)]
     for channel, data in sent:
         await publish(redis_url, channel, data)
-    await wait_until(lambda: _true(len(seen.messages) == len(sent)), what="every message")
+    await wait_until(lambda: len(seen.messages) == len(sent), what="every message")
     assert seen.messages == sent
     assert seen.subscribed == 1
     await subscription.close()
@@ -105,7 +105,7 @@ async def test_an_awaitable_handler_is_awaited_in_order(client: Connection, redi
     )
     for i in range(10):
         await publish(redis_url, CHANNELS[0], b"%d" % i)
-    await wait_until(lambda: _true(len(handled) == 10), what="every handler to run")
+    await wait_until(lambda: len(handled) == 10, what="every handler to run")
     assert handled == [b"%d" % i for i in range(10)]
     await subscription.close()
 
@@ -125,9 +125,9 @@ async def test_a_failing_handler_starts_over_only_when_redis_failed(
     seen.fail_next = error
     await publish(redis_url, CHANNELS[0], b"first")
     if starts_over:  # subscribed and caught up again
-        await wait_until(lambda: _true(seen.subscribed == 2), what="a new subscription")
+        await wait_until(lambda: seen.subscribed == 2, what="a new subscription")
     await publish(redis_url, CHANNELS[0], b"second")
-    await wait_until(lambda: _true(bool(seen.messages)), what="the next message")
+    await wait_until(lambda: bool(seen.messages), what="the next message")
     assert seen.messages == [(CHANNELS[0], b"second")]
     assert seen.subscribed == (2 if starts_over else 1)
     assert subscription._task is not None
@@ -147,7 +147,7 @@ async def test_quiet_channels_run_the_idle_callback(client: Connection) -> None:
             idle_s=0.05,
         )
     )
-    await wait_until(lambda: _true(seen.idle >= 2), what="the idle callback, twice")
+    await wait_until(lambda: seen.idle >= 2, what="the idle callback, twice")
     await subscription.close()
 
 
@@ -161,12 +161,12 @@ async def test_after_redis_restarts_it_subscribes_and_catches_up_again(
         Subscription(client, CHANNELS, on_message=seen.on_message, on_subscribed=seen.on_subscribed)
     )
     own_redis.stop()
-    await wait_until(lambda: _true(not subscription.subscribed.is_set()), what="the loss")
+    await wait_until(lambda: not subscription.subscribed.is_set(), what="the loss")
     own_redis.start()
     await asyncio.wait_for(subscription.subscribed.wait(), 10)
     assert seen.subscribed == 2
     await publish(own_redis.url, CHANNELS[1], b"after")
-    await wait_until(lambda: _true(bool(seen.messages)), what="a message after the restart")
+    await wait_until(lambda: bool(seen.messages), what="a message after the restart")
     assert seen.messages == [(CHANNELS[1], b"after")]
     await subscription.close()
     await client.aclose()
@@ -197,7 +197,3 @@ async def test_on_a_client_with_links_it_takes_a_link_of_its_own_and_closing_end
 async def _numsub_zero(observer: Redis) -> bool:
     counts: Any = await observer.pubsub_shardnumsub(*CHANNELS)
     return all(int(n) == 0 for _, n in counts)
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -85,9 +85,7 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
         # A changed spec restarts the route's loop with the new settings.
         fake.update_scaler_spec(NS, "orders", {**spec, "max_replicas": 6})
         await controller.sync()
-        await wait_until(
-            lambda: _true(fake.replicas(NS, DEPLOY) == 6), what="rescaled to the new maximum"
-        )
+        await wait_until(lambda: fake.replicas(NS, DEPLOY) == 6, what="rescaled to the new maximum")
         # A deleted resource stops its loop.
         fake.delete_scaler(NS, "orders")
         fake.delete_scaler(NS, "orders-again")
@@ -137,10 +135,6 @@ async def test_a_partitioned_route_is_scaled_on_its_summed_lag(
             await controller._stop(route)
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_backlog_scalers_are_picked_up_through_the_watch(
     fake: FakeKube, kube: Kube, redis: Redis, redis_url: str
 ) -> None:
@@ -157,14 +151,14 @@ async def test_backlog_scalers_are_picked_up_through_the_watch(
         return entry[1].settings.max_replicas if entry else None
 
     try:
-        await wait_until(lambda: _true(controller.synced), what="the first sync")
+        await wait_until(lambda: controller.synced, what="the first sync")
         assert controller.loops == {}
         fake.add_scaler(NS, "orders", spec)
-        await wait_until(lambda: _true(max_replicas() == 3), what="the new resource")
+        await wait_until(lambda: max_replicas() == 3, what="the new resource")
         fake.update_scaler_spec(NS, "orders", {**spec, "max_replicas": 5})
-        await wait_until(lambda: _true(max_replicas() == 5), what="the changed spec")
+        await wait_until(lambda: max_replicas() == 5, what="the changed spec")
         fake.delete_scaler(NS, "orders")
-        await wait_until(lambda: _true(max_replicas() is None), what="the deletion")
+        await wait_until(lambda: max_replicas() is None, what="the deletion")
         lists = [r for r in fake.requests if r.path.endswith("/backlogscalers")]
         assert len(lists) < 20  # status writes did not trigger a list each
     finally:
@@ -221,18 +215,18 @@ async def test_two_scaler_processes_hand_the_lease_over(
             lease = fake.leases.get((NS, "tidegate-scaler"))
             return lease["spec"].get("holderIdentity") if lease else None
 
-        await wait_until(lambda: _true(holder() is not None), 20, "a leader")
+        await wait_until(lambda: holder() is not None, 20, "a leader")
         first = holder()
         assert first is not None
         await add_entries(redis, 250)
-        await wait_until(lambda: _true(fake.replicas(NS, DEPLOY) == 3), 20, "scaled up")
+        await wait_until(lambda: fake.replicas(NS, DEPLOY) == 3, 20, "scaled up")
 
         leader = next(p for p in procs if first.endswith(f"-{p.pid}"))
         leader.send_signal(signal.SIGKILL)  # no release: the standby waits out the lease
         leader.wait()
-        await wait_until(lambda: _true(holder() not in (None, first)), 20, "a new leader")
+        await wait_until(lambda: holder() not in (None, first), 20, "a new leader")
         await add_entries(redis, 250)
-        await wait_until(lambda: _true(fake.replicas(NS, DEPLOY) == 5), 20, "scaled by it")
+        await wait_until(lambda: fake.replicas(NS, DEPLOY) == 5, 20, "scaled by it")
         assert fake.leases[(NS, "tidegate-scaler")]["spec"]["leaseTransitions"] >= 1
 
         standby = next(p for p in procs if p is not leader)
