@@ -125,7 +125,7 @@ class Subscription:
     async def _on_link(self, link: Link) -> None:
         """One subscription on a link of its own, until it is lost (raises) or stopped."""
         loop = asyncio.get_running_loop()
-        lost: asyncio.Future[str] = loop.create_future()
+        lost: str | None = None  # why the connection went, once it has
         queued: collections.deque[Awaitable[None]] = collections.deque()
         wake = asyncio.Event()
         idle_since = loop.time()
@@ -146,8 +146,8 @@ class Subscription:
                 wake.set()
 
         def gone(why: str) -> None:
-            if not lost.done():
-                lost.set_result(why)
+            nonlocal lost
+            lost = lost or why
             wake.set()
 
         link.on_push, link.on_lost = pushed, gone
@@ -162,8 +162,8 @@ class Subscription:
             while not self._stopping:
                 while queued:
                     await self._settle(queued.popleft())
-                if lost.done():
-                    raise RedisUnavailable(lost.result())
+                if lost is not None:
+                    raise RedisUnavailable(lost)
                 wake.clear()
                 if self._on_idle is None:
                     await wake.wait()
