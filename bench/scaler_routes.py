@@ -27,7 +27,6 @@ Needs redis-server on PATH; Linux (/proc).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from admission import cpu_s  # noqa: E402
 
 from tests.integration.scaler.helpers import deployment_routes  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -64,12 +65,6 @@ async def main(routes, kubeconfig):
 
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def decisions(admin_port: int) -> dict[str, float]:

@@ -34,18 +34,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import redis  # noqa: E402
-from admission import POST_LUA, parse_wrk, wrk_command  # noqa: E402
+from admission import POST_LUA, cpu_times, parse_wrk, wrk_command  # noqa: E402
 from sync_path import LOAD_CORE, SERVER_CORE, config, pinned, stop  # noqa: E402
 
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
-
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS_PER_S, int(fields[12]) / TICKS_PER_S
 
 
 def main() -> int:
@@ -99,14 +91,14 @@ def main() -> int:
             print(f"root {root}, {args.connections} connections, {args.duration_s} s per round")
             for round_no in range(args.rounds):
                 stats.config_resetstat()
-                before = {n: cpu_s(p.pid) for n, p in procs.items()}
+                before = {n: cpu_times(p.pid) for n, p in procs.items()}
                 out = subprocess.run(
                     [*load, *wrk_command(url, script, args.duration_s, args.connections, 1)],
                     capture_output=True,
                     text=True,
                     check=True,
                 ).stdout
-                after = {n: cpu_s(p.pid) for n, p in procs.items()}
+                after = {n: cpu_times(p.pid) for n, p in procs.items()}
                 result = parse_wrk(url, out)
                 per = 1e6 / result["requests"]
                 spent = "  ".join(
