@@ -18,13 +18,15 @@ small JSON body) at each ``--connections`` count:
 
 Servers (the gateway, nginx, the aiohttp proxy) are pinned to core 0; the
 service, the worker, Redis and wrk to core 1 (``taskset``), so the server
-under test has a core of its own. Rounds interleave the tiers; each tier's
+under test has a core of its own. ``--redis-core 0`` puts Redis on the
+server's core instead (the targets are stated for the default: this only
+shows how much the layout decides). Rounds interleave the tiers; each tier's
 throughput is a ratio to ``direct`` (or, for ``async+key``, to ``async``;
 for ``proxy+quota``, to ``proxy+tenant``) in the same round, median over rounds;
 *added* latency is the tier's p50/p99 minus direct's of the same round.
 
 Usage: python bench/sync_path.py [--duration-s 5] [--rounds 3]
-       [--connections 8 64] [--admission] [--tiers sync proxy ...]
+       [--connections 8 64] [--admission] [--tiers sync proxy ...] [--redis-core 0|1]
 Needs wrk and redis-server on PATH; nginx optional.
 """
 
@@ -99,6 +101,11 @@ def pinned(core: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["taskset", "-c", core, *cmd], **kwargs)
 
 
+def pin(pid: int, core: str) -> None:
+    """Pin a running process (Redis, started by ``start_redis_server``) to a core."""
+    subprocess.run(["taskset", "-pc", core, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """Terminate the processes, the last started first (the worker drains
     while Redis is still up); kill what does not end within 30 s."""
@@ -169,6 +176,7 @@ def main() -> int:
     parser.add_argument(
         "--tiers", nargs="+", help="only these tiers (and their bases); default: all"
     )
+    parser.add_argument("--redis-core", choices=(SERVER_CORE, LOAD_CORE), default=LOAD_CORE)
     args = parser.parse_args()
     for tool in ("wrk", "redis-server", "taskset"):
         if not shutil.which(tool):
@@ -180,7 +188,7 @@ def main() -> int:
         folder = Path(name)
         redis_port = free_port()
         procs.append(start_redis_server(redis_port, name))
-        subprocess.run(["taskset", "-pc", LOAD_CORE, str(procs[0].pid)], check=True, stdout=-3)
+        pin(procs[0].pid, args.redis_core)
         wait_for_port(redis_port)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         ports = {
@@ -283,12 +291,18 @@ PAIRS = (("proxy", "aioproxy"), ("proxy", "nginx"), ("sync", "proxy"))
 """Further ratios reported per round: the first tier's req/s over the second's."""
 
 
+def layout(redis_core: str) -> str:
+    """Which process runs on which core, as the reports say it."""
+    if redis_core == SERVER_CORE:
+        return (
+            f"server and Redis on core {SERVER_CORE}, load, service and worker on core {LOAD_CORE}"
+        )
+    return f"server on core {SERVER_CORE}, load, service, worker and Redis on core {LOAD_CORE}"
+
+
 def report(results: dict[tuple[str, int], list[dict[str, float]]], args: Any) -> None:
     print()
-    print(
-        f"wrk -t1 -d{args.duration_s}s, {args.rounds} rounds; server on core {SERVER_CORE}, "
-        f"load, service, worker and Redis on core {LOAD_CORE}"
-    )
+    print(f"wrk -t1 -d{args.duration_s}s, {args.rounds} rounds; {layout(args.redis_core)}")
     print(
         "ratio: median over rounds of tier req/s / base req/s of the same round (base: direct; "
         "for async+key: async; for proxy+quota: proxy+tenant); added: tier minus direct, same round"
