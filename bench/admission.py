@@ -59,6 +59,15 @@ def cpu_s(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
+def missing_tool(*tools: str) -> bool:
+    """Whether a tool the bench runs is not on PATH (and, if so, say which)."""
+    for tool in tools:
+        if not shutil.which(tool):
+            print(f"{tool} is not on PATH", file=sys.stderr)
+            return True
+    return False
+
+
 def wrk_command(
     url: str, script: Path, duration_s: int, connections: int, threads: int = 2
 ) -> list[str]:
@@ -109,10 +118,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server"):
-        if not shutil.which(tool):
-            print(f"{tool} is not on PATH (apt-get install {tool})", file=sys.stderr)
-            return 2
+    if missing_tool("wrk", "redis-server"):
+        return 2
 
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from admission import POST_LUA, run_wrk  # noqa: E402
+from admission import POST_LUA, missing_tool, run_wrk  # noqa: E402
 
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
@@ -70,8 +69,7 @@ def main() -> int:
     parser.add_argument("--duration-s", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if not shutil.which("taskset"):
-        print("taskset is not on PATH", file=sys.stderr)
+    if missing_tool("taskset"):
         return 2
     os.sched_setaffinity(0, {1})  # this process, and what it starts: Redis, wrk
     results: dict[int, list[float]] = {1: [], args.routes: []}

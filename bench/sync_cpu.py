@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import redis  # noqa: E402
-from admission import POST_LUA, cpu_times, parse_wrk, wrk_command  # noqa: E402
+from admission import POST_LUA, cpu_times, missing_tool, parse_wrk, wrk_command  # noqa: E402
 from sync_path import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  # noqa: E402
 
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
@@ -53,10 +52,8 @@ def main() -> int:
     parser.add_argument("--direct", action="store_true")
     parser.add_argument("--redis-core", choices=(SERVER_CORE, LOAD_CORE), default=LOAD_CORE)
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server", "taskset"):
-        if not shutil.which(tool):
-            print(f"{tool} is not on PATH", file=sys.stderr)
-            return 2
+    if missing_tool("wrk", "redis-server", "taskset"):
+        return 2
     py, root = sys.executable, args.root.resolve()
     env = {**os.environ, "PYTHONPATH": str(root)}
     part = [py, "-m", "tidegate", "--log-level", "WARNING"]

@@ -50,7 +50,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from admission import POST_LUA, parse_wrk, wrk_command  # noqa: E402
+from admission import POST_LUA, missing_tool, parse_wrk, wrk_command  # noqa: E402
 
 from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
@@ -178,10 +178,8 @@ def main() -> int:
     )
     parser.add_argument("--redis-core", choices=(SERVER_CORE, LOAD_CORE), default=LOAD_CORE)
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server", "taskset"):
-        if not shutil.which(tool):
-            print(f"{tool} is not on PATH", file=sys.stderr)
-            return 2
+    if missing_tool("wrk", "redis-server", "taskset"):
+        return 2
     py = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
