@@ -39,7 +39,12 @@ def cluster_port() -> int:
 
 
 CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS))  # fmt: skip
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-replica-validity-factor", "0")  # fmt: skip
+"""``cluster-replica-validity-factor 0``: a replica takes over however long
+ago it last heard from its master. A cluster only seconds old may have a
+replica still in its first sync when a test kills the master; with the
+default factor such a replica never takes over and the test waits in vain."""
 
 
 class RedisCluster(ServerGroup):

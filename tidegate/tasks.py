@@ -18,7 +18,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def stop_tasks(tasks: Iterable[asyncio.Task[None]], timeout_s: float = 5.0) -> None:
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], timeout_s: float = 5.0) -> None:
     """Cancel ``tasks`` and wait for them, cancelling again while they linger."""
     pending = {t for t in tasks if not t.done()}
     loop = asyncio.get_running_loop()

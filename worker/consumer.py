@@ -133,6 +133,8 @@ class Consumer:
         """This route's children of the stage histogram, looked up once (hot path)."""
         self._in_flight = self.metrics.in_flight.labels(route.name)
         self._attempts: dict[str, Counter] = {}
+        self._recording: set[asyncio.Task[Any]] = set()
+        """Outcomes being recorded (shielded from the job's cancellation)."""
         """This route's children of the attempts counter, by outcome, as they occur."""
         self.readers = [
             GroupReader(
@@ -393,9 +395,15 @@ class Consumer:
             self._stage["upstream"].observe(upstream_s)
         settled = replace(settle(job, outcome, self.route.worker), upstream_s=upstream_s)
         finishing = time.perf_counter()
-        state = await asyncio.shield(
+        # Shielded: a job cancelled now (the drain's grace ran out) still gets
+        # its outcome recorded while Redis answers; ``_drain`` gives up on
+        # records that cannot get through, and their entries are redelivered.
+        recording = asyncio.create_task(
             _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, settled))
         )
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+        state = await asyncio.shield(recording)
         self._stage["finished"].observe(time.perf_counter() - finishing)
         if state == "queued" and settled.retry_due_ms is not None:
             self._parked(partition, settled.retry_due_ms)
@@ -431,10 +439,19 @@ class Consumer:
         self.processed += 1
 
     async def _drain(self, grace_s: float) -> None:
-        if not self.in_flight:
-            return
-        log.info("draining %d job(s) in flight (up to %.0f s)", len(self.in_flight), grace_s)
-        _, still = await asyncio.wait(set(self.in_flight), timeout=grace_s)
-        if still:
-            log.warning("%d job(s) left unacknowledged; they will be redelivered", len(still))
-            await stop_tasks(still)
+        """Let the jobs in flight finish within ``grace_s``; then stop what is
+        left, outcomes still waiting for Redis included (unacknowledged, so
+        redelivered: at least once holds)."""
+        if self.in_flight:
+            log.info("draining %d job(s) in flight (up to %.0f s)", len(self.in_flight), grace_s)
+            _, still = await asyncio.wait(set(self.in_flight), timeout=grace_s)
+            if still:
+                log.warning("%d job(s) left unacknowledged; they will be redelivered", len(still))
+                await stop_tasks(still)
+        if self._recording:
+            log.warning(
+                "%d outcome(s) not recorded (Redis did not take them); their jobs "
+                "will be redelivered",
+                len(self._recording),
+            )
+            await stop_tasks(set(self._recording))

@@ -102,7 +102,7 @@ async def run_calls(
     """Many calls in one round trip: each call's read answer or its error, in
     order, and how many replicas acknowledged (with ``wait``; else 0)."""
     results = await run_pipeline(redis, calls, wait=wait)
-    acked = int(results.pop()) if wait else 0
+    acked = acknowledged(results.pop()) if wait else 0
     return [
         r if isinstance(r, Exception) else c.read(r) for c, r in zip(calls, results, strict=True)
     ], acked
@@ -119,13 +119,13 @@ async def run_pipeline(
     number that did is appended to the (raw) results.
     """
     results = await _pipeline(redis, calls, wait)
-    acked = results.pop() if wait else None
+    acked = acknowledged(results.pop()) if wait else 0
     missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
     if missing:
         await load_all(redis)
         again = await _pipeline(redis, [calls[i] for i in missing], wait)
         if wait:
-            acked = min(acked, again.pop())
+            acked = min(acked, acknowledged(again.pop()))
         for i, value in zip(missing, again, strict=True):
             results[i] = value
     for i, value in enumerate(results):
@@ -180,6 +180,24 @@ async def _exchange(
             ) from e
         raise
     return results
+
+
+def acknowledged(reply: Any) -> int:
+    """How many replicas a WAIT reply says acknowledged the writes before it.
+
+    WAIT answers an error where there is nothing to wait for: on a replica
+    (a master that was just demoted by a failover, still reached through an
+    old address or slot map) and on a node that is going down. Those writes
+    reached no replica, so that is 0 acknowledgements: a route that asks for
+    ``replicas_ack`` then refuses the admission as not replicated (503),
+    instead of failing on the error as a number.
+    """
+    if isinstance(reply, BaseException):
+        return 0
+    try:
+        return int(reply)
+    except (TypeError, ValueError):
+        return 0
 
 
 def packed_call(script_call: ScriptCall[Any]) -> bytes:
@@ -280,7 +298,7 @@ async def _cluster_pipeline(
                 await _node_failed(cluster, node)
                 continue
             if wait:
-                count = int(answer.pop())
+                count = acknowledged(answer.pop())
                 acked = count if acked is None else min(acked, count)
             for i, value in zip(idx, answer, strict=True):
                 if isinstance(value, MovedError | AskError):

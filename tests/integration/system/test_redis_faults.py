@@ -244,3 +244,43 @@ async def test_an_oversized_answer_fails_the_job_and_is_not_stored(
         await upstream.close()
         await client.aclose()
     logging.getLogger(__name__).debug("done")
+
+
+@pytest.fixture
+def demoted_master() -> Any:
+    """A server that is a replica now (of a master that does not answer): what
+    a client still holding a failed-over master's address reaches."""
+    master = RedisServer()
+    master.start()
+    replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(master.port)))
+    replica.start()
+    master.stop()  # the replica stays one, with nobody to follow
+    yield replica
+    replica.close()
+    master.close()
+
+
+@pytest.mark.parametrize("replicas_ack", [0, 1])
+async def test_a_demoted_master_answers_503_never_500(
+    demoted_master: RedisServer, replicas_ack: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writes reach a node that has just become a replica: its scripts answer
+    READONLY and its WAIT an error. Both are 503 + Retry-After (the WAIT error
+    was once a TypeError, a 500); status and readiness answer too."""
+    settings = make_settings(
+        demoted_master.url, mode="async", replicas_ack=replicas_ack, replicas_ack_timeout_s=0.2
+    )
+    async with running_gateway(settings) as gateway:
+        for path in ("/orders", "/reports"):
+            async with gateway.http.post(gateway.url(path), data=b"x") as r:
+                assert r.status == 503, (path, await r.text())
+                assert r.headers["Retry-After"]
+                problem = await r.json(content_type="application/problem+json")
+                assert "nothing was accepted" in problem["detail"] or "Not durable" in str(
+                    problem
+                ), problem
+        async with gateway.http.get(gateway.admin_url("/status")) as r:
+            assert r.status in (200, 503)
+        async with gateway.http.get(gateway.admin_url("/readyz")) as r:
+            assert r.status in (200, 503)
+    assert "unexpected error" not in caplog.text

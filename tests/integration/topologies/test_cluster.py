@@ -164,6 +164,31 @@ async def test_a_killed_master_loses_no_acknowledged_job(
         await each_ended_once(settings, accepted)
 
 
+async def test_a_failover_without_replicas_ack_answers_202_or_503_only(
+    own_cluster: RedisCluster, upstream: Upstream
+) -> None:
+    """Without ``replicas_ack`` a failover may lose what the dead master had
+    not yet copied (the docs say so), but no answer is ever a 500: while the
+    slot has no master the gateway answers 503 with Retry-After."""
+    settings = make_settings(own_cluster.url, redis_mode="cluster", mode="async")
+    client = ClusterClient.from_url(own_cluster.url)
+    await client.initialize()
+    master = client.get_node_from_key(parts_of(settings.route("orders"))[0].requests)
+    await client.aclose()
+    assert master is not None
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(upstream.url, 2.0)),
+    ):
+
+        async def fail_over() -> None:
+            own_cluster.kill(int(master.port))
+            await asyncio.to_thread(own_cluster.wait_for_failover, int(master.port))
+            own_cluster.restart(int(master.port))
+
+        assert await under_load(gateway, fail_over)  # asserts every answer is 202 or 503
+
+
 ACL_FILES = Path(__file__).resolve().parents[3] / "docs"
 
 
