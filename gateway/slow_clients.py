@@ -22,8 +22,9 @@ connection closes.
 aiohttp's server has no head timeout of its own, so the gateway's connections
 are served by ``GuardedRequestHandler``, a subclass of aiohttp's protocol that
 keeps one timer per connection: armed while a head is incomplete, cancelled
-as soon as the parser has produced the request. It relies on two attributes
-of aiohttp's ``RequestHandler`` (``_request_count``, ``_payload_parser``);
+as soon as the parser has produced the request, and not armed again while
+that request's body arrives (however long a steady upload takes). It relies on two attributes
+of aiohttp's ``RequestHandler`` (``_request_count``, ``_messages``);
 ``tests/integration/gateway/test_slow_clients.py`` fails if they change meaning.
 """
 
@@ -34,6 +35,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.problems import CONTENT_TYPE, problem_body
@@ -75,6 +77,8 @@ class GuardedRequestHandler(RequestHandler):
         """The head's deadline, or after a 408 the end of the lingering."""
         self._refused = False
         """A 408 went out: what arrives now is read and discarded."""
+        self._body: StreamReader | None = None
+        """The body of the connection's last request (None before the first)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -88,12 +92,26 @@ class GuardedRequestHandler(RequestHandler):
         if self._refused:
             return
         before = self._request_count
-        awaiting_head = self._payload_parser is None
+        awaiting_head = self._body_done()
         super().data_received(data)
         if self._request_count > before:
             self._disarm()  # a head arrived; its body has a timeout of its own
+            self._body = self._messages[-1][1] if self._messages else None
         elif awaiting_head and data and self._head_timer is None:
             self._arm()  # the first bytes of a keep-alive connection's next request
+
+    def _body_done(self) -> bool:
+        """Whether the last request's body has arrived whole, so that bytes
+        arriving now belong to the next head.
+
+        aiohttp's one parser reads heads and bodies alike (its
+        ``_payload_parser`` is for upgraded connections only), so the body's
+        own stream says where the connection is: while it is not at its end,
+        a chunk is body, held to ``body_timeout_s`` by the body reader, never
+        to the head's limit. A chunk that ends a body and starts the next head
+        arms the timer with the next chunk: one chunk late, never early."""
+        body = self._body
+        return body is None or body.is_eof()
 
     def _arm(self) -> None:
         self._disarm()

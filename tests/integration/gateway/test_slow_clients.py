@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -197,6 +198,46 @@ async def test_idle_keepalive_connections_close_and_a_slow_second_head_is_cut(
         assert second.startswith(b"HTTP/1.1 408 ")
 
 
+@pytest.mark.parametrize("path", ["/reports", "/reads"])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_steady_upload_longer_than_the_head_timeout_is_taken_whole(
+    redis_url: str, reading_upstream: str, path: str, chunked: bool
+) -> None:
+    """The head timer stops with the head: a body that keeps coming (a chunk
+    well within ``body_timeout_s`` of the last) may take many times
+    ``header_timeout_s`` in all. Before, each chunk restarted the head timer,
+    so an upload longer than it was cut with 408."""
+    chunks = [b"%02d-" % i + b"x" * 60 for i in range(16)]  # 16 x 0.1 s: 5x the head's 0.3 s
+    body = b"".join(chunks)
+    if chunked:
+        framing, wire = (
+            b"Transfer-Encoding: chunked",
+            [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks],
+        )
+        wire[-1] += b"0\r\n\r\n"
+    else:
+        framing, wire = b"Content-Length: %d" % len(body), chunks
+    async with running_gateway(slow_settings(redis_url, reading_upstream)) as gateway:
+        reader, writer = await _connect(gateway)
+        writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n" % (path.encode(), framing))
+        for piece in wire:
+            await asyncio.sleep(0.1)
+            writer.write(piece)
+            await writer.drain()
+        answer = await _read_response(reader)
+        writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    if path == "/reads":
+        assert head.startswith(b"HTTP/1.1 200 "), answer
+        assert payload == body
+    else:
+        assert head.startswith(b"HTTP/1.1 202 "), answer
+        client = Redis.from_url(redis_url)
+        entries: Any = await client.xrange(RouteKeys("reports").requests)
+        await client.aclose()
+        assert [fields[b"body"] for _, fields in entries] == [body]
+
+
 def test_aiohttp_still_has_what_the_guard_reads() -> None:
     """The head timer reads two attributes of aiohttp's protocol."""
-    assert {"_request_count", "_payload_parser"} <= set(RequestHandler.__slots__)
+    assert {"_request_count", "_messages"} <= set(RequestHandler.__slots__)
