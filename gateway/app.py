@@ -4,11 +4,9 @@ Two aiohttp applications share one ``Gateway`` context: the public one (routes
 and the job API) and the admin one. The context is opened by the public app's
 ``cleanup_ctx`` (so it is closed only if it opened) and handed to the admin app.
 
-Shutdown on SIGTERM or SIGINT: ``/readyz`` turns 503 at once (Kubernetes
-stops routing new traffic), the listening sockets close, requests in flight get
-up to ``gateway.shutdown_grace_s`` to finish (a sync wait still running then
-answers 202, the job stays queued), then the pools close. Pair the grace with
-the pod's ``terminationGracePeriodSeconds`` (leave a few seconds of margin).
+Shutdown on SIGTERM or SIGINT is ``gateway.drain``'s: not ready but still
+serving for ``gateway.drain_delay_s``, then no new connections while the
+requests in flight finish within ``gateway.shutdown_grace_s``, then exit.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import admin, jobs_api, problems, public
 from gateway.context import GATEWAY, Gateway, open_context
+from gateway.drain import RELEASE_MARGIN_S, drain, mark_closing
 from gateway.metrics import GatewayMetrics
 from gateway.rejections import Rejection, client_closed
 from gateway.screening import screen
@@ -128,6 +127,8 @@ def build_apps(
         handler_args={"max_field_size": limit * 4, "max_line_size": limit * 4},
     )
     admin_app = web.Application()
+    mark_closing(public_app)
+    mark_closing(admin_app)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         gw = await open_context(settings, metrics)
@@ -150,35 +151,40 @@ def build_apps(
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set, then shut down gracefully."""
+    """Run until ``stop`` is set, then drain (``gateway.drain``)."""
     public_app, admin_app = build_apps(settings)
-    grace_s = settings.gateway.shutdown_grace_s
-    public_runner = web.AppRunner(public_app, shutdown_timeout=grace_s, access_log=None)
+    gateway = settings.gateway
+    # The handlers' last chance once the listener is closed: the grace, and
+    # the margin in which the sync waits released at its end answer.
+    public_runner = web.AppRunner(
+        public_app, shutdown_timeout=gateway.shutdown_grace_s + RELEASE_MARGIN_S, access_log=None
+    )
     admin_runner = web.AppRunner(admin_app, shutdown_timeout=1.0, access_log=None)
     await public_runner.setup()
     await admin_runner.setup()
     assert public_runner.server is not None
-    guard_server(public_runner.server, settings.gateway)
+    guard_server(public_runner.server, gateway)
+    stopped = False
     try:
-        host, port = parse_listen(settings.gateway.listen)
-        await web.TCPSite(public_runner, host, port, shutdown_timeout=grace_s).start()
-        admin_host, admin_port = parse_listen(settings.gateway.admin_listen)
+        host, port = parse_listen(gateway.listen)
+        await web.TCPSite(public_runner, host, port).start()
+        admin_host, admin_port = parse_listen(gateway.admin_listen)
         await web.TCPSite(admin_runner, admin_host, admin_port).start()
         log.info(
             "gateway listening on %s (admin %s), %d route(s)",
-            settings.gateway.listen,
-            settings.gateway.admin_listen,
+            gateway.listen,
+            gateway.admin_listen,
             len(settings.routes),
         )
         settle_heap()
         await stop.wait()
-        gw: Gateway = public_app[GATEWAY]
-        gw.draining = True
-        gw.waiter.release_all()
-        log.info("shutting down: finishing requests in flight (up to %.0f s)", grace_s)
+        stopped = True
     finally:
-        await public_runner.cleanup()
-        await admin_runner.cleanup()
+        if stopped:
+            await drain(public_runner, admin_runner, gateway)
+        else:
+            await public_runner.cleanup()
+            await admin_runner.cleanup()
 
 
 def run(settings: Settings) -> None:

@@ -120,8 +120,6 @@ def answer_for(gw: Gateway, route: RouteSettings, request: web.Request) -> Answe
         return Answer(False, 0.0, [])
     if prefer.respond_async:
         return Answer(False, 0.0, ["respond-async"])
-    if gw.draining:  # while shutting down, nobody waits
-        return Answer(True, 0.0, [])
     if prefer.wait_s is None:
         return Answer(True, route.wait_s, [])
     wait_s = min(route.wait_s, prefer.wait_s)

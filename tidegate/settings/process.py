@@ -70,8 +70,13 @@ class GatewaySettings:
     """Admin port: /metrics, /healthz, /readyz, /status."""
     max_header_bytes: int = Field(default=16384, ge=1024, le=65536)
     """Total size of a request's header block; above it the answer is 431."""
+    drain_delay_s: float = Field(default=5.0, ge=0)
+    """On SIGTERM: how long the gateway stays not ready but serving (both
+    ports, answers with ``Connection: close``) before it stops accepting, for
+    load balancers to take it out of rotation (endpoints take seconds)."""
     shutdown_grace_s: float = Field(default=20.0, ge=0)
-    """On SIGTERM, how long in-flight requests may take to finish."""
+    """After the drain delay: how long requests in flight may take to finish
+    (a sync wait still running then answers 202; its job stays queued)."""
     batch_max_size: int = Field(default=256, ge=1)
     """Most admissions coalesced into one Redis round trip."""
     redis_retry_after_s: int = Field(default=1, ge=1)

@@ -158,6 +158,11 @@ affinity:
 
 {{/* The admin port's probes, timed by the part's livenessProbe and readinessProbe. */}}
 {{- define "tidegate.probes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  {{- toYaml .part.startupProbe | nindent 2 }}
 livenessProbe:
   httpGet:
     path: /healthz

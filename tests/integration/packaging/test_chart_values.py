@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.drain import termination_grace_s
 from tests.integration.packaging.chart import (
     CHART,
     KUBERNETES,
@@ -20,6 +21,7 @@ from tests.integration.packaging.chart import (
     of_kind,
     render,
 )
+from tidegate.settings import parse_settings
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -56,6 +58,7 @@ def part_values(part: str) -> dict[str, Any]:
         },
         "livenessProbe": {"periodSeconds": 17, "timeoutSeconds": 3, "failureThreshold": 5},
         "readinessProbe": {"periodSeconds": 7, "timeoutSeconds": 2, "failureThreshold": 4},
+        "startupProbe": {"periodSeconds": 3, "timeoutSeconds": 2, "failureThreshold": 60},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
     }
 
@@ -126,7 +129,7 @@ def test_each_part_takes_its_own_values(part: str) -> None:
     assert pod["tolerations"] == given["tolerations"]
     assert pod["affinity"] == given["affinity"]
     assert deployment["spec"]["strategy"] == given["strategy"]
-    for probe, timing in (("livenessProbe", 17), ("readinessProbe", 7)):
+    for probe, timing in (("livenessProbe", 17), ("readinessProbe", 7), ("startupProbe", 3)):
         assert container[probe]["periodSeconds"] == timing
         assert container[probe]["httpGet"]["port"] == "admin"
     # Overrides replace the keys they name; every other secure default stays.
@@ -313,3 +316,41 @@ def test_network_policies_default_to_the_namespace_for_admin_and_are_off_by_defa
 def test_the_schema_refuses_malformed_customisations(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render(values)
+
+
+@pytest.mark.parametrize(
+    ("drain_s", "grace_s"), [(None, None), (0, 0), (5, 20), (15, 45), (2, 120)]
+)
+def test_the_gateway_pods_grace_period_covers_the_gateways_own_drain(
+    drain_s: int | None, grace_s: int | None
+) -> None:
+    """terminationGracePeriodSeconds is what the gateway's settings need
+    (``gateway.drain.termination_grace_s``), read back from the config the
+    chart renders: the kubelet never SIGKILLs a gateway that is draining."""
+    values: dict[str, Any] = {"gateway": {}}
+    if drain_s is not None:
+        values["gateway"] = {"drainDelaySeconds": drain_s, "shutdownGraceSeconds": grace_s}
+    docs = render(values)
+    settings = parse_settings(yaml.safe_load(config_map(docs)["data"]["tidegate.yaml"]), env={})
+    if drain_s is not None:
+        assert (settings.gateway.drain_delay_s, settings.gateway.shutdown_grace_s) == (
+            drain_s,
+            grace_s,
+        )
+    pod = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == termination_grace_s(settings.gateway)
+    (container,) = pod["containers"]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert "lifecycle" not in container
+
+
+def test_the_gateway_takes_lifecycle_hooks() -> None:
+    hook = {"preStop": {"exec": {"command": ["sleep", "3"]}}}
+    docs = render({"gateway": {"lifecycle": hook}})
+    (container,) = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["lifecycle"] == hook
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)

@@ -180,61 +180,6 @@ def test_status_with_redis_down_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_gateway_process_drains_on_sigterm(tmp_path: Path, redis_url: str) -> None:
-    """SIGTERM: readiness drops, the waiting sync request gets its 202, exit 0."""
-    port, admin = free_port(), free_port()
-    path = write_config(
-        tmp_path / "t.yaml",
-        redis_url,
-        listen=f"127.0.0.1:{port}",
-        admin_listen=f"127.0.0.1:{admin}",
-        shutdown_grace_s=10,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidegate",
-        "gateway",
-        "-c",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-
-            async def ready() -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{admin}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(ready, timeout_s=20, what="the gateway to be ready")
-            # No worker runs: this sync request waits (wait_s 30) until the drain releases it.
-            pending = asyncio.create_task(http.post(f"http://127.0.0.1:{port}/orders", data=b"x"))
-            probe = Redis.from_url(redis_url)
-
-            async def waiting() -> bool:
-                return bool(await probe.xlen(RouteKeys("orders").requests))
-
-            await wait_until(waiting, what="the request to be admitted")
-            await probe.aclose()
-            proc.send_signal(signal.SIGTERM)
-            response = await asyncio.wait_for(pending, 15)
-            assert response.status == 202
-            assert (await response.json())["state"] == "queued"
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.stdout is not None
-    log = (await proc.stdout.read()).decode()
-    assert "shutting down" in log
-    assert "Traceback" not in log
-
-
 def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     """The README's first command: no setup, exit 0, plain lines without a TTY,
     even with the default admin ports (9090, 9091) taken."""
