@@ -124,7 +124,13 @@ def build_apps(
         client_max_size=max((r.max_body_bytes for r in settings.routes), default=0) + 1,
         # Let aiohttp's parser take large header lines so that our own limit
         # answers 431 problem+json; aiohttp's own limit would be a bare 400.
-        handler_args={"max_field_size": limit * 4, "max_line_size": limit * 4},
+        handler_args={
+            "max_field_size": limit * 4,
+            "max_line_size": limit * 4,
+            # Bodies as sent: forwarded and stored with their Content-Encoding,
+            # checked, never decoded on the way (gateway.encoding).
+            "auto_decompress": False,
+        },
     )
     admin_app = web.Application()
     mark_closing(public_app)

@@ -6,7 +6,9 @@ whole, the proxy streams it on): a body larger than the route's
 stalls longer than ``gateway.body_timeout_s`` between two chunks is refused as
 too slow (408), so a client sending a byte now and then cannot hold a
 connection and a handler for as long as it likes. Both end the connection:
-the rest of the body is never read.
+the rest of the body is never read. Bodies are read as the client sent them
+(no decompression); a ``Content-Encoding`` the gateway can check is checked
+on the way (``gateway.encoding``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.hdrs import CONTENT_ENCODING
 
+from gateway.encoding import BodyCheck, check_whole
 from gateway.rejections import body_timeout, body_too_large
 
 
@@ -29,10 +33,14 @@ def refuse_declared(request: web.Request, route: str, limit_bytes: int) -> None:
 async def body_chunks(
     request: web.Request, route: str, limit_bytes: int, stall_timeout_s: float
 ) -> AsyncIterator[bytes]:
-    """The body's chunks as they come; Rejection when too large or too slow."""
+    """The body's chunks as they come, as sent; Rejection when too large, too
+    slow, or not what its ``Content-Encoding`` says (checked as it passes,
+    ``gateway.encoding``; the last chunk is held back until the check ends)."""
     refuse_declared(request, route, limit_bytes)
+    check = BodyCheck.of(route, request.headers.get(CONTENT_ENCODING), limit_bytes)
     total = 0
     content = request.content
+    held = b""
     while True:
         try:
             async with asyncio.timeout(stall_timeout_s):
@@ -40,11 +48,21 @@ async def body_chunks(
         except TimeoutError:
             raise body_timeout(route, stall_timeout_s) from None
         if not chunk:
+            if check is not None:
+                check.finish()
+            if held:
+                yield held
             return
         total += len(chunk)
         if total > limit_bytes:
             raise body_too_large(route, limit_bytes)
-        yield chunk
+        if check is None:
+            yield chunk
+            continue
+        check.feed(chunk)
+        if held:
+            yield held
+        held = chunk
 
 
 async def read_body(
@@ -62,6 +80,7 @@ async def read_body(
         whole = content.read_nowait(-1)
         if len(whole) > limit_bytes:
             raise body_too_large(route, limit_bytes)
+        check_whole(route, request.headers.get(CONTENT_ENCODING), whole, limit_bytes)
         return whole
     chunks = [c async for c in body_chunks(request, route, limit_bytes, stall_timeout_s)]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -44,6 +44,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "bad-priority": (400, "bad_request"),
     "bad-callback": (400, "bad_request"),
     "unforwardable": (400, "bad_request"),
+    "bad-encoding": (400, "bad_request"),
     "api-key-required": (401, "unauthorized"),
     "no-route": (404, "no_route"),
     "not-found": (404, "no_route"),
@@ -103,12 +104,25 @@ class Rejection(Exception):
         return response
 
 
-def body_too_large(route: str, limit_bytes: int) -> Rejection:
+def body_too_large(route: str, limit_bytes: int, *, decoded: bool = False) -> Rejection:
+    what = "bodies that decode to" if decoded else "bodies of"
     return Rejection(
         "body-too-large",
         "Request body too large",
-        f"Route {route} takes bodies of at most {limit_bytes} bytes.",
+        f"Route {route} takes {what} at most {limit_bytes} bytes.",
         max_body_bytes=limit_bytes,
+        close=True,
+        route=route,
+    )
+
+
+def bad_encoding(route: str, codings: str, why: str) -> Rejection:
+    """A body that is not what its ``Content-Encoding`` says (``gateway.encoding``)."""
+    return Rejection(
+        "bad-encoding",
+        "Body does not match its Content-Encoding",
+        f"The request body is not valid {codings} ({why}); send it encoded as "
+        "Content-Encoding says, or without that header.",
         close=True,
         route=route,
     )
