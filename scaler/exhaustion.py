@@ -19,6 +19,11 @@ throttled and at what rate. No I/O, no clock: time comes in with the step.
 - **Lift**, with hysteresis, once for ``hold_s`` in a row the backlog drains
   within ``low_water_s`` and the replicas the offered load needs are back
   within ``max_replicas`` (and the target is not short of ready replicas).
+- **Scaling from zero is not exhaustion.** While a route has no ready
+  replica but those asked for are still within ``ready_grace_s``, it is not
+  throttled for needing more than ``max_replicas``; a throttle already set is
+  lifted at once when nothing is queued (there is nothing to protect), and
+  otherwise rated at what the replicas coming up will drain, not at zero.
 """
 
 from __future__ import annotations
@@ -76,9 +81,12 @@ class ThrottleGovernor:
             self.rate, self.reason = rate_per_s, reason
             self._recovered_since = None
 
-    def _capacity(self, step: Step) -> float:
+    def _capacity(self, step: Step, activating: bool) -> float:
         if step.service_rate:
-            return step.service_rate * step.ready
+            # Replicas on their way up from zero drain at the learned rate
+            # once ready: the rate is theirs, not the zero of the moment.
+            replicas = min(max(step.desired, 1), step.max_replicas) if activating else step.ready
+            return step.service_rate * replicas
         return step.completion_rate
 
     def decide(self, step: Step) -> Verdict:
@@ -88,8 +96,11 @@ class ThrottleGovernor:
         else:
             self._short_since = None
         starved = self._short_since is not None and step.t_s - self._short_since >= s.ready_grace_s
+        # Scaling from zero is not exhaustion: replicas asked for and still
+        # within their grace to start.
+        activating = step.ready == 0 and not starved
         offered = step.arrival_rate + step.refused_rate
-        capacity = self._capacity(step)
+        capacity = self._capacity(step, activating)
         needed = (
             replicas_for(offered, step.waiting, step.drain_target_s, step.service_rate)
             if step.service_rate
@@ -101,7 +112,8 @@ class ThrottleGovernor:
         rate = max(s.min_rate_per_s, capacity * (1 - s.margin))
 
         if self.rate is None:
-            if not s.enabled or not (over_max or starved) or drain_s <= step.drain_target_s:
+            exhausted = starved or (over_max and not activating)
+            if not s.enabled or not exhausted or drain_s <= step.drain_target_s:
                 return Verdict(None, "", "", False)
             self.rate, self._recovered_since = rate, None
             self.reason = "max_replicas" if over_max else "replicas_not_ready"
@@ -112,6 +124,12 @@ class ThrottleGovernor:
             )
             return Verdict(rate, self.reason, detail + f"; capacity {capacity:.1f}/s", True)
 
+        if step.waiting == 0 and activating:
+            # Nothing queued and no replica up (scaled to zero, or coming up):
+            # nothing to protect. Lifted at once; should the route be
+            # exhausted again, it is throttled again by the rules above.
+            self.rate, self.reason, self._recovered_since = None, "", None
+            return Verdict(None, "", "nothing queued, no replicas: nothing to protect", True)
         backlog_s = step.waiting / capacity if capacity > 0 else math.inf
         recovered = step.waiting == 0 or backlog_s <= s.low_water_s
         if recovered and not over_max and not starved:

@@ -54,7 +54,14 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
             }
 
         async def settled() -> bool:
-            return status("orders").get("desiredReplicas") == 3 and bool(status("nowhere"))
+            # Throttled once its 3 replicas are up (scaling from zero is not
+            # exhaustion), not at the first step.
+            throttled = conditions("orders").get("Throttled", ("", ""))[0] == "True"
+            return (
+                status("orders").get("desiredReplicas") == 3
+                and bool(status("nowhere"))
+                and throttled
+            )
 
         await wait_until(settled, what="status written")
         assert fake.replicas(NS, DEPLOY) == 3

@@ -98,3 +98,38 @@ def test_lifted_only_after_holding_low_water_and_within_max() -> None:
     assert lifted.rate_per_s is None
     assert lifted.changed
     assert gov.decide(step(38, **low)).rate_per_s is None  # and stays lifted
+
+
+def test_an_idle_route_at_zero_replicas_is_not_left_throttled() -> None:
+    """After a surge the route scaled to zero with nothing queued; clients
+    that were refused keep the offered load up. Before, the throttle stayed
+    at the minimum rate ("capacity 0.0/s") until the refused rate decayed."""
+    gov = ThrottleGovernor(SETTINGS)
+    gov.decide(step(0, waiting=500, arrival_rate=60))
+    idle = {"waiting": 0, "arrival_rate": 1, "refused_rate": 80, "desired": 0, "ready": 0}
+    lifted = gov.decide(step(400, **idle))
+    assert lifted.rate_per_s is None
+    assert lifted.changed
+    assert "nothing to protect" in lifted.detail
+    # The first requests wake it: one replica asked for, none ready yet.
+    waking = {"waiting": 3, "arrival_rate": 60, "refused_rate": 0, "desired": 1, "ready": 0}
+    for t in (401, 410, 420):
+        assert gov.decide(step(t, **waking)).rate_per_s is None
+
+
+def test_a_throttle_over_replicas_coming_up_from_zero_is_rated_at_what_they_will_drain() -> None:
+    gov = ThrottleGovernor(SETTINGS)
+    gov.decide(step(0, waiting=500, arrival_rate=60))
+    coming = gov.decide(step(1, waiting=400, arrival_rate=60, desired=4, ready=0))
+    assert coming.rate_per_s == 36.0  # 4 replicas x 10/s x 0.9, not the minimum
+
+
+def test_replicas_that_never_start_from_zero_are_still_exhaustion() -> None:
+    gov = ThrottleGovernor(SETTINGS)
+    stuck = {"waiting": 50, "arrival_rate": 5, "desired": 1, "ready": 0, "service_rate": None}
+    assert gov.decide(step(0, **stuck)).rate_per_s is None  # coming up: not exhaustion
+    verdict = gov.decide(step(30, **stuck))
+    assert verdict.reason == "replicas_not_ready"
+    assert verdict.rate_per_s == 2.0  # nothing drains: the minimum
+    # Starved with nothing queued: still throttled (the pods cannot start).
+    assert gov.decide(step(31, **{**stuck, "waiting": 0})).rate_per_s == 2.0
