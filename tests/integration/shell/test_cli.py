@@ -199,7 +199,37 @@ def test_demo_runs_the_whole_path(redis_server: Any) -> None:
     assert "status page: http://127.0.0.1:" in result.stdout
 
 
-async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server: Any) -> None:
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_demo_keep_stays_up_until_a_signal_then_leaves_nothing_behind(
+    sig: signal.Signals,
+) -> None:
+    """--keep serves its status page until Ctrl-C, SIGTERM or SIGHUP; each
+    stops every part it started (its own Redis, the gateway, the worker, the
+    scaler and the scaler's workers) and removes its temporary folders."""
+    env = {k: v for k, v in os.environ.items() if k != "TIDEGATE_REDIS_URL"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -210,6 +240,7 @@ async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server
         "50",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
     assert proc.stdout is not None
     seen: list[str] = []
@@ -229,7 +260,9 @@ async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server
                 assert "tidegate status" in await r.text()
             async with http.get(page + "status") as r:
                 assert set((await r.json())["routes"]) >= {"orders", "reports", "exports"}
-        proc.send_signal(signal.SIGINT)
+        started = descendants(proc.pid)
+        assert len(started) >= 5  # Redis, gateway, worker, scaler, its workers
+        proc.send_signal(sig)
         rest = (await asyncio.wait_for(proc.stdout.read(), 60)).decode()
         assert await proc.wait() == 0, "".join(seen) + rest
     finally:
@@ -240,6 +273,10 @@ async def test_demo_keep_stays_up_with_its_status_page_until_ctrl_c(redis_server
     assert "all steps passed" in out, out
     assert "stopped with SIGTERM: gateway exit 0" in out, out
     assert "Traceback" not in out, out
+    assert [pid for pid in started if alive(pid)] == []
+    folders = re.findall(r"(/\S*tidegate-demo-[^/\s]+)", out)
+    assert folders
+    assert [f for f in folders if os.path.exists(f)] == []
 
 
 def test_demo_runs_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:

@@ -19,6 +19,8 @@ per-route status. Every step prints one plain line; the exit code is
 0 only when every step saw what it expected. ``--duration`` bounds the run.
 It prints the URL of the gateway's status page (``/`` on the admin port);
 ``--keep`` leaves everything running after the scenario, until Ctrl-C.
+Ctrl-C, SIGTERM and SIGHUP alike stop every part it started (Redis
+included) and remove its temporary folders.
 
 The demo starts the parts as processes and never imports them. Modules:
 ``stage`` (Redis, config, sample service, processes), ``scenario`` (the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import tempfile
 from pathlib import Path
 
@@ -42,6 +45,13 @@ __all__ = ["demo_config", "run_demo"]
 
 
 async def _main(report: Report, redis_url: str, duration_s: float, burst: int, keep: bool) -> None:
+    # SIGTERM and SIGHUP (a closed terminal) end the demo as Ctrl-C does:
+    # the main task is cancelled, so every part is stopped and every
+    # temporary folder removed on the way out, instead of being orphaned.
+    main, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, main.cancel)
     port, admin_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="tidegate-demo-") as folder:
         config = Path(folder) / "tidegate.yaml"
@@ -102,11 +112,32 @@ async def _main(report: Report, redis_url: str, duration_s: float, burst: int, k
             )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    """Outside the event loop (starting or stopping Redis), SIGTERM and
+    SIGHUP interrupt as Ctrl-C does, so the context managers clean up. (The
+    loop's own handlers replace these while it runs, and closing the loop
+    resets them: hence again after it.)"""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
 def run_demo(duration_s: float = 60.0, burst: int = 200, keep: bool = False) -> int:
+    _stop_on_signals()
     report = Report()
     report.info("tidegate demo: gateway -> Redis stream -> worker -> unchanged HTTP service")
-    # --keep ends with Ctrl-C; the parts were stopped on the way out.
-    with redis_for_demo(report) as url, contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(report, url, duration_s, burst, keep))
+    # --keep ends with Ctrl-C (or SIGTERM, SIGHUP); the parts were stopped on
+    # the way out.
+    with (
+        redis_for_demo(report) as url,
+        contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError),
+    ):
+        try:
+            asyncio.run(_main(report, url, duration_s, burst, keep))
+        finally:
+            _stop_on_signals()
     report.info("all steps passed" if report.ok else "some steps FAILED")
     return 0 if report.ok else 1
