@@ -276,7 +276,7 @@ async def test_demo_keep_stays_up_until_a_signal_then_leaves_nothing_behind(
     assert [pid for pid in started if alive(pid)] == []
     folders = re.findall(r"(/\S*tidegate-demo-[^/\s]+)", out)
     assert folders
-    assert [f for f in folders if os.path.exists(f)] == []
+    assert [f for f in folders if await asyncio.to_thread(os.path.exists, f)] == []
 
 
 def test_demo_runs_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
