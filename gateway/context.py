@@ -106,18 +106,27 @@ class Gateway:
         once an admission was refused for memory this loop probes with a small
         write (a key that expires) until one succeeds.
         """
+        known: bool | None = None  # unknown until the first check: it is logged either way
         while not self.stopping:
             try:
                 await health.ping(self.redis, load_scripts=not self.redis_ok)
-                if not self.redis_ok:
+                if known is not True:
                     log.info("Redis reachable at %s", redact_url(self.settings.redis.url))
-                self.redis_ok = True
+                self.redis_ok = known = True
                 if self.writes_refused:
                     await self._probe_write()
             except RedisUnavailable as e:
-                if self.redis_ok:
-                    log.warning("Redis unreachable: %s", e)
-                self.redis_ok = False
+                if known is not False:  # once per change of state, not per check
+                    log.warning(
+                        "Redis unreachable at %s: %s. Admissions answer 503 with "
+                        "Retry-After %d s and /readyz 503 until it answers; checking "
+                        "every %g s",
+                        redact_url(self.settings.redis.url),
+                        e,
+                        self.settings.gateway.redis_retry_after_s,
+                        interval_s,
+                    )
+                self.redis_ok = known = False
             await asyncio.sleep(interval_s)
 
     async def _probe_write(self) -> None:

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
+from gateway.app import build_apps
 from tests.conftest import (
     RunningGateway,
     make_settings,
@@ -284,3 +285,40 @@ async def test_a_demoted_master_answers_503_never_500(
         async with gateway.http.get(gateway.admin_url("/readyz")) as r:
             assert r.status in (200, 503)
     assert "unexpected error" not in caplog.text
+
+
+async def test_a_gateway_started_without_redis_says_so_once_per_change(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway that cannot reach Redis from its start logs it at WARNING at
+    once, with what it does meanwhile (before, only a gateway that had seen
+    Redis logged its loss); then once per change of state, not per check."""
+    caplog.set_level(logging.INFO, logger="gateway.context")
+    own_redis.password = "s3cret-in-url"  # the logged URL must not show it
+    own_redis.stop()
+    settings = make_settings(own_redis.url)
+    public_app, admin_app = build_apps(settings)
+    public = TestServer(public_app, host="127.0.0.1")
+    admin = TestServer(admin_app, host="127.0.0.1")
+    await public.start_server()
+    await admin.start_server()
+
+    def lines(text: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if text in r.getMessage()]
+
+    try:
+        await wait_until(lambda: bool(lines("Redis unreachable at")), what="the warning")
+        (warning,) = lines("Redis unreachable at")
+        assert warning.levelno == logging.WARNING
+        message = warning.getMessage()
+        assert "Admissions answer 503 with Retry-After 1 s" in message
+        assert "s3cret-in-url" not in message
+        own_redis.password = None
+        own_redis.start()  # same port, no password: reachable again
+        await wait_until(lambda: bool(lines("Redis reachable at")), what="the recovery")
+        own_redis.stop()
+        await wait_until(lambda: len(lines("Redis unreachable at")) == 2, what="the second loss")
+        assert len(lines("Redis reachable at")) == 1
+    finally:
+        await admin.close()
+        await public.close()
