@@ -14,8 +14,12 @@ from multidict import CIMultiDict
 
 from gateway import problems
 from gateway.http_headers import response_headers
+from gateway.passthrough import RelayedResponse, RelayedStream
 from tidegate.envelope import Reply
 from tidegate.job_view import JOBS_PATH, job_links
+from tidegate.settings import ForwardingSettings
+
+AS_SENT = ForwardingSettings()
 
 RETRY_AFTER = "1"
 
@@ -40,13 +44,29 @@ def accepted(job_id: str, state: str, applied: Sequence[str] = ()) -> web.Respon
     return web.Response(status=202, body=body.encode(), headers=headers)
 
 
-def stored(job_id: str, reply: Reply, applied: Sequence[str] = ()) -> web.Response:
-    """The upstream's stored response, as if proxied, naming its job."""
-    headers = CIMultiDict(response_headers(reply.headers))
+def stored(
+    job_id: str,
+    reply: Reply,
+    applied: Sequence[str] = (),
+    *,
+    head: bool = False,
+    forwarding: ForwardingSettings = AS_SENT,
+) -> web.StreamResponse:
+    """The upstream's stored response, as if proxied, naming its job; its
+    headers as the service sent them (``gateway.passthrough``), redirects
+    rewritten as the route says. The answer to a HEAD carries the length the
+    service declared for it."""
+    headers = CIMultiDict(forwarding.answer_headers(response_headers(reply.headers)))
     headers["Tidegate-Job"] = job_id
     if applied:
         headers["Preference-Applied"] = ", ".join(applied)
-    return web.Response(status=reply.status, body=reply.body, headers=headers)
+    if head:
+        response = RelayedStream(status=reply.status, reason=None, headers=headers)
+        length = next((v for k, v in reply.headers if k.lower() == "content-length"), "")
+        if length.strip().isdigit():
+            response.content_length = int(length)
+        return response
+    return RelayedResponse(status=reply.status, reason=None, headers=headers, body=reply.body)
 
 
 def ended_without_result(job_id: str, state: str) -> web.Response:

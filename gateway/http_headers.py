@@ -5,8 +5,9 @@ that is not UTF-8 is refused (400) on its own, so it can never reach a batch
 of other clients' admissions or a log line.
 
 What is forwarded: the client's headers without the hop-by-hop ones
-(``tidegate.http``), without those the gateway consumes (``Prefer``,
-``Idempotency-Key``, ``Tidegate-*``) and without the credentials the client
+(``tidegate.http``), without those the gateway consumes (``Tidegate-*``;
+on queued routes ``Prefer`` and ``Idempotency-Key`` too, which a proxy route
+passes on to its service) and without the credentials the client
 used to authenticate to the gateway (``X-Api-Key``, and ``Authorization`` when
 it carried the tenant's key): those are never stored with a job or sent to a
 service. ``X-Forwarded-For/-Proto/-Host`` are set by the gateway from what it
@@ -41,6 +42,9 @@ _REQUEST_DROP = frozenset(
     }
 )
 _RESPONSE_DROP = frozenset({"content-length", "date", "server"})
+_QUEUED_ONLY = frozenset({"prefer", "idempotency-key"})
+"""Consumed by the gateway on queued routes (the wait, the job's identity);
+on a proxy route they are the service's, and go on to it."""
 
 _SET_BY_GATEWAY = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 _FROM_PROXIES_ONLY = frozenset({"forwarded", "x-real-ip", "x-forwarded-port", "x-forwarded-prefix"})
@@ -50,9 +54,11 @@ NO_CREDENTIALS: frozenset[str] = frozenset()
 
 
 @functools.cache
-def _dropped(trusted: bool, credentials: frozenset[str]) -> frozenset[str]:
+def _dropped(trusted: bool, credentials: frozenset[str], proxied: bool) -> frozenset[str]:
     """The headers not forwarded; a handful of combinations, built once each."""
     drop = _REQUEST_DROP | _SET_BY_GATEWAY | credentials
+    if proxied:
+        drop -= _QUEUED_ONLY
     return drop if trusted else drop | _FROM_PROXIES_ONLY
 
 
@@ -91,20 +97,29 @@ class Forwarding:
         return any(address in network for network in self.trusted)
 
     def request_headers(
-        self, request: web.Request, credentials: frozenset[str] = NO_CREDENTIALS
+        self,
+        request: web.Request,
+        credentials: frozenset[str] = NO_CREDENTIALS,
+        *,
+        proxied: bool = False,
+        host: bool = False,
     ) -> list[tuple[str, str]]:
         """The client's headers as the upstream should see them; ``credentials``
-        are the lower-case names of headers that authenticated to the gateway."""
+        are the lower-case names of headers that authenticated to the gateway;
+        ``proxied``: for a proxy route (``Prefer`` and ``Idempotency-Key`` go on);
+        ``host``: the client's ``Host`` goes on too (a route that preserves it)."""
         headers = request.headers
         peer = request.remote or "unknown"
         trusted = self.is_trusted(request.remote)
-        pairs = strip_headers(headers.items(), _dropped(trusted, credentials))
+        pairs = strip_headers(headers.items(), _dropped(trusted, credentials, proxied))
         prior = headers.get("X-Forwarded-For") if trusted else None
         proto = headers.get("X-Forwarded-Proto") if trusted else None
-        host = headers.get("X-Forwarded-Host") if trusted else None
+        forwarded_host = headers.get("X-Forwarded-Host") if trusted else None
         pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
         pairs.append(("X-Forwarded-Proto", proto or request.scheme))
-        pairs.append(("X-Forwarded-Host", host or request.host))
+        pairs.append(("X-Forwarded-Host", forwarded_host or request.host))
+        if host and request.host:
+            pairs.append(("Host", request.host))
         return pairs
 
 

@@ -24,6 +24,7 @@ from gateway import answers, problems
 from gateway.context import GATEWAY
 from tidegate.errors import JobNotFound, TransitionRefused
 from tidegate.job_view import JOBS_PATH, job_view
+from tidegate.keys import route_of
 from tidegate.ledger import TERMINAL_STATES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,7 +48,7 @@ async def get_job(request: web.Request) -> web.Response:
     return _json(job_view(job_id, projection))
 
 
-async def get_result(request: web.Request) -> web.Response:
+async def get_result(request: web.Request) -> web.StreamResponse:
     gw, job_id = request.app[GATEWAY], request.match_info["job_id"]
     try:
         projection = await gw.ledger.projection(job_id)
@@ -63,7 +64,9 @@ async def get_result(request: web.Request) -> web.Response:
             status=202,
             headers={"Retry-After": answers.RETRY_AFTER, "Location": JOBS_PATH + job_id},
         )
-    return answers.stored(job_id, reply)
+    route = next((r for r in gw.settings.routes if r.name == route_of(job_id)), None)
+    forwarding = route.forwarding if route is not None else answers.AS_SENT
+    return answers.stored(job_id, reply, forwarding=forwarding)
 
 
 async def get_events(request: web.Request) -> web.Response:

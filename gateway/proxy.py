@@ -17,7 +17,10 @@ cuts the client's connection: its answer can never look complete.
 Requests with a small body (or none), most of them, go through the route's
 own lean client (``tidegate.upstream``; a third of aiohttp's client CPU per
 call); a request whose body streams goes through aiohttp's client, which
-sends as it reads.
+sends as it reads: with the client's ``Content-Length`` when it declared one
+(chunked only when the client sent chunked), and none of the headers
+aiohttp's client would add on its own. Answers keep the service's headers as
+sent (``gateway.passthrough``).
 
 What goes on the wire is the upstream's base URL followed by the request's
 canonical path (``tidegate.paths``: no dot segment, no encoded slash), byte
@@ -41,6 +44,7 @@ from gateway import problems
 from gateway.body import body_chunks, read_body, refuse_declared
 from gateway.context import CONNECT_TIMEOUT_S, Gateway
 from gateway.http_headers import NO_CREDENTIALS, response_headers
+from gateway.passthrough import RelayedResponse, RelayedStream
 from gateway.rejections import Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
@@ -54,6 +58,9 @@ READ_TIMEOUT_S = 60.0
 _PROXY_TIMEOUT = aiohttp.ClientTimeout(
     total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
 )
+
+_NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+"""Headers aiohttp's client would add that the client did not send."""
 
 WHOLE_BODY_BYTES = 64 * 1024
 """Answers declaring at most this many bytes are read whole, then sent at once."""
@@ -86,21 +93,20 @@ async def forward(
         async with gw.upstreams[route.name].exchange(
             request.method,
             path + (f"?{query}" if query else ""),
-            gw.forwarding.request_headers(request, credentials),
+            gw.forwarding.request_headers(request, credentials, proxied=True),
             body,
             head_timeout_s=READ_TIMEOUT_S,
             read_timeout_s=READ_TIMEOUT_S,
             whole_bytes=WHOLE_BODY_BYTES,
+            host=request.host if route.forwarding.preserve_host else None,
         ) as answer:
-            headers = CIMultiDict(response_headers(answer.headers))
+            headers = CIMultiDict(route.forwarding.answer_headers(response_headers(answer.headers)))
             if answer.stream is None and _has_body(request.method, answer.status):
                 _count(gw, route, answer.status)
-                return web.Response(
+                return RelayedResponse(
                     status=answer.status, reason=answer.reason, headers=headers, body=answer.body
                 )
-            response = web.StreamResponse(
-                status=answer.status, reason=answer.reason, headers=headers
-            )
+            response = RelayedStream(status=answer.status, reason=answer.reason, headers=headers)
             await _relay_body(route, request, response, answer.length, answer.stream)
             _count(gw, route, answer.status)
             return response
@@ -154,19 +160,28 @@ async def _forward_streaming(
     url = upstream_url(route.upstream, path, request.rel_url.raw_query_string)
     timeout_s = gw.settings.gateway.body_timeout_s
     body = body_chunks(request, route.name, route.max_body_bytes, timeout_s)
+    headers = gw.forwarding.request_headers(
+        request, credentials, proxied=True, host=route.forwarding.preserve_host
+    )
+    if request.content_length is not None:  # sent with its length, not chunked
+        headers.append(("Content-Length", str(request.content_length)))
     response: web.StreamResponse | None = None
     try:
         async with gw.http.request(
             request.method,
             url,
-            headers=gw.forwarding.request_headers(request, credentials),
+            headers=headers,
             data=body,
             allow_redirects=False,
             timeout=_PROXY_TIMEOUT,
+            skip_auto_headers=_NOT_ADDED,
         ) as upstream:
-            headers = CIMultiDict(response_headers(upstream.headers.items()))
-            response = web.StreamResponse(
-                status=upstream.status, reason=upstream.reason, headers=headers
+            response = RelayedStream(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=CIMultiDict(
+                    route.forwarding.answer_headers(_raw_headers(upstream.raw_headers))
+                ),
             )
             await _relay_body(
                 route, request, response, upstream.content_length, upstream.content.iter_any()
@@ -177,6 +192,14 @@ async def _forward_streaming(
         if response is not None and response.prepared:
             return _cut(route, request, response, e)
         return _problem_for(gw, route, e)
+
+
+def _raw_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:
+    """aiohttp client's headers as the lean client reads them: names as
+    Latin-1, values as UTF-8 with other bytes kept (``surrogateescape``)."""
+    return response_headers(
+        (k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in raw
+    )
 
 
 def _cut(

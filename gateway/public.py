@@ -40,6 +40,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     tenant, credentials = None, NO_CREDENTIALS
     if gw.tenants.enabled:
         tenant, credentials = gw.tenants.require(request, route.name)
+    path = route.forwarding.service_path(route.match.path_prefix, path)
     if route.mode == "proxy":
         if tenant is not None and tenant.quota is not None:
             try:

@@ -39,7 +39,7 @@ from tidegate.envelope import Ended, Job, Reply
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
 from tidegate.ledger import TERMINAL_STATES
 from tidegate.ledger.admission import Admitted
-from tidegate.settings import RouteSettings, TenantSettings
+from tidegate.settings import ForwardingSettings, RouteSettings, TenantSettings
 from tidegate.stages import since_ms
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
@@ -148,7 +148,9 @@ async def read_request(
         method=request.method,
         path=path,
         query=request.rel_url.raw_query_string,
-        headers=tuple(gw.forwarding.request_headers(request, credentials)),
+        headers=tuple(
+            gw.forwarding.request_headers(request, credentials, host=route.forwarding.preserve_host)
+        ),
         body=body,
     )
     log_context.JOB.set(job.id)
@@ -174,6 +176,7 @@ async def admit_and_answer(
     started = job.read_at
     sync, wait_s, applied = job.answer
     wait_id = job.job.id
+    head = job.job.method == "HEAD"
     waiting = gw.waiter.register(wait_id) if wait_s > 0 else None
     try:
         admitted = await admit(gw, route, job, tenant)
@@ -192,12 +195,14 @@ async def admit_and_answer(
                 # it may have ended meanwhile
                 state, reply, _ = await _read_outcome(gw, admitted.job_id)
             if state in TERMINAL_STATES and sync:
-                return _ended(admitted.job_id, state, reply, applied)
+                return _ended(admitted.job_id, state, reply, applied, head, route.forwarding)
         if waiting is None:
             return answers.accepted(admitted.job_id, state, applied)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(waiting), wait_s)
-        return await _after_wait(gw, admitted.job_id, waiting, applied, metrics)
+        return await _after_wait(
+            gw, admitted.job_id, waiting, applied, metrics, head, route.forwarding
+        )
     finally:
         if waiting is not None:
             gw.waiter.unregister(wait_id, waiting)
@@ -209,11 +214,13 @@ async def _after_wait(
     waiting: asyncio.Future[Ended | None],
     applied: list[str],
     metrics: RouteMetrics,
-) -> web.Response:
+    head: bool,
+    forwarding: ForwardingSettings,
+) -> web.StreamResponse:
     """Step 3 once the wait is over: the outcome the notification carried,
     else the job read back; 202 when it has not ended (timed out, shutdown)."""
-    if not waiting.done():
-        ended: tuple[str, Reply | None, int | None] = ("queued", None, None)
+    if not waiting.done():  # the wait ran out: the job's state now (running, say)
+        ended: tuple[str, Reply | None, int | None] = await _read_outcome(gw, job_id)
     elif (carried := waiting.result()) is not None:
         ended = (carried.state, carried.reply, carried.ended_ms)
     else:
@@ -225,14 +232,21 @@ async def _after_wait(
     metrics.waits_result.inc()
     if ended_ms is not None:
         metrics.notified.observe(since_ms(ended_ms, time.time()))
-    return _ended(job_id, state, reply, applied)
+    return _ended(job_id, state, reply, applied, head, forwarding)
 
 
-def _ended(job_id: str, state: str, reply: Reply | None, applied: list[str]) -> web.Response:
+def _ended(
+    job_id: str,
+    state: str,
+    reply: Reply | None,
+    applied: list[str],
+    head: bool,
+    forwarding: ForwardingSettings,
+) -> web.StreamResponse:
     """Step 3 for an ended job: its stored response, as if proxied."""
     if reply is None:
         return answers.ended_without_result(job_id, state)
-    return answers.stored(job_id, reply, applied)
+    return answers.stored(job_id, reply, applied, head=head, forwarding=forwarding)
 
 
 async def _read_outcome(gw: Gateway, job_id: str) -> tuple[str, Reply | None, int | None]:

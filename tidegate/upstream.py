@@ -60,6 +60,8 @@ FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
+_HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:\[\]%-]+")
+"""A Host value (RFC 3986 reg-name or IP literal, and a port)."""
 
 
 class UpstreamUnreachable(Exception):
@@ -420,10 +422,13 @@ class Upstream:
         *,
         timeout_s: float,
         max_body_bytes: int,
+        host: str | None = None,
     ) -> Answer:
         """Send ``method target`` (a path below the base URL's, with its query)
-        and read the whole answer, in at most ``timeout_s``."""
-        data = self._encode(method, target, headers, body)
+        and read the whole answer, in at most ``timeout_s``. ``host``: the
+        ``Host`` to send instead of the upstream's own (a route that
+        preserves the client's)."""
+        data = self._encode(method, target, headers, body, host)
         deadline = asyncio.get_running_loop().time() + timeout_s
         connection, answer = await self._start(
             data, method, deadline=deadline, max_body_bytes=max_body_bytes
@@ -442,13 +447,14 @@ class Upstream:
         head_timeout_s: float,
         read_timeout_s: float,
         whole_bytes: int,
+        host: str | None = None,
     ) -> AsyncIterator[Answer]:
         """Like ``request``, for answers of any size: a body declaring at most
         ``whole_bytes`` is read whole, any other is the answer's ``stream``
         (each read waits at most ``read_timeout_s``). The head must come
         within ``head_timeout_s``. The connection returns to the pool on
         leaving, if the body was read to its end."""
-        data = self._encode(method, target, headers, body)
+        data = self._encode(method, target, headers, body, host)
         connection, answer = await self._start(
             data,
             method,
@@ -512,14 +518,21 @@ class Upstream:
             connection.close()
 
     def _encode(
-        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        host: str | None = None,
     ) -> bytes:
         if not _TOKEN.fullmatch(method):
             raise ValueError(f"not an HTTP method: {method!r}")
         path = self.base_path + target
         if not _TARGET.fullmatch(path):
             raise ValueError("the request target holds whitespace or control characters")
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
+        if host is not None and not _HOST.fullmatch(host):
+            raise ValueError(f"not a host to send as Host: {host!r}")
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host or self._host_header}"]
         for name, value in headers:
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"not a header name: {name!r}")

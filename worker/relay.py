@@ -31,6 +31,9 @@ from tidegate.upstream import Answer, BodyTooLarge, Upstream, UpstreamUnreachabl
 
 _DROP_REQUEST = frozenset({"host", "content-length", "idempotency-key", "tidegate-attempt"})
 _DROP_RESPONSE = frozenset({"content-length", "date", "server"})
+_DROP_RESPONSE_TO_HEAD = frozenset({"date", "server"})
+"""A HEAD's answer keeps its Content-Length: the GET's, which the gateway
+gives the client (there is no body to measure)."""
 
 
 def is_retryable_status(status: int) -> bool:
@@ -43,6 +46,11 @@ def path_within(prefix: str, path: str) -> bool:
         return canonical_path(path) == path and under_prefix(prefix, path)
     except UnsafePath:
         return False
+
+
+def _host_of(job: Job) -> str | None:
+    """A Host stored with the job: its route preserves the client's."""
+    return next((v for k, v in job.headers if k.lower() == "host"), None)
 
 
 class Relay:
@@ -86,6 +94,7 @@ class Relay:
             return Failure(f"path {job.path!r} lies outside the route's prefix; not sent", False)
         headers = strip_headers(job.headers, _DROP_REQUEST)
         headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
+        host = _host_of(job)
         target = job.path + (f"?{job.query}" if job.query else "")
         try:
             answer = await self._http.request(
@@ -95,6 +104,7 @@ class Relay:
                 job.body,
                 timeout_s=self.timeout_s,
                 max_body_bytes=self.max_result_bytes,
+                host=host,
             )
         except BodyTooLarge:
             return Failure.result_too_large(self.max_result_bytes)
@@ -106,7 +116,12 @@ class Relay:
             return Failure(f"not sent to upstream {self.shown}: {e}", False)
         reply = Reply(
             status=answer.status,
-            headers=tuple(strip_headers(answer.headers, _DROP_RESPONSE)),
+            headers=tuple(
+                strip_headers(
+                    answer.headers,
+                    _DROP_RESPONSE_TO_HEAD if job.method == "HEAD" else _DROP_RESPONSE,
+                )
+            ),
             body=answer.body,
         )
         if is_retryable_status(reply.status):
@@ -133,6 +148,7 @@ class Relay:
             ("Content-Type", "application/json"),
             ("Idempotency-Key", f"{job.id}:compensate"),
         ]
+        host = _host_of(job)
         try:
             answer = await self._http.request(
                 "POST",
@@ -141,6 +157,7 @@ class Relay:
                 json.dumps(payload).encode(),
                 timeout_s=self.timeout_s,
                 max_body_bytes=self.max_result_bytes,
+                host=host,
             )
         except TimeoutError:
             return Failure(f"compensation at {self.compensate_path} timed out", True)

@@ -16,13 +16,15 @@ a list does not map onto flat variables without surprises.
 
 Modules: ``base`` (strictness, names, ``host:port``), ``process`` (the
 ``redis``, ``gateway`` and ``scaler`` sections), ``route`` (a route and its
-worker and scaler), ``tenant`` (tenants and quotas), ``model`` (the whole
+worker and scaler), ``forwarding`` (what a route's service sees: path, Host,
+redirects), ``tenant`` (tenants and quotas), ``model`` (the whole
 file), ``loading`` (files, environment, errors). Import from this package.
 """
 
 from __future__ import annotations
 
 from tidegate.settings.base import PRIORITIES, ROUTE_NAME, Priority, checked_name, parse_listen
+from tidegate.settings.forwarding import ForwardingSettings, LocationRewrite
 from tidegate.settings.loading import load_settings, parse_settings
 from tidegate.settings.model import Settings
 from tidegate.settings.process import ControllerSettings, GatewaySettings, RedisSettings
@@ -44,7 +46,9 @@ __all__ = [
     "ROUTE_NAME",
     "CallbackSettings",
     "ControllerSettings",
+    "ForwardingSettings",
     "GatewaySettings",
+    "LocationRewrite",
     "MatchSettings",
     "Priority",
     "QuotaSettings",

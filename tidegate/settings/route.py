@@ -20,6 +20,7 @@ from tidegate.settings.base import (
     Priority,
     checked_name,
 )
+from tidegate.settings.forwarding import ForwardingSettings
 
 MAX_PARTITIONS = 256
 
@@ -227,6 +228,9 @@ class RouteSettings:
     """sync: wait for the result, then 202; async: 202 at once; proxy: no queue."""
     upstream: str | None = None
     """proxy mode only: where requests are forwarded."""
+    forwarding: ForwardingSettings = ForwardingSettings()
+    """What the service sees of the request (path, Host) and the client of
+    its redirects (``tidegate.settings.forwarding``)."""
     wait_s: float = Field(default=10.0, ge=0, le=300)
     """How long a sync request waits for its result before it gets 202."""
     max_body_bytes: int = Field(default=1048576, ge=0, le=64 * 1048576)

@@ -11,12 +11,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import RunningGateway, Upstream, wait_until
+from tests.conftest import RunningGateway, Upstream, running_worker, wait_until
 from tests.integration.gateway.problems import (
     problem_of,
 )
 from tidegate.keys import RouteKeys
 from tidegate.settings import Settings
+from worker.relay import Relay
 
 
 async def test_sync_request_returns_the_upstreams_answer(
@@ -196,3 +197,35 @@ async def test_admissions_are_coalesced_into_batches(gateway: RunningGateway) ->
     batches = queue.batches - before
     assert batches < 200  # concurrent admissions shared round trips
     assert await gateway.gw.redis.xlen(RouteKeys("reports").requests) == 200
+
+
+async def test_a_wait_that_runs_out_says_the_jobs_real_state(
+    gateway: RunningGateway, settings: Settings
+) -> None:
+    """The 202 after a sync wait gives the job's state at that moment: a job
+    the service is working on is ``running``, not ``queued``."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.Response(status=201, text="done")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", slow)
+    service = TestServer(app, host="127.0.0.1")
+    await service.start_server()
+    try:
+        relay = Relay(str(service.make_url("")).rstrip("/"), 5.0)
+        async with running_worker(settings, "orders", relay):
+            pending = asyncio.create_task(
+                gateway.http.post(gateway.url("/orders"), data=b"x", headers={"Prefer": "wait=1"})
+            )
+            await asyncio.wait_for(started.wait(), 10)
+            answer = await pending
+            assert answer.status == 202
+            assert (await answer.json())["state"] == "running"
+            release.set()
+    finally:
+        release.set()
+        await service.close()

@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from tidegate.errors import ConfigError
-from tidegate.settings import Settings, load_settings, parse_settings
+from tidegate.settings import (
+    ForwardingSettings,
+    LocationRewrite,
+    Settings,
+    load_settings,
+    parse_settings,
+)
 
 DESIGN_EXAMPLE = """
 redis:
@@ -281,3 +287,54 @@ def test_a_bad_secret_file_stops_the_worker_not_the_gateway(
     with pytest.raises(ConfigError, match=why) as caught:
         callback.key  # noqa: B018
     assert "hunter2" not in str(caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "strip", "expected"),
+    [
+        ("/orders", "/orders/7", True, "/7"),
+        ("/orders", "/orders", True, "/"),
+        ("/orders/", "/orders/7/x", True, "/7/x"),
+        ("/", "/a/b", True, "/a/b"),
+        ("/orders", "/orders/7", False, "/orders/7"),
+    ],
+)
+def test_a_route_may_strip_its_prefix(prefix: str, path: str, strip: bool, expected: str) -> None:
+    assert ForwardingSettings(strip_prefix=strip).service_path(prefix, path) == expected
+
+
+def test_redirects_are_rewritten_by_the_first_matching_prefix() -> None:
+    forwarding = ForwardingSettings(
+        rewrite_location=(
+            LocationRewrite(from_prefix="http://svc:8000/", to_prefix="/app/"),
+            LocationRewrite(from_prefix="http://svc:8000/", to_prefix="/never/"),
+        )
+    )
+    headers = [
+        ("Location", "http://svc:8000/a?b=1"),
+        ("content-location", "http://svc:8000/c"),
+        ("Link", "http://svc:8000/d"),  # not a redirect target: left as it is
+        ("Location", "https://elsewhere/x"),
+    ]
+    assert forwarding.answer_headers(headers) == [
+        ("Location", "/app/a?b=1"),
+        ("content-location", "/app/c"),
+        ("Link", "http://svc:8000/d"),
+        ("Location", "https://elsewhere/x"),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["", "http://svc/ x", "http://svc/\r\nX: y"])
+def test_a_rewrite_prefix_is_a_plain_prefix(bad: str) -> None:
+    raw = {
+        "routes": [
+            {
+                "name": "app",
+                "match": {"path_prefix": "/app"},
+                "forwarding": {"rewrite_location": [{"from_prefix": bad, "to_prefix": "/app/"}]},
+            }
+        ]
+    }
+    with pytest.raises(ConfigError) as e:
+        parse_settings(raw, env={})
+    assert "routes[0].forwarding.rewrite_location[0].from_prefix" in str(e.value)
