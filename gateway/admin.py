@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway import status_page
 from gateway.context import GATEWAY
 from tidegate.admin_server import metrics_response
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import RedisCommandError, RedisUnavailable
 from tidegate.ledger.route_status import routes_status
 
 
@@ -51,7 +51,7 @@ async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
         routes = await routes_status(gw.redis, gw.settings)
-    except RedisUnavailable as e:
+    except (RedisUnavailable, RedisCommandError) as e:
         rejection = gw.rejection(e)
         gw.note(rejection)
         return rejection.response()

@@ -27,7 +27,7 @@ from gateway.rejections import Rejection, client_closed
 from gateway.screening import screen
 from gateway.slow_clients import guard_server
 from gateway.tenants import Tenants, owned
-from tidegate.errors import RedisUnavailable
+from tidegate.errors import RedisCommandError, RedisUnavailable
 from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 
@@ -80,7 +80,7 @@ def problem_boundary(handler: Handler) -> Handler:
             return await handler(request)
         except Rejection as e:
             return _answer(gw, e)
-        except RedisUnavailable as e:
+        except (RedisUnavailable, RedisCommandError) as e:  # 503 (a command error is logged)
             return _answer(gw, gw.rejection(e))
         except web.HTTPException as e:
             if e.status < 400:

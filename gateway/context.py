@@ -21,7 +21,7 @@ from gateway.routing import Router
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
-from tidegate.errors import RedisUnavailable, TidegateError
+from tidegate.errors import RedisCommandError, RedisUnavailable, TidegateError
 from tidegate.ledger import Ledger, health
 from tidegate.ledger.client import Connection, connect
 from tidegate.redact import redact_url
@@ -66,7 +66,14 @@ class Gateway:
         job_id: str | None = None,
         tenant: TenantSettings | None = None,
     ) -> Rejection:
-        """The answer to an error from below (``rejections.for_error``) for this gateway."""
+        """The answer to an error from below (``rejections.for_error``) for this gateway.
+
+        An error reply of Redis is a fault of the server or its setup, which
+        the client cannot fix and the operator must see: logged at ERROR."""
+        if isinstance(error, RedisCommandError):
+            log.error(
+                "Redis answered an error%s: %s", f" on route {route.name}" if route else "", error
+            )
         throttle = route.scaler.throttle.status if route and route.scaler else 429
         return for_error(
             error,

@@ -28,6 +28,7 @@ from tidegate.errors import (
     IdempotencyConflict,
     NotReplicated,
     OutcomeUnknown,
+    RedisCommandError,
     RedisFull,
     RedisUnavailable,
     Refused,
@@ -60,6 +61,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "redis-full": (503, "redis_full"),
     "outcome-unknown": (503, "outcome_unknown"),
     "not-replicated": (503, "not_replicated"),
+    "redis-error": (503, "redis_error"),
 }
 
 
@@ -223,6 +225,19 @@ def for_error(
         )
     if isinstance(error, Unencodable):
         return Rejection("bad-header", "Request cannot be stored", str(error), route=route)
+    if isinstance(error, RedisCommandError):
+        # A server that answers errors (an ACL that forbids a command, a key
+        # of the wrong type, a script gone wrong) is a fault of the queue,
+        # not of the request: 503, and the operator reads the log line.
+        return Rejection(
+            "redis-error",
+            "Queue error",
+            "The queue answered with an error (the gateway's log says which); the "
+            "request may not have been accepted. Retry later, with the same "
+            "Idempotency-Key so that a retry never makes a second job.",
+            headers=retry,
+            route=route,
+        )
     raise error
 
 

@@ -322,3 +322,55 @@ async def test_a_gateway_started_without_redis_says_so_once_per_change(
     finally:
         await admin.close()
         await public.close()
+
+
+async def _forbid_scripts(client: Redis) -> str:
+    """A user that may do everything but run scripts (an ACL gone wrong)."""
+    await client.acl_setuser(
+        "narrow",
+        enabled=True,
+        passwords=["+narrow-pass"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-evalsha", "-eval"],
+    )
+    return "narrow:narrow-pass@"
+
+
+async def _wrong_type(client: Redis) -> str:
+    """The route's request stream is a string (a key clash with another app)."""
+    await client.set(RouteKeys("reports").requests, "not a stream")
+    await client.set(RouteKeys("orders").requests, "not a stream")
+    return ""
+
+
+@pytest.mark.parametrize("break_it", [_forbid_scripts, _wrong_type])
+async def test_an_error_reply_of_redis_is_503_never_500(
+    redis_server: RedisServer,
+    redis_url: str,
+    break_it: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis answers an error no caller expects: the request gets 503 with
+    Retry-After and a problem that says so; the operator gets an ERROR line
+    saying what Redis answered. /status answers too."""
+    client = Redis.from_url(redis_url)
+    try:
+        auth = await break_it(client)
+        settings = make_settings(redis_url.replace("redis://", f"redis://{auth}"))
+        async with running_gateway(settings) as gateway:
+            for path in ("/reports", "/orders"):
+                async with gateway.http.post(gateway.url(path), data=b"x") as r:
+                    assert r.status == 503, await r.text()
+                    assert r.headers["Retry-After"] == "1"
+                    problem = await r.json(content_type="application/problem+json")
+                    assert problem["type"].endswith("/redis-error")
+            async with gateway.http.get(gateway.admin_url("/status")) as r:
+                assert r.status in (200, 503)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors
+        assert all("Redis answered an error" in r.getMessage() for r in errors)
+        assert "unexpected error" not in caplog.text
+    finally:
+        await client.acl_deluser("narrow")
+        await client.aclose()
