@@ -31,16 +31,29 @@ from tidegate.shell.local_redis import free_port
 CONFIG_PATH = "/etc/tidegate/tidegate.yaml"
 
 
-def readme_sidecar() -> dict[str, Any]:
-    """The ``tidegate-worker`` container of the chart README's example."""
+def readme_pod() -> dict[str, Any]:
+    """The pod spec of the chart README's sidecar example."""
     text = (CHART / "README.md").read_text()
     section = text.split("## Adding the relay sidecar to an application", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None
-    pod = yaml.safe_load(block.group(1))["spec"]["template"]["spec"]
-    (sidecar,) = [c for c in pod["containers"] if c["name"] == "tidegate-worker"]
+    pod: dict[str, Any] = yaml.safe_load(block.group(1))["spec"]["template"]["spec"]
+    return pod
+
+
+def readme_sidecar() -> dict[str, Any]:
+    """The ``tidegate-worker`` container of the chart README's example."""
+    (sidecar,) = [c for c in readme_pod()["containers"] if c["name"] == "tidegate-worker"]
     found: dict[str, Any] = sidecar
     return found
+
+
+def test_the_readme_workers_drain_within_their_pods_grace() -> None:
+    """Jobs in flight get ``--grace-s`` on SIGTERM; the pod's grace period
+    must be longer, or the kubelet kills the worker mid-drain."""
+    args = readme_sidecar()["args"]
+    grace_s = float(args[args.index("--grace-s") + 1])
+    assert grace_s + 3 <= readme_pod()["terminationGracePeriodSeconds"]
 
 
 def test_the_readme_sidecar_takes_only_the_url_from_the_environment() -> None:
