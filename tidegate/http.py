@@ -12,6 +12,8 @@ import functools
 import urllib.parse
 from collections.abc import Iterable
 
+from tidegate.paths import UnsafePath, canonical_path
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -57,4 +59,9 @@ def upstream_parts(url: str) -> urllib.parse.SplitResult:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("an upstream is an http:// or https:// URL with a host")
+    if parts.path:
+        try:
+            canonical_path(parts.path)
+        except UnsafePath as e:
+            raise ValueError(f"an upstream's base path may not hold {e}") from None
     return parts

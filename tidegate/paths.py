@@ -10,7 +10,9 @@ and nginx's ``merge_slashes``, a path is either brought into one canonical form
 or refused:
 
 - refused: a segment that is ``.`` or ``..`` once percent-decoded (``%2e``,
-  ``%2E%2e``, ...), an encoded ``/`` or ``\\`` (``%2f``, ``%5C``), a raw
+  ``%2E%2e``, ...) and stripped of its path parameters (``..;x``,
+  ``%2e%2e;``, ``..%3B``: servlet containers drop ``;...`` before they
+  resolve dot segments), an encoded ``/`` or ``\\`` (``%2f``, ``%5C``), a raw
   backslash, a NUL or any other control character (raw or encoded), a
   malformed escape (``%zz``, a lone ``%``). Each check is applied to every
   level of decoding, so a double-encoded ``%252e%252e`` is refused as well:
@@ -50,10 +52,16 @@ def _has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def _is_dots(segment: str) -> bool:
+    """``.`` or ``..``, once its path parameters (``;...``) are dropped: Tomcat,
+    Jetty and Spring drop them before resolving, so ``..;x`` is ``..`` there."""
+    return segment.partition(";")[0] in (".", "..")
+
+
 def _check_segment(segment: str) -> None:
     """Refuse a segment that hides a traversal at any level of decoding."""
     if "%" not in segment:  # one level only (a raw slash or backslash cannot be in it)
-        if segment in (".", ".."):
+        if _is_dots(segment):
             raise UnsafePath("a dot segment ('.' or '..'), percent-encoded or not")
         if _has_control(segment):
             raise UnsafePath("a NUL or another control character")
@@ -63,7 +71,7 @@ def _check_segment(segment: str) -> None:
     level = segment
     for _ in range(MAX_DECODE_LEVELS):
         decoded = _decoded(level)
-        if decoded in (".", ".."):
+        if _is_dots(decoded):
             raise UnsafePath("a dot segment ('.' or '..'), percent-encoded or not")
         if "/" in decoded or "\\" in decoded:
             raise UnsafePath("an encoded slash or backslash ('%2F', '%5C')")

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.both_loops
 
 BAD_SEGMENTS = ["..", ".", "%2e%2e", "%2E%2e", ".%2e", "%2e", "%252e%252e", "%25%32%65%25%32%65",
                 "%2f", "%2F", "%5c", "%5C", "%252F", "a%2fb", "%00", "x%00", "%0a", "%zz",
-                "%"]  # fmt: skip
+                "%", "..;", ".;", "..;x=1", "%2e%2e;", "..%3B", "..%3b", ".%3B",
+                "%2E%2E%253B"]  # fmt: skip
 
 TEMPLATES = [
     ("POST", "/exports/{}/orders"),

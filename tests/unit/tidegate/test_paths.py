@@ -13,7 +13,10 @@ from tidegate.paths import UnsafePath, canonical_path, under_prefix
 from tidegate.settings import parse_settings
 
 DOTS = ["..", ".", "%2e%2e", "%2E%2E", "%2e.", ".%2E", "%2e", "%2E", "%252e%252e", "%252E",
-        "%25252e%25252e", "%25%32%65%25%32%65", "%2525%32%65"]  # fmt: skip
+        "%25252e%25252e", "%25%32%65%25%32%65", "%2525%32%65",
+        # with path parameters, which servlet containers drop before resolving
+        "..;", ".;", "..;x=1", "..;jsessionid=AB12", "%2e%2e;", "%2E%2e;x", "..%3B", "..%3b",
+        ".%3Bx", "%2e%2e%3b", "..%253B", "%252e%252e%253b", ".;;", "..;/"]  # fmt: skip
 SLASHES = ["%2f", "%2F", "%5c", "%5C", "%252f", "%255C", "%25252F", "a%2fb", "x%5Cy", "\\"]
 CONTROLS = ["%00", "a%00b", "%0a", "%0D", "%1f", "%7F", "%2500", "%09",
             "\x00", "a\x00b", "\n", "x\r", "\x1f", "\x7f", "\t", "a\x01b"]  # fmt: skip
@@ -50,6 +53,9 @@ def test_refused(path: str) -> None:
         ("/%2e%2e%2e", "/..."),
         ("/%7e/x", "/~/x"),
         ("/a%3Fb", "/a%3Fb"),
+        ("/a;b/c;v=1", "/a;b/c;v=1"),  # path parameters on an honest segment stay
+        ("/...;x/.a;", "/...;x/.a;"),
+        ("/;x", "/;x"),
     ],
 )
 def test_canonical(raw: str, canonical: str) -> None:

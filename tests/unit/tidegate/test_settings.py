@@ -338,3 +338,24 @@ def test_a_rewrite_prefix_is_a_plain_prefix(bad: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_settings(raw, env={})
     assert "routes[0].forwarding.rewrite_location[0].from_prefix" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        "http://svc/base/..;/admin",
+        "http://svc/base/%2e%2e/x",
+        "http://svc/a/..%3B",
+        "http://svc/.;/",
+    ],
+)
+def test_a_proxy_base_path_holds_no_dot_segment(upstream: str) -> None:
+    raw = {
+        "routes": [
+            {"name": "p", "match": {"path_prefix": "/p"}, "mode": "proxy", "upstream": upstream}
+        ]
+    }
+    with pytest.raises(ConfigError) as e:
+        parse_settings(raw, env={})
+    assert "routes[0].upstream: an upstream's base path may not hold a dot segment" in str(e.value)
+    assert upstream not in str(e.value)  # the URL may hold credentials
