@@ -14,7 +14,9 @@ service. ``X-Forwarded-For/-Proto/-Host`` are set by the gateway from what it
 saw; a client's own values are kept and extended only when the peer is one of
 ``gateway.trusted_proxies``, and the other forwarding headers (``Forwarded``,
 ``X-Real-IP``, ``X-Forwarded-Port``, ``X-Forwarded-Prefix``) reach the service
-only from such a proxy. ``Prefer`` (RFC 7240) is parsed here too.
+only from such a proxy. Names are matched after normalising case and ``_``
+to ``-`` (``X_Forwarded_For`` is ``X-Forwarded-For``), as the servers behind
+do. ``Prefer`` (RFC 7240) is parsed here too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.rejections import Rejection
-from tidegate.http import strip_headers
+from tidegate.http import dropping, strip_headers
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
 _REQUEST_DROP = frozenset(
@@ -111,7 +113,16 @@ class Forwarding:
         headers = request.headers
         peer = request.remote or "unknown"
         trusted = self.is_trusted(request.remote)
-        pairs = strip_headers(headers.items(), _dropped(trusted, credentials, proxied))
+        drop = _dropped(trusted, credentials, proxied)
+        # Matched after normalising (case, '_' for '-'): a WSGI server reads
+        # X_Forwarded_For as X-Forwarded-For, so any spelling of a header the
+        # gateway sets or drops is that header.
+        every = dropping(drop)
+        pairs = [
+            (k, v)
+            for k, v in strip_headers(headers.items(), drop)
+            if "_" not in k or k.lower().replace("_", "-") not in every
+        ]
         prior = headers.get("X-Forwarded-For") if trusted else None
         proto = headers.get("X-Forwarded-Proto") if trusted else None
         forwarded_host = headers.get("X-Forwarded-Host") if trusted else None

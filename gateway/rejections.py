@@ -47,6 +47,7 @@ KINDS: Mapping[str, tuple[int, str]] = {
     "unforwardable": (400, "bad_request"),
     "bad-encoding": (400, "bad_request"),
     "api-key-required": (401, "unauthorized"),
+    "conflicting-keys": (400, "bad_request"),
     "no-route": (404, "no_route"),
     "not-found": (404, "no_route"),
     "method-not-allowed": (405, "no_route"),

@@ -7,9 +7,11 @@ request without a known key is 401. A job records its tenant; through the
 job API a tenant sees only its own jobs (another tenant's job is the same
 404 as an unknown one).
 
-The key authenticated the client to the gateway, and there it stops: the
-header that carried it (``X-Api-Key`` always, ``Authorization`` when it held
-the tenant's key) is stripped before the job is stored or anything forwarded.
+The key authenticated the client to the gateway, and there it stops: every
+header that carries a tenant's key (``X-Api-Key`` always, in any spelling;
+``Authorization`` when its bearer token is a tenant's key) is stripped
+before the job is stored or anything forwarded, whichever one
+authenticated. Keys of two tenants in one request are refused (400).
 Bytes that are not UTF-8 in a key make an unknown key (401), never an error.
 
 Priority class while a route is throttled: the lower of the route's and the
@@ -40,14 +42,25 @@ class Identity(NamedTuple):
     credentials: frozenset[str]
 
 
-_API_KEY_ONLY = frozenset({"x-api-key"})
-_BEARER = frozenset({"x-api-key", "authorization"})
-
-
 def _digest(key: str) -> str:
     # surrogateescape: a key with bytes that are not UTF-8 hashes to an
     # unknown digest instead of failing the request.
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _presented(request: web.Request) -> list[tuple[str, str]]:
+    """Every (header, key) the tenant scheme reads: each ``X-Api-Key`` (in
+    any spelling of its name) and each ``Authorization: Bearer`` value."""
+    found = []
+    for name, value in request.headers.items():
+        lower = name.lower().replace("_", "-")
+        if lower == "x-api-key":
+            found.append((name.lower(), value.strip()))
+        elif lower == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                found.append((name.lower(), token.strip()))
+    return found
 
 
 class Tenants:
@@ -59,17 +72,35 @@ class Tenants:
         return bool(self.by_digest)
 
     def identify(self, request: web.Request) -> Identity | None:
-        """The request's tenant, or None (no key, or an unknown one)."""
-        key = request.headers.get("X-Api-Key")
-        credentials = _API_KEY_ONLY
-        if key is None:
-            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            key = value.strip() if scheme.lower() == "bearer" else None
-            credentials = _BEARER
-        if not key:
+        """The request's tenant, or None (no key, or only unknown ones).
+
+        Every header the scheme reads is looked at, not only the first: a key
+        in a second header would otherwise travel on to the service (and into
+        the request stream) as if it were the service's own. ``X-Api-Key``
+        is the gateway's in every spelling and never forwarded; a bearer
+        token is a credential when it is a tenant's key (a token for the
+        service is forwarded). Keys of two different tenants in one request
+        are a 400: which one to believe cannot be decided."""
+        tenants: dict[str, TenantSettings] = {}
+        credentials = set()
+        for header, key in _presented(request):
+            tenant = self.by_digest.get(_digest(key)) if key else None
+            if tenant is not None:
+                tenants[tenant.name] = tenant
+                credentials.add(header)
+            elif header.replace("_", "-") == "x-api-key":
+                credentials.add(header)
+        if len(tenants) > 1:
+            raise Rejection(
+                "conflicting-keys",
+                "API keys of more than one tenant",
+                "The request carries the API keys of more than one tenant (in "
+                f"{', '.join(sorted(credentials))}); send one key.",
+            )
+        if not tenants:
             return None
-        tenant = self.by_digest.get(_digest(key))
-        return Identity(tenant, credentials) if tenant is not None else None
+        (tenant,) = tenants.values()
+        return Identity(tenant, frozenset(credentials))
 
     def require(self, request: web.Request, route: str = "") -> Identity:
         """The request's identity; Rejection (401) without a known key."""

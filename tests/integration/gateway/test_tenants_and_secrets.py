@@ -17,6 +17,7 @@ from tests.integration.gateway.hostile import (
     KEY_A,
     KEY_B,
     Capture,
+    raw_request,
     received,
     settings_for,
 )
@@ -200,3 +201,91 @@ async def test_secrets_stay_out_of_logs_status_and_errors(
         assert secret not in caplog.text
         assert secret not in shown
         assert secret not in error
+
+
+# (headers as sent, the answer: "ok" or "conflict", headers that must reach the service)
+KEY_CASES: list[tuple[list[tuple[str, str]], str, list[tuple[str, str]]]] = [
+    ([("X-Api-Key", KEY_A), ("Authorization", f"Bearer {KEY_A}")], "ok", []),
+    ([("X-Api-Key", KEY_A), ("Authorization", f"Bearer {KEY_B}")], "conflict", []),
+    ([("X-Api-Key", KEY_B), ("Authorization", f"bearer {KEY_A}")], "conflict", []),
+    ([("X-Api-Key", KEY_A), ("X-Api-Key", KEY_A)], "ok", []),
+    ([("X-Api-Key", KEY_A), ("X-Api-Key", KEY_B)], "conflict", []),
+    ([("X_Api_Key", KEY_A)], "ok", []),
+    ([("X-Api-Key", KEY_A), ("x_api_key", KEY_B)], "conflict", []),
+    ([("Authorization", f"Bearer {KEY_A}"), ("X-Api-Key", "junk")], "ok", []),
+    ([("Authorization", f"Bearer {KEY_A}"), ("Authorization", f"Bearer {KEY_A}")], "ok", []),
+    (
+        [("X-Api-Key", KEY_A), ("Authorization", "Bearer token-for-the-service")],
+        "ok",
+        [("Authorization", "Bearer token-for-the-service")],
+    ),
+]
+
+
+def _head(method: str, path: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(lines).encode()
+
+
+@pytest.mark.parametrize(("sent", "answer", "forwarded"), KEY_CASES)
+async def test_a_key_in_any_header_the_scheme_reads_is_stripped_and_two_tenants_refused(
+    redis_url: str,
+    capture: Capture,
+    sent: list[tuple[str, str]],
+    answer: str,
+    forwarded: list[tuple[str, str]],
+) -> None:
+    settings = settings_for(redis_url, capture.url, tenants=True)
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(capture.url, 2.0)),
+    ):
+        queued, _ = await raw_request(gateway, _head("POST", "/orders", sent, b"q"), b"q")
+        proxied, _ = await raw_request(gateway, _head("GET", "/orders/1", sent, b""))
+        if answer == "conflict":
+            assert (queued, proxied) == (400, 400)
+        else:
+            assert (queued, proxied) == (202, 200)
+            await wait_until(lambda: received(capture, 2), what="both at the service")
+        stored = await _every_value(redis_url)
+    for key in (KEY_A, KEY_B):
+        assert key.encode() not in stored
+        for seen in capture.seen:
+            assert all(key not in v for _, v in seen.headers), seen.headers
+    for seen in capture.seen:
+        names = {k.lower().replace("_", "-") for k, _ in seen.headers}
+        assert "x-api-key" not in names
+        for header in forwarded:
+            assert header in seen.headers
+
+
+SPELLINGS = [
+    "X_Forwarded_For", "x_forwarded_for", "X-Forwarded_For", "X_Real_IP", "x_real_ip",
+    "X_Forwarded_Proto", "X_Forwarded_Host", "x-forwarded_host", "X_Forwarded_Port",
+    "X_Forwarded_Prefix", "FORWARDED", "X-FORWARDED-FOR",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("route", [("GET", "/orders/1"), ("POST", "/orders")])
+async def test_forwarding_headers_in_any_spelling_are_the_gateways(
+    redis_url: str, capture: Capture, route: tuple[str, str]
+) -> None:
+    """From an untrusted client, no spelling of a forwarding header reaches
+    the service: a WSGI server would merge X_Forwarded_For into the
+    gateway's own X-Forwarded-For."""
+    settings = settings_for(redis_url, capture.url)
+    sent = [(name, "6.6.6.6") for name in SPELLINGS]
+    method, path = route
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(capture.url, 2.0)),
+    ):
+        status, _ = await raw_request(gateway, _head(method, path, sent, b"x"), b"x")
+        assert status in (200, 202)
+        await wait_until(lambda: received(capture, 1), what="the request at the service")
+    (seen,) = capture.seen
+    assert all("6.6.6.6" not in v for _, v in seen.headers), seen.headers
+    normalised = {k.lower().replace("_", "-"): v for k, v in seen.headers}
+    assert normalised["x-forwarded-for"] == "127.0.0.1"
