@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from tidegate.errors import ConfigError
+from tidegate.redact import redact_url
 from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
 from tidegate.shell.sample_service import build_app
 
@@ -44,7 +45,7 @@ def redis_for_demo(report: Report) -> Any:
     """Yield a Redis URL, starting a server when none is given."""
     url = os.environ.get("TIDEGATE_REDIS_URL")
     if url:
-        report.info(f"Redis: using TIDEGATE_REDIS_URL ({url})")
+        report.info(f"Redis: using TIDEGATE_REDIS_URL ({redact_url(url)})")
         yield url
         return
     binary = redis_binary()
