@@ -128,9 +128,12 @@ class Forwarding:
         forwarded_host = headers.get("X-Forwarded-Host") if trusted else None
         pairs.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
         pairs.append(("X-Forwarded-Proto", proto or request.scheme))
-        pairs.append(("X-Forwarded-Host", forwarded_host or request.host))
-        if host and request.host:
-            pairs.append(("Host", request.host))
+        # The Host header, not aiohttp's request.host: for an absolute-form
+        # target (GET http://evil/ HTTP/1.1) that is the URL's host.
+        client_host = headers.get("Host", "")
+        pairs.append(("X-Forwarded-Host", forwarded_host or client_host))
+        if host and client_host:
+            pairs.append(("Host", client_host))
         return pairs
 
 

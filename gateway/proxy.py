@@ -98,7 +98,7 @@ async def forward(
             head_timeout_s=READ_TIMEOUT_S,
             read_timeout_s=READ_TIMEOUT_S,
             whole_bytes=WHOLE_BODY_BYTES,
-            host=request.host if route.forwarding.preserve_host else None,
+            host=request.headers.get("Host") if route.forwarding.preserve_host else None,
         ) as answer:
             headers = CIMultiDict(route.forwarding.answer_headers(response_headers(answer.headers)))
             if answer.stream is None and _has_body(request.method, answer.status):

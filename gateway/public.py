@@ -66,6 +66,15 @@ def _reserved(method: str, path: str) -> Rejection:
     included) is 404."""
     for pattern, allow in _JOB_API_METHODS:
         if pattern.match(path):
+            if method in allow.split(", "):
+                # The method is the API's: only another spelling of the path
+                # (//_tidegate/..., %5Ftidegate) brought it here, past the
+                # API's own routes. Not served under a second name.
+                return Rejection(
+                    "not-found",
+                    "Not found",
+                    f"The job API is served at {path} exactly, not at another spelling of it.",
+                )
             return Rejection(
                 "method-not-allowed",
                 "Method not allowed",

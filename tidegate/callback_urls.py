@@ -43,7 +43,9 @@ FORBIDDEN_NETWORKS: tuple[tuple[str, str], ...] = (
     ("169.254.0.0/16", "link-local (cloud metadata)"),
     ("fe80::/10", "link-local"),
     ("fd00:ec2::254/128", "cloud metadata (AWS, IPv6)"),
+    ("fd20:ce::254/128", "cloud metadata (Google, IPv6)"),
     ("100.100.100.200/32", "cloud metadata (Alibaba)"),
+    ("168.63.129.16/32", "the Azure host's wire server"),
     ("0.0.0.0/8", "unspecified"),
     ("::/128", "unspecified"),
     ("224.0.0.0/4", "multicast"),
@@ -51,8 +53,13 @@ FORBIDDEN_NETWORKS: tuple[tuple[str, str], ...] = (
     ("ff00::/8", "multicast"),
 )
 _FORBIDDEN = tuple((ipaddress.ip_network(net), why) for net, why in FORBIDDEN_NETWORKS)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+"""The well-known and the local-use NAT64 prefixes (RFC 6052, RFC 8215):
+the IPv4 address is the last 32 bits."""
 _COMPATIBLE = ipaddress.ip_network("::/96")
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+"""IPv4-translated addresses (RFC 2765): the last 32 bits too."""
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
 class BadCallback(ValueError):
@@ -109,6 +116,16 @@ def parse_target(url: str) -> Target:
             ipaddress.ip_address(host)
         except ValueError:
             raise BadCallback("not a host name or an IP address") from None
+    elif _NUMERIC_LABEL.fullmatch(host.rpartition(".")[2]):
+        # No top-level domain is numeric: this is an IPv4 address, and only
+        # its plain dotted-quad form is taken. The resolver reads 2130706433,
+        # 0177.0.0.1, 0x7f.1 and 127.1 as 127.0.0.1, past the checks on names.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise BadCallback(
+                "a numeric host that is not a plain dotted-quad IPv4 address"
+            ) from None
     try:
         path = canonical_path(parts.path or "/")
     except UnsafePath as e:
@@ -140,7 +157,11 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _COMPATIBLE and int(address) > 1):
+    if (
+        any(address in prefix for prefix in _NAT64)
+        or address in _TRANSLATED
+        or (address in _COMPATIBLE and int(address) > 1)
+    ):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 

@@ -136,3 +136,26 @@ async def test_job_api_methods_and_ids(
         assert r.status == status
         assert r.headers.get("Allow") == allow
         assert r.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "//_tidegate/jobs/orders.AAAAAAAAAAAAAAAAAAAAAAAA"),
+        ("DELETE", "//_tidegate//jobs/x"),
+        ("GET", "/%5Ftidegate/jobs/x/result"),
+        ("GET", "/_tidegate/jobs/x//events"),
+        ("GET", "///_tidegate/openapi.json"),
+    ],
+)
+async def test_another_spelling_of_a_job_api_path_is_not_found(
+    gateway: RunningGateway, method: str, path: str
+) -> None:
+    """With one of the API's own methods, a path that only canonicalises to
+    an API path is a 404: not a 405 whose Allow lists the very method used
+    (as before), and not the API served under a second name. Raw: a client
+    library would merge the slashes."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close".encode()
+    status, body = await raw_request(gateway, head)
+    assert status == 404, body
+    assert json.loads(body)["type"].endswith("not-found")  # job-not-found: %5F is "_"

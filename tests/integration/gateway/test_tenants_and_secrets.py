@@ -294,3 +294,26 @@ async def test_forwarding_headers_in_any_spelling_are_the_gateways(
     assert all("6.6.6.6" not in v for _, v in seen.headers), seen.headers
     normalised = {k.lower().replace("_", "-"): v for k, v in seen.headers}
     assert normalised["x-forwarded-for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/orders/1"), ("POST", "/orders")])
+async def test_an_absolute_form_target_does_not_set_the_forwarded_host(
+    redis_url: str, capture: Capture, method: str, path: str
+) -> None:
+    """``GET http://evil.example/orders/1``: the host a client named in the
+    request line is not the Host it sent; X-Forwarded-Host is the Host."""
+    settings = settings_for(redis_url, capture.url)
+    head = (
+        f"{method} http://evil.example{path} HTTP/1.1\r\nHost: good.example\r\n"
+        "Content-Length: 1\r\nConnection: close"
+    ).encode()
+    async with (
+        running_gateway(settings) as gateway,
+        running_worker(settings, "orders", Relay(capture.url, 2.0)),
+    ):
+        status, _ = await raw_request(gateway, head, b"x")
+        assert status in (200, 202)
+        await wait_until(lambda: received(capture, 1), what="the request at the service")
+    headers = dict(capture.seen[0].headers)
+    assert headers["X-Forwarded-Host"] == "good.example"
+    assert all("evil" not in v for v in headers.values())

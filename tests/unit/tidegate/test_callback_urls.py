@@ -58,6 +58,13 @@ def test_urls_under_an_allowed_prefix_are_taken_in_canonical_form(url: str, cano
         ("https://hooks.example.com/tidegate/%00", "path refused"),
         ("https://hooks.example.com/tidegate/a\\b", "path refused"),
         ("https://hooks.example.com/tidegate/..;/admin", "path refused"),
+        ("http://2130706433:8099/cb", "numeric host"),
+        ("http://0177.0.0.1:8099/cb", "numeric host"),
+        ("http://0x7f.0.0.1:8099/cb", "numeric host"),
+        ("http://0x7f000001:8099/cb", "numeric host"),
+        ("http://127.1:8099/cb", "numeric host"),
+        ("http://127.0.0.01:8099/cb", "numeric host"),
+        ("http://169.254.43518:8099/cb", "numeric host"),
         ("https://hooks.example.com/tidegate/%2e%2e;/admin", "path refused"),
         ("https://hooks.example.com/tidegate/..%3B/admin", "path refused"),
         ("https://hooks.example.com/tidegate/.;x/a", "path refused"),
@@ -113,6 +120,11 @@ def test_a_prefix_of_only_the_origin_allows_every_path() -> None:
         "::169.254.169.254",  # IPv4-compatible
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
         "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "fd20:ce::254",  # Google's metadata, IPv6
+        "168.63.129.16",  # Azure's wire server
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated 169.254.169.254
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 of 169.254.169.254
+        "64:ff9b:1:ffff::a9fe:a9fe",
     ],
 )
 def test_link_local_and_metadata_addresses_are_forbidden(address: str) -> None:
