@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -25,7 +26,7 @@ from gateway.drain import RELEASE_MARGIN_S, drain, mark_closing
 from gateway.metrics import GatewayMetrics
 from gateway.rejections import Rejection, client_closed
 from gateway.screening import screen
-from gateway.slow_clients import guard_server
+from gateway.slow_clients import guard_server, parser_fault
 from gateway.tenants import Tenants, owned
 from tidegate.errors import RedisCommandError, RedisUnavailable
 from tidegate.process import run_until_signalled, settle_heap
@@ -34,15 +35,45 @@ from tidegate.settings import Settings, parse_listen
 log = logging.getLogger(__name__)
 
 
+MALFORMED_LINES_PER_WINDOW = 10
+MALFORMED_WINDOW_S = 60.0
+
+
 class ParserErrorsInOneLine(logging.Filter):
     """aiohttp logs a malformed request (its parser's 400) with a traceback;
-    anyone can send those, so each becomes one line without the trace."""
+    anyone can send those, so each becomes one line without the trace, and
+    at most ``MALFORMED_LINES_PER_WINDOW`` of them per ``MALFORMED_WINDOW_S``:
+    a client sending garbage in a loop cannot fill the log. The first line
+    of the next window says how many were left out."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        self._window_start = self.clock()
+        self._logged = 0
+        self._left_out = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            now = self.clock()
+            note = ""
+            if now - self._window_start >= MALFORMED_WINDOW_S:
+                if self._left_out:
+                    note = (
+                        f" ({self._left_out} more malformed request(s) in the last "
+                        f"{MALFORMED_WINDOW_S:g} s were not logged)"
+                    )
+                self._window_start, self._logged, self._left_out = now, 0, 0
+            if self._logged >= MALFORMED_LINES_PER_WINDOW:
+                self._left_out += 1
+                return False
+            self._logged += 1
             error = record.exc_info[1]
-            reason = str(error.message).strip().splitlines()[0] if error.message else ""
-            record.msg = f"{record.getMessage()}: malformed request ({error.code}) {reason}"
+            fault = parser_fault(error)
+            record.msg = f"{record.getMessage()}: malformed request ({error.code}): {fault}{note}"
             record.args = None
             record.exc_info = None
             record.exc_text = None

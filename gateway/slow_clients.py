@@ -35,8 +35,10 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from gateway.problems import CONTENT_TYPE, problem_body
 from tidegate.settings import GatewaySettings
@@ -139,6 +141,49 @@ class GuardedRequestHandler(RequestHandler):
             return
         transport.write_eof()  # after the answer: the client reads it, then its end
         self._head_timer = self._loop.call_later(LINGER_S, self.force_close)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request the parser refused: aiohttp's 400 quotes the offending
+        line, which may be the header that holds the client's key; this
+        answer names only the kind of fault, as problem+json."""
+        answer = super().handle_error(request, status, exc, message)
+        if status != 400 or not isinstance(exc, HttpProcessingError):
+            return answer
+        kind = parser_fault(exc)
+        body = problem_body(
+            400,
+            "malformed-request",
+            "Malformed request",
+            f"The request could not be parsed ({kind}); nothing of it was read further.",
+        )
+        refused = web.Response(status=400, body=body, content_type=CONTENT_TYPE)
+        refused.force_close()
+        return refused
+
+
+_PARSER_FAULTS = {
+    "BadHttpMethod": "not an HTTP method",
+    "BadHttpMessage": "not an HTTP/1.x message",
+    "BadStatusLine": "a bad request line",
+    "InvalidHeader": "a bad header",
+    "InvalidURLError": "a bad request target",
+    "LineTooLong": "a line too long",
+    "TransferEncodingError": "a bad transfer encoding",
+    "ContentLengthError": "a bad Content-Length",
+}
+"""aiohttp's parser faults, by class, as the answer and the log name them."""
+
+
+def parser_fault(error: BaseException) -> str:
+    """What the parser refused, in words that quote nothing the client sent
+    (aiohttp's own message quotes the offending line, a key's header included)."""
+    return _PARSER_FAULTS.get(type(error).__name__, "malformed")
 
 
 class GuardedServer(web.Server):

@@ -11,6 +11,7 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
+from gateway import app
 from gateway.rejections import KINDS, for_error
 from tests.conftest import RunningGateway, running_gateway
 from tests.integration.gateway.hostile import (
@@ -120,3 +121,59 @@ async def test_malformed_requests_log_one_line(
         assert record.exc_text is None
         assert "\n" not in record.getMessage()
         assert "malformed request (400)" in record.getMessage()
+
+
+MALFORMED = [
+    b"POST /orders HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY_A.encode() + b"\x01\r\n",
+    b"POST /orders HTTP/1.1\r\nHost: x\r\nBad Header: " + KEY_A.encode() + b"\r\n",
+    b"POST /orders HTTP/1.1\r\nHost: x\r\nX-Api-Key\r\n " + KEY_A.encode() + b"\r\n",
+    b"BREW /orders?key=" + KEY_A.encode() + b" HTTP/1.1\r\nHost: x\r\n",
+    b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: "
+    + KEY_A.encode()
+    + b"\r\n",
+    b"POST /" + KEY_A.encode() + b"\x00 HTTP/1.1\r\nHost: x\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + KEY_A.encode() + b"\r\n",
+]
+
+
+@pytest.mark.parametrize("head", MALFORMED)
+async def test_a_parser_400_quotes_nothing_the_client_sent(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture, head: bytes
+) -> None:
+    """aiohttp's own 400 quoted the offending line: a key's header included."""
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    status, body = await raw_request(gateway, head.rstrip(b"\r\n"))
+    assert status == 400
+    assert KEY_A.encode() not in body
+    assert json.loads(body)["type"].endswith("/malformed-request")
+    assert KEY_A not in caplog.text
+
+
+BAD_HEADER = b"POST /orders HTTP/1.1\r\nHost: x\r\nBad Header: y"
+"""Logged by aiohttp at ERROR (a bad method on a first request only at DEBUG)."""
+
+
+async def test_malformed_requests_in_a_loop_log_a_bounded_number_of_lines(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+    log_filter = app._PARSER_FILTER
+    log_filter.clock, before = (lambda: now[0]), log_filter.clock
+    log_filter.reset()
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    try:
+        for _ in range(3 * app.MALFORMED_LINES_PER_WINDOW):
+            assert (await raw_request(gateway, BAD_HEADER))[0] == 400
+        lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+        assert len(lines) == app.MALFORMED_LINES_PER_WINDOW
+        now[0] += app.MALFORMED_WINDOW_S  # the next window: its first line counts the rest
+        assert (await raw_request(gateway, BAD_HEADER))[0] == 400
+        lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+        left_out = 2 * app.MALFORMED_LINES_PER_WINDOW
+        assert (
+            f"({left_out} more malformed request(s) in the last 60 s were not logged)"
+            in (lines[-1])
+        )
+    finally:
+        log_filter.clock = before
+        log_filter.reset()
