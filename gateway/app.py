@@ -137,6 +137,31 @@ def problem_boundary(handler: Handler) -> Handler:
     return guarded
 
 
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: the checks that need no body run first
+    (``public.check_before_body``); a request they refuse gets its answer
+    (413, 401, 404, ...) instead of ``100 Continue``, and its body is never
+    read. Any other expectation is a 417."""
+    gw = request.app[GATEWAY]
+    if request.headers.get("Expect", "").strip().lower() != "100-continue":
+        failed = problems.problem(
+            417, "expectation-failed", "Expectation failed", "Only 100-continue is understood."
+        )
+        failed.force_close()  # its body is never read
+        return failed
+    try:
+        path = screen(request, gw.settings.gateway.max_header_bytes)
+        public.check_before_body(request, path)
+    except Rejection as e:
+        response = _answer(gw, e)
+        response.force_close()  # the body the client held back is never read
+        return response
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
+    return None
+
+
 def _answer(gw: Gateway, rejection: Rejection) -> web.Response:
     gw.metrics.rejected.labels(rejection.route, rejection.reason).inc()
     gw.note(rejection)
@@ -182,7 +207,12 @@ def build_apps(
     own = owned(Tenants(settings.tenants), tenant_of)
     jobs_api.add_routes(public_app, problem_boundary, own)
     # [\s\S]: "." would not match a decoded newline, leaving aiohttp to answer 404
-    public_app.router.add_route("*", r"/{tail:[\s\S]*}", problem_boundary(public.handle))
+    public_app.router.add_route(
+        "*",
+        r"/{tail:[\s\S]*}",
+        problem_boundary(public.handle),
+        expect_handler=expect_continue,
+    )
     admin.add_routes(admin_app)
     return public_app, admin_app
 

@@ -15,6 +15,7 @@ import re
 
 from aiohttp import web
 
+from gateway.body import refuse_declared
 from gateway.context import GATEWAY
 from gateway.http_headers import NO_CREDENTIALS
 from gateway.proxy import forward
@@ -22,19 +23,26 @@ from gateway.queued import admit_and_answer, read_request
 from gateway.rejections import Rejection
 from tidegate import log_context
 from tidegate.errors import TidegateError
+from tidegate.settings import RouteSettings
 
 CANONICAL_PATH = web.RequestKey("canonical_path", str)
 """The request's canonical path, set by the problem boundary."""
 
 
+def _route_of(request: web.Request, path: str) -> RouteSettings:
+    """The route that takes the request; Rejection (404, 405) when none does."""
+    if path.startswith("/_tidegate/"):
+        raise _reserved(request.method, path)
+    route = request.app[GATEWAY].router.match(request.method, path)
+    if route is None:
+        raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
+    return route
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     path = request[CANONICAL_PATH]
-    if path.startswith("/_tidegate/"):
-        raise _reserved(request.method, path)
-    route = gw.router.match(request.method, path)
-    if route is None:
-        raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
+    route = _route_of(request, path)
     log_context.ROUTE.set(route.name)  # what this request's log lines are about
     log_context.JOB.set(None)  # (a keep-alive connection's next request may share a task)
     tenant, credentials = None, NO_CREDENTIALS
@@ -50,6 +58,18 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await forward(gw, route, request, path, credentials)
     job = await read_request(gw, route, request, path, tenant, credentials)
     return await admit_and_answer(gw, route, job, tenant)
+
+
+def check_before_body(request: web.Request, path: str) -> None:
+    """What ``Expect: 100-continue`` waits for: every check that needs no
+    body (route, tenant's key, declared size). A client that asked to be told
+    before it sends a body is told its request will be refused instead of
+    being invited to send it; Rejection when so."""
+    route = _route_of(request, path)
+    gw = request.app[GATEWAY]
+    if gw.tenants.enabled:
+        gw.tenants.require(request, route.name)
+    refuse_declared(request, route.name, route.max_body_bytes)
 
 
 _JOB_ID = "[A-Za-z0-9._-]+"

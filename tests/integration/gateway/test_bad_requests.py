@@ -10,6 +10,7 @@ import logging
 
 import pytest
 from redis.asyncio import Redis
+from yarl import URL
 
 from gateway import app
 from gateway.rejections import KINDS, for_error
@@ -177,3 +178,45 @@ async def test_malformed_requests_in_a_loop_log_a_bounded_number_of_lines(
     finally:
         log_filter.clock = before
         log_filter.reset()
+
+
+@pytest.mark.parametrize(
+    ("headers", "first"),
+    [
+        (f"X-Api-Key: {KEY_A}\r\nContent-Length: 10", b"HTTP/1.1 100 Continue"),
+        (f"X-Api-Key: {KEY_A}\r\nContent-Length: 99999999", b"HTTP/1.1 413 "),
+        ("X-Api-Key: not-a-key\r\nContent-Length: 10", b"HTTP/1.1 401 "),
+        ("Content-Length: 10", b"HTTP/1.1 401 "),
+        (f"X-Api-Key: {KEY_A}\r\nContent-Length: 10\r\nX-Odd: \xff", b"HTTP/1.1 400 "),
+    ],
+)
+async def test_expect_100_continue_is_answered_after_the_checks_that_need_no_body(
+    redis_url: str, capture: Capture, headers: str, first: bytes
+) -> None:
+    """Before, 100 Continue went out first, inviting a body that was then
+    refused (too large, no key)."""
+    settings = settings_for(redis_url, capture.url, tenants=True)
+    async with running_gateway(settings) as gateway:
+        url = URL(gateway.url("/"))
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            head = f"POST /orders HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n{headers}\r\n\r\n"
+            writer.write(head.encode("latin-1"))  # \xff: a byte that is not UTF-8
+            line = await asyncio.wait_for(reader.readline(), 20)
+            assert line.startswith(first), line
+            if first.endswith(b"Continue"):
+                await reader.readline()  # the blank line after 100 Continue
+                writer.write(b"0123456789")
+                answer = await asyncio.wait_for(reader.readline(), 20)
+                assert answer.startswith(b"HTTP/1.1 202 "), answer
+        finally:
+            writer.close()
+    assert await stream_lengths(redis_url) == (1 if first.endswith(b"Continue") else 0)
+
+
+async def test_an_unknown_expectation_is_417(gateway: RunningGateway) -> None:
+    head = b"POST /orders HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 1"
+    head += b"\r\nConnection: close"
+    status, body = await raw_request(gateway, head, b"x")
+    assert status == 417
+    assert json.loads(body)["type"].endswith("/expectation-failed")
