@@ -85,9 +85,13 @@ def _prefixes(allow: tuple[str, ...]) -> tuple[Target, ...]:
     return tuple(parse_target(prefix) for prefix in allow)
 
 
-def callback_of(request: web.Request, route: RouteSettings) -> str:
+def callback_of(
+    request: web.Request, route: RouteSettings, tenant: TenantSettings | None = None
+) -> str:
     """The request's ``Tidegate-Callback`` URL in canonical form ('' = none);
-    Rejection when the route takes no callbacks or the URL is not allowed."""
+    Rejection when the route takes no callbacks or the URL is not allowed:
+    under the route's ``callback.allow`` and, with tenants, under the
+    tenant's own ``callback_allow`` too (a tenant names only its receivers)."""
     url = request.headers.get("Tidegate-Callback")
     if url is None:
         return ""
@@ -98,8 +102,19 @@ def callback_of(request: web.Request, route: RouteSettings) -> str:
             f"Route {route.name} takes no Tidegate-Callback: poll the job instead.",
             route=route.name,
         )
+    if tenant is not None and not tenant.callback_allow:
+        raise Rejection(
+            "bad-callback",
+            "Callbacks not enabled for this tenant",
+            f"Tenant {tenant.name} has no callback receivers (tenants[].callback_allow): "
+            "poll the job instead. Nothing was admitted.",
+            route=route.name,
+        )
     try:
-        return allowed(url, _prefixes(route.callback.allow))
+        canonical = allowed(url, _prefixes(route.callback.allow))
+        if tenant is not None:
+            allowed(url, _prefixes(tenant.callback_allow))
+        return canonical
     except BadCallback as e:
         raise Rejection(
             "bad-callback",
@@ -138,7 +153,7 @@ async def read_request(
     read_at = time.perf_counter()
     priority = priority_of(request, route, tenant)
     key = idempotency_key(request, route.name)
-    callback = callback_of(request, route)
+    callback = callback_of(request, route, tenant)
     body = await read_body(
         request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
     )

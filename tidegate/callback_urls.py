@@ -143,6 +143,19 @@ def parse_target(url: str) -> Target:
     )
 
 
+def checked_prefixes(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """Callback URL prefixes as a setting takes them; ValueError naming the
+    first one that is not an http(s) URL prefix without a query."""
+    for prefix in prefixes:
+        try:
+            target = parse_target(prefix)
+        except BadCallback as e:
+            raise ValueError(f"{prefix!r}: {e}") from None
+        if target.query:
+            raise ValueError(f"{prefix!r}: a prefix has no query")
+    return prefixes
+
+
 def allowed(url: str, allow: tuple[Target, ...]) -> str:
     """The URL in canonical form when it lies under an allowed prefix;
     BadCallback otherwise."""

@@ -16,14 +16,19 @@ beside its consumer. It claims due callbacks (``ledger.callbacks``: the
 claim is a lease, so a worker killed mid-delivery leaves the callback to
 another one), posts each in a task of its own on a session of its own, at
 most ``MAX_IN_FLIGHT`` at once: a slow or dead receiver holds a delivery
-task, never a job slot, and a job never waits for its callback. A 2xx answer
+task, never a job slot, and a job never waits for its callback. Slots are
+shared fairly: at most ``MAX_PER_RECEIVER`` of them per receiver and
+``MAX_PER_TENANT`` per tenant; a callback claimed beyond that is deferred
+(due again a second or two later, not counted as an attempt), so one slow
+receiver, or one tenant's many, cannot hold back another's deliveries.
+The payload names the job's tenant (signed with the rest). A 2xx answer
 ends the callback (``callback_delivered`` in the job's log); anything else
 (another status, a timeout, a refused connection, a redirect) is retried
 after a backoff (1 s doubling to ``callback.backoff_max_s``, with jitter; a
 receiver's Retry-After is a floor) until ``callback.give_up_after_s`` after
 the job ended, then ``callback_failed`` is recorded.
 
-Where it connects is screened (``tidegate.callback_urls``): the addresses the
+Where it connects is screened (``worker.screening``): the addresses the
 host resolves to now, the ones connected to, not those it had at admission.
 An IP literal that is screened out is given up at once; a name that resolves
 only to screened addresses is a failed attempt (the name may change back).
@@ -37,14 +42,14 @@ import datetime
 import json
 import logging
 import random
-import socket
 import time
+from collections import Counter
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 
 from tidegate.backoff import backoff_s, parse_retry_after
-from tidegate.callback_urls import BadCallback, forbidden, parse_target
+from tidegate.callback_urls import BadCallback, Target, parse_target
 from tidegate.errors import JobNotFound, TidegateError
 from tidegate.job_view import job_view
 from tidegate.keys import RouteKeys, parts_of
@@ -54,6 +59,7 @@ from tidegate.settings import CallbackSettings, RouteSettings
 from tidegate.tasks import wait_any
 from tidegate.webhooks import signed_headers
 from worker.metrics import WorkerMetrics
+from worker.screening import ScreeningResolver, literal_screened
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,15 @@ POLL_S = 0.25
 """How often a partition's due set is looked at while nothing is due sooner."""
 MAX_IN_FLIGHT = 32
 """Deliveries one worker process runs at once."""
+MAX_PER_RECEIVER = 4
+"""Deliveries to one receiver (scheme, host and port) under way at once in a
+process: a slow or hanging receiver holds at most these slots, never all."""
+MAX_PER_TENANT = 16
+"""Deliveries of one tenant's callbacks under way at once in a process: one
+tenant's many receivers cannot hold every slot either."""
+DEFER_S = 1.0
+"""A callback with no free slot for its receiver or tenant is due again after
+this (and up to twice it, jittered), without counting as an attempt."""
 LEASE_MARGIN_S = 5.0
 """A claim outlasts the delivery's timeout by this much before another may take it."""
 BACKOFF_BASE_S = 1.0
@@ -69,41 +84,17 @@ STOP_GRACE_S = 2.0
 USER_AGENT = "tidegate-callbacks"
 
 
-class ScreenedOut(OSError):
-    """Every address the host resolves to is one no callback may reach."""
-
-
-class ScreeningResolver(AbstractResolver):
-    """Resolves with another resolver and drops the addresses ``forbidden``
-    names: the check is on the very addresses the connector connects to."""
-
-    def __init__(self, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner or aiohttp.ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        kept = [r for r in found if forbidden(r["host"]) is None]
-        if not kept:
-            reasons = "; ".join(sorted({forbidden(r["host"]) or "" for r in found}))
-            raise ScreenedOut(
-                f"{host} resolves only to addresses callbacks may not reach: {reasons}"
-            )
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 def payload(due: DueCallback, projection: dict[str, str], now_s: float) -> bytes:
     """The JSON body of one callback (see the module's docstring)."""
     stamp = datetime.datetime.fromtimestamp(int(now_s), datetime.UTC)
-    body = {
+    body: dict[str, object] = {
         "type": f"job.{due.state}",
         "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": job_view(due.job_id, projection),
     }
+    tenant = projection.get("tenant", "")
+    if tenant:  # signed with the rest: a receiver knows whose job it is
+        body["tenant"] = tenant
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -130,6 +121,10 @@ class CallbackSender:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[str]] = set()
         self._wake = asyncio.Event()
+        self._receivers: Counter[str] = Counter()
+        """Deliveries under way per receiver (scheme://host:port)."""
+        self._tenants: Counter[str] = Counter()
+        """Deliveries under way per tenant ('' for a route without tenants)."""
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -224,9 +219,26 @@ class CallbackSender:
             target = parse_target(url)
         except BadCallback as e:
             return await self._give_up(due, f"refused: {e}", "refused")
-        screened = _literal_screened(target.host)
+        screened = literal_screened(target.host)
         if screened:
             return await self._give_up(due, f"refused: {screened}", "refused")
+        receiver, tenant = f"{target.scheme}://{target.netloc}", projection.get("tenant", "")
+        if self._receivers[receiver] >= MAX_PER_RECEIVER or (
+            tenant and self._tenants[tenant] >= MAX_PER_TENANT
+        ):
+            later_s = time.time() + DEFER_S * (1 + self._rand.random())
+            await self.ledger.defer_callback(due, later_s)
+            return self._count("deferred")
+        self._receivers[receiver] += 1
+        self._tenants[tenant] += 1
+        try:
+            return await self._post(due, projection, target)
+        finally:
+            self._receivers[receiver] -= 1
+            self._tenants[tenant] -= 1
+
+    async def _post(self, due: DueCallback, projection: dict[str, str], target: Target) -> str:
+        """One attempt at a receiver this process has a slot for."""
         now_s = time.time()
         body = payload(due, projection, now_s)
         headers = {
@@ -281,11 +293,3 @@ class CallbackSender:
     def _count(self, outcome: str) -> str:
         self.metrics.callbacks.labels(self.route.name, outcome).inc()
         return outcome
-
-
-def _literal_screened(host: str) -> str | None:
-    """Why an IP-literal host may not be called (names are screened when resolved)."""
-    try:
-        return forbidden(host)
-    except ValueError:
-        return None

@@ -79,7 +79,7 @@ class WorkerMetrics:
             self.attempts.labels(route, outcome)
         for outcome in ("compensated", "failed", "none_configured"):
             self.compensations.labels(route, outcome)
-        for outcome in ("delivered", "retried", "failed", "refused"):
+        for outcome in ("delivered", "retried", "failed", "refused", "deferred"):
             self.callbacks.labels(route, outcome)
         for action in ("expired", "requeued"):
             self.reconciled.labels(route, action)

@@ -18,6 +18,7 @@ from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.calls import (
     ClaimCallbacks,
     Claimed,
+    DeferCallback,
     DueCallback,
     EndCallback,
     Settled,
@@ -42,6 +43,21 @@ class Callbacks(LedgerBase):
         _, keys = self._route(due.job_id)
         with redis_errors("scheduling a callback's retry"):
             await self.redis.zadd(keys.callbacks, {due.member: int(at_s * 1000)}, xx=True)
+
+    async def defer_callback(self, due: DueCallback, at_s: float) -> bool:
+        """Due again at ``at_s`` (unix s) without its claim counting as an
+        attempt: the deliverer had no slot for it (``worker.callbacks``'s
+        fairness). False when it had ended meanwhile."""
+        _, keys = self._route(due.job_id)
+        call = DeferCallback(
+            route=keys,
+            member=due.member,
+            due_ms=int(at_s * 1000),
+            attempt=due.attempt,
+            first_due_ms=due.first_due_ms,
+        )
+        with redis_errors("deferring a callback"):
+            return await self.runner.run(call)
 
     async def end_callback(self, due: DueCallback, *, delivered: bool, detail: str) -> Settled:
         """Record how a callback ended (``detail``: the receiver's status, or

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from tidegate import webhooks
-from tidegate.callback_urls import BadCallback, parse_target
+from tidegate.callback_urls import checked_prefixes
 from tidegate.errors import ConfigError
 from tidegate.http import upstream_parts
 from tidegate.paths import UnsafePath, canonical_path
@@ -94,7 +94,8 @@ class CallbackSettings:
     """Completion callbacks a client may ask for (``Tidegate-Callback: URL``)."""
 
     allow: tuple[str, ...] = Field(min_length=1)
-    """URL prefixes a client may name; nothing else is ever called."""
+    """URL prefixes a client may name; nothing else is ever called. With
+    tenants, a URL must also lie under the tenant's own ``callback_allow``."""
     secret: str | None = Field(default=None, repr=False)
     """The Standard Webhooks signing secret, ``whsec_`` + base64 of 24-64 bytes."""
     secret_file: str | None = None
@@ -110,14 +111,7 @@ class CallbackSettings:
     @field_validator("allow")
     @classmethod
     def _allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for prefix in value:
-            try:
-                target = parse_target(prefix)
-            except BadCallback as e:
-                raise ValueError(f"{prefix!r}: {e}") from None
-            if target.query:
-                raise ValueError(f"{prefix!r}: a prefix has no query")
-        return value
+        return checked_prefixes(value)
 
     @model_validator(mode="after")
     def _secret(self) -> CallbackSettings:

@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator
 from pydantic.dataclasses import dataclass
 
+from tidegate.callback_urls import checked_prefixes
 from tidegate.settings.base import STRICT, Priority, checked_name
 
 
@@ -36,11 +37,20 @@ class TenantSettings:
     quota: QuotaSettings | None = None
     priority: Priority = "normal"
     """Highest class this tenant's requests get (a request may ask for a lower one)."""
+    callback_allow: tuple[str, ...] = ()
+    """URL prefixes this tenant's completion callbacks may name, within a
+    route's ``callback.allow``; none: the tenant may ask for no callback.
+    Another tenant's receivers are out of reach even under the route's list."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return checked_name(value)
+
+    @field_validator("callback_allow")
+    @classmethod
+    def _callback_allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return checked_prefixes(value)
 
     @field_validator("api_key_sha256")
     @classmethod

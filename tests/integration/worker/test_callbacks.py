@@ -30,7 +30,7 @@ from tidegate.keys import parts_of
 from tidegate.ledger import Ledger
 from tidegate.ledger.client import connect
 from tidegate.settings import RouteSettings, Settings, parse_settings
-from worker.callbacks import LEASE_MARGIN_S, CallbackSender
+from worker.callbacks import DEFER_S, LEASE_MARGIN_S, CallbackSender
 from worker.handler import Handler
 from worker.metrics import WorkerMetrics
 
@@ -90,10 +90,19 @@ async def cancelled_job(ledger: Ledger, url: str) -> str:
 
 
 async def deliver_all(sender: CallbackSender, now_s: float | None = None) -> None:
-    """One claim of every partition at ``now_s``, and its deliveries awaited."""
-    for keys in parts_of(sender.route):
-        await sender.pass_once(keys, now_s)
-    await sender.wait_idle()
+    """A claim of every partition at ``now_s``, and its deliveries awaited;
+    again, past their deferral, while any were deferred for want of a slot
+    for their receiver (more than ``MAX_PER_RECEIVER`` to one at once)."""
+    deferred = sender.metrics.callbacks.labels(sender.route.name, "deferred")
+    for _ in range(20):
+        before = deferred._value.get()
+        for keys in parts_of(sender.route):
+            await sender.pass_once(keys, now_s)
+        await sender.wait_idle()
+        if deferred._value.get() == before:
+            return
+        now_s = time.time() + 2 * DEFER_S + 0.01  # past every deferral made
+    raise AssertionError("callbacks still deferred after 20 rounds")
 
 
 async def callback_events(ledger: Ledger, job_id: str) -> list[dict[str, str]]:

@@ -38,7 +38,13 @@ from tidegate.ledger.calls.base import (
     text,
     unix_ms,
 )
-from tidegate.ledger.calls.callbacks import ClaimCallbacks, Claimed, DueCallback, EndCallback
+from tidegate.ledger.calls.callbacks import (
+    ClaimCallbacks,
+    Claimed,
+    DeferCallback,
+    DueCallback,
+    EndCallback,
+)
 from tidegate.ledger.calls.upkeep import (
     Cancel,
     Overdue,
@@ -62,6 +68,7 @@ __all__ = [
     "ClaimCallbacks",
     "Claimed",
     "Compensate",
+    "DeferCallback",
     "DueCallback",
     "EndCallback",
     "Finish",
@@ -103,6 +110,7 @@ CALLS: tuple[type[ScriptCall[Any]], ...] = (
     Sample,
     ClaimCallbacks,
     EndCallback,
+    DeferCallback,
     Workers,
     PublishView,
 )

@@ -67,3 +67,16 @@ class EndCallback(ScriptCall[Settled]):
 
     def read(self, reply: Any) -> Settled:
         return settled(reply)
+
+
+@dataclass(kw_only=True, slots=True)
+class DeferCallback(ScriptCall[bool]):
+    SCRIPT: ClassVar[str] = "defer_callback"
+    KEYS: ClassVar[tuple[str, ...]] = ("callbacks", "callback_tries")
+    member: str
+    due_ms: int
+    attempt: int
+    first_due_ms: int
+
+    def read(self, reply: Any) -> bool:
+        return bool(int(reply))
