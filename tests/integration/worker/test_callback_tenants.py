@@ -39,31 +39,33 @@ async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
     await b.close()
 
 
-def tenant_settings(redis_url: str, a: Receiver, b: Receiver, **callback: Any) -> Settings:
-    return parse_settings(
-        {
-            "redis": {"url": redis_url},
-            "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
-            "routes": [
-                {
-                    "name": "hooks",
-                    "match": {"path_prefix": "/hooks", "methods": ["POST"]},
-                    "mode": "async",
-                    "callback": {
-                        "allow": [a.url("/cb"), b.url("/cb")],
-                        "secret": SECRET,
-                        "timeout_s": 30,
-                        **callback,
-                    },
-                }
-            ],
-            "tenants": [
-                {"name": "a", "api_key_sha256": _sha(KEY_A), "callback_allow": [a.url("/cb")]},
-                {"name": "b", "api_key_sha256": _sha(KEY_B), "callback_allow": [b.url("/cb")]},
-                {"name": "c", "api_key_sha256": _sha(KEY_C)},  # may ask for no callback
-            ],
-        },
-        env={},
+def two_receivers(redis_url: str, a: Receiver, b: Receiver, **more: Any) -> Settings:
+    """An async route ``hooks`` whose callbacks may go to either receiver."""
+    route = {
+        "name": "hooks",
+        "match": {"path_prefix": "/hooks", "methods": ["POST"]},
+        "mode": "async",
+        "callback": {"allow": [a.url("/cb"), b.url("/cb")], "secret": SECRET, "timeout_s": 30},
+    }
+    raw = {
+        "redis": {"url": redis_url},
+        "gateway": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0"},
+        "routes": [route],
+        **more,
+    }
+    return parse_settings(raw, env={})
+
+
+def tenant_settings(redis_url: str, a: Receiver, b: Receiver) -> Settings:
+    return two_receivers(
+        redis_url,
+        a,
+        b,
+        tenants=[
+            {"name": "a", "api_key_sha256": _sha(KEY_A), "callback_allow": [a.url("/cb")]},
+            {"name": "b", "api_key_sha256": _sha(KEY_B), "callback_allow": [b.url("/cb")]},
+            {"name": "c", "api_key_sha256": _sha(KEY_C)},  # may ask for no callback
+        ],
     )
 
 
@@ -124,22 +126,7 @@ async def test_a_slow_receiver_does_not_hold_back_another(
     receiver's deliveries took every slot until they timed out."""
     slow, fast = receivers
     slow.hold = True
-    raw = {
-        "redis": {"url": redis_url},
-        "routes": [
-            {
-                "name": "hooks",
-                "match": {"path_prefix": "/hooks", "methods": ["POST"]},
-                "mode": "async",
-                "callback": {
-                    "allow": [slow.url("/cb"), fast.url("/cb")],
-                    "secret": SECRET,
-                    "timeout_s": 30,
-                },
-            }
-        ],
-    }
-    settings = parse_settings(raw, env={})
+    settings = two_receivers(redis_url, slow, fast)
     in_flight: list[int] = []
     async with sender_of(settings) as (sender, ledger):
         for _ in range(60):
