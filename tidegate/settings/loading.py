@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import fields
@@ -16,17 +17,45 @@ from tidegate.settings.base import ENV_PREFIX
 from tidegate.settings.model import Settings
 from tidegate.settings.process import ControllerSettings, GatewaySettings, RedisSettings
 
+_SECTIONS = (
+    ("redis", RedisSettings),
+    ("gateway", GatewaySettings),
+    ("scaler", ControllerSettings),
+)
+
+OTHER_VARIABLES = ("CONFIG", "LOG_LEVEL", "LOG_FORMAT", "EVENT_LOOP", "TENANTS_FILE",
+                   "REDIS_SERVER")  # fmt: skip
+"""The ``TIDEGATE_*`` variables that are not a section's field: the config
+path, logging, the event loop, the tenants file, the demo's server binary."""
+
+
+def known_variables() -> list[str]:
+    """Every ``TIDEGATE_*`` environment variable tidegate reads."""
+    names = [f"{ENV_PREFIX}{name}" for name in OTHER_VARIABLES]
+    for section, cls in _SECTIONS:
+        names += [f"{ENV_PREFIX}{section}_{f.name}".upper() for f in fields(cls)]
+    return names
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A line per ``TIDEGATE_*`` variable that tidegate does not read (a typo
+    would otherwise be ignored in silence), with the nearest known name."""
+    known = known_variables()
+    lines = []
+    for name in sorted(n for n in env if n.upper().startswith(ENV_PREFIX)):
+        if name in known:
+            continue
+        near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        lines.append(f"{name} is not a tidegate setting and is ignored{hint}")
+    return lines
+
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``TIDEGATE_<SECTION>_<FIELD>``; a list field (``redis.sentinels``,
     ``scaler.namespaces``, ...) takes a comma-separated value."""
     out: dict[str, dict[str, Any]] = {}
-    sections = (
-        ("redis", RedisSettings),
-        ("gateway", GatewaySettings),
-        ("scaler", ControllerSettings),
-    )
-    for section, cls in sections:
+    for section, cls in _SECTIONS:
         for f in fields(cls):
             value = env.get(f"{ENV_PREFIX}{section}_{f.name}".upper())
             if value is not None:

@@ -97,6 +97,21 @@ class GatewaySettings:
         parse_listen(value)
         return value
 
+    @model_validator(mode="after")
+    def _ports(self) -> GatewaySettings:
+        (public_host, public_port), (admin_host, admin_port) = (
+            parse_listen(self.listen),
+            parse_listen(self.admin_listen),
+        )
+        anywhere = {"0.0.0.0", "::"}
+        same_host = public_host == admin_host or bool({public_host, admin_host} & anywhere)
+        if public_port == admin_port != 0 and same_host:
+            raise ValueError(
+                f"listen ({self.listen}) and admin_listen ({self.admin_listen}) are the same "
+                "port: the admin port must be a port of its own"
+            )
+        return self
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -22,10 +24,45 @@ from typing import Any
 
 from tidegate import __version__
 from tidegate.errors import ConfigError, RedisUnavailable
-from tidegate.settings import Settings, load_settings
+from tidegate.process import event_loop_name
+from tidegate.settings import Settings, load_settings, parse_listen
+from tidegate.settings.loading import unknown_variables
 from tidegate.shell import logs
 
+log = logging.getLogger("tidegate")
+
 CONFIG_ENV = "TIDEGATE_CONFIG"
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
+    return number
+
+
+def seconds(value: str) -> float:
+    """An argparse type: a duration or a count of ms, finite and not negative."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a finite number, 0 or more")
+    return number
+
+
+def listen_address(value: str) -> str:
+    """An argparse type: ``host:port`` as the config's listen settings take it."""
+    try:
+        parse_listen(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -102,26 +139,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="with --app: call the function with a list of up to N jobs (see worker.batch)",
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=seconds,
         default=50.0,
         metavar="M",
         help="with --batch-size: call with fewer than N jobs M ms after the first (default 50)",
     )
-    p.add_argument("--concurrency", type=int, help="jobs at once (default: route's setting)")
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        help="jobs at once, 1 or more (default: the route's worker.concurrency)",
+    )
     p.add_argument(
         "--metrics-listen",
+        type=listen_address,
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)",
     )
     p.add_argument(
         "--grace-s",
-        type=float,
+        type=seconds,
         default=25.0,
         help="on SIGTERM, seconds jobs in flight may take (keep below the pod's grace period)",
     )
@@ -135,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = _command(sub, common, "demo", "the whole system on this machine, no setup")
-    p.add_argument("--duration", type=float, default=60.0, help="upper bound in seconds")
-    p.add_argument("--requests", type=int, default=200, help="size of the traffic burst")
+    p.add_argument("--duration", type=seconds, default=60.0, help="upper bound in seconds")
+    p.add_argument("--requests", type=positive_int, default=200, help="size of the traffic burst")
     p.add_argument(
         "--keep",
         action="store_true",
@@ -169,27 +211,33 @@ below 1024 without the right."""
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
+    for line in unknown_variables(os.environ):
+        log.warning(line)
     try:
+        event_loop_name()  # checked for every subcommand, whether it runs a loop or not
         return _dispatch(args)
     except ConfigError as e:
         for problem in e.problems:
-            print(f"tidegate: {problem}", file=sys.stderr)
+            logs.fatal(problem)
         return 2
     except RedisUnavailable as e:
-        print(f"tidegate: {e}. Is Redis running at the configured URL?", file=sys.stderr)
+        logs.fatal(f"{e}. Is Redis running at the configured URL?")
         return 1
     except OSError as e:
         if e.errno not in _CANNOT_LISTEN:
-            raise
-        print(
-            f"tidegate: cannot listen: {e}. Another process may hold the port; "
+            logs.fatal(f"failed: {e}", exc=e)
+            return 1
+        logs.fatal(
+            f"cannot listen: {e}. Another process may hold the port; "
             "choose another in the config (gateway.listen, gateway.admin_listen, "
-            "scaler.admin_listen) or with --metrics-listen.",
-            file=sys.stderr,
+            "scaler.admin_listen) or with --metrics-listen."
         )
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: one line (or JSON object) with the trace, exit 1
+        logs.fatal(f"unexpected error: {e!r} (a bug; --log-level DEBUG shows where)", exc=e)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ and ``--log-format`` (``text`` or ``json``; ``TIDEGATE_LOG_FORMAT``) are
 accepted before the subcommand and after it. An unknown value is a one-line
 usage error (exit 2), never a traceback.
 
-``json`` writes one object per line for log collectors: ``time`` (UTC,
+``json`` writes one object per line for log collectors, the line that ends
+a command included (``fatal``): ``time`` (UTC,
 RFC 3339 with milliseconds), ``level``, ``logger``, ``message``, ``route``
 and ``job`` when known (the record's own, ``extra={"route": ...}``, else the
 logging task's, ``tidegate.log_context``), and ``error`` with the traceback
@@ -79,8 +80,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+_format = "text"
+"""The format ``configure`` set: what ``fatal`` writes."""
+
+
 def configure(level: str, fmt: str) -> None:
     """Set up the root logger (replacing any handler set before)."""
+    global _format
+    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
@@ -88,3 +95,19 @@ def configure(level: str, fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def fatal(message: str, exc: BaseException | None = None) -> None:
+    """The one line that says why a command ends: ``tidegate: ...`` on stderr,
+    or with ``--log-format json`` a JSON object like every other line (a log
+    pipeline reads the line that explains a crash too), with the trace as
+    ``error`` when there is one."""
+    if _format != "json":
+        print(f"tidegate: {message}", file=sys.stderr)
+        if exc is not None:
+            logging.getLogger("tidegate").debug("trace", exc_info=exc)
+        return
+    record = logging.LogRecord("tidegate", logging.CRITICAL, "", 0, message, None, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    print(JsonFormatter().format(record), file=sys.stderr)
