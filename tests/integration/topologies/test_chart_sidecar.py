@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
-from tests.conftest import Upstream, running_gateway
+from tests.conftest import Upstream, running_gateway, wait_until
 from tests.integration.packaging.chart import CHART, config_map, render
 from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel
@@ -46,6 +47,18 @@ def readme_sidecar() -> dict[str, Any]:
     (sidecar,) = [c for c in readme_pod()["containers"] if c["name"] == "tidegate-worker"]
     found: dict[str, Any] = sidecar
     return found
+
+
+def test_the_readme_sidecar_is_probed_over_http_not_by_exec() -> None:
+    """An exec of ``tidegate worker --check`` starts a Python process per
+    probe; the worker's own HTTP port answers /healthz."""
+    sidecar = readme_sidecar()
+    ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
+    args = sidecar["args"]
+    assert args[args.index("--metrics-listen") + 1].endswith(f":{ports['metrics']}")
+    for probe in ("startupProbe", "livenessProbe"):
+        assert sidecar[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert "exec" not in sidecar[probe]
 
 
 def test_the_readme_workers_drain_within_their_pods_grace() -> None:
@@ -89,11 +102,12 @@ async def test_a_sidecar_on_the_charts_config_follows_a_sentinel_failover(
     # The Secret's URL: in sentinel mode only its password, database and TLS count.
     env = {"TIDEGATE_REDIS_URL": "redis://127.0.0.1:1/0"}
     sidecar = readme_sidecar()
+    probe_port = free_port()
     args = [
         {
             CONFIG_PATH: str(config),
             "http://127.0.0.1:8000": upstream.url,
-            "0.0.0.0:9091": f"127.0.0.1:{free_port()}",
+            "0.0.0.0:9091": f"127.0.0.1:{probe_port}",
         }.get(arg, arg)
         for arg in sidecar["args"]
     ]
@@ -113,6 +127,16 @@ async def test_a_sidecar_on_the_charts_config_follows_a_sentinel_failover(
     )
     try:
         async with running_gateway(gateway_settings) as gateway:
+            probe = f"http://127.0.0.1:{probe_port}/healthz"  # as the liveness probe asks
+
+            async def alive() -> bool:
+                try:
+                    async with gateway.http.get(probe) as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(alive, 30, what="the sidecar's /healthz")
 
             async def fail_over() -> None:
                 redis_sentinel.kill(redis_sentinel.master_port)
