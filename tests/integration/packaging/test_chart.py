@@ -213,3 +213,34 @@ def test_the_schema_refuses_a_sentinel_mode_without_sentinels() -> None:
         render({"redis": {"mode": "sentinel"}})
     with pytest.raises(Exception, match="/redis/mode"):
         render({"redis": {"mode": "replicated"}})
+
+
+def test_the_version_is_written_once_and_every_copy_agrees() -> None:
+    """tidegate/__init__.py holds it (pyproject reads it at build time); the
+    chart's appVersion and the image tags in the docs must follow."""
+    import tomllib
+
+    import tidegate
+
+    root = CHART.parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert "version" not in project
+    assert "version" in project["dynamic"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == tidegate.__version__
+    for doc in (CHART / "README.md", root / "docs" / "install.md"):
+        tags = re.findall(r"tidegate:(\d+\.\d+\.\d+)", doc.read_text())
+        assert tags
+        assert set(tags) == {tidegate.__version__}, doc
+
+
+def test_the_licence_file_is_the_declared_licence() -> None:
+    import tomllib
+
+    root = CHART.parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
+    text = (root / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License")
+    assert "Version 2.0, January 2004" in text
