@@ -244,3 +244,22 @@ def test_the_licence_file_is_the_declared_licence() -> None:
     text = (root / "LICENSE").read_text()
     assert text.lstrip().startswith("Apache License")
     assert "Version 2.0, January 2004" in text
+
+
+CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}
+
+
+@pytest.mark.parametrize("values", [None, EVERYTHING], ids=["defaults", "everything"])
+def test_every_namespaced_object_names_its_namespace(values: dict[str, Any] | None) -> None:
+    """``helm template | kubectl apply`` and GitOps tools apply what is
+    rendered as it is: an object without ``metadata.namespace`` lands in
+    ``default``, whatever namespace the release was meant for."""
+    docs = render(values)
+    watched = set((values or {}).get("scaler", {}).get("namespaces", [])) | {"shop"}
+    missing = [
+        f"{d['kind']}/{d['metadata']['name']}"
+        for d in docs
+        if d["kind"] not in CLUSTER_SCOPED and d["metadata"].get("namespace") not in watched
+    ]
+    assert missing == []
+    assert any(d["kind"] == "Deployment" for d in docs)
