@@ -102,6 +102,15 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* What both parts' containers take in their environment: Redis and logging. */}}
+{{- define "tidegate.partEnv" -}}
+{{ include "tidegate.redisEnv" . }}
+- name: TIDEGATE_LOG_LEVEL
+  value: {{ .Values.logging.level | quote }}
+- name: TIDEGATE_LOG_FORMAT
+  value: {{ .Values.logging.format | quote }}
+{{- end -}}
+
 {{- define "tidegate.podSecurityContext" -}}
 runAsNonRoot: true
 fsGroup: 10001

@@ -60,6 +60,9 @@ def part_values(part: str) -> dict[str, Any]:
         "readinessProbe": {"periodSeconds": 7, "timeoutSeconds": 2, "failureThreshold": 4},
         "startupProbe": {"periodSeconds": 3, "timeoutSeconds": 2, "failureThreshold": 60},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+        "revisionHistoryLimit": 3,
+        "deploymentAnnotations": {"example.com/owner": f"{part}-team"},
+        "extraArgs": ["--log-level", "DEBUG"],
     }
 
 
@@ -129,6 +132,9 @@ def test_each_part_takes_its_own_values(part: str) -> None:
     assert pod["tolerations"] == given["tolerations"]
     assert pod["affinity"] == given["affinity"]
     assert deployment["spec"]["strategy"] == given["strategy"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert deployment["metadata"]["annotations"] == given["deploymentAnnotations"]
+    assert container["args"] == [part, "-c", "/etc/tidegate/tidegate.yaml", "--log-level", "DEBUG"]
     for probe, timing in (("livenessProbe", 17), ("readinessProbe", 7), ("startupProbe", 3)):
         assert container[probe]["periodSeconds"] == timing
         assert container[probe]["httpGet"]["port"] == "admin"
@@ -354,3 +360,29 @@ def test_the_gateway_takes_lifecycle_hooks() -> None:
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize(("level", "fmt"), [(None, None), ("DEBUG", "json"), ("WARNING", "text")])
+def test_logging_values_reach_every_part(level: str | None, fmt: str | None) -> None:
+    values: dict[str, Any] = {} if level is None else {"logging": {"level": level, "format": fmt}}
+    docs = render(values)
+    for part in ("gateway", "scaler"):
+        (container,) = component(docs, "Deployment", part)["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["TIDEGATE_LOG_LEVEL"] == (level or "INFO")
+        assert env["TIDEGATE_LOG_FORMAT"] == (fmt or "text")
+        assert container["args"][:3] == [part, "-c", "/etc/tidegate/tidegate.yaml"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"logging": {"level": "LOUD"}},
+        {"logging": {"format": "xml"}},
+        {"gateway": {"extraArgs": "--debug"}},
+        {"scaler": {"revisionHistoryLimit": -1}},
+    ],
+)
+def test_the_schema_refuses_bad_logging_and_deployment_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        render(bad)
