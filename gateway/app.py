@@ -107,32 +107,12 @@ def problem_boundary(handler: Handler) -> Handler:
         gw = request.app[GATEWAY]
         gw.in_flight += 1
         try:
-            request[public.CANONICAL_PATH] = screen(request, gw.settings.gateway.max_header_bytes)
-            return await handler(request)
-        except Rejection as e:
-            return _answer(gw, e)
-        except (RedisUnavailable, RedisCommandError) as e:  # 503 (a command error is logged)
-            return _answer(gw, gw.rejection(e))
-        except web.HTTPException as e:
-            if e.status < 400:
-                raise
-            return problems.problem(
-                e.status,
-                "http-" + str(e.status),
-                e.reason,
-                f"{request.method} {request.path}: {e.reason}",
-            )
-        except ConnectionResetError:  # aiohttp's own writes to a lost client are quiet too
-            return _answer(gw, client_closed())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected error handling %s %s", request.method, request.path)
-            return problems.problem(
-                500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
-            )
+            response = await _answered(gw, handler, request)
         finally:
             gw.in_flight -= 1
+        if gw.draining:  # each answer ends its connection (gateway.drain)
+            response.force_close()
+        return response
 
     return guarded
 
@@ -162,6 +142,34 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+async def _answered(gw: Gateway, handler: Handler, request: web.Request) -> web.StreamResponse:
+    try:
+        request[public.CANONICAL_PATH] = screen(request, gw.settings.gateway.max_header_bytes)
+        return await handler(request)
+    except Rejection as e:
+        return _answer(gw, e)
+    except (RedisUnavailable, RedisCommandError) as e:  # 503 (a command error is logged)
+        return _answer(gw, gw.rejection(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return problems.problem(
+            e.status,
+            "http-" + str(e.status),
+            e.reason,
+            f"{request.method} {request.path}: {e.reason}",
+        )
+    except ConnectionResetError:  # aiohttp's own writes to a lost client are quiet too
+        return _answer(gw, client_closed())
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return problems.problem(
+            500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
+        )
+
+
 def _answer(gw: Gateway, rejection: Rejection) -> web.Response:
     gw.metrics.rejected.labels(rejection.route, rejection.reason).inc()
     gw.note(rejection)
@@ -189,8 +197,7 @@ def build_apps(
         },
     )
     admin_app = web.Application()
-    mark_closing(public_app)
-    mark_closing(admin_app)
+    mark_closing(admin_app)  # the public app's answers: problem_boundary (no signal per answer)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         gw = await open_context(settings, metrics)

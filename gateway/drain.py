@@ -65,7 +65,8 @@ async def close_while_draining(request: web.Request, response: web.StreamRespons
 
 def mark_closing(app: web.Application) -> None:
     """Make every answer of ``app`` carry ``Connection: close`` once the
-    gateway drains."""
+    gateway drains. For the admin app: the public one's answers get it from
+    ``app.problem_boundary`` instead (a signal costs every answer a call)."""
     app.on_response_prepare.append(close_while_draining)
 
 

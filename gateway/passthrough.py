@@ -42,6 +42,9 @@ async def _write_as_sent(response: web.StreamResponse, typed: bool) -> None:
     headers = response.headers
     if not typed:
         headers.popall(hdrs.CONTENT_TYPE, None)
+    if all(v.isascii() for v in headers.values()):  # the usual case: as aiohttp writes it
+        await web.StreamResponse._write_headers(response)
+        return
     names = {k.lower() for k, v in headers.items() if not _encodable(v)}
     if not names:
         await web.StreamResponse._write_headers(response)

@@ -24,8 +24,6 @@ rewritten when it is given to the client.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from pydantic import field_validator
 from pydantic.dataclasses import dataclass
 
@@ -71,10 +69,11 @@ class ForwardingSettings:
         rest = path[len(prefix.rstrip("/")) :]
         return rest if rest.startswith("/") else "/" + rest
 
-    def answer_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The service's answer headers with its redirect targets rewritten."""
+    def answer_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The service's answer headers with its redirect targets rewritten
+        (the same list when there is nothing to rewrite)."""
         if not self.rewrite_location:
-            return list(headers)
+            return headers
         return [
             (k, self._location(v)) if k.lower() in LOCATION_HEADERS else (k, v) for k, v in headers
         ]
