@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from gateway import problems
 from gateway.http_headers import response_headers
-from gateway.passthrough import RelayedResponse, RelayedStream
+from gateway.passthrough import RelayedStream, relayed
 from tidegate.envelope import Reply
 from tidegate.job_view import JOBS_PATH, job_links
 from tidegate.settings import ForwardingSettings
@@ -66,7 +66,7 @@ def stored(
         if length.strip().isdigit():
             response.content_length = int(length)
         return response
-    return RelayedResponse(status=reply.status, reason=None, headers=headers, body=reply.body)
+    return relayed(reply.status, None, headers, reply.body)
 
 
 def ended_without_result(job_id: str, state: str) -> web.Response:

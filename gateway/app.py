@@ -107,7 +107,10 @@ def problem_boundary(handler: Handler) -> Handler:
         gw = request.app[GATEWAY]
         gw.in_flight += 1
         try:
-            response = await _answered(gw, handler, request)
+            request[public.CANONICAL_PATH] = screen(request, gw.settings.gateway.max_header_bytes)
+            response = await handler(request)
+        except Exception as e:  # CancelledError is not an Exception: it goes on
+            response = _failure(gw, request, e)
         finally:
             gw.in_flight -= 1
         if gw.draining:  # each answer ends its connection (gateway.drain)
@@ -142,32 +145,27 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
-async def _answered(gw: Gateway, handler: Handler, request: web.Request) -> web.StreamResponse:
-    try:
-        request[public.CANONICAL_PATH] = screen(request, gw.settings.gateway.max_header_bytes)
-        return await handler(request)
-    except Rejection as e:
-        return _answer(gw, e)
-    except (RedisUnavailable, RedisCommandError) as e:  # 503 (a command error is logged)
-        return _answer(gw, gw.rejection(e))
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
+def _failure(gw: Gateway, request: web.Request, error: Exception) -> web.StreamResponse:
+    """The answer to what a handler raised (``problem_boundary``)."""
+    if isinstance(error, Rejection):
+        return _answer(gw, error)
+    if isinstance(error, RedisUnavailable | RedisCommandError):  # 503 (a command error is logged)
+        return _answer(gw, gw.rejection(error))
+    if isinstance(error, web.HTTPException):
+        if error.status < 400:
+            raise error
         return problems.problem(
-            e.status,
-            "http-" + str(e.status),
-            e.reason,
-            f"{request.method} {request.path}: {e.reason}",
+            error.status,
+            "http-" + str(error.status),
+            error.reason,
+            f"{request.method} {request.path}: {error.reason}",
         )
-    except ConnectionResetError:  # aiohttp's own writes to a lost client are quiet too
+    if isinstance(error, ConnectionResetError):  # aiohttp's own writes to a lost client too
         return _answer(gw, client_closed())
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unexpected error handling %s %s", request.method, request.path)
-        return problems.problem(
-            500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
-        )
+    log.error("unexpected error handling %s %s", request.method, request.path, exc_info=error)
+    return problems.problem(
+        500, "internal", "Internal error", "The gateway failed unexpectedly; see its log."
+    )
 
 
 def _answer(gw: Gateway, rejection: Rejection) -> web.Response:

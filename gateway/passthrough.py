@@ -70,6 +70,17 @@ def _has_type(headers: Iterable[tuple[str, str]]) -> bool:
     return any(k.lower() == "content-type" for k, _ in headers)
 
 
+def relayed(
+    status: int, reason: str | None, headers: CIMultiDict[str], body: bytes
+) -> web.Response:
+    """A whole answer of a service: aiohttp's own response when aiohttp
+    would write it as sent (a ``Content-Type`` and ASCII values, the usual
+    case), else a ``RelayedResponse``."""
+    if _has_type(headers.items()) and all(v.isascii() for v in headers.values()):
+        return web.Response(status=status, reason=reason, headers=headers, body=body)
+    return RelayedResponse(status=status, reason=reason, headers=headers, body=body)
+
+
 class RelayedResponse(web.Response):
     """A whole answer of a service (proxied and read whole, or stored)."""
 

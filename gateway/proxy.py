@@ -44,7 +44,7 @@ from gateway import problems
 from gateway.body import body_chunks, read_body, refuse_declared
 from gateway.context import CONNECT_TIMEOUT_S, Gateway
 from gateway.http_headers import NO_CREDENTIALS, response_headers
-from gateway.passthrough import RelayedResponse, RelayedStream
+from gateway.passthrough import RelayedStream, relayed
 from gateway.rejections import Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
@@ -103,9 +103,7 @@ async def forward(
             headers = CIMultiDict(route.forwarding.answer_headers(response_headers(answer.headers)))
             if answer.stream is None and _has_body(request.method, answer.status):
                 _count(gw, route, answer.status)
-                return RelayedResponse(
-                    status=answer.status, reason=answer.reason, headers=headers, body=answer.body
-                )
+                return relayed(answer.status, answer.reason, headers, answer.body)
             response = RelayedStream(status=answer.status, reason=answer.reason, headers=headers)
             await _relay_body(route, request, response, answer.length, answer.stream)
             _count(gw, route, answer.status)
