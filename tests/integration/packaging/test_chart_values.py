@@ -386,3 +386,90 @@ def test_logging_values_reach_every_part(level: str | None, fmt: str | None) -> 
 def test_the_schema_refuses_bad_logging_and_deployment_values(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render(bad)
+
+
+def test_the_public_service_and_ingress_take_what_a_cloud_needs() -> None:
+    values: dict[str, Any] = {
+        "gateway": {
+            "service": {
+                "type": "LoadBalancer",
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+                "labels": {"exposure": "public"},
+                "loadBalancerClass": "service.k8s.aws/nlb",
+                "loadBalancerSourceRanges": ["203.0.113.0/24"],
+                "externalTrafficPolicy": "Local",
+            },
+            "ingress": {
+                "enabled": True,
+                "hosts": ["api.example.com"],
+                "paths": [
+                    {"path": "/orders", "pathType": "Prefix"},
+                    {"path": "/_tidegate", "pathType": "Prefix"},
+                ],
+            },
+        }
+    }
+    docs = render(values)
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
+    public = services["shop-tidegate-gateway"]
+    assert public["metadata"]["annotations"] == values["gateway"]["service"]["annotations"]
+    assert public["metadata"]["labels"]["exposure"] == "public"
+    assert public["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert public["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert public["spec"]["externalTrafficPolicy"] == "Local"
+    admin = services["shop-tidegate-admin"]  # the admin Service takes none of it
+    assert admin["spec"]["type"] == "ClusterIP"
+    assert "annotations" not in admin["metadata"]
+    (ingress,) = of_kind(docs, "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [
+        ("/orders", "Prefix"),
+        ("/_tidegate", "Prefix"),
+    ]
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    # ClusterIP: the load balancer fields are left out, whatever is set
+    cluster_ip = {**values["gateway"]["service"], "type": "ClusterIP"}
+    docs = render({"gateway": {"service": cluster_ip}})
+    spec = next(d for d in of_kind(docs, "Service") if d["metadata"]["name"].endswith("-gateway"))[
+        "spec"
+    ]
+    assert not {"loadBalancerClass", "loadBalancerSourceRanges", "externalTrafficPolicy"} & set(
+        spec
+    )
+
+
+def test_scrapes_take_timeout_and_relabelings() -> None:
+    relabel = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
+    drop = [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}]
+    scrape = {
+        "enabled": True,
+        "scrapeTimeout": "10s",
+        "relabelings": relabel,
+        "metricRelabelings": drop,
+    }
+    docs = render({"metrics": {"serviceMonitor": scrape, "podMonitor": scrape}})
+    (service_monitor,) = of_kind(docs, "ServiceMonitor")
+    (pod_monitor,) = of_kind(docs, "PodMonitor")
+    for endpoint in (
+        service_monitor["spec"]["endpoints"][0],
+        pod_monitor["spec"]["podMetricsEndpoints"][0],
+    ):
+        assert endpoint["scrapeTimeout"] == "10s"
+        assert endpoint["relabelings"] == relabel
+        assert endpoint["metricRelabelings"] == drop
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"gateway": {"service": {"externalTrafficPolicy": "Everywhere"}}},
+        {"gateway": {"ingress": {"paths": [{"path": "orders", "pathType": "Prefix"}]}}},
+        {"gateway": {"ingress": {"paths": [{"path": "/", "pathType": "Regex"}]}}},
+        {"gateway": {"service": {"loadBalancerSourceRanges": "10.0.0.0/8"}}},
+    ],
+)
+def test_the_schema_refuses_malformed_service_and_ingress_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        render(bad)
