@@ -167,21 +167,16 @@ affinity:
 
 {{/* The admin port's probes, timed by the part's livenessProbe and readinessProbe. */}}
 {{- define "tidegate.probes" -}}
-startupProbe:
+{{- range $probe, $path := dict "startupProbe" "/healthz" "livenessProbe" "/healthz" "readinessProbe" "/readyz" }}
+{{- $given := get $.part $probe }}
+{{- if dig "enabled" true $given }}
+{{ $probe }}:
   httpGet:
-    path: /healthz
+    path: {{ $path }}
     port: admin
-  {{- toYaml .part.startupProbe | nindent 2 }}
-livenessProbe:
-  httpGet:
-    path: /healthz
-    port: admin
-  {{- toYaml .part.livenessProbe | nindent 2 }}
-readinessProbe:
-  httpGet:
-    path: /readyz
-    port: admin
-  {{- toYaml .part.readinessProbe | nindent 2 }}
+  {{- toYaml (omit $given "enabled") | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* One egress rule from {ports, to} (no ports: no rule; no peers: anywhere). */}}

@@ -186,7 +186,11 @@ def test_a_tag_pins_the_image_when_no_digest_does() -> None:
 def test_the_gateway_budget_never_blocks_every_drain(
     gateway: dict[str, Any], budget: dict[str, Any] | None
 ) -> None:
-    pdbs = of_kind(render({"gateway": gateway}), "PodDisruptionBudget")
+    pdbs = [
+        d
+        for d in of_kind(render({"gateway": gateway}), "PodDisruptionBudget")
+        if d["metadata"]["name"].endswith("-gateway")
+    ]
     if budget is None:
         assert pdbs == []
         return
@@ -473,3 +477,63 @@ def test_scrapes_take_timeout_and_relabelings() -> None:
 def test_the_schema_refuses_malformed_service_and_ingress_values(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render(bad)
+
+
+@pytest.mark.parametrize(
+    ("scaler", "budget"),
+    [
+        ({}, 1),
+        ({"replicas": 1}, None),
+        ({"pdb": {"enabled": False}}, None),
+        ({"pdb": {"maxUnavailable": 2}, "replicas": 3}, 2),
+    ],
+)
+def test_the_scaler_has_a_budget_of_its_own(scaler: dict[str, Any], budget: int | None) -> None:
+    pdbs = [
+        d
+        for d in of_kind(render({"scaler": scaler}), "PodDisruptionBudget")
+        if d["metadata"]["name"].endswith("-scaler")
+    ]
+    assert [p["spec"]["maxUnavailable"] for p in pdbs] == ([] if budget is None else [budget])
+
+
+def test_the_gateway_may_scale_itself_on_cpu() -> None:
+    docs = render(
+        {"gateway": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12}}}
+    )
+    (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "shop-tidegate-gateway"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    metric = hpa["spec"]["metrics"][0]["resource"]
+    assert metric == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+    assert "replicas" not in component(docs, "Deployment", "gateway")["spec"]  # the HPA's
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    assert of_kind(render(), "HorizontalPodAutoscaler") == []
+
+
+@pytest.mark.parametrize("part", ["gateway", "scaler"])
+def test_extra_and_init_containers_and_probes_that_can_be_turned_off(part: str) -> None:
+    sidecar = {"name": "log-shipper", "image": "example/shipper:1"}
+    init = {"name": "wait", "image": "busybox:1", "command": ["true"]}
+    values = {
+        part: {
+            "extraContainers": [sidecar],
+            "initContainers": [init],
+            "livenessProbe": {"enabled": False},
+            "startupProbe": {"enabled": False},
+        }
+    }
+    docs = render(values)
+    pod = component(docs, "Deployment", part)["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == [part, "log-shipper"]
+    assert pod["initContainers"] == [init]
+    main = pod["containers"][0]
+    assert "livenessProbe" not in main
+    assert "startupProbe" not in main
+    assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "enabled" not in main["readinessProbe"]
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
