@@ -25,6 +25,7 @@ from tests.integration.packaging.chart import (
     of_kind,
     render,
 )
+from tidegate.errors import ConfigError
 from tidegate.settings import parse_settings
 
 
@@ -263,3 +264,40 @@ def test_every_namespaced_object_names_its_namespace(values: dict[str, Any] | No
     ]
     assert missing == []
     assert any(d["kind"] == "Deployment" for d in docs)
+
+
+def test_the_charts_route_schema_is_the_settings_own() -> None:
+    """Generated from the settings classes: regenerate with
+    ``python -m tidegate.settings.schema charts/tidegate/values.schema.json``."""
+    from tidegate.settings.schema import with_routes
+
+    shipped = json.loads((CHART / "values.schema.json").read_text())
+    assert shipped == with_routes(shipped)
+
+
+@pytest.mark.parametrize(
+    ("route", "said"),
+    [
+        (
+            {"name": "orders", "match": {"path_prefix": "/o"}, "max_body_bytez": 10},
+            "max_body_bytez",
+        ),
+        ({"name": "orders", "match": {"path_prefix": "/o"}, "mode": "queue"}, "mode"),
+        ({"name": "orders", "match": {"path_prefix": "/o"}, "wait_s": "ten"}, "wait_s"),
+        ({"name": "orders", "match": {"path_prefix": "/o", "method": ["GET"]}}, "method"),
+        ({"name": "orders"}, "match"),
+        (
+            {"name": "o", "match": {"path_prefix": "/o"}, "worker": {"max_attempt": 2}},
+            "max_attempt",
+        ),
+        (
+            {"name": "o", "match": {"path_prefix": "/o"}, "forwarding": {"strip": True}},
+            "strip",
+        ),
+    ],
+)
+def test_the_schema_refuses_a_route_tidegate_would_refuse(route: dict[str, Any], said: str) -> None:
+    with pytest.raises(helm.HelmError, match=said):
+        render({"routes": [route]})
+    with pytest.raises(ConfigError):
+        parse_settings({"routes": [route]}, env={})
