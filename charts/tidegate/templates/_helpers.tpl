@@ -166,6 +166,19 @@ affinity:
 {{- end -}}
 
 {{/* The admin port's probes, timed by the part's livenessProbe and readinessProbe. */}}
+{{/* A part's ServiceAccount: the one the chart creates (named after the
+part unless serviceAccount.name says otherwise), or an existing one
+(serviceAccount.name; "default" when none is given). Call with (dict "root" $
+"part" .Values.scaler "component" "scaler"). */}}
+{{- define "tidegate.serviceAccountName" -}}
+{{- $sa := .part.serviceAccount -}}
+{{- if $sa.create -}}
+{{ $sa.name | default (printf "%s-%s" (include "tidegate.fullname" .root) .component) }}
+{{- else -}}
+{{ $sa.name | default "default" }}
+{{- end -}}
+{{- end -}}
+
 {{- define "tidegate.probes" -}}
 {{- range $probe, $path := dict "startupProbe" "/healthz" "livenessProbe" "/healthz" "readinessProbe" "/readyz" }}
 {{- $given := get $.part $probe }}

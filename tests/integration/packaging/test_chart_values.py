@@ -537,3 +537,42 @@ def test_extra_and_init_containers_and_probes_that_can_be_turned_off(part: str) 
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_service_accounts_and_rbac_as_an_operator_brings_them() -> None:
+    irsa = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/tidegate"}
+    docs = render(
+        {
+            "rbac": {"create": False},
+            "scaler": {"serviceAccount": {"create": False, "name": "platform-scaler"}},
+            "gateway": {
+                "serviceAccount": {"create": True, "annotations": irsa},
+            },
+        }
+    )
+    assert [d for d in docs if d["kind"] in ("Role", "RoleBinding")] == []
+    accounts = {d["metadata"]["name"]: d for d in of_kind(docs, "ServiceAccount")}
+    assert set(accounts) == {"shop-tidegate-gateway"}  # the scaler's is the operator's
+    assert accounts["shop-tidegate-gateway"]["metadata"]["annotations"] == irsa
+    gateway_pod = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert gateway_pod["serviceAccountName"] == "shop-tidegate-gateway"
+    assert gateway_pod["automountServiceAccountToken"] is False
+    scaler_pod = component(docs, "Deployment", "scaler")["spec"]["template"]["spec"]
+    assert scaler_pod["serviceAccountName"] == "platform-scaler"
+    assert scaler_pod["automountServiceAccountToken"] is True
+
+
+def test_by_default_the_scaler_has_its_account_and_roles_and_the_gateway_none() -> None:
+    docs = render()
+    bindings = of_kind(docs, "RoleBinding")
+    assert bindings
+    assert {s["name"] for b in bindings for s in b["subjects"]} == {"shop-tidegate-scaler"}
+    gateway_pod = component(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in gateway_pod
+    assert gateway_pod["automountServiceAccountToken"] is False
+    named = render({"scaler": {"serviceAccount": {"name": "tg-scaler"}}})
+    (account,) = of_kind(named, "ServiceAccount")
+    assert account["metadata"]["name"] == "tg-scaler"
+    assert {s["name"] for b in of_kind(named, "RoleBinding") for s in b["subjects"]} == {
+        "tg-scaler"
+    }
