@@ -297,3 +297,62 @@ def test_every_alert_is_tested_and_no_leader_only_with_a_scaler() -> None:
     assert set(rules({"scaler": {"enabled": False}})) == tested - {"TidegateNoScalerLeader"}
     sharded = rules({"scaler": {"config": {"shards": 4}}})
     assert set(sharded) == tested | {"TidegateScalerShardsUnheld"}
+
+
+def test_alerts_an_operator_shapes(tmp_path: Path) -> None:
+    """Built-in alerts can be left out and given another severity or ``for``;
+    rules of one's own join the group; every alert links its runbook."""
+    own = {
+        "alert": "ShopOrdersSlow",
+        "expr": "max(tidegate_scaler_oldest_waiting_age_seconds{route='orders'}) > 60",
+        "labels": {"severity": "page"},
+    }
+    shaped = rules(
+        {
+            "metrics": {
+                "prometheusRule": {
+                    "enabled": True,
+                    "disabled": ["TidegateThrottleActive"],
+                    "alerts": {"TidegateDeadLettersRising": {"severity": "critical", "for": "5m"}},
+                    "additionalRules": [own],
+                    "runbookBaseUrl": "https://wiki.example.com/tidegate",
+                }
+            }
+        }
+    )
+    assert "TidegateThrottleActive" not in shaped
+    dead = shaped["TidegateDeadLettersRising"]
+    assert (dead["labels"]["severity"], dead["for"]) == ("critical", "5m")
+    assert shaped["ShopOrdersSlow"] == own
+    backlog = shaped["TidegateBacklogNotDraining"]
+    assert backlog["annotations"]["runbook_url"] == (
+        "https://wiki.example.com/tidegate#tidegatebacklognotdraining"
+    )
+    run_promtool(tmp_path, shaped, [])  # the whole group still loads in Prometheus
+
+
+def test_every_runbook_link_lands_on_a_heading_of_the_operations_guide() -> None:
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    anchors = {
+        line.lstrip("#").strip().lower() for line in guide.splitlines() if line.startswith("#")
+    }
+    everything = rules({"scaler": {"config": {"shards": 2}}})
+    assert len(everything) == 6
+    for name, rule in everything.items():
+        url = rule["annotations"]["runbook_url"]
+        assert url.endswith("docs/operations.md#" + name.lower())
+        assert name.lower() in anchors, name
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"disabled": ["NoSuchAlert"]},
+        {"alerts": {"NoSuchAlert": {"severity": "page"}}},
+        {"alerts": {"TidegateThrottleActive": {"for": "soon"}}},
+        {"alerts": {"TidegateThrottleActive": {"labels": {}}}},
+    ],
+)
+def test_the_schema_refuses_alerts_that_do_not_exist(bad: dict[str, Any]) -> None:
+    with pytest.raises(Exception, match="NoSuchAlert|prometheusRule|must be one of"):
+        render({"metrics": {"prometheusRule": {"enabled": True, **bad}}})
