@@ -65,6 +65,22 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _read_url_file(merged: dict[str, Any]) -> None:
+    """``redis.url_file``: the URL from a file (a mounted Secret), in place of ``url``."""
+    redis = merged.get("redis")
+    if not isinstance(redis, dict) or not redis.get("url_file"):
+        return
+    path = Path(str(redis["url_file"]))
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ConfigError([f"redis.url_file: cannot read {path}: {reason}"]) from None
+    if not url:
+        raise ConfigError([f"redis.url_file: {path} is empty"])
+    merged["redis"] = {**redis, "url": url}
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
@@ -103,6 +119,7 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> Settings:
         if not isinstance(current, dict):
             raise ConfigError([f"{section}: expected a mapping"])
         merged[section] = {**current, **values}
+    _read_url_file(merged)
     try:
         return Settings(**merged)
     except ValidationError as e:

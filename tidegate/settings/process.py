@@ -21,6 +21,10 @@ class RedisSettings:
     mode, any node (a seed: the others are discovered); in sentinel mode, the
     user, password, database and TLS of the master (its address comes from
     the sentinels)."""
+    url_file: str | None = None
+    """A file holding the URL instead (a mounted Kubernetes Secret), read
+    when the config is loaded: the URL, which may hold a password, then
+    needs no environment variable. Its content replaces ``url``."""
     mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
     sentinels: tuple[str, ...] = ()
     """Sentinel mode: the sentinels, as ``host:port``."""

@@ -72,6 +72,14 @@ seccompProfile:
     name: {{ include "tidegate.fullname" . }}-config
 - name: tmp
   emptyDir: {}
+{{- if .Values.redis.urlAsFile }}
+- name: redis-url
+  secret:
+    secretName: {{ include "tidegate.redisSecret" . }}
+    items:
+      - key: {{ .Values.redis.existingSecretKey }}
+        path: url
+{{- end }}
 {{- end -}}
 
 {{- define "tidegate.volumeMounts" -}}
@@ -80,6 +88,11 @@ seccompProfile:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- if .Values.redis.urlAsFile }}
+- name: redis-url
+  mountPath: /etc/tidegate-redis
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "tidegate.hasTenants" -}}
@@ -87,11 +100,16 @@ seccompProfile:
 {{- end -}}
 
 {{- define "tidegate.redisEnv" -}}
+{{- if .Values.redis.urlAsFile }}
+- name: TIDEGATE_REDIS_URL_FILE
+  value: /etc/tidegate-redis/url
+{{- else }}
 - name: TIDEGATE_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "tidegate.redisSecret" . }}
       key: {{ .Values.redis.existingSecretKey }}
+{{- end }}
 - name: TIDEGATE_REDIS_MODE
   value: {{ .Values.redis.mode | quote }}
 {{- if eq .Values.redis.mode "sentinel" }}

@@ -354,5 +354,5 @@ def test_every_runbook_link_lands_on_a_heading_of_the_operations_guide() -> None
     ],
 )
 def test_the_schema_refuses_alerts_that_do_not_exist(bad: dict[str, Any]) -> None:
-    with pytest.raises(Exception, match="NoSuchAlert|prometheusRule|must be one of"):
+    with pytest.raises(Exception, match=r"NoSuchAlert|prometheusRule|must be one of"):
         render({"metrics": {"prometheusRule": {"enabled": True, **bad}}})

@@ -576,3 +576,23 @@ def test_by_default_the_scaler_has_its_account_and_roles_and_the_gateway_none() 
     assert {s["name"] for b in of_kind(named, "RoleBinding") for s in b["subjects"]} == {
         "tg-scaler"
     }
+
+
+def test_the_redis_url_may_be_mounted_as_a_file() -> None:
+    docs = render({"redis": {"urlAsFile": True, "existingSecret": "shop-redis"}})
+    for part in ("gateway", "scaler"):
+        pod = component(docs, "Deployment", part)["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert "TIDEGATE_REDIS_URL" not in env
+        assert env["TIDEGATE_REDIS_URL_FILE"]["value"] == "/etc/tidegate-redis/url"
+        volume = next(v for v in pod["volumes"] if v["name"] == "redis-url")
+        assert volume["secret"] == {
+            "secretName": "shop-redis",
+            "items": [{"key": "redis-url", "path": "url"}],
+        }
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "redis-url")
+        assert (mount["mountPath"], mount["readOnly"]) == ("/etc/tidegate-redis", True)
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)

@@ -359,3 +359,26 @@ def test_a_proxy_base_path_holds_no_dot_segment(upstream: str) -> None:
         parse_settings(raw, env={})
     assert "routes[0].upstream: an upstream's base path may not hold a dot segment" in str(e.value)
     assert upstream not in str(e.value)  # the URL may hold credentials
+
+
+def test_the_redis_url_may_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "redis-url"
+    secret.write_text("redis://:s3cret@redis.shop:6379/2\n")
+    settings = parse_settings({"redis": {"url_file": str(secret)}}, env={})
+    assert settings.redis.url == "redis://:s3cret@redis.shop:6379/2"
+    from_env = parse_settings({}, env={"TIDEGATE_REDIS_URL_FILE": str(secret)})
+    assert from_env.redis.url == settings.redis.url
+    # the file wins over a url given beside it (the chart sets both ways)
+    both = parse_settings({"redis": {"url": "redis://other/0", "url_file": str(secret)}}, env={})
+    assert both.redis.url == settings.redis.url
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n", "http://not-redis/"])
+def test_a_url_file_that_cannot_serve_is_named(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "redis-url"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"redis": {"url_file": str(path)}}, env={})
+    assert str(e.value).startswith("redis.url")
+    assert "http://not-redis" not in str(e.value) or "must start with" in str(e.value)
