@@ -596,3 +596,23 @@ def test_the_redis_url_may_be_mounted_as_a_file() -> None:
     for doc in docs:
         if doc["kind"] not in OPERATOR_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_helm_test_asks_the_gateway_and_the_scaler() -> None:
+    docs = render()
+    (pod,) = [d for d in of_kind(docs, "Pod") if d["metadata"]["name"] == "shop-tidegate-test"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["args"][0]
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
+    for name, port, path in (
+        ("shop-tidegate-admin", 9090, "/readyz"),
+        ("shop-tidegate-gateway", 80, "/_tidegate/openapi.json"),
+        ("shop-tidegate-scaler", 9091, "/readyz"),
+    ):
+        assert f"http://{name}:{port}{path}" in script
+        assert port in [p["port"] for p in services[name]["spec"]["ports"]]
+    kubernetes_validate.validate(pod, KUBERNETES, strict=True)
+    without = render({"scaler": {"enabled": False}})
+    (alone,) = [d for d in of_kind(without, "Pod") if d["metadata"]["name"] == "shop-tidegate-test"]
+    assert "shop-tidegate-scaler" not in alone["spec"]["containers"][0]["args"][0]
+    assert [d for d in of_kind(render({"tests": {"enabled": False}}), "Pod")] == []
