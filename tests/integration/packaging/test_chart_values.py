@@ -616,3 +616,48 @@ def test_helm_test_asks_the_gateway_and_the_scaler() -> None:
     (alone,) = [d for d in of_kind(without, "Pod") if d["metadata"]["name"] == "shop-tidegate-test"]
     assert "shop-tidegate-scaler" not in alone["spec"]["containers"][0]["args"][0]
     assert [d for d in of_kind(render({"tests": {"enabled": False}}), "Pod")] == []
+
+
+def test_a_gateway_api_httproute_instead_of_an_ingress() -> None:
+    parent = {"name": "public", "namespace": "gateways", "sectionName": "https"}
+    docs = render(
+        {
+            "gateway": {
+                "httpRoute": {
+                    "enabled": True,
+                    "parentRefs": [parent],
+                    "hostnames": ["api.example.com"],
+                    "paths": [{"type": "PathPrefix", "value": "/orders"}],
+                }
+            }
+        }
+    )
+    (route,) = of_kind(docs, "HTTPRoute")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["metadata"]["namespace"] == "shop"
+    spec = route["spec"]
+    assert spec["parentRefs"] == [parent]
+    assert spec["hostnames"] == ["api.example.com"]
+    (rule,) = spec["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/orders"}}]
+    service = next(
+        d for d in of_kind(docs, "Service") if d["metadata"]["name"] == "shop-tidegate-gateway"
+    )
+    assert rule["backendRefs"] == [
+        {"name": "shop-tidegate-gateway", "port": service["spec"]["ports"][0]["port"]}
+    ]
+    assert of_kind(render(), "HTTPRoute") == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"enabled": True},  # attached to no Gateway
+        {"enabled": True, "parentRefs": [{"name": "p"}], "paths": [{"type": "Glob", "value": "/"}]},
+        {"enabled": True, "parentRefs": [{"name": "p"}], "paths": []},
+        {"enabled": True, "parentRefs": [{}]},
+    ],
+)
+def test_the_schema_refuses_an_httproute_that_cannot_work(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        render({"gateway": {"httpRoute": bad}})
