@@ -39,46 +39,29 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import Counter
 
-from tidegate import log_context
-from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable, TidegateError
 from tidegate.keys import GROUP, RouteKeys, parts_of
 from tidegate.ledger import Ledger, liveness
 from tidegate.ledger.calls import Taken
 from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
-from tidegate.stages import since_ms
 from tidegate.tasks import run_together, stop_if_cancelled, stop_tasks
-from worker.group_reader import MAX_BACKOFF_S, GroupReader
+from worker.entry_run import EntryRunner, Executor
+from worker.group_reader import GroupReader
 from worker.metrics import WorkerMetrics
-from worker.retry_policy import settle
+from worker.upkeep_loops import Upkeep
+
+__all__ = ["Consumer", "Executor", "consumer_name"]
 
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 1000
-ALIVE_EVERY_S = 5.0
-BUSY_REPORT_MIN_S = 1.0
-"""Going idle or busy is reported at once, but at most once per this long."""
-MAINTAIN_EVERY_S = 5.0
 PROMOTE_EVERY_S = 1.0
 PROMOTE_MOST = 100
-
-
-class Executor(Protocol):
-    """What a job does: relay to a service, or run a handler."""
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def __call__(self, job: Job) -> Reply | Failure: ...
-    async def compensate(self, job: Job, error: str) -> Reply | Failure | None:
-        """Undo what a dead-lettered job may have done; None: not configured."""
-        ...
 
 
 def consumer_name() -> str:
@@ -86,19 +69,7 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-async def _until_recorded(what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
-    delay_s = 0.1
-    while True:
-        try:
-            return await attempt()
-        except RedisUnavailable as e:
-            stop_if_cancelled(e)  # redis-py may turn our cancellation into this error
-            log.warning("cannot %s yet (%s); retrying in %.1f s", what, e, delay_s)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, MAX_BACKOFF_S)
-
-
-class Consumer:
+class Consumer(EntryRunner, Upkeep):
     """Drains one route's stream with one executor."""
 
     def __init__(
@@ -133,9 +104,9 @@ class Consumer:
         """This route's children of the stage histogram, looked up once (hot path)."""
         self._in_flight = self.metrics.in_flight.labels(route.name)
         self._attempts: dict[str, Counter] = {}
+        """This route's children of the attempts counter, by outcome, as they occur."""
         self._recording: set[asyncio.Task[Any]] = set()
         """Outcomes being recorded (shielded from the job's cancellation)."""
-        """This route's children of the attempts counter, by outcome, as they occur."""
         self.readers = [
             GroupReader(
                 ConsumerGroup(ledger.redis, keys.requests, GROUP, self.name),
@@ -281,162 +252,6 @@ class Consumer:
             self._busy_changed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("job task crashed", exc_info=task.exception())
-
-    async def _heartbeat(self) -> None:
-        """Keep the entries of running jobs from looking abandoned.
-
-        XCLAIM of our own entries with JUSTID resets their idle time, so a job
-        that runs longer than the visibility timeout is not reclaimed by
-        another worker while this one is still on it.
-        """
-        while True:
-            await asyncio.sleep(self.readers[0].keep_every_s)
-            try:
-                for partition, reader in enumerate(self.readers):
-                    held = [entry for p, entry in self.in_flight.values() if p == partition]
-                    await reader.group.keep(held)
-            except RedisUnavailable as e:
-                stop_if_cancelled(e)
-                log.warning("heartbeat failed (%s); jobs may be reclaimed elsewhere", e)
-
-    async def _alive(self) -> None:
-        """Refresh this process's record: alive (``tidegate worker --check``) and
-        how busy (the scaler scales in idle pods first).
-
-        A record older than ``liveness.RECORD_TTL_S`` counts as gone, so a hung
-        or killed worker disappears on its own. It is refreshed every
-        ``ALIVE_EVERY_S``, and as soon as the worker goes idle or busy (at most
-        once per ``BUSY_REPORT_MIN_S``: at low load that flips with every job).
-        """
-        while True:
-            self._busy_changed.clear()
-            try:
-                await liveness.refresh(
-                    self.ledger.redis, self.route.name, self.name, len(self.in_flight)
-                )
-            except RedisUnavailable as e:  # out of memory included: try again later
-                stop_if_cancelled(e)
-            await asyncio.sleep(BUSY_REPORT_MIN_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._busy_changed.wait(), ALIVE_EVERY_S - BUSY_REPORT_MIN_S)
-
-    async def _maintain(self) -> None:
-        """Reconcile overdue jobs and trim the route's streams, now and then.
-
-        Every worker does it; both are safe to run in many places at once (a
-        job expires once; trimming to the same bound twice trims nothing).
-        """
-        route = self.route.name
-        while True:
-            await asyncio.sleep(MAINTAIN_EVERY_S)
-            try:
-                actions = await self.ledger.reconcile(route)
-                trimmed = await self.ledger.trim(route)
-            except RedisUnavailable as e:
-                stop_if_cancelled(e)
-                continue
-            for action, count in actions.items():
-                self.metrics.reconciled.labels(route, action).inc(count)
-                log.warning("%s %d job(s) of route %s past their deadline", action, count, route)
-            log.debug("trimmed %s", trimmed)
-
-    async def _process(
-        self,
-        partition: int,
-        entry_id_raw: bytes,
-        fields: dict[bytes, bytes] | None,
-        taken: Taken | None = None,
-    ) -> None:
-        """Run one entry: read by a plain read (its start recorded here), or
-        taken (started by the same call that read it)."""
-        entry_id = entry_id_raw.decode()
-        log_context.ROUTE.set(self.route.name)  # this task's own context: its log lines
-        try:
-            job = Job.from_fields(self.route.name, fields or {})
-            if taken is not None and taken.state == "unreadable":
-                raise ValueError("the take script found no job, meta or body")
-        except (KeyError, ValueError, TypeError) as e:
-            await self._poison(partition, entry_id, fields, f"not a job envelope: {e!r}")
-            return
-        log_context.JOB.set(job.id)
-        taken_at = time.time()
-        self._stage["queued"].observe(since_ms(int(entry_id.partition("-")[0]), taken_at))
-        if taken is None:
-            started = await _until_recorded(
-                "record a start", lambda: self.ledger.start(job, entry_id, self.name)
-            )
-        else:
-            started = None if taken.attempt is None else job._replace(attempt=taken.attempt)
-        self._stage["started"].observe(time.time() - taken_at)
-        if started is not None:
-            await self._execute(started, entry_id, partition)
-        else:
-            self.metrics.skipped.labels(self.route.name).inc()
-        self.processed += 1
-
-    async def _execute(self, job: Job, entry_id: str, partition: int) -> None:
-        in_flight = self._in_flight
-        in_flight.inc()
-        started = time.perf_counter()
-        try:
-            outcome = await self.executor(job)
-        except Exception as e:  # an executor bug must not strand the entry
-            log.exception("executor failed on job %s", job.id)
-            outcome = Failure(f"executor crashed: {e!r}", True)
-        else:
-            limit = self.route.worker.max_result_bytes
-            if isinstance(outcome, Reply) and len(outcome.body) > limit:
-                outcome = Failure.result_too_large(
-                    limit
-                )  # a handler's answer, held to the relay's limit
-        finally:
-            in_flight.dec()
-            upstream_s = time.perf_counter() - started
-            self._stage["upstream"].observe(upstream_s)
-        settled = replace(settle(job, outcome, self.route.worker), upstream_s=upstream_s)
-        finishing = time.perf_counter()
-        # Shielded: a job cancelled now (the drain's grace ran out) still gets
-        # its outcome recorded while Redis answers; ``_drain`` gives up on
-        # records that cannot get through, and their entries are redelivered.
-        recording = asyncio.create_task(
-            _until_recorded("record an outcome", lambda: self.ledger.finish(job, entry_id, settled))
-        )
-        self._recording.add(recording)
-        recording.add_done_callback(self._recording.discard)
-        state = await asyncio.shield(recording)
-        self._stage["finished"].observe(time.perf_counter() - finishing)
-        if state == "queued" and settled.retry_due_ms is not None:
-            self._parked(partition, settled.retry_due_ms)
-        self._attempt_ended(state)
-        log.debug("job %s attempt %d: %s", job.id, job.attempt, state)
-
-    def _attempt_ended(self, state: str) -> None:
-        """Count an attempt by the job's state after it (``queued``: retried)."""
-        outcome = "retried" if state == "queued" else state
-        counter = self._attempts.get(outcome)
-        if counter is None:
-            counter = self._attempts[outcome] = self.metrics.attempts.labels(
-                self.route.name, outcome
-            )
-        counter.inc()
-        if state == "dead_lettered":
-            self.metrics.dead_letters.labels(self.route.name).inc()
-
-    async def _poison(
-        self, partition: int, entry_id: str, fields: dict[bytes, bytes] | None, why: str
-    ) -> None:
-        """Move an unreadable entry to the dead-letter stream, so it cannot loop."""
-        keys, reader = self.parts[partition], self.readers[partition]
-        log.error("entry %s on %s: %s; dead-lettered", entry_id, keys.requests, why)
-        dead: dict[Any, Any] = {"entry": entry_id, "error": why}
-        for k, v in (fields or {}).items():
-            dead[b"orig_" + k] = v
-
-        await _until_recorded(
-            "dead-letter an entry",
-            lambda: reader.group.move(entry_id, keys.dead, dead),
-        )
-        self.processed += 1
 
     async def _drain(self, grace_s: float) -> None:
         """Let the jobs in flight finish within ``grace_s``; then stop what is
