@@ -41,9 +41,8 @@ def encodings(header: str | None) -> list[str]:
     """The codings of a ``Content-Encoding`` value, in the order applied."""
     if not header:
         return []
-    return [
-        c.strip().lower() for c in header.split(",") if c.strip().lower() not in ("", "identity")
-    ]
+    codings = (c.strip().lower() for c in header.split(","))
+    return [c for c in codings if c not in ("", "identity")]
 
 
 class _Stage:
