@@ -17,6 +17,8 @@ COPY tidegate ./tidegate
 COPY gateway ./gateway
 COPY worker ./worker
 COPY scaler ./scaler
+COPY shell ./shell
+COPY LICENSE ./
 RUN python -m build --wheel --outdir /wheels . \
  && pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels /wheels/tidegate-*.whl
 

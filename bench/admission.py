@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
+from shell.local_redis import free_port, start_redis_server, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 POST_LUA = """

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tidegate.shell.local_redis import free_port, wait_for_port  # noqa: E402
+from shell.local_redis import free_port, wait_for_port  # noqa: E402
 
 
 async def serve(port: int) -> None:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from admission import POST_LUA, missing_tool, run_wrk  # noqa: E402
 
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
+from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
 
 def config(redis_url: str, routes: int, listen: int, admin: int) -> dict[str, Any]:

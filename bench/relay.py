@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # for tests.worker_processes
 
+from shell.local_redis import free_port, start_redis_server  # noqa: E402
 from tests.worker_processes import Workers  # noqa: E402
 from tidegate.envelope import Job  # noqa: E402
 from tidegate.keys import GROUP, RouteKeys, new_job_id  # noqa: E402
@@ -40,7 +41,6 @@ from tidegate.ledger.admission import Admission, admit_call  # noqa: E402
 from tidegate.ledger.groups import ensure_group  # noqa: E402
 from tidegate.ledger.scripts import run_pipeline  # noqa: E402
 from tidegate.settings import parse_settings  # noqa: E402
-from tidegate.shell.local_redis import free_port, start_redis_server  # noqa: E402
 
 BODY = b'{"sku": "widget", "quantity": 2, "note": "benchmark order"}'
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fake_k
 from redis.asyncio import Redis
 
 from scaler.main import serve
+from shell.local_redis import free_port, start_redis_server, wait_for_port
 from tests.fake_kube import FakeKube
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.settings import parse_settings
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 
 NS, NAME = "bench", "orders-worker"
 

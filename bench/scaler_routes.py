@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from admission import cpu_s  # noqa: E402
 
+from shell.local_redis import free_port  # noqa: E402
 from tests.integration.scaler.helpers import deployment_routes  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-from tidegate.shell.local_redis import free_port  # noqa: E402
 
 NS = "bench"
 

@@ -88,8 +88,8 @@ def main() -> int:
     args = parser.parse_args()
     root = str(args.root.resolve())
     sys.path.insert(0, root)
+    from shell.local_redis import free_port, start_redis_server, wait_for_port
     from tidegate.process import event_loop_name, run_on_loop
-    from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 
     results: list[float] = []
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as folder:

@@ -39,7 +39,7 @@ import redis  # noqa: E402
 from admission import POST_LUA, cpu_times, missing_tool, parse_wrk, wrk_command  # noqa: E402
 from sync_path import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  # noqa: E402
 
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
+from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
 
 def main() -> int:

@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE))
 
 from admission import POST_LUA, missing_tool, parse_wrk, wrk_command  # noqa: E402
 
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
+from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
 SERVER_CORE, LOAD_CORE = "0", "1"
 TENANTS = {"free": None, "metered": {"rate_per_s": 1e6, "burst": 10**6}}

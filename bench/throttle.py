@@ -46,9 +46,9 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from admission import POST_LUA, run_wrk
 
+from shell.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.keys import Layout, parts_of
 from tidegate.ledger import throttle
-from tidegate.shell.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.throttle import Throttle
 
 TENANTS = ("t1", "t2", "t3", "t4")

@@ -29,7 +29,7 @@ from yarl import URL
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tidegate.shell.local_redis import free_port, wait_for_port  # noqa: E402
+from shell.local_redis import free_port, wait_for_port  # noqa: E402
 from tidegate.upstream import Upstream  # noqa: E402
 
 BODY = b'{"sku": "widget", "quantity": 2, "note": "benchmark order"}'

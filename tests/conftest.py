@@ -26,6 +26,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -37,6 +38,8 @@ from redis.asyncio import Redis
 from gateway.app import build_apps
 from gateway.context import GATEWAY, Gateway
 from gateway.slow_clients import guard_server
+from shell.sample_service import STATE, ServiceState
+from shell.sample_service import build_app as build_sample
 from tests.redis_cluster import RedisCluster
 from tests.redis_sentinel import RedisSentinel
 from tests.redis_server import RedisServer, ServerGroup
@@ -44,8 +47,6 @@ from tidegate.errors import RedisFull
 from tidegate.ledger import Ledger
 from tidegate.ledger.client import Connection, connect
 from tidegate.settings import Settings, parse_settings
-from tidegate.shell.sample_service import STATE, ServiceState
-from tidegate.shell.sample_service import build_app as build_sample
 from worker.compensator import Compensator
 from worker.consumer import Consumer, Executor
 from worker.relay import Relay
@@ -64,10 +65,13 @@ def pytest_asyncio_loop_factories(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by where it lives: ``tests/unit/`` (no server, no
-    network: ``pytest -m unit`` runs in seconds) or ``tests/integration/``."""
+    network: ``pytest -m unit`` runs in seconds), ``tests/simulator/`` (the
+    scaling policy in the simulated world: pure, but seconds of arithmetic)
+    or ``tests/integration/``."""
+    tests = Path(__file__).parent
     for item in items:
-        parts = item.path.parts
-        kind = "unit" if "unit" in parts else "integration"
+        tier = item.path.relative_to(tests).parts[0]
+        kind = tier if tier in ("unit", "simulator") else "integration"
         item.add_marker(getattr(pytest.mark, kind))
 
 

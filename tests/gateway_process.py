@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import yaml
 
+from shell.local_redis import free_port
 from tests.conftest import wait_until
 from tests.worker_processes import REPO
-from tidegate.shell.local_redis import free_port
 
 
 class GatewayProcess:

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tidegate.shell.local_redis import free_port
+from shell.local_redis import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

@@ -2,7 +2,7 @@
 
 Six servers (``--cluster-enabled yes``) on free ports, joined by the cli's
 ``--cluster create --cluster-replicas 1 --cluster-yes``, torn down after.
-The server and the cli are ``tidegate.shell.local_redis``'s choice, so the
+The server and the cli are ``shell.local_redis``'s choice, so the
 same fixture runs on Redis and on the embedded Valkey. Tests may kill a
 master (``kill``) to watch a failover.
 """
@@ -14,8 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from shell.local_redis import free_port, redis_cli, start_redis_server
 from tests.redis_server import ServerGroup, wait_for_pong
-from tidegate.shell.local_redis import free_port, redis_cli, start_redis_server
 
 NODES = 6
 NODE_TIMEOUT_MS = 1000

@@ -4,7 +4,7 @@ Two replicas, so that after a failover one is still there to acknowledge
 writes (``replicas_ack: 1`` would refuse every admission without it).
 
 All on free ports, torn down after; the server binary is
-``tidegate.shell.local_redis``'s choice (``--sentinel`` runs it as a
+``shell.local_redis``'s choice (``--sentinel`` runs it as a
 sentinel). Sentinels declare the master down after ``DOWN_AFTER_MS`` and
 promote the replica, so a test can kill the master and watch the failover.
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 import redis
 
+from shell.local_redis import free_port, redis_binary, start_redis_server
 from tests.redis_server import ServerGroup, wait_for_pong
-from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server
 
 MASTER_NAME = "tidegate"
 DOWN_AFTER_MS = 1000

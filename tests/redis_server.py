@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from tidegate.shell.local_redis import free_port, start_redis_server
+from shell.local_redis import free_port, start_redis_server
 
 
 class RedisServer:

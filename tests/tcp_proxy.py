@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tidegate.shell.local_redis import free_port
+from shell.local_redis import free_port
 
 
 class ReplyDroppingProxy:

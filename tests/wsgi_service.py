@@ -17,7 +17,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from tidegate.shell.local_redis import free_port
+from shell.local_redis import free_port
 
 StartResponse = Callable[..., Any]
 

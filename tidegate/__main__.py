@@ -2,6 +2,6 @@
 
 import sys
 
-from tidegate.shell.cli import main
+from shell.cli import main
 
 sys.exit(main())

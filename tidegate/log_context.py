@@ -3,7 +3,7 @@
 Context variables, so every task carries its own: a worker sets them for the
 task of each job, the gateway for each request once its route and job are
 known, the scaler for each route's control loop. The JSON log format
-(``tidegate.shell.logs``) adds them to every line logged within.
+(``shell.logs``) adds them to every line logged within.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,15 @@ def test_the_wheel_carries_the_status_page_and_the_scripts(installed: Path, tmp_
     assert result.returncode == 0, result.stderr
     assert "['index.html', 'page.css', 'page.js']" in result.stdout
     assert "'take'" in result.stdout
+
+
+def test_the_wheel_carries_the_parts_and_not_the_test_bench(installed: Path) -> None:
+    """The simulator, the tests and the benchmarks stay in the checkout: the
+    image runs the scaler, not what compares it against KEDA."""
+    (wheel,) = (installed.parents[2] / "wheels").glob("tidegate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if "/" in name}
+    assert {"tidegate", "gateway", "worker", "scaler", "shell"} <= tops, sorted(tops)
+    assert not tops & {"simulator", "tests", "bench"}, sorted(tops)
+    assert "scaler/policy.py" in names
+    assert not [n for n in names if n.startswith("scaler/") and "sim" in n.rsplit("/", 1)[-1]]

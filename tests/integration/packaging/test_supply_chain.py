@@ -51,3 +51,18 @@ def test_the_image_runs_under_an_init_process() -> None:
     assert "apt-get install -y --no-install-recommends tini" in final_stage
     assert 'ENTRYPOINT ["tini", "--", "tidegate"]' in final_stage
     assert "USER 10001:10001" in final_stage
+
+
+def test_the_image_build_has_every_file_the_wheel_is_built_from() -> None:
+    """The build stage copies each package the wheel includes, and the
+    licence file it declares (without it the build itself fails)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    build_stage = (REPO / "Dockerfile").read_text().split("\nFROM ")[1]
+    copied = set(re.findall(r"^COPY (?!--from)(.+?) \S+$", build_stage, re.MULTILINE))
+    sources = {part for line in copied for part in line.split()}
+    packages = [
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
+    assert "shell" in packages
+    for name in [*packages, *pyproject["project"]["license-files"]]:
+        assert name in sources, (name, sorted(sources))

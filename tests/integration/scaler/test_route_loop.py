@@ -16,6 +16,7 @@ from scaler import history
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
 from scaler.route_loop import VIEW_REFRESH_INTERVALS
+from shell.local_redis import free_port
 from tests.fake_kube import DELETION_COST, FakeKube
 from tests.integration.scaler.helpers import (
     DEPLOY,
@@ -34,7 +35,6 @@ from tidegate.settings import (
     RedisSettings,
     ThrottleSettings,
 )
-from tidegate.shell.local_redis import free_port
 from tidegate.throttle import Throttle
 
 

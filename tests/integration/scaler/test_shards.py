@@ -158,7 +158,7 @@ def _config(path: Path, redis_url: str, kubeconfig: Path, admin_port: int) -> Pa
 async def test_scaler_processes_share_the_routes_and_take_over_from_a_killed_one(
     fake: FakeKube, redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    from tidegate.shell.local_redis import free_port
+    from shell.local_redis import free_port
 
     for n in range(ROUTES):
         fake.add_deployment(NS, f"svc-{n}-worker", replicas=0)

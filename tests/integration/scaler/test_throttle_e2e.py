@@ -24,12 +24,12 @@ from redis.asyncio import Redis
 from scaler.local import LocalActuator
 from scaler.metrics import ScalerMetrics
 from scaler.route_loop import RouteLoop
+from shell.demo import demo_config
+from shell.local_redis import free_port
+from shell.sample_service import build_app as build_sample
 from tests.conftest import running_gateway, wait_until
 from tidegate.ledger import backlog, throttle
 from tidegate.settings import load_settings
-from tidegate.shell.demo import demo_config
-from tidegate.shell.local_redis import free_port
-from tidegate.shell.sample_service import build_app as build_sample
 
 
 async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from shell.local_redis import free_port
 from tests.conftest import wait_until
 from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job
@@ -26,7 +27,6 @@ from tidegate.keys import RouteKeys, new_job_id
 from tidegate.ledger import Ledger, scaler_view, throttle
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
-from tidegate.shell.local_redis import free_port
 from tidegate.throttle import Throttle
 
 
@@ -357,7 +357,7 @@ async def test_replay_shows_progress_on_a_large_log(
     redis: Redis, ledger: Ledger, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A line per interval on stderr: how many of how many, and the share."""
-    from tidegate.shell.ops import replay_route
+    from shell.ops import replay_route
 
     for i in range(1200):
         job = Job(id=new_job_id("orders"), route="orders", method="POST", path="/o", body=b"%d" % i)

@@ -5,7 +5,7 @@ what the scaler reads and writes, status, liveness) runs against a server
 that listens on TLS only, its CA made here with openssl, and against a
 server whose only user is the one of ``docs/redis-acl.conf``, that ACL file
 loaded as is (the default user switched off). The server is the one
-``tidegate.shell.local_redis`` picks (Redis from PATH, or the embedded
+``shell.local_redis`` picks (Redis from PATH, or the embedded
 Valkey, which is built without TLS: the TLS test then skips).
 """
 
@@ -23,6 +23,7 @@ import pytest
 from redis.exceptions import NoPermissionError
 
 from scaler import history
+from shell.local_redis import free_port, redis_binary, start_redis_server
 from tests.conftest import Upstream, make_settings, running_gateway, running_worker
 from tidegate.envelope import Job
 from tidegate.errors import RedisUnavailable, Refused
@@ -35,7 +36,6 @@ from tidegate.ledger.route_status import routes_status
 from tidegate.ledger.scripts import run_calls
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import QuotaSettings, Settings, TenantSettings
-from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server
 from tidegate.throttle import Throttle
 from worker.relay import Relay
 

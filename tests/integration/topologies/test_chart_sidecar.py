@@ -21,13 +21,13 @@ from typing import Any
 import aiohttp
 import yaml
 
+from shell.local_redis import free_port
 from tests.conftest import Upstream, running_gateway, wait_until
 from tests.integration.packaging.chart import CHART, config_map, render
 from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel
 from tests.worker_processes import REPO
 from tidegate.settings import parse_settings
-from tidegate.shell.local_redis import free_port
 
 CONFIG_PATH = "/etc/tidegate/tidegate.yaml"
 

@@ -20,6 +20,7 @@ from redis import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from scaler.sampling import sample_route
+from shell.ops import print_status
 from tests.conftest import Upstream, make_settings, running_gateway, running_worker, wait_until
 from tests.integration.system.test_servers import held_to_its_rule, whole_path
 from tests.integration.topologies.failover import each_ended_once, under_load
@@ -31,7 +32,6 @@ from tidegate.ledger.client import connect
 from tidegate.ledger.groups import ensure_group
 from tidegate.ledger.route_status import routes_status
 from tidegate.settings import Settings
-from tidegate.shell.ops import print_status
 from tidegate.throttle import Throttle
 from worker.relay import Relay
 

@@ -171,35 +171,6 @@ def test_small_increases_within_the_tolerance_are_not_made() -> None:
     assert route.tick(policy, arrivals=0, done=0, waiting=230) == 23  # 23 is not
 
 
-# Noise, start-up and scale-in (the stochastic world of scaler.stochastic
-# stands in for a cluster: seeded, so every run is the same).
-
-
-def _settled_changes(seed: int) -> int:
-    """Scale changes in the ten minutes after five of settling, under a steady
-    Poisson load of 60/s with replicas that serve 5/s each."""
-    from scaler.sim import Tidegate
-    from scaler.stochastic import World, WorldSettings
-
-    world = World(WorldSettings(service_rate=5.0, max_replicas=40), seed)
-    controller = Tidegate()
-    t, changes = 0.0, 0
-    while t < 900:
-        world.arrive(t, 60.0)
-        world.serve(t)
-        want = controller.decide(world.seen(t))
-        if want is not None and want != len(world.pods):
-            changes += t >= 300
-            world.scale(t, want, graceful=True)
-        t = round(t + 0.1, 6)
-    return changes
-
-
-def test_steady_poisson_load_once_settled_moves_the_replicas_at_most_once_in_ten_minutes() -> None:
-    changes = [_settled_changes(seed) for seed in range(1, 6)]
-    assert max(changes) <= 1, changes
-
-
 def test_a_surge_beyond_the_noise_is_answered_in_the_interval_it_shows() -> None:
     policy = Policy(PolicySettings(max_replicas=50, scale_down_step_s=0))
     route = Route(replicas=12)

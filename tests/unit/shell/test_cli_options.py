@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from shell import logs
+from shell.cli import build_parser
 from tidegate import log_context
-from tidegate.shell import logs
-from tidegate.shell.cli import build_parser
 
 SUBCOMMANDS = [
     ["gateway", "-c", "x.yaml"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tidegate.shell import local_redis
+from shell import local_redis
 
 
 def _executable(folder: Path, name: str) -> str:

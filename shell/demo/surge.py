@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tidegate.shell.demo.stage import Report, until
+from shell.demo.stage import Report, until
 
 
 def live_line(route: dict[str, Any]) -> str:

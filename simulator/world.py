@@ -1,6 +1,6 @@
 """The simulator's random world: what a scaling policy meets in a cluster.
 
-``scaler.sim`` runs a controller against a world in steps of ``dt_s``. This
+``simulator`` runs a controller against a world in steps of ``dt_s``. This
 world (the default) is random, and seeded, so a run repeats exactly:
 
 - **Arrivals**: Poisson, at the trace's rate; each job arrives at a uniform
@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scaler.traces import Trace
+from simulator.traces import Trace
 
 
 @dataclass(frozen=True)

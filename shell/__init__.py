@@ -1,4 +1,5 @@
-"""The shell: the one layer above the parts.
+"""The shell: the one layer above the parts, in a folder of its own (beside
+``gateway``, ``worker`` and ``scaler``, not inside the kernel ``tidegate``).
 
 The ``tidegate`` command (``cli``) parses arguments and dispatches to a part;
 ``ops`` holds the operator commands that need only Redis (``status``,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from scaler import stochastic
-from scaler.sim import TRACES, KedaHpa, Tidegate, Trace, compare_stochastic, pooled, simulate
-from scaler.stochastic import Pod, Seen, World, WorldSettings
+from simulator import world as stochastic
+from simulator.controllers import KedaHpa, Tidegate
+from simulator.fluid import simulate
+from simulator.pooled import compare_stochastic, pooled
+from simulator.traces import TRACES, Trace
+from simulator.world import Pod, Seen, World, WorldSettings
 
 
 def test_hpa_scale_up_is_limited_per_period_and_keda_polls_every_30_s() -> None:
@@ -55,7 +58,7 @@ def test_tidegate_waits_less_than_keda_on_a_step() -> None:
     assert ours.peak_backlog < theirs.peak_backlog
 
 
-# The stochastic world (scaler.stochastic): seeded, so every run repeats.
+# The stochastic world (simulator.world): seeded, so every run repeats.
 
 
 def test_a_seeded_run_repeats_and_serves_every_job() -> None:
@@ -147,3 +150,29 @@ def test_prediction_meets_a_repeating_burst_before_it_comes() -> None:
     assert ahead.p99_wait_s <= 0.2 * keda.p99_wait_s
     assert ahead.p99_wait_s < reactive.p99_wait_s / 2
     assert ahead.interrupted == 0
+
+
+# Noise, start-up and scale-in (the stochastic world of simulator.world
+# stands in for a cluster: seeded, so every run is the same).
+
+
+def _settled_changes(seed: int) -> int:
+    """Scale changes in the ten minutes after five of settling, under a steady
+    Poisson load of 60/s with replicas that serve 5/s each."""
+    world = World(WorldSettings(service_rate=5.0, max_replicas=40), seed)
+    controller = Tidegate()
+    t, changes = 0.0, 0
+    while t < 900:
+        world.arrive(t, 60.0)
+        world.serve(t)
+        want = controller.decide(world.seen(t))
+        if want is not None and want != len(world.pods):
+            changes += t >= 300
+            world.scale(t, want, graceful=True)
+        t = round(t + 0.1, 6)
+    return changes
+
+
+def test_steady_poisson_load_once_settled_moves_the_replicas_at_most_once_in_ten_minutes() -> None:
+    changes = [_settled_changes(seed) for seed in range(1, 6)]
+    assert max(changes) <= 1, changes

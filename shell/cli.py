@@ -22,12 +22,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shell import logs
 from tidegate import __version__
 from tidegate.errors import ConfigError, RedisUnavailable
 from tidegate.process import event_loop_name
 from tidegate.settings import Settings, load_settings, parse_listen
 from tidegate.settings.loading import unknown_variables
-from tidegate.shell import logs
 
 log = logging.getLogger("tidegate")
 
@@ -280,15 +280,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         run_scaler(_load(args.config), args.config, kubeconfig=args.kubeconfig)
         return 0
     if command == "demo":
-        from tidegate.shell.demo import run_demo
+        from shell.demo import run_demo
 
         return run_demo(duration_s=args.duration, burst=args.requests, keep=args.keep)
     if command == "status":
-        from tidegate.shell.ops import print_status
+        from shell.ops import print_status
 
         return asyncio.run(print_status(_load(args.config), as_json=args.json))
     if command == "replay":
-        from tidegate.shell.ops import replay_route
+        from shell.ops import replay_route
 
         return asyncio.run(replay_route(_load(args.config), args.route))
     raise AssertionError(command)
