@@ -29,6 +29,7 @@ from scaler.route_loop import RouteLoop
 from tests.redis_server import RedisServer
 from tidegate.ledger.client import connect
 from tidegate.ledger.runner import Runner
+from tidegate.ledger.store import Store
 from tidegate.settings import RedisSettings, ScalerSettings, TargetSettings
 
 
@@ -61,7 +62,7 @@ async def measure(url: str, routes: int, warmup_s: float, window_s: float) -> fl
     )
     metrics = ScalerMetrics()
     loops = [
-        RouteLoop(f"svc-{n}", settings, StandIn(), redis, metrics, runner=runner)
+        RouteLoop(f"svc-{n}", settings, StandIn(), Store(redis), metrics, runner=runner)
         for n in range(routes)
     ]
     tasks = [asyncio.create_task(loop.run()) for loop in loops]

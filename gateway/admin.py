@@ -20,7 +20,6 @@ from gateway import status_page
 from gateway.context import GATEWAY
 from tidegate.admin_server import metrics_response
 from tidegate.errors import RedisCommandError, RedisUnavailable
-from tidegate.ledger.route_status import routes_status
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -50,7 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
-        routes = await routes_status(gw.redis, gw.settings)
+        routes = await gw.store.routes_status(gw.settings)
     except (RedisUnavailable, RedisCommandError) as e:
         rejection = gw.rejection(e)
         gw.note(rejection)

@@ -22,8 +22,8 @@ from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
 from tidegate.errors import RedisCommandError, RedisUnavailable, TidegateError
-from tidegate.ledger import Ledger, health
-from tidegate.ledger.client import Connection, connect
+from tidegate.ledger import Ledger
+from tidegate.ledger.store import Store
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings, Settings, TenantSettings
 from tidegate.tasks import stop_tasks
@@ -38,7 +38,7 @@ CONNECT_TIMEOUT_S = 5.0
 @dataclass
 class Gateway:
     settings: Settings
-    redis: Connection
+    store: Store
     ledger: Ledger
     waiter: ResultWaiter
     metrics: GatewayMetrics
@@ -103,7 +103,11 @@ class Gateway:
         await self.http.close()
         for upstream in self.upstreams.values():
             await upstream.close()
-        await self.redis.aclose()
+        await self.store.aclose()
+
+    def watch_health(self) -> None:
+        """Start keeping ``redis_ok`` and ``writes_refused`` current."""
+        self._tasks.append(asyncio.create_task(self._health(), name="redis-health"))
 
     async def _health(self, interval_s: float = 1.0) -> None:
         """Keep ``redis_ok`` and ``writes_refused`` current for /readyz without a
@@ -116,7 +120,7 @@ class Gateway:
         known: bool | None = None  # unknown until the first check: it is logged either way
         while not self.stopping:
             try:
-                await health.ping(self.redis, load_scripts=not self.redis_ok)
+                await self.store.ping(load_scripts=not self.redis_ok)
                 if known is not True:
                     log.info("Redis reachable at %s", redact_url(self.settings.redis.url))
                 self.redis_ok = known = True
@@ -138,7 +142,7 @@ class Gateway:
 
     async def _probe_write(self) -> None:
         try:
-            await health.probe_write(self.redis)
+            await self.store.probe_write()
         except RedisUnavailable as e:
             log.warning("Redis still refuses writes: %s", e)
             return
@@ -150,11 +154,10 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 
 async def open_context(settings: Settings, metrics: GatewayMetrics | None = None) -> Gateway:
-    redis = connect(settings.redis)
+    store = Store.open(settings.redis)
     # batched: concurrent script calls other than admissions (quotas on proxy
     # routes, cancellations) share round trips too.
-    ledger = Ledger(
-        redis,
+    ledger = store.jobs(
         settings.routes,
         batched=True,
         admission_batch_max=settings.gateway.batch_max_size,
@@ -163,7 +166,7 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
     metrics = metrics or GatewayMetrics()
     gw = Gateway(
         settings=settings,
-        redis=redis,
+        store=store,
         ledger=ledger,
         waiter=ResultWaiter(ledger, queued),
         metrics=metrics,
@@ -175,7 +178,7 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
             if r.upstream
         },
         tenants=Tenants(settings.tenants),
-        throttles=ThrottleWatcher(redis, queued, metrics),
+        throttles=ThrottleWatcher(store, queued, metrics),
         forwarding=Forwarding(settings.gateway.trusted_proxies),
     )
     gw.metrics.in_flight.set_function(lambda: gw.in_flight)
@@ -185,5 +188,5 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         gw.throttles.start()
     else:
         gw.waiter.subscribed.set()
-    gw._tasks.append(asyncio.create_task(gw._health(), name="redis-health"))
+    gw.watch_health()
     return gw

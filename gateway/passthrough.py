@@ -43,25 +43,25 @@ async def _write_as_sent(response: web.StreamResponse, typed: bool) -> None:
     if not typed:
         headers.popall(hdrs.CONTENT_TYPE, None)
     if all(v.isascii() for v in headers.values()):  # the usual case: as aiohttp writes it
-        await web.StreamResponse._write_headers(response)
+        await web.StreamResponse._write_headers(response)  # noqa: SLF001
         return
     names = {k.lower() for k, v in headers.items() if not _encodable(v)}
     if not names:
-        await web.StreamResponse._write_headers(response)
+        await web.StreamResponse._write_headers(response)  # noqa: SLF001
         return
     raw = [(k, v) for k, v in headers.items() if k.lower() in names]
     for name in names:
         headers.popall(name)
-    immediately = response._send_headers_immediately
-    response._send_headers_immediately = False
-    await web.StreamResponse._write_headers(response)
-    writer = response._payload_writer
+    immediately = response._send_headers_immediately  # noqa: SLF001
+    response._send_headers_immediately = False  # noqa: SLF001
+    await web.StreamResponse._write_headers(response)  # noqa: SLF001
+    writer = response._payload_writer  # noqa: SLF001
     assert writer is not None
-    head: bytes = writer._headers_buf  # type: ignore[attr-defined]
+    head: bytes = writer._headers_buf  # type: ignore[attr-defined]  # noqa: SLF001
     extra = b"".join(
         k.encode("latin-1") + b": " + v.encode("utf-8", "surrogateescape") + b"\r\n" for k, v in raw
     )
-    writer._headers_buf = head[:-2] + extra + b"\r\n"  # type: ignore[attr-defined]
+    writer._headers_buf = head[:-2] + extra + b"\r\n"  # type: ignore[attr-defined]  # noqa: SLF001
     if immediately:
         writer.send_headers()
 

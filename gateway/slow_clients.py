@@ -205,8 +205,8 @@ def guard_server(server: web.Server, settings: GatewaySettings) -> None:
     server.__class__ = GuardedServer
     assert isinstance(server, GuardedServer)
     server.header_timeout_s = settings.header_timeout_s
-    server._kwargs["keepalive_timeout"] = settings.idle_timeout_s
+    server._kwargs["keepalive_timeout"] = settings.idle_timeout_s  # noqa: SLF001
     # After a refused body aiohttp reads on for a while so that the client sees
     # the answer rather than a reset; a client too slow for the body timeout
     # gets no longer than that timeout for it either.
-    server._kwargs["lingering_time"] = min(10.0, settings.body_timeout_s)
+    server._kwargs["lingering_time"] = min(10.0, settings.body_timeout_s)  # noqa: SLF001

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 
 from gateway.metrics import GatewayMetrics
 from tidegate.keys import Partitioned, RouteKeys
-from tidegate.ledger import throttle
-from tidegate.ledger.client import Connection
-from tidegate.ledger.pubsub import Subscription
+from tidegate.ledger.store import Store
 from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -27,16 +25,15 @@ REREAD_S = 2.0
 
 class ThrottleWatcher:
     def __init__(
-        self, redis: Connection, routes: Sequence[Partitioned], metrics: GatewayMetrics
+        self, store: Store, routes: Sequence[Partitioned], metrics: GatewayMetrics
     ) -> None:
-        self._redis = redis
+        self._throttles = store.throttle
         self._layouts = {r.name: r for r in routes}
         self._routes = list(self._layouts)
         self._metrics = metrics
         self.states: dict[str, Throttle | None] = dict.fromkeys(self._routes)
         channels = {RouteKeys(r).throttle_channel: r for r in self._routes}
-        self._subscription = Subscription(
-            redis,
+        self._subscription = store.subscription(
             list(channels),
             on_message=lambda channel, _data: self.refresh([channels[channel]]),
             on_subscribed=self.refresh,
@@ -53,7 +50,7 @@ class ThrottleWatcher:
 
     async def refresh(self, routes: Sequence[str] | None = None) -> None:
         for route in routes or self._routes:
-            state = await throttle.read(self._redis, self._layouts[route])
+            state = await self._throttles.read(self._layouts[route])
             before = self.states.get(route)
             self.states[route] = state
             if (before is None) != (state is None):

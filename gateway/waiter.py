@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from tidegate.envelope import Ended, parse_done
 from tidegate.keys import Partitioned, parts_of
 from tidegate.ledger import TERMINAL_STATES, Ledger
-from tidegate.ledger.pubsub import Subscription
 
 
 class ResultWaiter:
@@ -32,8 +31,7 @@ class ResultWaiter:
     def __init__(self, ledger: Ledger, routes: Sequence[Partitioned]) -> None:
         self._ledger = ledger
         self._waiting: dict[str, set[asyncio.Future[Ended | None]]] = defaultdict(set)
-        self._subscription = Subscription(
-            ledger.redis,
+        self._subscription = ledger.store.subscription(
             [keys.done for route in routes for keys in parts_of(route)],
             on_message=lambda _channel, data: self._wake(*parse_done(data)),
             on_subscribed=self._recheck,

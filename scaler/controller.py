@@ -53,8 +53,7 @@ from scaler.resources import (
 from scaler.route_loop import RouteLoop
 from scaler.shards import ShardedElection
 from tidegate.errors import ConfigError
-from tidegate.ledger.client import Connection
-from tidegate.ledger.runner import Runner
+from tidegate.ledger.store import Store
 from tidegate.settings import ScalerSettings, Settings
 from tidegate.tasks import stop_tasks, wait_any
 
@@ -91,14 +90,14 @@ class Controller:
         self,
         settings: Settings,
         config_path: str,
-        redis: Connection,
+        store: Store,
         kube: Kube | None,
         metrics: ScalerMetrics,
         elector: LeaderElector | ShardedElection | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
-        self.redis = redis
+        self.store = store
         self.kube = kube
         self.metrics = metrics
         self.elector = elector
@@ -114,7 +113,7 @@ class Controller:
         """A resync is due: a watched resource changed, or shards moved."""
         if isinstance(elector, ShardedElection):
             elector.on_change = self._shards_changed
-        self.runner = Runner(redis, batched=True)
+        self.runner = store.runner(batched=True)
         """Every route loop's Redis reads and view writes go through it: the
         loops that step at the same moment (``route_loop.phase_s`` gives a
         thousand routes a few slots per interval) share one round trip per
@@ -248,7 +247,7 @@ class Controller:
             scaled.route,
             scaled.settings,
             self._actuator(scaled),
-            self.redis,
+            self.store,
             self.metrics,
             is_leader=functools.partial(self.leads, scaled.route),
             resource=scaled.resource,

@@ -17,7 +17,7 @@ from scaler.lease import LeaderElector, LeaseSettings
 from scaler.metrics import ScalerMetrics
 from scaler.shards import ShardedElection
 from tidegate.admin_server import serve_admin
-from tidegate.ledger.client import connect
+from tidegate.ledger.store import Store
 from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 
@@ -44,7 +44,7 @@ async def serve(
     if needs_kube(settings):
         kube = Kube(load_api_client(kubeconfig), settings.scaler.api_timeout_s)
     c = settings.scaler
-    redis = connect(settings.redis)
+    store = Store.open(settings.redis)
     elector: LeaderElector | ShardedElection | None = None
     if kube is not None and c.leader_election:
         lease = LeaseSettings(
@@ -56,14 +56,14 @@ async def serve(
             retry_period_s=c.retry_period_s,
         )
         if c.shards > 1:
-            elector = ShardedElection(kube, lease, c.shards, redis)
+            elector = ShardedElection(kube, lease, c.shards, store)
         else:
             elector = LeaderElector(
                 kube, lease, on_change=lambda leading: metrics.leader.set(int(leading))
             )
     elif kube is None:
         metrics.leader.set(1)
-    controller = Controller(settings, config_path, redis, kube, metrics, elector)
+    controller = Controller(settings, config_path, store, kube, metrics, elector)
 
     def ready() -> str | None:
         return None if controller.synced else "routes not loaded yet"
@@ -79,7 +79,7 @@ async def serve(
     finally:
         settling.cancel()
         await runner.cleanup()
-        await redis.aclose()
+        await store.aclose()
         if kube is not None:
             kube.close()
     return controller

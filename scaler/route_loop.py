@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scaler import history
 from scaler.actuator import Actuator, Replicas, TargetMissing
 from scaler.exhaustion import Step
 from scaler.kube import KubeError
@@ -46,9 +45,8 @@ from tidegate import log_context
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Layout
-from tidegate.ledger import liveness, scaler_view
-from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
+from tidegate.ledger.store import Store
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
 from tidegate.tasks import stop_if_cancelled
@@ -116,7 +114,7 @@ class RouteLoop:
         route: str,
         settings: ScalerSettings,
         actuator: Actuator,
-        redis: Connection,
+        store: Store,
         metrics: ScalerMetrics,
         *,
         is_leader: Callable[[], bool] = lambda: True,
@@ -133,8 +131,8 @@ class RouteLoop:
         """The route's name and partitions: sampling and the throttle span them all."""
         self.settings = settings
         self.actuator = actuator
-        self.redis = redis
-        self.runner = runner or Runner(redis)
+        self.store = store
+        self.runner = runner or store.runner()
         """How the loop's reads and view writes reach Redis (batched across
         the routes of a controller)."""
         self.metrics = metrics
@@ -147,7 +145,7 @@ class RouteLoop:
             route, metrics, resource, conditions, write_status, write_event, clock
         )
         self.policy = Policy(policy_settings(settings))
-        self.keeper = ThrottleKeeper(self.layout, settings, redis, is_leader, self.status.event)
+        self.keeper = ThrottleKeeper(self.layout, settings, store, is_leader, self.status.event)
         self.failures = 0
         self.api_failures = 0
         self._history_loaded = False
@@ -172,11 +170,10 @@ class RouteLoop:
         unchanged = same == self._view
         if unchanged and not due:
             return
-        encoded = self._encoded if unchanged else scaler_view.encode(same)
+        encoded = self._encoded if unchanged else self.store.views.encode(same)
         view = dataclasses.replace(same, updated_at_s=round(time.time(), 3))
         try:
-            await scaler_view.publish(
-                self.redis,
+            await self.store.views.publish(
                 self.route,
                 view,
                 self.settings.interval_s,
@@ -195,9 +192,7 @@ class RouteLoop:
             return
         try:
             bucket_s = predictor.settings.bucket_s
-            found = await history.load(
-                self.redis, self.route, predictor.keep, bucket_s, time.time()
-            )
+            found = await self.store.history.load(self.route, predictor.keep, bucket_s, time.time())
             predictor.load(found)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
@@ -215,14 +210,14 @@ class RouteLoop:
         to_wall = time.time() - self.clock()  # bucket starts are on the loop's clock
         wall = [(start + to_wall, rate) for start, rate in closed]
         try:
-            await history.store(self.redis, self.route, wall, predictor.keep)
+            await self.store.history.store(self.route, wall, predictor.keep)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
 
     async def _busy(self) -> dict[str, int]:
         """Jobs in flight per worker, as the workers report them ({}: unknown)."""
         try:
-            return await liveness.busy(self.redis, self.route, runner=self.runner)
+            return await self.store.liveness.busy(self.route, runner=self.runner)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
             return {}
@@ -262,7 +257,7 @@ class RouteLoop:
             return self._api_failed(e)
 
         sample = await sample_route(
-            self.redis,
+            self.store,
             self.layout,
             now_s=now,
             ready_replicas=replicas.ready,

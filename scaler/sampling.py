@@ -24,13 +24,12 @@ import time
 from scaler.policy import Sample
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Partitioned
-from tidegate.ledger import backlog
-from tidegate.ledger.client import Connection
 from tidegate.ledger.runner import Runner
+from tidegate.ledger.store import Store
 
 
 async def sample_route(
-    redis: Connection,
+    store: Store,
     route: str | Partitioned,
     *,
     now_s: float,
@@ -40,7 +39,7 @@ async def sample_route(
     runner: Runner | None = None,
 ) -> Sample:
     try:
-        measured, found = await backlog.sampled(redis, route, runner=runner)
+        measured, found = await store.sample(route, runner=runner)
     except RedisUnavailable:
         return Sample(now_s, None, 0, 0, 0, ready_replicas, current_replicas)
     added, refused = found.added_total, found.refused_total

@@ -38,8 +38,7 @@ from collections.abc import Callable
 from scaler.kube import Kube, KubeError
 from scaler.lease import LeaderElector, LeaseSettings
 from tidegate.errors import RedisUnavailable
-from tidegate.ledger import liveness
-from tidegate.ledger.client import Connection
+from tidegate.ledger.store import Store
 from tidegate.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class ShardedElection:
         kube: Kube,
         lease: LeaseSettings,
         shards: int,
-        redis: Connection,
+        store: Store,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_s: Callable[[], float] = time.time,
@@ -74,7 +73,7 @@ class ShardedElection:
     ) -> None:
         self.settings = lease
         self.shards = shards
-        self.redis = redis
+        self.liveness = store.liveness
         self.wall_s = wall_s
         self.on_change = on_change
         self.electors = [
@@ -104,10 +103,8 @@ class ShardedElection:
     async def _beat(self) -> list[str] | None:
         try:
             now_s = self.wall_s()
-            await liveness.refresh(self.redis, MEMBERS, self.settings.identity, now_s=now_s)
-            alive = await liveness.busy(
-                self.redis, MEMBERS, self.settings.renew_deadline_s, now_s=now_s
-            )
+            await self.liveness.refresh(MEMBERS, self.settings.identity, now_s=now_s)
+            alive = await self.liveness.busy(MEMBERS, self.settings.renew_deadline_s, now_s=now_s)
             return sorted(alive)
         except RedisUnavailable as e:
             stop_if_cancelled(e)
@@ -164,6 +161,6 @@ class ShardedElection:
         for elector in self.electors:
             await elector.release()
         try:
-            await liveness.clear(self.redis, MEMBERS, self.settings.identity)
+            await self.liveness.clear(MEMBERS, self.settings.identity)
         except RedisUnavailable as e:
             log.warning("shards: %s (the record will age out)", e)

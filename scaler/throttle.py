@@ -20,8 +20,7 @@ from scaler.exhaustion import Step, ThrottleGovernor
 from scaler.rates import ewma, per_second
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Partitioned
-from tidegate.ledger import throttle
-from tidegate.ledger.client import Connection
+from tidegate.ledger.store import Store
 from tidegate.settings import ScalerSettings
 from tidegate.throttle import Throttle
 
@@ -40,14 +39,14 @@ class ThrottleKeeper:
         self,
         route: str | Partitioned,
         settings: ScalerSettings,
-        redis: Connection,
+        store: Store,
         is_leader: Callable[[], bool],
         notify: Notify,
     ) -> None:
         self.layout = route
         self.route = route if isinstance(route, str) else route.name
         self.settings = settings
-        self.redis = redis
+        self.throttles = store.throttle
         self.is_leader = is_leader
         self.notify = notify
         self.governor = ThrottleGovernor(settings.throttle)
@@ -71,7 +70,7 @@ class ThrottleKeeper:
         if self._adopted:
             return True
         try:
-            found = await throttle.read(self.redis, self.layout)
+            found = await self.throttles.read(self.layout)
         except RedisUnavailable:
             return False
         if found is not None:
@@ -92,7 +91,7 @@ class ThrottleKeeper:
         try:
             if verdict.rate_per_s is None:
                 if verdict.changed or self.throttle is not None:
-                    await throttle.lift(self.redis, self.layout)
+                    await self.throttles.lift(self.layout)
                     await self._report("ThrottleLifted", f"throttle lifted: {verdict.detail}")
                 self.throttle = None
                 return
@@ -105,7 +104,7 @@ class ThrottleKeeper:
                 since_s=since,
                 status=t.status,
             )
-            await throttle.apply(self.redis, self.layout, self.throttle, ttl_s, verdict.changed)
+            await self.throttles.apply(self.layout, self.throttle, ttl_s, verdict.changed)
             if verdict.changed:
                 await self._report(
                     "Throttled",

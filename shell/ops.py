@@ -7,9 +7,7 @@ import json
 import sys
 import time
 
-from tidegate.ledger import Ledger
-from tidegate.ledger.client import connect
-from tidegate.ledger.route_status import routes_status
+from tidegate.ledger.store import Store
 from tidegate.settings import Settings
 
 
@@ -19,11 +17,11 @@ def _rate(value: float | None) -> str:
 
 async def print_status(settings: Settings, *, as_json: bool = False) -> int:
     """One row per route: backlog, pending, rates, replicas (from the scaler), throttle."""
-    redis = connect(settings.redis)
+    store = Store.open(settings.redis)
     try:
-        routes = await routes_status(redis, settings)
+        routes = await store.routes_status(settings)
     finally:
-        await redis.aclose()
+        await store.aclose()
     if as_json:
         print(json.dumps({"routes": {n: r.as_dict() for n, r in routes.items()}}, indent=2))
         return 0
@@ -83,13 +81,13 @@ class Progress:
 async def replay_route(settings: Settings, route_name: str, *, every_s: float = 2.0) -> int:
     """Rebuild every projection of a route from its event stream."""
     route = settings.route(route_name)
-    redis = connect(settings.redis)
+    store = Store.open(settings.redis)
     try:
-        ledger = Ledger(redis, settings.routes)
+        ledger = store.jobs(settings.routes)
         progress = Progress(route.name, await ledger.event_count(route.name), every_s)
         report = await ledger.replay(route.name, progress=progress)
     finally:
-        await redis.aclose()
+        await store.aclose()
     print(
         f"route {route.name}: replayed {report.events} event(s) of {report.jobs} job(s)"
         + (f"; {report.refused} refused (log inconsistent)" if report.refused else "")

@@ -26,7 +26,6 @@ from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger import Ledger
-from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
 from tidegate.tasks import run_together
 from worker.consumer import BLOCK_MS, Executor
@@ -51,7 +50,7 @@ class Compensator:
         self.executor = executor
         self.readers = [
             GroupReader(
-                ConsumerGroup(ledger.redis, keys.dead, COMPENSATORS, name),
+                ledger.store.group(keys.dead, COMPENSATORS, name),
                 route.worker.visibility_timeout_s,
             )
             for keys in parts_of(route)

@@ -45,9 +45,8 @@ from prometheus_client import Counter
 
 from tidegate.errors import RedisUnavailable, TidegateError
 from tidegate.keys import GROUP, RouteKeys, parts_of
-from tidegate.ledger import Ledger, liveness
+from tidegate.ledger import Ledger
 from tidegate.ledger.calls import Taken
-from tidegate.ledger.groups import ConsumerGroup
 from tidegate.settings import RouteSettings
 from tidegate.tasks import run_together, stop_if_cancelled, stop_tasks
 from worker.entry_run import EntryRunner, Executor
@@ -109,7 +108,7 @@ class Consumer(EntryRunner, Upkeep):
         """Outcomes being recorded (shielded from the job's cancellation)."""
         self.readers = [
             GroupReader(
-                ConsumerGroup(ledger.redis, keys.requests, GROUP, self.name),
+                ledger.store.group(keys.requests, GROUP, self.name),
                 route.worker.visibility_timeout_s,
             )
             for keys in self.parts
@@ -147,7 +146,7 @@ class Consumer(EntryRunner, Upkeep):
             await self._drain(grace_s)
             await stop_tasks(background)
             with contextlib.suppress(RedisUnavailable):
-                await liveness.clear(self.ledger.redis, self.route.name, self.name)
+                await self.ledger.store.liveness.clear(self.route.name, self.name)
             await self.executor.close()
 
     async def _read_loop(self, partition: int, stop: asyncio.Event) -> None:

@@ -14,8 +14,7 @@ import socket
 from tidegate.errors import ConfigError
 from tidegate.http import upstream_parts
 from tidegate.keys import RouteKeys
-from tidegate.ledger import Ledger, liveness
-from tidegate.ledger.client import connect
+from tidegate.ledger.store import Store
 from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 from worker.batch import BatchHandler
@@ -84,10 +83,10 @@ async def consume(
         if wanted < 2 * executor.size:  # one batch running while the next one forms
             log.info("concurrency raised from %d to twice the batch size", wanted)
             concurrency = 2 * executor.size
-    redis = connect(settings.redis, extra_timeout_s=BLOCK_MS / 1000)
+    store = Store.open(settings.redis, blocking_reads_s=BLOCK_MS / 1000)
     metrics = WorkerMetrics()
     runner = await serve_metrics(metrics, *parse_listen(metrics_listen)) if metrics_listen else None
-    ledger = Ledger(redis, settings.routes, batched=True)
+    ledger = store.jobs(settings.routes, batched=True)
     ledger.open()
     try:
         consumer = Consumer(
@@ -114,7 +113,7 @@ async def consume(
         await ledger.close()
         if runner is not None:
             await runner.cleanup()
-        await redis.aclose()
+        await store.aclose()
 
 
 def run(
@@ -160,11 +159,11 @@ async def check_alive(settings: Settings, route_name: str, host: str | None = No
     """
     route = settings.route(route_name)
     prefix = f"{host or socket.gethostname()}-"
-    redis = connect(settings.redis)
+    store = Store.open(settings.redis)
     try:
-        found = await liveness.first_alive(redis, route.name, prefix)
+        found = await store.liveness.first_alive(route.name, prefix)
     finally:
-        await redis.aclose()
+        await store.aclose()
     if found is not None:
         print(f"alive: {found}")
         return 0

@@ -16,7 +16,7 @@ import logging
 
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import RouteKeys
-from tidegate.ledger import Ledger, liveness
+from tidegate.ledger import Ledger
 from tidegate.settings import RouteSettings
 from tidegate.tasks import stop_if_cancelled
 from worker.group_reader import GroupReader
@@ -63,7 +63,7 @@ class Upkeep:
         """Refresh this process's record: alive (``tidegate worker --check``) and
         how busy (the scaler scales in idle pods first).
 
-        A record older than ``liveness.RECORD_TTL_S`` counts as gone, so a hung
+        A record older than ``tidegate.ledger.liveness.RECORD_TTL_S`` counts as gone, so a hung
         or killed worker disappears on its own. It is refreshed every
         ``ALIVE_EVERY_S``, and as soon as the worker goes idle or busy (at most
         once per ``BUSY_REPORT_MIN_S``: at low load that flips with every job).
@@ -71,8 +71,8 @@ class Upkeep:
         while True:
             self._busy_changed.clear()
             try:
-                await liveness.refresh(
-                    self.ledger.redis, self.route.name, self.name, len(self.in_flight)
+                await self.ledger.store.liveness.refresh(
+                    self.route.name, self.name, len(self.in_flight)
                 )
             except RedisUnavailable as e:  # out of memory included: try again later
                 stop_if_cancelled(e)

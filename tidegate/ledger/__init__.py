@@ -1,9 +1,11 @@
 """The one typed way to Redis: every command the parts send goes through here.
 
-The parts (``gateway``, ``worker``, ``scaler``) never import redis-py: they
-hold a ``Ledger`` (jobs: commands, queries, upkeep) and the small stores of
-this package (throttle, scaler view, consumer groups, subscriptions), and
-catch only tidegate's errors. Every Redis failure is translated here
+The parts (``gateway``, ``worker``, ``scaler``) and the shell never import
+redis-py and never hold a connection: they open a ``store.Store`` and hold
+what it hands out, a ``Ledger`` (jobs: commands, queries, upkeep) and the
+small stores (throttle, liveness, history, scaler views, consumer groups,
+subscriptions), and catch only tidegate's errors. An import-linter contract
+keeps the modules that make or take connections out of their reach. Every Redis failure is translated here
 (``client.redis_errors`` for commands, ``scripts`` for Lua calls):
 unreachable is ``RedisUnavailable``, unanswered after sending is
 ``OutcomeUnknown``, out of memory ``RedisFull``, any other error reply
@@ -14,11 +16,12 @@ by a dataclass in ``calls`` (one per script) and run by a ``runner.Runner``,
 plainly or coalesced with concurrent calls; admissions are coalesced per
 route by ``admission.AdmissionQueue``.
 
-Modules: ``client`` (connecting, translating errors), ``calls`` (script
+Modules: ``store`` and ``stores`` (what the parts hold), ``client``
+(connecting, translating errors), ``calls`` (script
 calls), ``scripts`` (loading and pipelining them), ``runner`` and
 ``coalesce`` (batching), ``admission``, ``commands``, ``queries``,
 ``upkeep``, ``callbacks`` (the ledger of jobs), ``backlog`` (measuring a route's queue),
-``throttle``, ``scaler_view``, ``groups`` (a worker's consumer group),
+``throttle``, ``scaler_view``, ``liveness``, ``history``, ``groups`` (a worker's consumer group),
 ``pubsub`` (notifications), ``health`` and ``route_status``.
 """
 

@@ -8,6 +8,8 @@ trimming, replay), each in its own module on this base.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from tidegate.errors import JobNotFound
 from tidegate.keys import PartitionChooser, RouteKeys, id_tag, job_keys, new_job_id, parts_of
@@ -16,6 +18,9 @@ from tidegate.ledger.client import Connection
 from tidegate.ledger.quota_leases import QuotaLeases
 from tidegate.ledger.runner import Runner
 from tidegate.settings import RouteSettings
+
+if TYPE_CHECKING:
+    from tidegate.ledger.store import Store
 
 TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead_lettered", "compensated", "expired"})
 
@@ -32,7 +37,7 @@ class LedgerBase:
         """``batched``: script calls are coalesced with concurrent ones (a worker);
         ``admission_batch_max``: admissions are coalesced, that many per round
         trip at most (the gateway); 0 admits each on its own."""
-        self.redis = redis
+        self._redis = redis
         self.routes: Mapping[str, RouteSettings] = {r.name: r for r in routes}
         self.runner = Runner(redis, batched=batched)
         self._partitions = PartitionChooser()
@@ -43,6 +48,15 @@ class LedgerBase:
             if admission_batch_max
             else None
         )
+
+    @cached_property
+    def store(self) -> Store:
+        """The rest of Redis on this ledger's connection (``ledger.store``):
+        a worker that holds its ledger takes its consumer group and its
+        liveness record from there."""
+        from tidegate.ledger.store import Store  # the store makes ledgers
+
+        return Store(self._redis)
 
     def open(self) -> None:
         """Start the flusher tasks of batched calls (call within the event loop)."""

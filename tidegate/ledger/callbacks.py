@@ -42,7 +42,7 @@ class Callbacks(LedgerBase):
         """Due again at ``at_s`` (unix s); nothing when it was ended meanwhile."""
         _, keys = self._route(due.job_id)
         with redis_errors("scheduling a callback's retry"):
-            await self.redis.zadd(keys.callbacks, {due.member: int(at_s * 1000)}, xx=True)
+            await self._redis.zadd(keys.callbacks, {due.member: int(at_s * 1000)}, xx=True)
 
     async def defer_callback(self, due: DueCallback, at_s: float) -> bool:
         """Due again at ``at_s`` (unix s) without its claim counting as an
@@ -83,6 +83,7 @@ class Callbacks(LedgerBase):
         """Callbacks of a route not yet delivered nor given up (claimed included)."""
         with redis_errors("counting due callbacks"):
             counts = [
-                await self.redis.zcard(keys.callbacks) for keys in parts_of(self.routes[route_name])
+                await self._redis.zcard(keys.callbacks)
+                for keys in parts_of(self.routes[route_name])
             ]
         return sum(int(n) for n in counts)

@@ -42,7 +42,7 @@ async def ensure_group(redis: Connection, stream: str, group: str) -> None:
 
 class ConsumerGroup:
     def __init__(self, redis: Connection, stream: str, group: str, consumer: str) -> None:
-        self.redis = redis
+        self._redis = redis
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -51,12 +51,12 @@ class ConsumerGroup:
         holds its connection until entries come, so it is this group's alone."""
 
     async def ensure(self) -> None:
-        await ensure_group(self.redis, self.stream, self.group)
+        await ensure_group(self._redis, self.stream, self.group)
 
     async def claim_idle(self, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries held by other consumers longer than ``min_idle_ms``."""
         with redis_errors(f"reclaiming entries of {self.stream}"):
-            reply: Any = await self.redis.xautoclaim(
+            reply: Any = await self._redis.xautoclaim(
                 self.stream, self.group, self.consumer, min_idle_ms, "0-0", count=count
             )
         entries: list[Entry] = reply[1]
@@ -72,7 +72,7 @@ class ConsumerGroup:
         if link is not None:
             return await self._read_over(link, count, block_ms)
         with redis_errors(f"reading {self.stream}"):
-            result: Any = await self.redis.xreadgroup(
+            result: Any = await self._redis.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
             )
         if not result:
@@ -81,11 +81,11 @@ class ConsumerGroup:
         return entries
 
     def _read_link(self) -> Link | None:
-        if not isinstance(self.redis, LinkedRedis):
+        if not isinstance(self._redis, LinkedRedis):
             return None
         link = self._reads
         if link is None or link.closed or link.loop is not asyncio.get_running_loop():
-            link = self._reads = self.redis.own_link()
+            link = self._reads = self._redis.own_link()
         return link
 
     async def read_then(
@@ -111,7 +111,7 @@ class ConsumerGroup:
             if isinstance(reply, Exception):
                 raise reply
             if isinstance(answer, NoScriptError):
-                await load_all(self.redis)
+                await load_all(self._redis)
                 return self._entries(reply), None
         if isinstance(answer, ResponseError):  # the link returns error replies as these
             why = translate_reply(answer, f"running the {then.SCRIPT} script")
@@ -147,17 +147,19 @@ class ConsumerGroup:
         if entry_ids:
             ids: list[Any] = list(entry_ids)
             with redis_errors(f"keeping entries of {self.stream}"):
-                await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
+                await self._redis.xclaim(
+                    self.stream, self.group, self.consumer, 0, ids, justid=True
+                )
 
     async def ack(self, entry_id: str) -> None:
         with redis_errors(f"acknowledging an entry of {self.stream}"):
-            await self.redis.xack(self.stream, self.group, entry_id)
+            await self._redis.xack(self.stream, self.group, entry_id)
 
     async def move(self, entry_id: str, to_stream: str, fields: Mapping[bytes, bytes]) -> None:
         """Copy an entry to another stream and acknowledge it here, atomically
         (an unreadable entry goes to the dead letters this way)."""
         with redis_errors(f"moving an entry of {self.stream}"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._redis.pipeline(transaction=True)
             pipe.xadd(to_stream, dict(fields))  # type: ignore[arg-type]
             pipe.xack(self.stream, self.group, entry_id)
             await pipe.execute()

@@ -16,7 +16,7 @@ class Queries(LedgerBase):
         """The job's current state; JobNotFound when unknown or expired."""
         _, keys = self._route(job_id)
         with redis_errors("reading a job"):
-            raw = await self.redis.hgetall(keys.job(job_id))
+            raw = await self._redis.hgetall(keys.job(job_id))
         if not raw:
             raise JobNotFound(f"no job {job_id}")
         return {text(k): text(v) for k, v in raw.items()}
@@ -25,7 +25,7 @@ class Queries(LedgerBase):
         """The job's projection and its stored response (None: none yet), in
         one round trip: what a sync request answers with once its job ends."""
         _, keys = self._route(job_id)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.job(job_id))
         pipe.hgetall(keys.result(job_id))
         with redis_errors("reading a job's outcome"):
@@ -39,7 +39,7 @@ class Queries(LedgerBase):
         """The states of many jobs in one round trip (None: unknown)."""
         if not job_ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hget(self._route(job_id)[1].job(job_id), "state")
         with redis_errors("reading job states"):
@@ -50,7 +50,7 @@ class Queries(LedgerBase):
         """The stored response once the job has one, else None."""
         _, keys = self._route(job_id)
         with redis_errors("reading a result"):
-            raw: Any = await self.redis.hgetall(keys.result(job_id))
+            raw: Any = await self._redis.hgetall(keys.result(job_id))
         return Reply.from_hash(raw) if raw else None
 
     async def events(self, job_id: str) -> list[dict[str, str]]:
@@ -58,7 +58,7 @@ class Queries(LedgerBase):
         projection = await self.projection(job_id)
         _, keys = self._route(job_id)
         ids = [i for i in projection.get("events", "").split(",") if i]
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for event_id in ids:
             pipe.xrange(keys.events, event_id, event_id)
         with redis_errors("reading job events"):

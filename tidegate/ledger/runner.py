@@ -33,7 +33,7 @@ class Runner:
     """Runs script calls, plainly or coalesced with concurrent ones."""
 
     def __init__(self, redis: Connection, *, batched: bool = False, max_batch: int = 256) -> None:
-        self.redis = redis
+        self._redis = redis
         self._batcher = _Batcher(redis, max_batch=max_batch) if batched else None
 
     @property
@@ -51,5 +51,5 @@ class Runner:
 
     async def run(self, script_call: ScriptCall[R]) -> R:
         if self._batcher is None:
-            return await call(self.redis, script_call)
+            return await call(self._redis, script_call)
         return script_call.read(await self._batcher.submit(script_call))

@@ -74,7 +74,7 @@ class Upkeep(LedgerBase):
         max_requeues = route.worker.max_requeues if route.worker.on_deadline == "requeue" else 0
         actions: Counter[str] = Counter()
         with redis_errors("reconciling overdue jobs"):
-            overdue: Any = await self.redis.zrangebyscore(
+            overdue: Any = await self._redis.zrangebyscore(
                 keys.deadlines, "-inf", unix_ms(now_s), start=0, num=OVERDUE_BATCH
             )
             for raw in overdue:
@@ -111,7 +111,7 @@ class Upkeep(LedgerBase):
             for keys in parts_of(route):
                 requests += await self._trim_consumed(keys.requests, GROUP, None)
                 events += int(
-                    await self.redis.xtrim(
+                    await self._redis.xtrim(
                         keys.events, minid=f"{events_floor}-0", approximate=False
                     )
                 )
@@ -120,13 +120,13 @@ class Upkeep(LedgerBase):
 
     async def _trim_consumed(self, stream: str, group: str, floor_ms: int | None) -> int:
         """Trim entries the group is done with (and, with a floor, older than it)."""
-        if not await self.redis.exists(stream):
+        if not await self._redis.exists(stream):
             return 0
-        groups: Any = await self.redis.xinfo_groups(stream)
+        groups: Any = await self._redis.xinfo_groups(stream)
         info = next((g for g in groups if text(g["name"]) == group), None)
         if info is None:
             return 0
-        pending: Any = await self.redis.xpending(stream, group)
+        pending: Any = await self._redis.xpending(stream, group)
         if pending["pending"]:
             threshold = text(pending["min"])
         else:
@@ -134,12 +134,12 @@ class Upkeep(LedgerBase):
             threshold = f"{ms}-{int(seq) + 1}"
         if floor_ms is not None and _stream_id(threshold) > (floor_ms, 0):
             threshold = f"{floor_ms}-0"
-        return int(await self.redis.xtrim(stream, minid=threshold, approximate=False))
+        return int(await self._redis.xtrim(stream, minid=threshold, approximate=False))
 
     async def event_count(self, route_name: str) -> int:
         """Events in a route's logs (every partition's): what a replay reads."""
         with redis_errors("counting events"):
-            lengths = [await self.redis.xlen(k.events) for k in parts_of(self.routes[route_name])]
+            lengths = [await self._redis.xlen(k.events) for k in parts_of(self.routes[route_name])]
         return sum(int(n) for n in lengths)
 
     async def replay(
@@ -167,7 +167,7 @@ class Upkeep(LedgerBase):
         jobs: set[str] = set()
         while True:
             with redis_errors("reading the event log"):
-                batch: Any = await self.redis.xrange(keys.events, start, "+", count=page)
+                batch: Any = await self._redis.xrange(keys.events, start, "+", count=page)
             if not batch:
                 break
             calls = []
@@ -185,7 +185,7 @@ class Upkeep(LedgerBase):
                     )
                 )
             with redis_errors("replaying events"):
-                applied, _ = await run_calls(self.redis, calls)
+                applied, _ = await run_calls(self._redis, calls)
             for value in applied:
                 if isinstance(value, Exception):
                     raise value

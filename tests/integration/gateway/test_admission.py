@@ -196,7 +196,7 @@ async def test_admissions_are_coalesced_into_batches(gateway: RunningGateway) ->
     assert statuses == [202] * 200
     batches = queue.batches - before
     assert batches < 200  # concurrent admissions shared round trips
-    assert await gateway.gw.redis.xlen(RouteKeys("reports").requests) == 200
+    assert await gateway.gw.ledger._redis.xlen(RouteKeys("reports").requests) == 200
 
 
 async def test_a_wait_that_runs_out_says_the_jobs_real_state(

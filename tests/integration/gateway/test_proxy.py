@@ -30,7 +30,7 @@ async def test_proxy_route_streams_both_ways(redis_url: str, upstream: Upstream)
         async with gateway.http.get(gateway.url("/orders/99")) as r:
             assert r.status == 404  # the upstream's own 404, passed through
             assert r.content_type == "application/json"
-        assert await gateway.gw.redis.exists(RouteKeys("reads").requests) == 0  # no queue
+        assert await gateway.gw.ledger._redis.exists(RouteKeys("reads").requests) == 0  # no queue
 
 
 async def test_proxy_to_a_dead_upstream_is_502(gateway: RunningGateway) -> None:

@@ -12,6 +12,7 @@ from scaler.route_loop import RouteLoop
 from tidegate.keys import GROUP, RouteKeys
 from tidegate.ledger.client import Connection
 from tidegate.ledger.groups import ensure_group
+from tidegate.ledger.store import Store
 from tidegate.settings import (
     ScalerSettings,
     Settings,
@@ -50,7 +51,7 @@ def route_loop(
         "orders",
         settings or scaler_settings(),
         DeploymentActuator(kube, NS, DEPLOY),
-        redis,
+        Store(redis),
         ScalerMetrics(),
         clock=clock,
         **kw,

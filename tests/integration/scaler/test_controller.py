@@ -26,6 +26,7 @@ from tests.integration.scaler.helpers import (
 )
 from tidegate.keys import Layout, parts_of
 from tidegate.ledger import throttle
+from tidegate.ledger.store import Store
 
 
 async def test_backlog_scalers_get_status_events_and_problems_reported(
@@ -39,7 +40,7 @@ async def test_backlog_scalers_get_status_events_and_problems_reported(
     fake.add_scaler(NS, "nowhere", {"route": "reports", "target": {"name": "missing"}})
     await add_entries(redis, 1000)
     controller = Controller(
-        controller_settings(redis_url), "unused.yaml", redis, kube, ScalerMetrics()
+        controller_settings(redis_url), "unused.yaml", Store(redis), kube, ScalerMetrics()
     )
     try:
         await controller.sync()
@@ -121,7 +122,7 @@ async def test_a_partitioned_route_is_scaled_on_its_summed_lag(
     for n, keys in zip((100, 200, 300), parts, strict=True):
         await add_entries(redis, n, "bulk", keys)
     controller = Controller(
-        controller_settings(redis_url), "unused.yaml", redis, kube, ScalerMetrics()
+        controller_settings(redis_url), "unused.yaml", Store(redis), kube, ScalerMetrics()
     )
     try:
         await controller.sync()
@@ -148,7 +149,7 @@ async def test_backlog_scalers_are_picked_up_through_the_watch(
     fake.add_deployment(NS, DEPLOY, replicas=0)
     # A resync far away: only the watch can bring changes in during this test.
     settings = controller_settings(redis_url, resync_s=3600)
-    controller = Controller(settings, "unused.yaml", redis, kube, ScalerMetrics())
+    controller = Controller(settings, "unused.yaml", Store(redis), kube, ScalerMetrics())
     stop = asyncio.Event()
     task = asyncio.create_task(controller.run(stop))
     spec = {"route": "orders", "target": {"name": DEPLOY}, "max_replicas": 3}

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from scaler import history
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
 from scaler.route_loop import VIEW_REFRESH_INTERVALS
@@ -28,7 +27,7 @@ from tests.integration.scaler.helpers import (
     scaler_settings,
 )
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.ledger import liveness, scaler_view, throttle
+from tidegate.ledger import history, liveness, scaler_view, throttle
 from tidegate.ledger.client import connect
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import (

@@ -26,6 +26,7 @@ from tests.conftest import wait_until
 from tests.fake_kube import FakeKube
 from tests.integration.scaler.helpers import NS, Clock, add_entries, deployment_routes
 from tidegate.ledger.client import connect
+from tidegate.ledger.store import Store
 from tidegate.settings import RedisSettings
 
 SHARDS = 8
@@ -38,7 +39,9 @@ class Replica:
         self.clock = Clock()
         self.wall = wall
         lease = LeaseSettings(NS, "tidegate-scaler", name, 15, 10, 2)
-        self.election = ShardedElection(kube, lease, SHARDS, redis, clock=self.clock, wall_s=wall)
+        self.election = ShardedElection(
+            kube, lease, SHARDS, Store(redis), clock=self.clock, wall_s=wall
+        )
 
     async def step(self) -> set[int]:
         return await self.election.step()
@@ -119,7 +122,7 @@ async def test_without_redis_a_replica_holds_what_it_has_and_takes_nothing(
 ) -> None:
     _a, b = await halves(kube, redis)
     broken = connect(RedisSettings(url="redis://127.0.0.1:1/0", connect_timeout_s=0.1))
-    b.election.redis = broken
+    b.election.liveness = Store(broken).liveness
     try:
         await rounds([b], 10)  # a is silent too: its Leases expire, b may not know why
     finally:

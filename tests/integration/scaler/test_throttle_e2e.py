@@ -29,6 +29,7 @@ from shell.local_redis import free_port
 from shell.sample_service import build_app as build_sample
 from tests.conftest import running_gateway, wait_until
 from tidegate.ledger import backlog, throttle
+from tidegate.ledger.store import Store
 from tidegate.settings import load_settings
 
 
@@ -47,7 +48,7 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
     route = settings.route("exports")
     assert route.scaler is not None
     actuator = LocalActuator(str(config), "exports", upstream=upstream, stop_grace_s=5)
-    loop = RouteLoop("exports", route.scaler, actuator, redis, ScalerMetrics())
+    loop = RouteLoop("exports", route.scaler, actuator, Store(redis), ScalerMetrics())
     scaler = asyncio.create_task(loop.run())
     answers: list[tuple[int, dict[str, str]]] = []
     offering = asyncio.Event()

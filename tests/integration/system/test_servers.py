@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 from redis.exceptions import NoPermissionError
 
-from scaler import history
 from shell.local_redis import free_port, redis_binary, start_redis_server
 from tests.conftest import Upstream, make_settings, running_gateway, running_worker
 from tidegate.envelope import Job
 from tidegate.errors import RedisUnavailable, Refused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger import Ledger, backlog, liveness, scaler_view, throttle
+from tidegate.ledger import Ledger, backlog, history, liveness, scaler_view, throttle
 from tidegate.ledger.calls import Promote
 from tidegate.ledger.client import Connection, connect
 from tidegate.ledger.groups import ConsumerGroup, ensure_group

@@ -31,6 +31,7 @@ from tidegate.ledger import Ledger, backlog, throttle
 from tidegate.ledger.client import connect
 from tidegate.ledger.groups import ensure_group
 from tidegate.ledger.route_status import routes_status
+from tidegate.ledger.store import Store
 from tidegate.settings import Settings
 from tidegate.throttle import Throttle
 from worker.relay import Relay
@@ -111,7 +112,7 @@ async def test_the_whole_path_on_a_cluster(
 
             await wait_until(seen, what="the gateway to hear of the throttle")
             sample = await sample_route(
-                redis, "reports", now_s=time.time(), ready_replicas=0, current_replicas=0
+                Store(redis), "reports", now_s=time.time(), ready_replicas=0, current_replicas=0
             )
             assert (sample.waiting, sample.added_total) == (1, 1)  # what the scaler sees
             status = await routes_status(redis, cluster_settings)

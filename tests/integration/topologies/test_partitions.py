@@ -25,6 +25,7 @@ from tidegate.keys import parts_of, slot_of
 from tidegate.ledger import TERMINAL_STATES, Ledger, backlog, throttle
 from tidegate.ledger.client import Connection
 from tidegate.ledger.route_status import routes_status
+from tidegate.ledger.store import Store
 from tidegate.settings import Settings
 from tidegate.throttle import Throttle
 from worker.handler import Handler
@@ -166,7 +167,9 @@ async def test_the_scaler_and_status_see_the_sum(
     measured = await backlog.measure(redis, route)
     assert (measured.waiting, measured.length, measured.exact) == (7, 7, True)
     assert measured.oldest_waiting_ms is not None
-    sample = await sample_route(redis, route, now_s=1.0, ready_replicas=0, current_replicas=0)
+    sample = await sample_route(
+        Store(redis), route, now_s=1.0, ready_replicas=0, current_replicas=0
+    )
     assert (sample.waiting, sample.added_total, sample.completed_total) == (7, 7, 0)
     status = await routes_status(redis, settings)
     assert status["bulk"].backlog == measured

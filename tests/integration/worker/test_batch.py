@@ -143,7 +143,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_job_to_end_exactly_once(
             await final_state(ledger, job.id)
 
         async def all_acknowledged() -> bool:
-            summary: Any = await ledger.redis.xpending(RouteKeys("orders").requests, GROUP)
+            summary: Any = await ledger._redis.xpending(RouteKeys("orders").requests, GROUP)
             return int(summary["pending"]) == 0
 
         await wait_until(all_acknowledged, what="every entry acknowledged")

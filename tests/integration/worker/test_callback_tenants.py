@@ -91,7 +91,7 @@ async def test_a_tenant_names_only_its_own_receivers(
             assert r.status == status, await r.text()
             if status == 400:
                 assert (await r.json())["type"].endswith("bad-callback")
-        length = await gw.gw.ledger.redis.xlen("tg:{hooks}:requests")
+        length = await gw.gw.ledger._redis.xlen("tg:{hooks}:requests")
         assert length == (1 if status == 202 else 0)
 
 

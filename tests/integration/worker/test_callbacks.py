@@ -401,7 +401,7 @@ async def test_a_url_outside_the_allow_list_is_a_400_and_nothing_is_admitted(
             problem = await r.json()
         assert problem["type"].endswith("bad-callback")
         assert "Nothing was admitted" in problem["detail"]
-        assert await gw.gw.ledger.redis.xlen(parts_of(settings.route("hooks"))[0].requests) == 0
+        assert await gw.gw.ledger._redis.xlen(parts_of(settings.route("hooks"))[0].requests) == 0
     assert receiver.deliveries == []
 
 
@@ -444,7 +444,7 @@ async def test_a_callback_header_that_is_not_utf8_is_a_400(
         writer.close()
         assert b" 400 " in status_line
         requests = parts_of(settings.route("hooks"))[0].requests
-        assert await gw.gw.ledger.redis.xlen(requests) == 0
+        assert await gw.gw.ledger._redis.xlen(requests) == 0
 
 
 def _config(tmp_path: Path, settings: Settings, route: RouteSettings) -> Path:
