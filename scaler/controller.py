@@ -1,6 +1,7 @@
 """The controller: every scaled route, one leader (or one per shard).
 
-It gathers the routes to scale from two sources and keeps one
+It gathers the routes to scale from two sources (``scaler.route_sources``)
+and keeps one
 ``RouteLoop`` task per route:
 
 - the config file: every route with a ``scaler:`` section;
@@ -29,60 +30,30 @@ import contextlib
 import functools
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any
 
 from scaler.actuator import Actuator
 from scaler.deployment import DeploymentActuator
 from scaler.informer import DeploymentCache
-from scaler.kube import Kube, KubeError
+from scaler.kube import Kube
 from scaler.lease import LeaderElector
 from scaler.local import LocalActuator
 from scaler.metrics import ScalerMetrics
 from scaler.resources import (
-    ResourceRef,
-    condition,
     emit_event,
-    list_resources,
-    merge_conditions,
-    now_rfc3339,
-    parse,
     patch_status,
     watch_changes,
 )
 from scaler.route_loop import RouteLoop
+from scaler.route_sources import RouteSources, Scaled, from_config
 from scaler.shards import ShardedElection
 from tidegate.errors import ConfigError
 from tidegate.ledger.store import Store
-from tidegate.settings import ScalerSettings, Settings
+from tidegate.settings import Settings
 from tidegate.tasks import stop_tasks, wait_any
 
 log = logging.getLogger(__name__)
 
 WATCH_DEBOUNCE_S = 0.2
-
-
-@dataclass(frozen=True)
-class Scaled:
-    """One route to scale, and where its settings came from."""
-
-    route: str
-    settings: ScalerSettings
-    resource: ResourceRef | None = None
-    conditions: tuple[Any, ...] = ()
-    partitions: int = 1
-    """The route's partitions (its backlog and throttle span them all)."""
-
-    @property
-    def source(self) -> str:
-        return self.resource.describe if self.resource else "the config file"
-
-    @property
-    def version(self) -> tuple[Any, ...]:
-        """Changes when the loop must restart (new settings)."""
-        if self.resource:
-            return (self.resource.uid, self.resource.generation)
-        return ("config",)
 
 
 class Controller:
@@ -113,9 +84,11 @@ class Controller:
         """A resync is due: a watched resource changed, or shards moved."""
         if isinstance(elector, ShardedElection):
             elector.on_change = self._shards_changed
+        self.sources = RouteSources(settings, kube, metrics, self.leads)
+        """Which routes to scale, and whether a BacklogScaler is refused."""
         self.runner = store.runner(batched=True)
         """Every route loop's Redis reads and view writes go through it: the
-        loops that step at the same moment (``route_loop.phase_s`` gives a
+        loops that step at the same moment (``scaler.phases`` gives a
         thousand routes a few slots per interval) share one round trip per
         Redis node."""
 
@@ -160,69 +133,10 @@ class Controller:
             ).start()
         return cache
 
-    def from_config(self) -> dict[str, Scaled]:
-        return {
-            r.name: Scaled(r.name, r.scaler, partitions=r.partitions)
-            for r in self.settings.routes
-            if r.scaler is not None
-        }
-
-    async def from_resources(self) -> dict[str, Scaled] | None:
-        """Valid BacklogScalers by route; None when listing failed (keep what runs)."""
-        if self.kube is None or not self.settings.scaler.namespaces:
-            return {}
-        found: dict[str, Scaled] = {}
-        try:
-            objects = [
-                obj
-                for ns in self.settings.scaler.namespaces
-                for obj in await list_resources(self.kube, ns)
-            ]
-        except KubeError as e:
-            self.metrics.api_errors.labels("", str(e.status)).inc()
-            log.warning("%s", e)
-            return None
-        parsed = [(parse(o), o) for o in objects if o]
-        parsed.sort(key=lambda po: (po[0].ref.created, po[0].ref.namespace, po[0].ref.name))
-        for p, obj in parsed:
-            status = obj.get("status") or {}
-            old = list(status.get("conditions") or [])
-            if p.error or p.settings is None or p.route is None:
-                await self._reject(p.ref, "InvalidSpec", p.error or "invalid spec", status)
-                continue
-            if p.route in found:
-                first = found[p.route].source
-                message = f"route {p.route} is scaled by {first}"
-                await self._reject(p.ref, "Conflict", message, status)
-                continue
-            configured = next((r for r in self.settings.routes if r.name == p.route), None)
-            partitions = p.partitions or (configured.partitions if configured else 1)
-            found[p.route] = Scaled(p.route, p.settings, p.ref, tuple(old), partitions)
-        return found
-
-    async def _reject(
-        self, ref: ResourceRef, reason: str, message: str, status: dict[str, Any]
-    ) -> None:
-        old = list(status.get("conditions") or [])
-        wanted = [condition("Active", False, reason, message)]
-        reported = [{k: c.get(k) for k in wanted[0]} for c in old] == wanted
-        if reported and status.get("observedGeneration") == ref.generation:
-            return  # said already: not again at every resync
-        log.warning("%s: %s", ref.describe, message)
-        if self.kube is None or not self.leads(ref.name):
-            return
-        conditions = merge_conditions(old, wanted, now_rfc3339())
-        try:
-            await patch_status(
-                self.kube, ref, {"observedGeneration": ref.generation, "conditions": conditions}
-            )
-        except KubeError as e:
-            log.warning("%s", e)
-
     async def sync(self) -> None:
         """Bring the running loops in line with config and resources."""
-        wanted = self.from_config()
-        resources = await self.from_resources()
+        wanted = from_config(self.settings)
+        resources = await self.sources.from_resources()
         if resources is None:  # listing failed: keep the resource loops running
             resources = {k: s for k, (s, _, _) in self.loops.items() if s.resource}
         for route, scaled in resources.items():

@@ -72,83 +72,16 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from scaler.policy_io import Decision, PolicySettings, Sample
 from scaler.predict import PeriodicPredictor
 from scaler.rates import ewma, per_second, replicas_for
+
+__all__ = ["Decision", "Policy", "PolicySettings", "Sample"]
 
 QUIET_CARRY_S = 30.0
 """Longest run of saturated intervals without a completion that is still
 counted with the next completions (a batch still forming); beyond, the work
 stalled and the quiet time is dropped."""
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    min_replicas: int = 0
-    max_replicas: int = 10
-    drain_target_s: float = 30.0
-    scale_down_window_s: float = 60.0
-    tolerance: float = 0.1
-    """Relative change below which replicas are not reduced (against flapping)."""
-    lag_per_replica: int = 100
-    """Backlog per replica used before the service rate is known."""
-    smoothing: float = 0.3
-    """Weight of the newest value in the moving averages (0 < x <= 1)."""
-    activation_backlog: int = 0
-    """Backlog above which a route at zero gets its first replica."""
-    noise_z: float = 2.0
-    """Half-width of the noise band, in standard deviations of the smoothed
-    arrival rate: changes inside it are what chance explains."""
-    surge_z: float = 3.0
-    """A latest arrival rate this many standard deviations above the smoothed
-    one is a surge, sized for at once."""
-    startup_s: float = 10.0
-    """Pod start-up time until one is measured (from ready transitions)."""
-    predict: bool = False
-    """Learn a repeating arrival pattern and scale ahead of it (``scaler.predict``)."""
-    scale_down_step_s: float | None = None
-    """At most one scale-down per this many seconds (and none this soon after
-    any change): a need that decays is followed in a few writes, not one per
-    interval. None: half the scale-down window."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One observation of a route, taken at ``t_s`` (seconds, any fixed origin)."""
-
-    t_s: float
-    waiting: int | None
-    """Entries not yet delivered (None: the measurement failed)."""
-    pending: int
-    """Entries delivered and not yet acknowledged."""
-    added_total: int
-    """Entries ever added to the stream (a counter)."""
-    completed_total: int
-    """Entries ever finished (a counter)."""
-    ready_replicas: int
-    current_replicas: int
-    oldest_age_s: float | None = None
-    """How long the oldest waiting entry has waited (None: nothing waits)."""
-    refused_total: int = 0
-    """Requests ever refused by the route's throttle or quotas (a counter)."""
-    busy_replicas: int | None = None
-    """Replicas working on a job now (None: unknown); scale-in keeps them."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    replicas: int
-    needed: int
-    """Before clamping: what the backlog and rates ask for."""
-    exhausted: bool
-    """More replicas are needed than max_replicas allows."""
-    arrival_rate: float
-    completion_rate: float
-    service_rate: float | None
-    """Learned completions per second per replica (None: not yet known)."""
-    reason: str
-    predicted_rate: float | None = None
-    """Arrivals per second the pattern says come within a start-up time (None:
-    no prediction, or no pattern that holds)."""
 
 
 @dataclass

@@ -9,8 +9,8 @@ Each route runs on its own ``interval_s``:
    the target is asked to run: write it, emit an Event;
 5. keep the throttle in line (``scaler.throttle``: set,
    re-rate or lift it when scaling is exhausted or has recovered);
-6. publish the route's view in Redis (``tidegate.scaler_view``), update
-   metrics, and the BacklogScaler's status when there is one.
+6. report: the route's gauges, its view in Redis (``tidegate.scaler_view``)
+   and the BacklogScaler's status when there is one (``scaler.route_report``).
 
 Faults hold, they never scale down: a failed measurement (Redis down) holds
 the current replicas, or sets ``fallback_replicas`` after
@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +34,11 @@ from scaler.actuator import Actuator, Replicas, TargetMissing
 from scaler.exhaustion import Step
 from scaler.kube import KubeError
 from scaler.metrics import ScalerMetrics
-from scaler.policy import Decision, Policy, PolicySettings, Sample
+from scaler.phases import next_tick, phase_s
+from scaler.policy import Decision, Policy, PolicySettings
+from scaler.predictor_memory import PredictorMemory
 from scaler.resources import ResourceRef, condition
+from scaler.route_report import Found, RouteReport
 from scaler.sampling import sample_route
 from scaler.status import EventWriter, StatusReporter, StatusWriter, route_status
 from scaler.throttle import ThrottleKeeper
@@ -47,51 +48,14 @@ from tidegate.errors import RedisUnavailable
 from tidegate.keys import Layout
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.store import Store
-from tidegate.scaler_view import ScalerView
 from tidegate.settings import ScalerSettings
 from tidegate.tasks import stop_if_cancelled
 from tidegate.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-VIEW_REFRESH_INTERVALS = 4
-"""An unchanged view is written again after this many intervals (its TTL is
-five, at least 10 s), so its ``updated_at_s`` stays that fresh."""
-
 API_BACKOFF_BASE_S = 1.0
 API_BACKOFF_MAX_S = 30.0
-
-
-PHASE_SLOTS = 10
-"""Routes step in this many slots of their interval."""
-
-
-def phase_s(route: str, interval_s: float) -> float:
-    """Where in its interval a route's loop steps: one of ``PHASE_SLOTS``
-    slots, drawn from the route's name (CRC-32). A thousand routes spread
-    their Redis reads and API calls over the interval instead of sending them
-    in the same millisecond, while the routes of one slot step together and
-    share their round trips (the controller's batched ``Runner``); a route
-    keeps its slot across restarts."""
-    return (zlib.crc32(route.encode()) % PHASE_SLOTS) / PHASE_SLOTS * interval_s
-
-
-def next_tick(after: float, phase: float, interval_s: float) -> float:
-    """The first time ``phase + k * interval_s`` (k whole) after ``after``."""
-    return phase + (math.floor((after - phase) / interval_s) + 1) * interval_s
-
-
-def policy_settings(s: ScalerSettings) -> PolicySettings:
-    return PolicySettings(
-        min_replicas=s.min_replicas,
-        max_replicas=s.max_replicas,
-        drain_target_s=s.drain_target_s,
-        scale_down_window_s=s.scale_down_window_s,
-        tolerance=s.tolerance,
-        lag_per_replica=s.lag_per_replica,
-        activation_backlog=s.activation_backlog,
-        predict=s.predict == "periodic",
-    )
 
 
 @dataclass(frozen=True)
@@ -137,82 +101,24 @@ class RouteLoop:
         the routes of a controller)."""
         self.metrics = metrics
         self._gauges = metrics.of_route(route)
-        self._seen: tuple[Any, ...] | None = None
-        """What the gauges were last set from."""
         self.is_leader = is_leader
         self.clock = clock
         self.status = StatusReporter(
             route, metrics, resource, conditions, write_status, write_event, clock
         )
-        self.policy = Policy(policy_settings(settings))
+        self.policy = Policy(PolicySettings.of(settings))
         self.keeper = ThrottleKeeper(self.layout, settings, store, is_leader, self.status.event)
         self.failures = 0
         self.api_failures = 0
-        self._history_loaded = False
-        self._view: ScalerView | None = None
-        """The view last published (its time left out), and when."""
-        self._view_at = float("-inf")
-        self._encoded: dict[str, str] | None = None
-        """Its stored fields: refreshing an unchanged view re-encodes only the time."""
+        self.memory = PredictorMemory(route, self.policy.predictor, store, clock)
+        self.report = RouteReport(
+            route, settings, actuator.describe, store, self.runner, self._gauges, clock
+        )
 
     @property
     def throttle(self) -> Throttle | None:
         """The route's throttle as this loop last wrote it."""
         return self.keeper.throttle
-
-    async def _publish_view(self, same: ScalerView) -> None:
-        """Publish the view (given without its time) when it changed, else at
-        most every ``VIEW_REFRESH_INTERVALS`` intervals (well within its
-        TTL): an idle route's view is the same tick after tick, and writing
-        it anyway was the largest part of an idle route's cost."""
-        now = self.clock()
-        due = now - self._view_at >= VIEW_REFRESH_INTERVALS * self.settings.interval_s
-        unchanged = same == self._view
-        if unchanged and not due:
-            return
-        encoded = self._encoded if unchanged else self.store.views.encode(same)
-        view = dataclasses.replace(same, updated_at_s=round(time.time(), 3))
-        try:
-            await self.store.views.publish(
-                self.route,
-                view,
-                self.settings.interval_s,
-                runner=self.runner,
-                encoded=encoded,
-            )
-        except RedisUnavailable as e:  # then the view expires on its own
-            stop_if_cancelled(e)
-            return
-        self._view, self._view_at, self._encoded = same, now, encoded
-
-    async def _load_history(self) -> None:
-        """Once: the arrival history a predictor learns from (kept in Redis)."""
-        predictor = self.policy.predictor
-        if predictor is None or self._history_loaded:
-            return
-        try:
-            bucket_s = predictor.settings.bucket_s
-            found = await self.store.history.load(self.route, predictor.keep, bucket_s, time.time())
-            predictor.load(found)
-        except RedisUnavailable as e:
-            stop_if_cancelled(e)
-            return  # tried again next step
-        self._history_loaded = True
-
-    async def _store_history(self) -> None:
-        """The leader keeps the buckets the predictor closed; others drop them."""
-        predictor = self.policy.predictor
-        if predictor is None or not predictor.closed:
-            return
-        closed, predictor.closed = predictor.closed, []
-        if not self.is_leader():
-            return
-        to_wall = time.time() - self.clock()  # bucket starts are on the loop's clock
-        wall = [(start + to_wall, rate) for start, rate in closed]
-        try:
-            await self.store.history.store(self.route, wall, predictor.keep)
-        except RedisUnavailable as e:
-            stop_if_cancelled(e)
 
     async def _busy(self) -> dict[str, int]:
         """Jobs in flight per worker, as the workers report them ({}: unknown)."""
@@ -277,9 +183,9 @@ class RouteLoop:
         self.failures = 0 if measured else self.failures + 1
         if not measured:
             self.metrics.measure_failures.labels(self.route).inc()
-        await self._load_history()
+        await self.memory.load()
         decision = self.policy.decide(sample)
-        await self._store_history()
+        await self.memory.keep(self.is_leader())
         target, reason = decision.replicas, decision.reason
         fallback = self.settings.fallback_replicas
         enough = self.failures >= self.settings.failures_before_fallback
@@ -327,9 +233,23 @@ class RouteLoop:
                     drain_target_s=self.settings.drain_target_s,
                 )
             )
-        self._observe(decision, replicas, sample)
+        self.report.observe(decision, replicas, sample, self.throttle)
         if self.is_leader():
-            await self._publish(decision, replicas, sample, target, reason)
+            found = Found(decision, replicas, sample, target, reason)
+            await self.report.publish(found, self.throttle, self.keeper.refused_rate)
+            if self.status.writes:
+                fields, conditions = route_status(
+                    self.route,
+                    decision,
+                    replicas,
+                    sample,
+                    target,
+                    reason,
+                    throttle=self.throttle,
+                    failures=self.failures,
+                    max_replicas=self.settings.max_replicas,
+                )
+                await self.status.report(fields, conditions)
         return StepResult(decision, replicas, wrote, None)
 
     def _api_failed(self, e: KubeError) -> StepResult:
@@ -338,84 +258,6 @@ class RouteLoop:
         log.warning("route %s: %s", self.route, e)
         delay = backoff_s(self.api_failures, API_BACKOFF_BASE_S, API_BACKOFF_MAX_S, e.retry_after_s)
         return StepResult(None, None, None, str(e), retry_after_s=delay)
-
-    def _observe(self, decision: Decision, replicas: Replicas, sample: Sample) -> None:
-        seen = (
-            sample.waiting,
-            sample.pending,
-            sample.oldest_age_s,
-            decision.arrival_rate,
-            decision.completion_rate,
-            decision.service_rate,
-            decision.replicas,
-            replicas,
-            decision.exhausted,
-            self.throttle,
-        )
-        if seen == self._seen:  # an idle route, tick after tick: nothing to set
-            return
-        self._seen = seen
-        g = self._gauges
-        if sample.waiting is not None:
-            g.waiting.set(sample.waiting)
-            g.pending.set(sample.pending)
-            g.oldest_age.set(sample.oldest_age_s or 0.0)
-        g.arrival.set(decision.arrival_rate)
-        g.drain.set(decision.completion_rate)
-        g.service.set(decision.service_rate or 0.0)
-        g.desired.set(decision.replicas)
-        g.current.set(replicas.current)
-        g.ready.set(replicas.ready)
-        g.exhausted.set(int(decision.exhausted))
-        g.throttle_rate.set(self.throttle.rate_per_s if self.throttle else 0)
-
-    async def _publish(
-        self,
-        decision: Decision,
-        replicas: Replicas,
-        sample: Sample,
-        target: int,
-        reason: str,
-    ) -> None:
-        waiting, pending = sample.waiting, sample.pending
-        age = None if sample.oldest_age_s is None else round(sample.oldest_age_s, 3)
-        view = ScalerView(
-            waiting=waiting,
-            pending=pending,
-            oldest_waiting_age_s=age,
-            arrival_rate=round(decision.arrival_rate, 3),
-            drain_rate=round(decision.completion_rate, 3),
-            service_rate=None if decision.service_rate is None else round(decision.service_rate, 3),
-            desired_replicas=target,
-            needed_replicas=decision.needed,
-            current_replicas=replicas.current,
-            ready_replicas=replicas.ready,
-            max_replicas=self.settings.max_replicas,
-            exhausted=decision.exhausted,
-            reason=reason,
-            target=self.actuator.describe,
-            throttle=self.throttle.as_dict() if self.throttle else None,
-            refused_rate=round(self.keeper.refused_rate, 3),
-            updated_at_s=0.0,  # set when written
-            predicted_rate=(
-                None if decision.predicted_rate is None else round(decision.predicted_rate, 3)
-            ),
-        )
-        await self._publish_view(view)
-        if not self.status.writes:
-            return
-        fields, conditions = route_status(
-            self.route,
-            decision,
-            replicas,
-            sample,
-            target,
-            reason,
-            throttle=self.throttle,
-            failures=self.failures,
-            max_replicas=self.settings.max_replicas,
-        )
-        await self.status.report(fields, conditions)
 
     async def _report_problem(self, reason: str, message: str) -> None:
         log.warning("route %s: %s", self.route, message)

@@ -5,8 +5,9 @@ redis-py and never hold a connection: they open a ``store.Store`` and hold
 what it hands out, a ``Ledger`` (jobs: commands, queries, upkeep) and the
 small stores (throttle, liveness, history, scaler views, consumer groups,
 subscriptions), and catch only tidegate's errors. An import-linter contract
-keeps the modules that make or take connections out of their reach. Every Redis failure is translated here
-(``client.redis_errors`` for commands, ``scripts`` for Lua calls):
+keeps the modules that make or take connections out of their reach.
+Every Redis failure is translated here (``client.redis_errors`` for
+commands, ``scripts`` for Lua calls):
 unreachable is ``RedisUnavailable``, unanswered after sending is
 ``OutcomeUnknown``, out of memory ``RedisFull``, any other error reply
 ``RedisCommandError``.

@@ -30,7 +30,7 @@ from tidegate.keys import RouteKeys, id_tag
 from tidegate.ledger.calls import Admit, AdmitJob, AdmitResult
 from tidegate.ledger.client import Connection
 from tidegate.ledger.coalesce import Coalescer
-from tidegate.ledger.link import pack
+from tidegate.ledger.resp import pack
 from tidegate.ledger.scripts import run_calls
 from tidegate.settings import PRIORITIES, RouteSettings, TenantSettings
 from tidegate.throttle import share_of

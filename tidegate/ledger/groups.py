@@ -16,7 +16,8 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.ledger.calls import StartRead, Verdict
 from tidegate.ledger.client import Connection, LinkedRedis, redis_errors, translate_reply
-from tidegate.ledger.link import Link, pack
+from tidegate.ledger.link import Link
+from tidegate.ledger.resp import pack
 from tidegate.ledger.scripts import load_all, packed_call
 
 log = logging.getLogger(__name__)

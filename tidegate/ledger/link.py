@@ -47,15 +47,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
-from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
+from tidegate.ledger.resp import PUSHED, error_reply, pack
 
 
 @dataclass(frozen=True)
@@ -76,26 +76,6 @@ class _Waiting:
     count: int
     deadline: float
     replies: list[Any] = field(default_factory=list)
-
-
-_PUSHED = frozenset({b"smessage", b"message"})
-"""The kinds of reply Redis pushes to a subscribed connection unasked."""
-
-
-def pack(args: Sequence[Any]) -> bytes:
-    """Encode one command in RESP.
-
-    hiredis's C packer: redis-py's own packer re-joins its buffer after every
-    argument, and for a batched admit call with hundreds of arguments that
-    copying dominated the gateway's time.
-    """
-    packed: bytes = hiredis.pack_command(tuple(args))
-    return packed
-
-
-def _error(message: str) -> Exception:
-    error: Exception = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
-    return error
 
 
 class _Protocol(asyncio.Protocol):
@@ -205,7 +185,7 @@ class Link:
                 f"Redis unreachable at {o.host}:{o.port} (nothing was sent): {e or 'timed out'}"
             ) from e
         self._transport, self._protocol = transport, protocol
-        self._reader = hiredis.Reader(replyError=_error)
+        self._reader = hiredis.Reader(replyError=error_reply)
         self.connections += 1
         handshake: list[tuple[Any, ...]] = []
         if o.password is not None:
@@ -250,7 +230,7 @@ class Link:
                 self._drop(protocol, f"Redis refuses this connection's commands: {reply}")
                 return
             on_push = self.on_push
-            if on_push is not None and type(reply) is list and reply and reply[0] in _PUSHED:
+            if on_push is not None and type(reply) is list and reply and reply[0] in PUSHED:
                 on_push(reply)
                 if protocol is not self._protocol:  # the callback dropped it
                     return

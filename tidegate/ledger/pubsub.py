@@ -33,7 +33,8 @@ from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
 from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, text
-from tidegate.ledger.link import Link, pack
+from tidegate.ledger.link import Link
+from tidegate.ledger.resp import pack
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from tidegate.ledger.calls import CALLS, ScriptCall
-from tidegate.ledger.link import pack
+from tidegate.ledger.resp import pack
 
 
 @dataclass(frozen=True)

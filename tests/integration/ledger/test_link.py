@@ -23,7 +23,8 @@ from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import Sample
 from tidegate.ledger.client import LinkedRedis, connect
 from tidegate.ledger.groups import ConsumerGroup
-from tidegate.ledger.link import Link, LinkOptions, pack
+from tidegate.ledger.link import Link, LinkOptions
+from tidegate.ledger.resp import pack
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.scripts import run_calls
 from tidegate.settings import RedisSettings

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from scaler.deployment import DeploymentActuator
 from scaler.kube import Kube
-from scaler.route_loop import VIEW_REFRESH_INTERVALS
+from scaler.route_report import VIEW_REFRESH_INTERVALS
 from shell.local_redis import free_port
 from tests.fake_kube import DELETION_COST, FakeKube
 from tests.integration.scaler.helpers import (

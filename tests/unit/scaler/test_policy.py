@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from scaler.policy import Policy, PolicySettings, Sample
+from tidegate.settings import ScalerSettings, TargetSettings
 
 
 @dataclass
@@ -238,7 +239,7 @@ def test_a_decaying_need_is_followed_in_few_writes() -> None:
 
 
 def test_route_loops_spread_their_steps_over_the_interval() -> None:
-    from scaler.route_loop import phase_s
+    from scaler.phases import phase_s
 
     phases = sorted(phase_s(f"svc-{n}", 1.0) for n in range(1000))
     assert all(0.0 <= p < 1.0 for p in phases)
@@ -287,7 +288,7 @@ def test_a_stall_longer_than_a_batch_teaches_nothing() -> None:
 def test_route_loops_of_a_slot_wake_together_on_the_interval_grid() -> None:
     """Steps are due at phase + k x interval, whenever the last one ended: the
     routes of one slot wake at the same instant (and share a round trip)."""
-    from scaler.route_loop import next_tick, phase_s
+    from scaler.phases import next_tick, phase_s
 
     assert next_tick(5.3, 0.2, 1.0) == pytest.approx(6.2)
     assert next_tick(6.2, 0.2, 1.0) == pytest.approx(7.2)  # strictly after
@@ -300,3 +301,25 @@ def test_route_loops_of_a_slot_wake_together_on_the_interval_grid() -> None:
     # ended at different moments, due at the same one
     wakes = {next_tick(5.0 + 0.01 * i, phase_s(r, 1.0), 1.0) for i, r in enumerate(same_slot)}
     assert len(wakes) == 1
+
+
+def test_the_policy_s_defaults_are_the_configured_ones() -> None:
+    """Declared once: the policy's operator-facing defaults are read from
+    ``ScalerSettings``, so changing a default there changes the policy."""
+    configured = ScalerSettings(target=TargetSettings(kind="local", app="svc:handle"))
+    assert PolicySettings() == PolicySettings.of(configured)
+    tuned = ScalerSettings(
+        target=TargetSettings(kind="local", app="svc:handle"),
+        min_replicas=2,
+        max_replicas=7,
+        drain_target_s=12.0,
+        scale_down_window_s=5.0,
+        tolerance=0.2,
+        lag_per_replica=9,
+        activation_backlog=3,
+        predict="periodic",
+    )
+    chosen = PolicySettings.of(tuned)
+    assert (chosen.min_replicas, chosen.max_replicas, chosen.lag_per_replica) == (2, 7, 9)
+    assert (chosen.drain_target_s, chosen.scale_down_window_s, chosen.tolerance) == (12.0, 5.0, 0.2)
+    assert (chosen.activation_backlog, chosen.predict) == (3, True)
