@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.http_headers import Forwarding
 from gateway.metrics import GatewayMetrics
-from gateway.rejections import Rejection, for_error
+from gateway.rejections import Kind, Rejection, for_error
 from gateway.routing import Router
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
@@ -91,7 +91,7 @@ class Gateway:
         if rejection.reason == "throttled":
             cause = rejection.extra.get("cause", "")
             self.metrics.throttled.labels(rejection.route, cause, rejection.tenant).inc()
-        elif rejection.kind == "redis-full":
+        elif rejection.kind is Kind.REDIS_FULL:
             self.writes_refused = True
 
     async def close(self) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from tidegate.http import dropping, strip_headers
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
@@ -74,7 +74,7 @@ def check_header_values(request: web.Request) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise Rejection(
-                "bad-header",
+                Kind.BAD_HEADER,
                 "Header value is not UTF-8",
                 f"The value of header {name} holds bytes that are not UTF-8.",
                 header=name,

@@ -45,7 +45,7 @@ from gateway.body import body_chunks, read_body, refuse_declared
 from gateway.context import CONNECT_TIMEOUT_S, Gateway
 from gateway.http_headers import NO_CREDENTIALS, response_headers
 from gateway.passthrough import RelayedStream, relayed
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
 from tidegate.upstream import UpstreamUnreachable
@@ -110,7 +110,7 @@ async def forward(
             return response
     except ValueError as e:  # what the client sent cannot be forwarded as it is
         raise Rejection(
-            "unforwardable",
+            Kind.UNFORWARDABLE,
             "Request cannot be forwarded",
             f"The request cannot be forwarded to route {route.name}'s upstream: {e}.",
         ) from None

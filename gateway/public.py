@@ -20,7 +20,7 @@ from gateway.context import GATEWAY
 from gateway.http_headers import NO_CREDENTIALS
 from gateway.proxy import forward
 from gateway.queued import admit_and_answer, read_request
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from tidegate import log_context
 from tidegate.errors import TidegateError
 from tidegate.settings import RouteSettings
@@ -35,7 +35,7 @@ def _route_of(request: web.Request, path: str) -> RouteSettings:
         raise _reserved(request.method, path)
     route = request.app[GATEWAY].router.match(request.method, path)
     if route is None:
-        raise Rejection("no-route", "No route", f"No route takes {request.method} {path}.")
+        raise Rejection(Kind.NO_ROUTE, "No route", f"No route takes {request.method} {path}.")
     return route
 
 
@@ -91,14 +91,14 @@ def _reserved(method: str, path: str) -> Rejection:
                 # (//_tidegate/..., %5Ftidegate) brought it here, past the
                 # API's own routes. Not served under a second name.
                 return Rejection(
-                    "not-found",
+                    Kind.NOT_FOUND,
                     "Not found",
                     f"The job API is served at {path} exactly, not at another spelling of it.",
                 )
             return Rejection(
-                "method-not-allowed",
+                Kind.METHOD_NOT_ALLOWED,
                 "Method not allowed",
                 f"{method} is not part of the job API at {path}; allowed: {allow}.",
                 headers={"Allow": allow},
             )
-    return Rejection("not-found", "Not found", f"{path} is not part of the job API.")
+    return Rejection(Kind.NOT_FOUND, "Not found", f"{path} is not part of the job API.")

@@ -31,7 +31,7 @@ from gateway.body import read_body
 from gateway.context import Gateway
 from gateway.http_headers import NO_PREFERENCES, parse_prefer
 from gateway.metrics import RouteMetrics
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from gateway.tenants import priority_of
 from tidegate import log_context
 from tidegate.callback_urls import BadCallback, Target, allowed, parse_target
@@ -72,7 +72,7 @@ def idempotency_key(request: web.Request, route: str) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise Rejection(
-            "bad-idempotency-key",
+            Kind.BAD_IDEMPOTENCY_KEY,
             "Invalid Idempotency-Key",
             "An Idempotency-Key has 1 to 255 visible ASCII characters.",
             route=route,
@@ -97,14 +97,14 @@ def callback_of(
         return ""
     if route.callback is None:
         raise Rejection(
-            "bad-callback",
+            Kind.BAD_CALLBACK,
             "Callbacks not enabled",
             f"Route {route.name} takes no Tidegate-Callback: poll the job instead.",
             route=route.name,
         )
     if tenant is not None and not tenant.callback_allow:
         raise Rejection(
-            "bad-callback",
+            Kind.BAD_CALLBACK,
             "Callbacks not enabled for this tenant",
             f"Tenant {tenant.name} has no callback receivers (tenants[].callback_allow): "
             "poll the job instead. Nothing was admitted.",
@@ -117,7 +117,7 @@ def callback_of(
         return canonical
     except BadCallback as e:
         raise Rejection(
-            "bad-callback",
+            Kind.BAD_CALLBACK,
             "Callback URL refused",
             f"Tidegate-Callback: {e}. Nothing was admitted.",
             route=route.name,

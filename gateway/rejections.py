@@ -6,8 +6,8 @@ boundary (``app.problem_boundary``) turns it into the problem+json answer and
 counts it under its metric reason. So a step says what went wrong once, in one
 place, and never builds a response itself.
 
-The table of what is refused for what (status, problem type, metric reason)
-is ``KINDS``: a test checks that every rejection raised uses a kind from it.
+The table of what is refused for what (problem type, status, metric reason)
+is the ``Kind`` enum: a rejection takes a member, checked by mypy.
 Errors from below (Redis, the ledger, the throttle) become rejections in one
 function, ``for_error``, which says truthfully what is known: unreachable
 (nothing was sent) is "nothing was accepted"; out of memory is "full"; a call
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -37,41 +38,53 @@ from tidegate.errors import (
 )
 from tidegate.job_view import job_links
 
-KINDS: Mapping[str, tuple[int, str]] = {
-    # problem type: (status, metric reason)
-    "unsafe-path": (400, "unsafe_path"),
-    "bad-header": (400, "bad_request"),
-    "bad-idempotency-key": (400, "bad_request"),
-    "bad-priority": (400, "bad_request"),
-    "bad-callback": (400, "bad_request"),
-    "unforwardable": (400, "bad_request"),
-    "bad-encoding": (400, "bad_request"),
-    "api-key-required": (401, "unauthorized"),
-    "conflicting-keys": (400, "bad_request"),
-    "no-route": (404, "no_route"),
-    "not-found": (404, "no_route"),
-    "method-not-allowed": (405, "no_route"),
-    "request-timeout": (408, "slow_client"),
-    "client-closed": (499, "client_closed"),
-    "body-too-large": (413, "body_too_large"),
-    "headers-too-large": (431, "headers_too_large"),
-    "idempotency-key-reused": (422, "idempotency_conflict"),
-    "capacity-throttled": (429, "throttled"),
-    "quota-exceeded": (429, "throttled"),
-    "redis-unavailable": (503, "redis_unavailable"),
-    "redis-full": (503, "redis_full"),
-    "outcome-unknown": (503, "outcome_unknown"),
-    "not-replicated": (503, "not_replicated"),
-    "redis-error": (503, "redis_error"),
-}
+
+class Kind(Enum):
+    """Why a request is refused: its problem type (the ``type`` URI's last
+    segment), its status and the reason its metric counts it under. A kind is
+    a member, not a string, so mypy refuses a misspelt one before it runs."""
+
+    type: str
+    status: int
+    reason: str
+
+    UNSAFE_PATH = ("unsafe-path", 400, "unsafe_path")
+    BAD_HEADER = ("bad-header", 400, "bad_request")
+    BAD_IDEMPOTENCY_KEY = ("bad-idempotency-key", 400, "bad_request")
+    BAD_PRIORITY = ("bad-priority", 400, "bad_request")
+    BAD_CALLBACK = ("bad-callback", 400, "bad_request")
+    UNFORWARDABLE = ("unforwardable", 400, "bad_request")
+    BAD_ENCODING = ("bad-encoding", 400, "bad_request")
+    API_KEY_REQUIRED = ("api-key-required", 401, "unauthorized")
+    CONFLICTING_KEYS = ("conflicting-keys", 400, "bad_request")
+    NO_ROUTE = ("no-route", 404, "no_route")
+    NOT_FOUND = ("not-found", 404, "no_route")
+    METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "no_route")
+    REQUEST_TIMEOUT = ("request-timeout", 408, "slow_client")
+    CLIENT_CLOSED = ("client-closed", 499, "client_closed")
+    BODY_TOO_LARGE = ("body-too-large", 413, "body_too_large")
+    HEADERS_TOO_LARGE = ("headers-too-large", 431, "headers_too_large")
+    IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", 422, "idempotency_conflict")
+    CAPACITY_THROTTLED = ("capacity-throttled", 429, "throttled")
+    QUOTA_EXCEEDED = ("quota-exceeded", 429, "throttled")
+    REDIS_UNAVAILABLE = ("redis-unavailable", 503, "redis_unavailable")
+    REDIS_FULL = ("redis-full", 503, "redis_full")
+    OUTCOME_UNKNOWN = ("outcome-unknown", 503, "outcome_unknown")
+    NOT_REPLICATED = ("not-replicated", 503, "not_replicated")
+    REDIS_ERROR = ("redis-error", 503, "redis_error")
+
+    def __init__(self, type_: str, status: int, reason: str) -> None:
+        self.type = type_
+        self.status = status
+        self.reason = reason
 
 
 class Rejection(Exception):
-    """A request refused: its problem type (a key of ``KINDS``), title and detail."""
+    """A request refused: its kind, title and detail."""
 
     def __init__(
         self,
-        kind: str,
+        kind: Kind,
         title: str,
         detail: str,
         *,
@@ -84,7 +97,7 @@ class Rejection(Exception):
     ) -> None:
         super().__init__(detail)
         self.kind = kind
-        self.status, self.reason = KINDS[kind]
+        self.status, self.reason = kind.status, kind.reason
         if status is not None:  # a route's throttle may answer 503 instead of 429
             self.status = status
         self.tenant = tenant
@@ -100,7 +113,7 @@ class Rejection(Exception):
 
     def response(self) -> web.Response:
         response = problems.problem(
-            self.status, self.kind, self.title, self.detail, headers=self.headers, **self.extra
+            self.status, self.kind.type, self.title, self.detail, headers=self.headers, **self.extra
         )
         if self.close:
             response.force_close()
@@ -110,7 +123,7 @@ class Rejection(Exception):
 def body_too_large(route: str, limit_bytes: int, *, decoded: bool = False) -> Rejection:
     what = "bodies that decode to" if decoded else "bodies of"
     return Rejection(
-        "body-too-large",
+        Kind.BODY_TOO_LARGE,
         "Request body too large",
         f"Route {route} takes {what} at most {limit_bytes} bytes.",
         max_body_bytes=limit_bytes,
@@ -122,7 +135,7 @@ def body_too_large(route: str, limit_bytes: int, *, decoded: bool = False) -> Re
 def bad_encoding(route: str, codings: str, why: str) -> Rejection:
     """A body that is not what its ``Content-Encoding`` says (``gateway.encoding``)."""
     return Rejection(
-        "bad-encoding",
+        Kind.BAD_ENCODING,
         "Body does not match its Content-Encoding",
         f"The request body is not valid {codings} ({why}); send it encoded as "
         "Content-Encoding says, or without that header.",
@@ -135,7 +148,7 @@ def client_closed() -> Rejection:
     """The client went away before its answer (its connection was lost while
     the request was read or answered): counted, and the answer goes nowhere."""
     return Rejection(
-        "client-closed",
+        Kind.CLIENT_CLOSED,
         "Client closed the request",
         "The connection was lost before the answer.",
         close=True,
@@ -144,7 +157,7 @@ def client_closed() -> Rejection:
 
 def body_timeout(route: str, timeout_s: float) -> Rejection:
     return Rejection(
-        "request-timeout",
+        Kind.REQUEST_TIMEOUT,
         "Request body too slow",
         f"The request body stalled for more than {timeout_s:g} s.",
         close=True,
@@ -172,7 +185,7 @@ def for_error(
     if isinstance(error, OutcomeUnknown) and job_id is not None:
         links = job_links(job_id)
         return Rejection(
-            "outcome-unknown",
+            Kind.OUTCOME_UNKNOWN,
             "Outcome unknown",
             f"The queue did not confirm admission in time; job {job_id} may or may not "
             "exist. GET its Location (404 means it was not admitted), or repeat the "
@@ -184,7 +197,7 @@ def for_error(
         )
     if isinstance(error, OutcomeUnknown):
         return Rejection(
-            "outcome-unknown",
+            Kind.OUTCOME_UNKNOWN,
             "Outcome unknown",
             "The queue did not answer in time; the operation may or may not have taken "
             "effect. Read the job's state before repeating it.",
@@ -193,7 +206,7 @@ def for_error(
         )
     if isinstance(error, RedisFull):
         return Rejection(
-            "redis-full",
+            Kind.REDIS_FULL,
             "Queue full",
             "The queue refuses writes right now (out of memory); nothing was accepted. "
             "Retry later.",
@@ -202,7 +215,7 @@ def for_error(
         )
     if isinstance(error, RedisUnavailable):
         return Rejection(
-            "redis-unavailable",
+            Kind.REDIS_UNAVAILABLE,
             "Queue unavailable",
             "The gateway cannot reach its queue right now; nothing was accepted. Retry later.",
             headers=retry,
@@ -210,7 +223,7 @@ def for_error(
         )
     if isinstance(error, NotReplicated):
         return Rejection(
-            "not-replicated",
+            Kind.NOT_REPLICATED,
             "Not durable yet",
             f"{error}. The job may exist on the primary: retry with the same "
             "Idempotency-Key to get the same job, not a second one.",
@@ -219,19 +232,19 @@ def for_error(
         )
     if isinstance(error, IdempotencyConflict):
         return Rejection(
-            "idempotency-key-reused",
+            Kind.IDEMPOTENCY_KEY_REUSED,
             "Idempotency-Key reused with another payload",
             f"{error}. A key identifies one request: same method, path, query and body.",
             route=route,
         )
     if isinstance(error, Unencodable):
-        return Rejection("bad-header", "Request cannot be stored", str(error), route=route)
+        return Rejection(Kind.BAD_HEADER, "Request cannot be stored", str(error), route=route)
     if isinstance(error, RedisCommandError):
         # A server that answers errors (an ACL that forbids a command, a key
         # of the wrong type, a script gone wrong) is a fault of the queue,
         # not of the request: 503, and the operator reads the log line.
         return Rejection(
-            "redis-error",
+            Kind.REDIS_ERROR,
             "Queue error",
             "The queue answered with an error (the gateway's log says which); the "
             "request may not have been accepted. Retry later, with the same "
@@ -253,7 +266,7 @@ def _refused(e: Refused, route: str, throttle_status: int, tenant: str) -> Rejec
     }
     if e.cause == "capacity":
         return Rejection(
-            "capacity-throttled",
+            Kind.CAPACITY_THROTTLED,
             "Throttled: the workers are at capacity",
             f"Route {route} admits at the rate its workers can drain while scaling "
             f"is exhausted. Retry after {retry_s} s.",
@@ -264,7 +277,7 @@ def _refused(e: Refused, route: str, throttle_status: int, tenant: str) -> Rejec
             cause="capacity",
         )
     return Rejection(
-        "quota-exceeded",
+        Kind.QUOTA_EXCEEDED,
         "Quota exceeded",
         f"Tenant {tenant}'s quota on route {route} is used up. Retry after {retry_s} s.",
         headers=headers,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http_headers import check_header_values, header_bytes
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from tidegate.paths import UnsafePath, canonical_path
 
 
@@ -19,7 +19,7 @@ def screen(request: web.Request, max_header_bytes: int) -> str:
     """The request's canonical path; Rejection when the request is refused."""
     if header_bytes(request.raw_headers) > max_header_bytes:
         raise Rejection(
-            "headers-too-large",
+            Kind.HEADERS_TOO_LARGE,
             "Request header fields too large",
             f"The request's headers exceed {max_header_bytes} bytes in all.",
         )
@@ -28,7 +28,7 @@ def screen(request: web.Request, max_header_bytes: int) -> str:
         return canonical_path(request.rel_url.raw_path)
     except UnsafePath as e:
         raise Rejection(
-            "unsafe-path",
+            Kind.UNSAFE_PATH,
             "Path refused",
             f"The request path holds {e}; such paths are refused, never resolved.",
         ) from None

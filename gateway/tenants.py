@@ -28,7 +28,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from gateway import problems
-from gateway.rejections import Rejection
+from gateway.rejections import Kind, Rejection
 from tidegate.errors import JobNotFound
 from tidegate.settings import PRIORITIES, RouteSettings, TenantSettings
 
@@ -92,7 +92,7 @@ class Tenants:
                 credentials.add(header)
         if len(tenants) > 1:
             raise Rejection(
-                "conflicting-keys",
+                Kind.CONFLICTING_KEYS,
                 "API keys of more than one tenant",
                 "The request carries the API keys of more than one tenant (in "
                 f"{', '.join(sorted(credentials))}); send one key.",
@@ -107,7 +107,7 @@ class Tenants:
         identity = self.identify(request)
         if identity is None:
             raise Rejection(
-                "api-key-required",
+                Kind.API_KEY_REQUIRED,
                 "API key required",
                 "Send a valid API key as 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'.",
                 headers={"WWW-Authenticate": 'Bearer realm="tidegate"'},
@@ -126,7 +126,7 @@ def priority_of(request: web.Request, route: RouteSettings, tenant: TenantSettin
         return PRIORITIES[base]
     if asked not in PRIORITIES:
         raise Rejection(
-            "bad-priority",
+            Kind.BAD_PRIORITY,
             "Unknown priority class",
             f"Tidegate-Priority is one of {', '.join(PRIORITIES)}.",
             route=route.name,

@@ -28,10 +28,10 @@ import functools
 import itertools
 import os
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tidegate import idempotency
 from tidegate.settings import ROUTE_NAME
 
 GROUP = "workers"
@@ -170,7 +170,7 @@ class PartitionChooser:
         if len(parts) == 1:
             return parts[0].tag
         if idempotency_key:
-            index = zlib.crc32(f"{tenant}\n{idempotency_key}".encode()) % len(parts)
+            index = idempotency.partition(idempotency_key, tenant, len(parts))
         else:
             name = route if isinstance(route, str) else route.name
             turn = self._turns.get((name, tenant))

@@ -20,10 +20,10 @@ on its own, those that fail get ``Unencodable``, and the rest are sent.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
+from tidegate import idempotency
 from tidegate.envelope import Job
 from tidegate.errors import NotReplicated, Refused, Unencodable
 from tidegate.keys import RouteKeys, id_tag
@@ -61,12 +61,8 @@ class Admission(NamedTuple):
 
 
 def idempotency_digest(key: str, tenant: str = "") -> str:
-    """Keys are stored hashed (a client's key may carry meaning of its own) and
-    belong to a tenant: another tenant's equal key is another record, so one
-    tenant can neither redeem nor probe another's keys. Without tenants the
-    digest is of the key alone."""
-    text = f"{tenant}\n{key}" if tenant else key
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The stored name of a tenant's key (``tidegate.idempotency.digest``)."""
+    return idempotency.digest(key, tenant)
 
 
 def _admit_job(item: Admission, partitions: int) -> AdmitJob:
