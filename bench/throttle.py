@@ -48,7 +48,7 @@ from admission import POST_LUA, run_wrk
 
 from shell.local_redis import free_port, start_redis_server, wait_for_port
 from tidegate.keys import Layout, parts_of
-from tidegate.ledger import throttle
+from tidegate.ledger import throttle_record
 from tidegate.throttle import Throttle
 
 TENANTS = ("t1", "t2", "t3", "t4")
@@ -136,7 +136,7 @@ async def accuracy(redis: Redis, urls: list[str], rate: float, duration_s: float
     burst = int(rate * 2)
     await redis.delete(*(keys.requests for keys in parts_of(BENCH)))
     state = Throttle(rate, burst, "max_replicas", "benchmark", time.time(), 429)
-    await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
+    await throttle_record.Throttles(redis).apply(BENCH, state, ttl_s=3600, announce=True)
     statuses, start, last = await offer(urls, rate * 3, duration_s)
     admitted = sum([int(await redis.xlen(keys.requests)) for keys in parts_of(BENCH)])
     expected = rate * (last - start) + burst
@@ -149,12 +149,12 @@ async def accuracy(redis: Redis, urls: list[str], rate: float, duration_s: float
         f"  admitted (stream length) {admitted}, expected rate x T + burst = {expected:.0f}: "
         f"{(admitted - expected) / expected * 100:+.2f}% (target within +-2%)"
     )
-    await throttle.lift(redis, BENCH)
+    await throttle_record.Throttles(redis).lift(BENCH)
 
 
 async def fairness(redis: Redis, urls: list[str], rate: float, duration_s: float) -> None:
     state = Throttle(rate, int(rate * 2), "max_replicas", "benchmark", time.time(), 429)
-    await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
+    await throttle_record.Throttles(redis).apply(BENCH, state, ttl_s=3600, announce=True)
     share = rate / len(TENANTS)
     runs = [
         offer(urls, share * k, duration_s, {"X-Api-Key": key_of(t)})
@@ -175,7 +175,7 @@ async def fairness(redis: Redis, urls: list[str], rate: float, duration_s: float
         f"  Jain's index over admitted rates {jain:.3f}; over admitted / max-min fair share "
         f"{jain_norm:.3f} (target >= 0.95)"
     )
-    await throttle.lift(redis, BENCH)
+    await throttle_record.Throttles(redis).lift(BENCH)
 
 
 def set_state(redis_url: str, state: Throttle | None) -> None:
@@ -185,9 +185,11 @@ def set_state(redis_url: str, state: Throttle | None) -> None:
         redis = Redis.from_url(redis_url)
         try:
             if state is None:
-                await throttle.lift(redis, BENCH)
+                await throttle_record.Throttles(redis).lift(BENCH)
             else:
-                await throttle.apply(redis, BENCH, state, ttl_s=3600, announce=True)
+                await throttle_record.Throttles(redis).apply(
+                    BENCH, state, ttl_s=3600, announce=True
+                )
         finally:
             await redis.aclose()
 

@@ -1,6 +1,6 @@
 """How a job is answered: the voucher (202), or its stored result.
 
-Shared by admission (``gateway.queued``: a sync request answered when its job
+Shared by admission (``gateway.admission``: a sync request answered when its job
 ends) and the job API (``gateway.jobs_api``: the client redeems its voucher),
 so a stored result reads the same either way.
 """

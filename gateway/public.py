@@ -5,7 +5,7 @@ as little as possible. The problem boundary (``app.problem_boundary``) has
 already checked the header block (431), every header value (400) and the path
 (400, ``tidegate.paths``); here come the job API's reserved prefix (404/405),
 the route (404), the tenant's key (401); a proxy route then takes its quota
-and streams (``proxy``), a queued one goes through ``queued``'s steps. A step
+and streams (``proxy``), a queued one goes through ``admission``'s steps. A step
 that refuses raises a ``Rejection``; nothing here builds an error itself.
 """
 
@@ -15,11 +15,11 @@ import re
 
 from aiohttp import web
 
+from gateway.admission import admit_and_answer, read_request
 from gateway.body import refuse_declared
 from gateway.context import GATEWAY
 from gateway.http_headers import NO_CREDENTIALS
 from gateway.proxy import forward
-from gateway.queued import admit_and_answer, read_request
 from gateway.rejections import Kind, Rejection
 from tidegate import log_context
 from tidegate.errors import TidegateError

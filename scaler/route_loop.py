@@ -7,7 +7,7 @@ Each route runs on its own ``interval_s``:
 3. decide (``scaler.policy``, pure);
 4. if this replica leads (``is_leader``) and the decision differs from what
    the target is asked to run: write it, emit an Event;
-5. keep the throttle in line (``scaler.throttle``: set,
+5. keep the throttle in line (``scaler.throttle_keeper``: set,
    re-rate or lift it when scaling is exhausted or has recovered);
 6. report: the route's gauges, its view in Redis (``tidegate.scaler_view``)
    and the BacklogScaler's status when there is one (``scaler.route_report``).
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaler.actuator import Actuator, Replicas, TargetMissing
-from scaler.exhaustion import Step
 from scaler.kube import KubeError
 from scaler.metrics import ScalerMetrics
 from scaler.phases import next_tick, phase_s
@@ -41,7 +40,8 @@ from scaler.resources import ResourceRef, condition
 from scaler.route_report import Found, RouteReport
 from scaler.sampling import sample_route
 from scaler.status import EventWriter, StatusReporter, StatusWriter, route_status
-from scaler.throttle import ThrottleKeeper
+from scaler.throttle_governor import Step
+from scaler.throttle_keeper import ThrottleKeeper
 from tidegate import log_context
 from tidegate.backoff import backoff_s
 from tidegate.errors import RedisUnavailable

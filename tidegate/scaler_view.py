@@ -1,7 +1,7 @@
 """What the scaler decided for a route, as everyone else reads it.
 
 The scaler publishes one ``ScalerView`` per route and tick into Redis
-(``tidegate.ledger.scaler_view``); the gateway's ``/status``, ``tidegate
+(``tidegate.ledger.view_record``); the gateway's ``/status``, ``tidegate
 status`` and the demo's live line read it back. One typed record, so the
 three readers and the writer cannot drift apart on a key's spelling.
 """

@@ -1,9 +1,9 @@
 """A route's capacity throttle: the state the scaler sets and gateways enforce.
 
-The scaler's governor (``scaler.exhaustion``) decides when scaling is
+The scaler's governor (``scaler.throttle_governor``) decides when scaling is
 exhausted and at what rate the front door may admit; the scaler's throttle
-writer (``scaler.throttle``) keeps this state in Redis
-(``tidegate.ledger.throttle``); the admit script enforces it on every
+writer (``scaler.throttle_keeper``) keeps this state in Redis
+(``tidegate.ledger.throttle_record``); the admit script enforces it on every
 admission; each gateway's watcher (``gateway.throttle_watch``) mirrors it
 into metrics. One name for one thing: the throttle.
 """

@@ -18,7 +18,7 @@ from tidegate.ledger.store import Store
 from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
 from worker.batch import BatchHandler
-from worker.callbacks import CallbackSender
+from worker.callback_delivery import CallbackSender
 from worker.compensator import Compensator
 from worker.consumer import BLOCK_MS, Consumer, Executor
 from worker.handler import Handler, load_handler

@@ -17,19 +17,21 @@ by a dataclass in ``calls`` (one per script) and run by a ``runner.Runner``,
 plainly or coalesced with concurrent calls; admissions are coalesced per
 route by ``admission.AdmissionQueue``.
 
-Modules: ``store`` and ``stores`` (what the parts hold), ``client``
-(connecting, translating errors), ``calls`` (script
-calls), ``scripts`` (loading and pipelining them), ``runner`` and
-``coalesce`` (batching), ``admission``, ``commands``, ``queries``,
-``upkeep``, ``callbacks`` (the ledger of jobs), ``backlog`` (measuring a route's queue),
-``throttle``, ``scaler_view``, ``liveness``, ``history``, ``groups`` (a worker's consumer group),
-``pubsub`` (notifications), ``health`` and ``route_status``.
+Modules: ``store`` and ``stores`` (what the parts hold); ``client``
+(connecting, translating errors), ``link`` and ``resp`` (the ledger's own
+connections); ``calls`` (script calls), ``scripts``, ``script_registry``,
+``exchange`` and ``cluster_calls`` (loading and sending them); ``runner``
+and ``coalesce`` (batching); ``admission``, ``commands``, ``queries``,
+``upkeep``, ``callback_queue`` (the ledger of jobs); ``backlog`` (measuring
+a route's queue); ``throttle_record``, ``view_record``, ``liveness``,
+``history`` (the records beside the jobs); ``groups`` (a worker's consumer
+group), ``pubsub`` (notifications), ``health`` and ``route_status``.
 """
 
 from __future__ import annotations
 
 from tidegate.ledger.base import TERMINAL_STATES
-from tidegate.ledger.callbacks import Callbacks
+from tidegate.ledger.callback_queue import Callbacks
 from tidegate.ledger.commands import Commands, Outcome
 from tidegate.ledger.queries import Queries
 from tidegate.ledger.upkeep import ReplayReport, TrimReport, Upkeep

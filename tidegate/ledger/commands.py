@@ -33,7 +33,7 @@ from tidegate.ledger.admission import Admission, Admitted, admit_call, admitted
 from tidegate.ledger.base import LedgerBase
 from tidegate.ledger.calls import Cancel, Compensate, Finish, Start, StartRead, Take, Taken
 from tidegate.ledger.client import redis_errors
-from tidegate.ledger.throttle import quota_call
+from tidegate.ledger.throttle_record import quota_call
 from tidegate.settings import RouteSettings, TenantSettings
 
 

@@ -17,46 +17,47 @@ from tidegate.keys import RouteKeys
 from tidegate.ledger.client import Connection, redis_errors, text
 
 
-async def load(
-    redis: Connection, route: str, keep: int, bucket_s: float, now_s: float
-) -> list[float]:
-    """The rates of the last ``keep`` buckets up to ``now_s`` (unix s), oldest
-    first, one per bucket: a bucket nobody stored (no leader then, Redis
-    away) takes the rate before it, so the phase of the pattern stays true."""
-    with redis_errors("reading the arrival history"):
-        raw: Any = await redis.lrange(RouteKeys(route).arrivals, -keep, -1)
-    stored: list[tuple[float, float]] = []
-    for item in raw:
-        head, _, tail = text(item).partition(":")
-        try:
-            stored.append((float(head), float(tail)))
-        except ValueError:
-            continue  # not ours: skipped
-    if not stored:
-        return []
-    first = stored[0][0]
-    last_index = round((stored[-1][0] - first) / bucket_s)
-    total = max(int((now_s - first) // bucket_s), last_index + 1)
-    series: list[float | None] = [None] * total
-    for began, value in stored:
-        index = round((began - first) / bucket_s)
-        if 0 <= index < total:
-            series[index] = value
-    series = series[-keep:]
-    out: list[float] = []
-    last = 0.0
-    for slot in series:
-        last = last if slot is None else slot
-        out.append(last)
-    return out
+class History:
+    """A route's arrival history, for prediction."""
 
+    def __init__(self, redis: Connection) -> None:
+        self._redis = redis
 
-async def store(
-    redis: Connection, route: str, buckets: Sequence[tuple[float, float]], keep: int
-) -> None:
-    key = RouteKeys(route).arrivals
-    with redis_errors("storing the arrival history"):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, *(f"{start:.0f}:{rate:.3f}" for start, rate in buckets))
-            pipe.ltrim(key, -keep, -1)
-            await pipe.execute()
+    async def load(self, route: str, keep: int, bucket_s: float, now_s: float) -> list[float]:
+        """The rates of the last ``keep`` buckets up to ``now_s`` (unix s), oldest
+        first, one per bucket: a bucket nobody stored (no leader then, Redis
+        away) takes the rate before it, so the phase of the pattern stays true."""
+        with redis_errors("reading the arrival history"):
+            raw: Any = await self._redis.lrange(RouteKeys(route).arrivals, -keep, -1)
+        stored: list[tuple[float, float]] = []
+        for item in raw:
+            head, _, tail = text(item).partition(":")
+            try:
+                stored.append((float(head), float(tail)))
+            except ValueError:
+                continue  # not ours: skipped
+        if not stored:
+            return []
+        first = stored[0][0]
+        last_index = round((stored[-1][0] - first) / bucket_s)
+        total = max(int((now_s - first) // bucket_s), last_index + 1)
+        series: list[float | None] = [None] * total
+        for began, value in stored:
+            index = round((began - first) / bucket_s)
+            if 0 <= index < total:
+                series[index] = value
+        series = series[-keep:]
+        out: list[float] = []
+        last = 0.0
+        for slot in series:
+            last = last if slot is None else slot
+            out.append(last)
+        return out
+
+    async def store(self, route: str, buckets: Sequence[tuple[float, float]], keep: int) -> None:
+        key = RouteKeys(route).arrivals
+        with redis_errors("storing the arrival history"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, *(f"{start:.0f}:{rate:.3f}" for start, rate in buckets))
+                pipe.ltrim(key, -keep, -1)
+                await pipe.execute()

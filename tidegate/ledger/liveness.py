@@ -29,46 +29,51 @@ RECORD_TTL_S = 15.0
 """A worker's field this old is a worker that is gone."""
 
 
-async def refresh(
-    redis: Connection,
-    route: str,
-    consumer: str,
-    in_flight: int = 0,
-    *,
-    now_s: float | None = None,
-) -> None:
-    with redis_errors("refreshing the liveness record"):
-        await redis.hset(RouteKeys(route).workers, consumer, f"{in_flight}:{unix_ms(now_s)}")
+class Liveness:
+    """Who is alive and how busy: the records of one group of processes."""
 
+    def __init__(self, redis: Connection) -> None:
+        self._redis = redis
 
-async def clear(redis: Connection, route: str, consumer: str) -> None:
-    with redis_errors("clearing the liveness record"):
-        await redis.hdel(RouteKeys(route).workers, consumer)
+    async def refresh(
+        self,
+        route: str,
+        consumer: str,
+        in_flight: int = 0,
+        *,
+        now_s: float | None = None,
+    ) -> None:
+        with redis_errors("refreshing the liveness record"):
+            await self._redis.hset(
+                RouteKeys(route).workers, consumer, f"{in_flight}:{unix_ms(now_s)}"
+            )
 
+    async def clear(self, route: str, consumer: str) -> None:
+        with redis_errors("clearing the liveness record"):
+            await self._redis.hdel(RouteKeys(route).workers, consumer)
 
-async def busy(
-    redis: Connection,
-    route: str,
-    max_age_s: float = RECORD_TTL_S,
-    *,
-    runner: Runner | None = None,
-    now_s: float | None = None,
-) -> dict[str, int]:
-    """Jobs in flight per worker process that reported within ``max_age_s``;
-    older fields (workers gone without a goodbye) are removed."""
-    found = Workers(
-        route=RouteKeys(route),
-        now_ms=unix_ms(now_s),
-        max_age_ms=int(max_age_s * 1000),
-    )
-    with redis_errors("reading the workers' records"):
-        return await (runner or Runner(redis)).run(found)
+    async def busy(
+        self,
+        route: str,
+        max_age_s: float = RECORD_TTL_S,
+        *,
+        runner: Runner | None = None,
+        now_s: float | None = None,
+    ) -> dict[str, int]:
+        """Jobs in flight per worker process that reported within ``max_age_s``;
+        older fields (workers gone without a goodbye) are removed."""
+        found = Workers(
+            route=RouteKeys(route),
+            now_ms=unix_ms(now_s),
+            max_age_ms=int(max_age_s * 1000),
+        )
+        with redis_errors("reading the workers' records"):
+            return await (runner or Runner(self._redis)).run(found)
 
-
-async def first_alive(redis: Connection, route: str, consumer_prefix: str) -> str | None:
-    """A live worker whose consumer name starts with ``consumer_prefix``
-    (``host-``: one on this host), or None."""
-    for consumer in await busy(redis, route):
-        if consumer.startswith(consumer_prefix):
-            return consumer
-    return None
+    async def first_alive(self, route: str, consumer_prefix: str) -> str | None:
+        """A live worker whose consumer name starts with ``consumer_prefix``
+        (``host-``: one on this host), or None."""
+        for consumer in await self.busy(route):
+            if consumer.startswith(consumer_prefix):
+                return consumer
+        return None

@@ -1,7 +1,7 @@
 """One route's status as operators see it, from Redis alone.
 
 The backlog is measured on the spot (``backlog``); rates and replicas come
-from the scaler's latest published view (``scaler_view``), ``None`` when no
+from the scaler's latest published view (``view_record``), ``None`` when no
 scaler has published one lately; the throttle, when one is set, from the
 route's throttle hash. The gateway's ``/status`` and ``tidegate status``
 both show this.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidegate.keys import RouteKeys, parts_of
-from tidegate.ledger import backlog, scaler_view, throttle
+from tidegate.ledger import backlog, throttle_record, view_record
 from tidegate.ledger.client import Connection, ready, redis_errors
 from tidegate.ledger.runner import Runner
 from tidegate.redact import redact_url
@@ -67,9 +67,11 @@ async def routes_status(redis: Connection, settings: Settings) -> dict[str, Rout
         hashes = iter(await pipe.execute())
     views, throttles = [], []
     for route in queued:
-        views.append(scaler_view.parsed(next(hashes)))
+        views.append(view_record.parsed(next(hashes)))
         throttles.append(
-            throttle.combined([throttle.parsed(next(hashes)) for _ in parts_of(route)])
+            throttle_record.combined(
+                [throttle_record.parsed(next(hashes)) for _ in parts_of(route)]
+            )
         )
     out = {
         route.name: RouteStatus(route.mode, redact_url(route.upstream) if route.upstream else None)

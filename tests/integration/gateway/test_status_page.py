@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser import CHROMIUM, Page, chromium_page
 from tests.conftest import RunningGateway, make_settings, wait_until
-from tidegate.ledger import scaler_view, throttle
+from tidegate.ledger import throttle_record, view_record
 from tidegate.ledger.client import Connection
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
@@ -86,7 +86,7 @@ async def test_the_page_shows_every_route_and_follows_the_load(
                 assert r.status == 202
         await shows(page, "reports", "backlog", "3")
 
-        await scaler_view.publish(redis, "reports", view(), interval_s=5)
+        await view_record.Views(redis).publish("reports", view(), interval_s=5)
         await shows(page, "reports", "replicas", "4 / 2 / 10")
         await shows(page, "reports", "rates", "12.5 / 4.0")
 
@@ -109,8 +109,7 @@ async def test_a_hostile_reason_is_text_never_markup(
 ) -> None:
     hostile = '<img src=x onerror="document.body.dataset.owned=1">'
     route = settings.route("reports")
-    await throttle.apply(
-        redis,
+    await throttle_record.Throttles(redis).apply(
         route,
         Throttle(rate_per_s=2.5, burst=5, reason=hostile, detail=hostile, since_s=time.time()),
         ttl_s=60,

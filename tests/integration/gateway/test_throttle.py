@@ -19,9 +19,9 @@ from tests.conftest import make_settings, running_gateway, wait_until
 from tidegate.envelope import Job
 from tidegate.errors import Refused
 from tidegate.keys import RouteKeys, new_job_id
-from tidegate.ledger import Ledger, throttle
+from tidegate.ledger import Ledger, throttle_record
 from tidegate.ledger.quota_leases import HOLD_S, QuotaLeases
-from tidegate.ledger.throttle import quota_call
+from tidegate.ledger.throttle_record import quota_call
 from tidegate.settings import QuotaSettings, Settings, TenantSettings, parse_settings
 from tidegate.throttle import Throttle
 
@@ -34,7 +34,7 @@ def job(route: str = "reports") -> Job:
 
 async def set_throttle(redis: Redis, route: str, burst: int, rate: float = SLOW) -> None:
     state = Throttle(rate, burst, "max_replicas", "test", time.time(), 429)
-    await throttle.apply(redis, route, state, ttl_s=60, announce=True)
+    await throttle_record.Throttles(redis).apply(route, state, ttl_s=60, announce=True)
 
 
 async def outcomes(book: Ledger, settings: Settings, n: int, **kw: Any) -> list[str]:
@@ -63,7 +63,7 @@ async def test_bucket_admits_its_burst_then_refuses_and_counts(
         await book.admit(settings.route("reports"), job(), None)
     assert refused.value.retry_after_s > 100  # one token at 0.001/s
     assert refused.value.limit == 5
-    await throttle.lift(redis, "reports")
+    await throttle_record.Throttles(redis).lift("reports")
     assert await outcomes(book, settings, 2) == ["admitted"] * 2
 
 

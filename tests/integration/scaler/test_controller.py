@@ -25,7 +25,7 @@ from tests.integration.scaler.helpers import (
     controller_settings,
 )
 from tidegate.keys import Layout, parts_of
-from tidegate.ledger import throttle
+from tidegate.ledger import throttle_record
 from tidegate.ledger.store import Store
 
 
@@ -135,7 +135,7 @@ async def test_a_partitioned_route_is_scaled_on_its_summed_lag(
 
         await wait_until(throttled, what="the summed lag reported and every partition throttled")
         assert fake.replicas(NS, DEPLOY) == 2
-        state = await throttle.read(redis, Layout("bulk", 3))
+        state = await throttle_record.Throttles(redis).read(Layout("bulk", 3))
         assert state is not None
         assert state.reason == "max_replicas"
     finally:

@@ -27,7 +27,7 @@ from tests.integration.scaler.helpers import (
     scaler_settings,
 )
 from tidegate.keys import GROUP, RouteKeys
-from tidegate.ledger import history, liveness, scaler_view, throttle
+from tidegate.ledger import history, liveness, throttle_record, view_record
 from tidegate.ledger.client import connect
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import (
@@ -54,7 +54,7 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
     await add_entries(redis, 449)
     clock.now += 1
     assert (await loop.step()).wrote == 5  # ceil(450 / 100) before a service rate is known
-    busy = await scaler_view.read(redis, "orders")
+    busy = await view_record.Views(redis).read("orders")
     assert busy is not None
     assert busy.waiting == 450
     assert busy.oldest_waiting_age_s is not None  # from the oldest entry's id
@@ -71,7 +71,7 @@ async def test_scales_up_on_backlog_down_after_the_window_and_to_zero(
         held.append((await loop.step()).replicas)
     assert fake.replicas(NS, DEPLOY) == 0  # idle past the 10 s window
     assert [r.desired for r in held[:8] if r] == [5] * 8  # held while the window remembers
-    view = await scaler_view.read(redis, "orders")
+    view = await view_record.Views(redis).read("orders")
     assert view is not None
     assert view.desired_replicas == 0
     assert view.oldest_waiting_age_s is None  # nothing waits
@@ -157,18 +157,18 @@ async def test_a_new_leader_adopts_and_lifts_a_throttle_set_before(
 ) -> None:
     fake.add_deployment(NS, DEPLOY, replicas=2)
     old = Throttle(5.0, 10, "max_replicas", "set by the previous leader", time.time(), 429)
-    await throttle.apply(redis, "orders", old, ttl_s=60, announce=True)
+    await throttle_record.Throttles(redis).apply("orders", old, ttl_s=60, announce=True)
     clock = Clock()  # and the route has recovered: nothing waits
     settings = scaler_settings(throttle=ThrottleSettings(hold_s=2, low_water_s=5))
     loop = route_loop(kube, redis, clock, settings)
     await loop.step()
     assert loop.throttle is not None  # adopted, not ignored until it expires
     assert abs(loop.throttle.since_s - old.since_s) < 0.01  # the same throttle, re-rated
-    assert await throttle.read(redis, "orders") is not None
+    assert await throttle_record.Throttles(redis).read("orders") is not None
     for _ in range(3):
         clock.now += 1
         await loop.step()
-    assert await throttle.read(redis, "orders") is None  # lifted by the same rules
+    assert await throttle_record.Throttles(redis).read("orders") is None  # lifted by the same rules
     assert loop.throttle is None
 
 
@@ -187,7 +187,7 @@ async def test_standby_samples_but_never_writes(fake: FakeKube, kube: Kube, redi
 async def _report(redis: Redis, pods: list[str], in_flight: tuple[int, ...]) -> None:
     """Each pod's worker reports its jobs in flight, as a worker process does."""
     for pod, n in zip(pods, in_flight, strict=True):
-        await liveness.refresh(redis, "orders", f"{pod}-41-a1b2c3", n)
+        await liveness.Liveness(redis).refresh("orders", f"{pod}-41-a1b2c3", n)
 
 
 async def test_scale_in_removes_idle_pods_and_keeps_busy_ones(
@@ -242,21 +242,23 @@ async def test_scale_in_goes_ahead_when_pods_cannot_be_marked(
 
 
 async def test_busy_reports_of_gone_workers_are_dropped(redis: Redis) -> None:
-    await liveness.refresh(redis, "orders", "pod-a-1-abc", 2)
+    await liveness.Liveness(redis).refresh("orders", "pod-a-1-abc", 2)
     await redis.hset(RouteKeys("orders").workers, "pod-b-1-abc", "5:1000")  # from 1970
     await redis.hset(RouteKeys("orders").workers, "pod-c-1-abc", "garbage")
-    assert await liveness.busy(redis, "orders") == {"pod-a-1-abc": 2}
+    assert await liveness.Liveness(redis).busy("orders") == {"pod-a-1-abc": 2}
     assert set(await redis.hkeys(RouteKeys("orders").workers)) == {b"pod-a-1-abc"}
-    await liveness.clear(redis, "orders", "pod-a-1-abc")
-    assert await liveness.busy(redis, "orders") == {}
+    await liveness.Liveness(redis).clear("orders", "pod-a-1-abc")
+    assert await liveness.Liveness(redis).busy("orders") == {}
 
 
 async def test_the_arrival_history_survives_in_redis_with_its_gaps_filled(redis: Redis) -> None:
-    await history.store(redis, "orders", [(1000.0, 5.0), (1010.0, 7.0)], keep=100)
-    await history.store(redis, "orders", [(1040.0, 9.0)], keep=100)  # 1020 and 1030 lost
-    series = await history.load(redis, "orders", keep=100, bucket_s=10, now_s=1060.0)
+    await history.History(redis).store("orders", [(1000.0, 5.0), (1010.0, 7.0)], keep=100)
+    await history.History(redis).store("orders", [(1040.0, 9.0)], keep=100)  # 1020 and 1030 lost
+    series = await history.History(redis).load("orders", keep=100, bucket_s=10, now_s=1060.0)
     assert series == [5.0, 7.0, 7.0, 7.0, 9.0, 9.0]  # the phase holds: one per bucket to now
-    await history.store(redis, "orders", [(1050.0 + 10 * i, 1.0) for i in range(10)], keep=4)
+    await history.History(redis).store(
+        "orders", [(1050.0 + 10 * i, 1.0) for i in range(10)], keep=4
+    )
     assert await redis.llen(RouteKeys("orders").arrivals) == 4  # trimmed to what is kept
 
 
@@ -267,7 +269,7 @@ async def test_a_predicting_loop_learns_from_the_stored_history_and_adds_to_it(
     now = time.time()
     start = now - 3600
     pattern = [(start + 10 * i, 200.0 if (10 * i) % 300 < 30 else 20.0) for i in range(360)]
-    await history.store(redis, "orders", pattern, keep=10_000)
+    await history.History(redis).store("orders", pattern, keep=10_000)
     clock = Clock()
     loop = route_loop(kube, redis, clock, scaler_settings(predict="periodic"))
     await loop.step()
@@ -287,13 +289,13 @@ async def test_an_unchanged_view_is_written_every_few_intervals_not_every_tick(
     fake: FakeKube, kube: Kube, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[float] = []
-    real = scaler_view.publish
+    real = view_record.Views.publish
 
     async def counted(*args: Any, **kwargs: Any) -> None:
         written.append(clock.now)
         await real(*args, **kwargs)
 
-    monkeypatch.setattr(scaler_view, "publish", counted)  # the module the loop calls through
+    monkeypatch.setattr(view_record.Views, "publish", counted)  # what the loop calls through
     fake.add_deployment(NS, DEPLOY, replicas=1)
     clock = Clock()
     loop = route_loop(kube, redis, clock, scaler_settings(min_replicas=1))
@@ -305,7 +307,7 @@ async def test_an_unchanged_view_is_written_every_few_intervals_not_every_tick(
     await add_entries(redis, 300)  # a change is written at once
     await loop.step()
     assert len(written) == 4
-    view = await scaler_view.read(redis, "orders")
+    view = await view_record.Views(redis).read("orders")
     assert view is not None
     assert view.waiting == 300
 
@@ -319,7 +321,7 @@ async def test_a_refresh_from_the_stored_encoding_changes_only_the_time(redis: R
         ready_replicas=1, max_replicas=5, exhausted=False, reason="scale up", target="d",
         throttle=None, refused_rate=0.0, updated_at_s=0.0, predicted_rate=None,
     )  # fmt: skip
-    encoded = scaler_view.encode(same)
+    encoded = view_record.encode(same)
     later = dataclasses.replace(same, updated_at_s=1234.5)
-    await scaler_view.publish(redis, "orders", later, interval_s=1, encoded=encoded)
-    assert await scaler_view.read(redis, "orders") == later
+    await view_record.Views(redis).publish("orders", later, interval_s=1, encoded=encoded)
+    assert await view_record.Views(redis).read("orders") == later

@@ -28,7 +28,7 @@ from shell.demo import demo_config
 from shell.local_redis import free_port
 from shell.sample_service import build_app as build_sample
 from tests.conftest import running_gateway, wait_until
-from tidegate.ledger import backlog, throttle
+from tidegate.ledger import backlog, throttle_record
 from tidegate.ledger.store import Store
 from tidegate.settings import load_settings
 
@@ -73,10 +73,10 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
             load = asyncio.create_task(offer())
 
             async def throttled() -> bool:
-                return await throttle.read(redis, "exports") is not None
+                return await throttle_record.Throttles(redis).read("exports") is not None
 
             await wait_until(throttled, 60, "the throttle to engage")
-            state = await throttle.read(redis, "exports")
+            state = await throttle_record.Throttles(redis).read("exports")
             assert state is not None
             assert state.reason == "max_replicas"
             assert (await actuator.observe()).desired == 2  # scaled out first
@@ -102,7 +102,7 @@ async def test_throttle_engages_at_capacity_and_lifts_when_load_drops(
             await load
 
             async def lifted() -> bool:
-                return await throttle.read(redis, "exports") is None
+                return await throttle_record.Throttles(redis).read("exports") is None
 
             await wait_until(lifted, 60, "the throttle to lift")
             assert (await backlog.measure(redis, "exports")).waiting <= 20

@@ -24,7 +24,7 @@ from tests.conftest import wait_until
 from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job
 from tidegate.keys import RouteKeys, new_job_id
-from tidegate.ledger import Ledger, scaler_view, throttle
+from tidegate.ledger import Ledger, throttle_record, view_record
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings
 from tidegate.throttle import Throttle
@@ -149,7 +149,7 @@ async def test_replay_and_status_commands(
         "reason": "up: sized by rates",
     }
     published = ScalerView.from_dict(view)
-    await scaler_view.publish(redis, "orders", published, interval_s=1)
+    await view_record.Views(redis).publish("orders", published, interval_s=1)
     result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["routes"]
@@ -162,7 +162,7 @@ async def test_replay_and_status_commands(
     orders = next(line for line in table.stdout.splitlines() if line.startswith("orders"))
     assert orders.split()[:6] == ["orders", "5", "0", "12.5", "10.0", "2/3"]
     state = Throttle(12.0, 24, "max_replicas", "needs 9, may have 4", 1.0, 429)
-    await throttle.apply(redis, "orders", state, ttl_s=30, announce=False)
+    await throttle_record.Throttles(redis).apply("orders", state, ttl_s=30, announce=False)
     table = await asyncio.to_thread(tidegate, "status", "-c", str(path))
     assert "THROTTLED at 12.0/s (max_replicas)" in table.stdout
     result = await asyncio.to_thread(tidegate, "status", "-c", str(path), "--json")

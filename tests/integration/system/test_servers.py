@@ -27,7 +27,7 @@ from tests.conftest import Upstream, make_settings, running_gateway, running_wor
 from tidegate.envelope import Job
 from tidegate.errors import RedisUnavailable, Refused
 from tidegate.keys import GROUP, RouteKeys, new_job_id
-from tidegate.ledger import Ledger, backlog, history, liveness, scaler_view, throttle
+from tidegate.ledger import Ledger, backlog, history, liveness, throttle_record, view_record
 from tidegate.ledger.calls import Promote
 from tidegate.ledger.client import Connection, connect
 from tidegate.ledger.groups import ConsumerGroup, ensure_group
@@ -139,7 +139,7 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
         redis = connect(settings.redis)
         try:
             consumer = worker.consumer.name
-            assert await liveness.first_alive(redis, "orders", consumer) is not None
+            assert await liveness.Liveness(redis).first_alive("orders", consumer) is not None
             ledger = Ledger(redis, settings.routes)
             await ledger.reconcile("orders")
             await ledger.trim("orders")
@@ -147,25 +147,25 @@ async def whole_path(settings: Settings, upstream: Upstream) -> None:
             assert (await ledger.events(job_id))[-1]["type"] == "succeeded"
             await ledger.replay("orders")
             state = Throttle(5.0, 10, "max_replicas", "test", time.time())
-            await throttle.apply(redis, "orders", state, ttl_s=30, announce=True)
-            assert await throttle.read(redis, "orders") is not None
-            await throttle.lift(redis, "orders")
+            await throttle_record.Throttles(redis).apply("orders", state, ttl_s=30, announce=True)
+            assert await throttle_record.Throttles(redis).read("orders") is not None
+            await throttle_record.Throttles(redis).lift("orders")
             await refusals(redis, settings, ledger)
             await ConsumerGroup(redis, RouteKeys("orders").requests, GROUP, "c").keep(["0-1"])
             await run_calls(
                 redis, [Promote(route=RouteKeys("orders"), now_ms=0, most=1)], wait=(0, 1)
             )
             view = ScalerView.from_dict({"desired_replicas": 1, "reason": "test"})
-            await scaler_view.publish(redis, "orders", view, interval_s=1)
+            await view_record.Views(redis).publish("orders", view, interval_s=1)
             assert (await routes_status(redis, settings))["orders"].scaler == view
             assert (await backlog.counters(redis, "orders")).added_total >= 1
             assert (await backlog.sampled(redis, "orders"))[1].added_total >= 1  # the script
             # The scaler's busy map (HGETALL, and HDEL of a gone worker) and
             # the predictor's history (RPUSH, LTRIM, LRANGE).
             await redis.hset(RouteKeys("orders").workers, "gone-1-abc", "0:1000")
-            assert "gone-1-abc" not in await liveness.busy(redis, "orders")
-            await history.store(redis, "orders", [(time.time() - 10, 1.0)], keep=10)
-            assert await history.load(redis, "orders", 10, 10.0, time.time())
+            assert "gone-1-abc" not in await liveness.Liveness(redis).busy("orders")
+            await history.History(redis).store("orders", [(time.time() - 10, 1.0)], keep=10)
+            assert await history.History(redis).load("orders", 10, 10.0, time.time())
             # A worker taking a backlog: XREADGROUP from inside a script.
             await ensure_group(redis, RouteKeys("reports").requests, GROUP)
             assert len(await ledger.take("reports", "acl-check", 5)) >= 1
@@ -193,7 +193,9 @@ async def refusals(redis: Connection, settings: Settings, ledger: Ledger) -> Non
     acme = TenantSettings(
         name="acme", api_key_sha256="0" * 64, quota=QuotaSettings(rate_per_s=0.001, burst=1)
     )
-    await throttle.apply(redis, "reports", Throttle(0.001, 1, "max_replicas", "t", 0.0), 30, False)
+    await throttle_record.Throttles(redis).apply(
+        "reports", Throttle(0.001, 1, "max_replicas", "t", 0.0), 30, False
+    )
     causes = []
     for _ in range(2):
         try:
@@ -211,7 +213,7 @@ async def refusals(redis: Connection, settings: Settings, ledger: Ledger) -> Non
     refused = int(await redis.get(RouteKeys("reports").refused) or 0)
     refused += int(await redis.get(RouteKeys("reads").refused) or 0)
     assert refused == 3
-    await throttle.lift(redis, "reports")
+    await throttle_record.Throttles(redis).lift("reports")
 
 
 async def test_the_whole_path_runs_over_tls_with_a_private_ca(

@@ -27,7 +27,7 @@ from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job, Reply
 from tidegate.keys import GROUP, RouteKeys, new_job_id, parts_of
-from tidegate.ledger import Ledger, backlog, throttle
+from tidegate.ledger import Ledger, backlog, throttle_record
 from tidegate.ledger.client import connect
 from tidegate.ledger.groups import ensure_group
 from tidegate.ledger.route_status import routes_status
@@ -105,7 +105,7 @@ async def test_the_whole_path_on_a_cluster(
         redis = connect(cluster_settings.redis)
         try:
             state = Throttle(5.0, 10, "max_replicas", "test", time.time())
-            await throttle.apply(redis, "reports", state, ttl_s=30, announce=True)
+            await throttle_record.Throttles(redis).apply("reports", state, ttl_s=30, announce=True)
 
             async def seen() -> bool:
                 return gateway.gw.throttles.states.get("reports") is not None
@@ -118,7 +118,9 @@ async def test_the_whole_path_on_a_cluster(
             status = await routes_status(redis, cluster_settings)
             assert status["reports"].backlog is not None
             assert status["reports"].backlog.waiting == 1
-            assert status["reports"].throttle == await throttle.read(redis, "reports")
+            assert status["reports"].throttle == await throttle_record.Throttles(redis).read(
+                "reports"
+            )
         finally:
             await redis.aclose()
         async with gateway.http.get(gateway.admin_url("/readyz")) as r:

@@ -22,7 +22,7 @@ from tests.redis_cluster import RedisCluster
 from tidegate.envelope import Job
 from tidegate.errors import Refused
 from tidegate.keys import parts_of, slot_of
-from tidegate.ledger import TERMINAL_STATES, Ledger, backlog, throttle
+from tidegate.ledger import TERMINAL_STATES, Ledger, backlog, throttle_record
 from tidegate.ledger.client import Connection
 from tidegate.ledger.route_status import routes_status
 from tidegate.ledger.store import Store
@@ -190,11 +190,11 @@ async def test_the_throttle_is_shared_out_over_the_partitions(
 ) -> None:
     route = settings.route("bulk")
     state = Throttle(rate_per_s=0.003, burst=6, reason="max_replicas", detail="t", since_s=0.0)
-    await throttle.apply(redis, route, state, ttl_s=30, announce=True)
+    await throttle_record.Throttles(redis).apply(route, state, ttl_s=30, announce=True)
     for keys in parts_of(route):  # each partition's bucket holds a third
         raw = await redis.hgetall(keys.throttle)
         assert (float(raw[b"rate"]), int(raw[b"burst"])) == (0.001, 2)
-    read = await throttle.read(redis, route)
+    read = await throttle_record.Throttles(redis).read(route)
     assert read is not None
     assert (round(read.rate_per_s, 6), read.burst) == (0.003, 6)
 
@@ -210,8 +210,8 @@ async def test_the_throttle_is_shared_out_over_the_partitions(
     assert outcomes.count("new") == 6  # the route's burst, two per partition (no reserve)
     assert all(r.cause == "capacity" and r.limit == 6 for r in refusals)
     assert sum(await lengths(redis)) == 6
-    await throttle.lift(redis, route)
-    assert await throttle.read(redis, route) is None
+    await throttle_record.Throttles(redis).lift(route)
+    assert await throttle_record.Throttles(redis).read(route) is None
 
 
 async def test_the_gateway_admits_and_answers_for_a_partitioned_route(

@@ -20,7 +20,7 @@ from tests.conftest import running_gateway, wait_until
 from tests.integration.worker.test_callbacks import SECRET, admit, sender_of
 from tests.webhook_receiver import Receiver
 from tidegate.settings import Settings, parse_settings
-from worker.callbacks import MAX_PER_RECEIVER
+from worker.callback_delivery import MAX_PER_RECEIVER
 
 KEY_A, KEY_B, KEY_C = "tenant-a-key-0123456789", "tenant-b-key-0123456789", "tenant-c-key-0123"
 

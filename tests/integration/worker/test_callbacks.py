@@ -30,7 +30,7 @@ from tidegate.keys import parts_of
 from tidegate.ledger import Ledger
 from tidegate.ledger.client import connect
 from tidegate.settings import RouteSettings, Settings, parse_settings
-from worker.callbacks import DEFER_S, LEASE_MARGIN_S, CallbackSender
+from worker.callback_delivery import DEFER_S, LEASE_MARGIN_S, CallbackSender
 from worker.handler import Handler
 from worker.metrics import WorkerMetrics
 

@@ -129,7 +129,7 @@ class Workers(ScriptCall[dict[str, int]]):
 
 @dataclass(kw_only=True, slots=True)
 class PublishView(ScriptCall[int]):
-    """Replace the scaler's view of a route (``tidegate.ledger.scaler_view``)."""
+    """Replace the scaler's view of a route (``tidegate.ledger.view_record``)."""
 
     SCRIPT: ClassVar[str] = "publish_view"
     KEYS: ClassVar[tuple[str, ...]] = ("scaler",)

@@ -3,7 +3,7 @@
 A callback falls due in the same atomic call that ends its job (``fold.lua``
 adds "job \\n state" to the partition's ``callbacks`` set), so a job cannot end
 without its callback on record, whatever happens to the process that ended
-it. Deliverers (``worker.callbacks``) claim what is due: the claim pushes the
+it. Deliverers (``worker.callback_delivery``) claim what is due: the claim pushes the
 callback past a lease, so a deliverer that dies mid-delivery leaves it to be
 claimed again once the lease has passed; that is how due callbacks that
 were never delivered are reconciled. A failed attempt moves it to its next
@@ -46,7 +46,7 @@ class Callbacks(LedgerBase):
 
     async def defer_callback(self, due: DueCallback, at_s: float) -> bool:
         """Due again at ``at_s`` (unix s) without its claim counting as an
-        attempt: the deliverer had no slot for it (``worker.callbacks``'s
+        attempt: the deliverer had no slot for it (``worker.callback_delivery``'s
         fairness). False when it had ended meanwhile."""
         _, keys = self._route(due.job_id)
         call = DeferCallback(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaler.exhaustion import Step, ThrottleGovernor
+from scaler.throttle_governor import Step, ThrottleGovernor
 from tidegate.settings import ThrottleSettings
 
 SETTINGS = ThrottleSettings(

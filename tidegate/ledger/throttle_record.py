@@ -31,46 +31,6 @@ from tidegate.settings import QuotaSettings
 from tidegate.throttle import Throttle, share_of
 
 
-async def apply(
-    redis: Connection, route: str | Partitioned, throttle: Throttle, ttl_s: float, announce: bool
-) -> None:
-    """Set or refresh the throttle; ``announce`` publishes the change."""
-    parts = parts_of(route)
-    rate_per_s, burst = share_of(throttle.rate_per_s, throttle.burst, len(parts))
-    with redis_errors("setting the throttle"):
-        for keys in parts:
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    keys.throttle,
-                    mapping={
-                        "rate": repr(rate_per_s),
-                        "burst": burst,
-                        "reason": throttle.reason,
-                        "detail": throttle.detail,
-                        "since_ms": int(throttle.since_s * 1000),
-                        "status": throttle.status,
-                    },
-                )
-                pipe.pexpire(keys.throttle, int(ttl_s * 1000))
-                await pipe.execute()
-        if announce:
-            await redis.spublish(RouteKeys(parts[0].route).throttle_channel, "set")
-
-
-async def lift(redis: Connection, route: str | Partitioned) -> None:
-    parts = parts_of(route)
-    with redis_errors("lifting the throttle"):
-        for keys in parts:
-            await redis.delete(keys.throttle)
-        await redis.spublish(RouteKeys(parts[0].route).throttle_channel, "lifted")
-
-
-async def read(redis: Connection, route: str | Partitioned) -> Throttle | None:
-    """The route's throttle (its partitions' shares added up), or None when not set."""
-    found = await asyncio.gather(*(_read(redis, keys) for keys in parts_of(route)))
-    return combined(found)
-
-
 def combined(found: list[Throttle | None]) -> Throttle | None:
     """A route's throttle from its partitions' (None: not set on any)."""
     states = [state for state in found if state is not None]
@@ -122,3 +82,47 @@ def quota_call(route: str, tenant: str, quota: QuotaSettings, want: int = 1) -> 
         burst=quota.bucket_size,
         want=want,
     )
+
+
+class Throttles:
+    """A route's throttle: set and lifted by the scaler, read by gateways."""
+
+    def __init__(self, redis: Connection) -> None:
+        self._redis = redis
+
+    async def apply(
+        self, route: str | Partitioned, throttle: Throttle, ttl_s: float, announce: bool
+    ) -> None:
+        """Set or refresh the throttle; ``announce`` publishes the change."""
+        parts = parts_of(route)
+        rate_per_s, burst = share_of(throttle.rate_per_s, throttle.burst, len(parts))
+        with redis_errors("setting the throttle"):
+            for keys in parts:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(
+                        keys.throttle,
+                        mapping={
+                            "rate": repr(rate_per_s),
+                            "burst": burst,
+                            "reason": throttle.reason,
+                            "detail": throttle.detail,
+                            "since_ms": int(throttle.since_s * 1000),
+                            "status": throttle.status,
+                        },
+                    )
+                    pipe.pexpire(keys.throttle, int(ttl_s * 1000))
+                    await pipe.execute()
+            if announce:
+                await self._redis.spublish(RouteKeys(parts[0].route).throttle_channel, "set")
+
+    async def lift(self, route: str | Partitioned) -> None:
+        parts = parts_of(route)
+        with redis_errors("lifting the throttle"):
+            for keys in parts:
+                await self._redis.delete(keys.throttle)
+            await self._redis.spublish(RouteKeys(parts[0].route).throttle_channel, "lifted")
+
+    async def read(self, route: str | Partitioned) -> Throttle | None:
+        """The route's throttle (its partitions' shares added up), or None when not set."""
+        found = await asyncio.gather(*(_read(self._redis, keys) for keys in parts_of(route)))
+        return combined(found)

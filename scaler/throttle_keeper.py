@@ -1,6 +1,6 @@
 """Keeping a route's throttle in Redis in line with its governor (``ThrottleKeeper``).
 
-The governor (``scaler.exhaustion``) decides; this applies: each step it
+The governor (``scaler.throttle_governor``) decides; this applies: each step it
 turns the refused-requests counter into a rate (offered load = admitted +
 refused), feeds the governor, and as leader sets, refreshes (the throttle
 hash expires unless refreshed, so a throttle never outlives its scaler by
@@ -16,8 +16,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from scaler.exhaustion import Step, ThrottleGovernor
 from scaler.rates import ewma, per_second
+from scaler.throttle_governor import Step, ThrottleGovernor
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import Partitioned
 from tidegate.ledger.store import Store
