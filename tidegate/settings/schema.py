@@ -24,7 +24,7 @@ from tidegate.settings.route import RouteSettings
 
 def _plain(node: Any) -> Any:
     """The schema without pydantic's titles and descriptions (docstrings): the
-    chart's schema checks, the README documents."""
+    chart's schema checks, docs/configuration.md documents."""
     if isinstance(node, dict):
         return {k: _plain(v) for k, v in node.items() if k not in ("title", "description")}
     if isinstance(node, list):

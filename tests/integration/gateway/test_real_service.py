@@ -3,7 +3,7 @@
 The same requests go to the service itself and through the gateway, on a
 proxy route and on a sync route (a relay worker calls the service); the
 answers are compared: status, body, and every response header byte for byte.
-What differs is listed in ``DIFFERENCES``, each with its reason (the README's
+What differs is listed in ``DIFFERENCES``, each with its reason (``docs/http-api.md``'s
 "What a service sees" says the same): anything else is a defect. Then the
 route options a service behind a prefix needs: ``strip_prefix``,
 ``preserve_host`` and ``rewrite_location``.
