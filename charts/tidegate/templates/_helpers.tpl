@@ -160,11 +160,31 @@ part's podSecurityContext names replaced. */}}
 {{- merge (deepCopy .part.securityContext) (include "tidegate.containerSecurityContext" .root | fromYaml) | toYaml -}}
 {{- end -}}
 
-{{/* Scheduling: priority class, spread, node selector, tolerations, affinity. */}}
+{{/* Scheduling and the pod's runtime: priority class, runtime class, DNS,
+a user namespace (hostUsers), host aliases, service links, spread, node selector, tolerations, affinity. */}}
 {{- define "tidegate.podPlacement" -}}
 {{- with .part.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
+{{- with .part.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- with .part.dnsPolicy }}
+dnsPolicy: {{ . }}
+{{- end }}
+{{- with .part.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if not (kindIs "invalid" .part.hostUsers) }}
+hostUsers: {{ .part.hostUsers }}
+{{- end }}
+{{- with .part.hostAliases }}
+hostAliases:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- /* tidegate reads no service's address from its environment */}}
+enableServiceLinks: {{ .part.enableServiceLinks | default false }}
 {{- with .part.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}

@@ -63,6 +63,19 @@ def part_values(part: str) -> dict[str, Any]:
         "revisionHistoryLimit": 3,
         "deploymentAnnotations": {"example.com/owner": f"{part}-team"},
         "extraArgs": ["--log-level", "DEBUG"],
+        **pod_runtime(part),
+    }
+
+
+def pod_runtime(part: str) -> dict[str, Any]:
+    """The pod-level values every part takes (worker pods too)."""
+    return {
+        "runtimeClassName": f"{part}-sandboxed",
+        "dnsPolicy": "None",
+        "dnsConfig": {"nameservers": ["10.0.0.10"], "searches": [f"{part}.svc.cluster.local"]},
+        "hostAliases": [{"ip": "10.1.2.3", "hostnames": [f"{part}.internal"]}],
+        "enableServiceLinks": True,
+        "hostUsers": False,
     }
 
 
@@ -127,7 +140,12 @@ def test_each_part_takes_its_own_values(part: str) -> None:
     assert labels["app.kubernetes.io/component"] == part
     assert template["metadata"]["annotations"]["example.com/part"] == part
     assert "checksum/config" in template["metadata"]["annotations"]
-    for key in ("priorityClassName", "topologySpreadConstraints", "nodeSelector"):
+    for key in (
+        "priorityClassName",
+        "topologySpreadConstraints",
+        "nodeSelector",
+        *pod_runtime(part),
+    ):
         assert pod[key] == given[key], key
     assert pod["tolerations"] == given["tolerations"]
     assert pod["affinity"] == given["affinity"]
@@ -661,3 +679,56 @@ def test_a_gateway_api_httproute_instead_of_an_ingress() -> None:
 def test_the_schema_refuses_an_httproute_that_cannot_work(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         render({"gateway": {"httpRoute": bad}})
+
+
+def test_pods_leave_dns_and_runtime_to_the_cluster_and_take_no_service_links() -> None:
+    docs = render({"workers": [{"name": "w", "route": "orders", "app": "m:f"}]})
+    pods = [d["spec"]["template"]["spec"] for d in of_kind(docs, "Deployment")]
+    assert len(pods) == 3  # gateway, scaler, worker
+    for pod in pods:
+        assert pod["enableServiceLinks"] is False
+        for key in ("runtimeClassName", "dnsPolicy", "dnsConfig", "hostAliases", "hostUsers"):
+            assert key not in pod, key
+
+
+def test_monitors_may_live_in_prometheus_namespace_and_services_be_dual_stack() -> None:
+    values = {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "namespace": "monitoring"},
+            "podMonitor": {"enabled": True, "namespace": "monitoring"},
+            "prometheusRule": {"enabled": True, "namespace": "monitoring"},
+        },
+        "gateway": {
+            "service": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+        },
+    }
+    docs = render(values)
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        (monitor,) = of_kind(docs, kind)
+        assert monitor["metadata"]["namespace"] == "monitoring", kind
+    (service_monitor,) = of_kind(docs, "ServiceMonitor")
+    assert service_monitor["spec"]["namespaceSelector"] == {"matchNames": ["shop"]}
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    assert {"shop-tidegate-gateway", "shop-tidegate-admin"} <= set(services)
+    for name in ("shop-tidegate-gateway", "shop-tidegate-admin"):
+        assert services[name]["spec"]["ipFamilyPolicy"] == "PreferDualStack"
+        assert services[name]["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+        kubernetes_validate.validate(services[name], KUBERNETES, strict=True)
+    defaults = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    (own,) = of_kind(defaults, "ServiceMonitor")
+    assert own["metadata"]["namespace"] == "shop"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"gateway": {"dnsPolicy": "Sometimes"}},
+        {"scaler": {"hostAliases": [{"hostnames": ["x"]}]}},
+        {"gateway": {"service": {"ipFamilyPolicy": "DualStack"}}},
+        {"gateway": {"service": {"ipFamilies": ["IPv5"]}}},
+        {"metrics": {"podMonitor": {"namespace": "Monitoring"}}},
+    ],
+)
+def test_the_schema_refuses_malformed_pod_and_monitor_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        render(bad)

@@ -1,19 +1,18 @@
-"""The relay sidecar as the chart's README shows it, on the config the chart
-renders, follows a Sentinel failover.
+"""The relay sidecar the chart renders (``workers``), on the config the
+chart renders, follows a Sentinel failover.
 
 The sidecar mounts the chart's ConfigMap and takes only the Redis URL from
 the Secret: Redis's mode and sentinels must come with the config, or a
-worker copied from the docs runs as standalone and never sees the new
-master. Here the README's container (its args, its one environment
-variable) runs as a real ``tidegate worker`` process on the rendered
-config, under load through a Sentinel failover.
+worker runs as standalone and never sees the new master. Here the rendered
+``tidegate-worker`` container (its args, its environment) runs as a real
+``tidegate worker`` process on the rendered config, under load through a
+Sentinel failover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import yaml
 
 from shell.local_redis import free_port
 from tests.conftest import Upstream, running_gateway, wait_until
-from tests.integration.packaging.chart import CHART, config_map, render
+from tests.integration.packaging.chart import config_map, render
 from tests.integration.topologies.failover import each_ended_once, under_load
 from tests.redis_sentinel import MASTER_NAME, RedisSentinel
 from tests.worker_processes import REPO
@@ -32,49 +31,38 @@ from tidegate.settings import parse_settings
 CONFIG_PATH = "/etc/tidegate/tidegate.yaml"
 
 
-def readme_pod() -> dict[str, Any]:
-    """The pod spec of the chart README's sidecar example."""
-    text = (CHART / "README.md").read_text()
-    section = text.split("## Adding the relay sidecar to an application", 1)[1]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert block is not None
-    pod: dict[str, Any] = yaml.safe_load(block.group(1))["spec"]["template"]["spec"]
-    return pod
+WORKER = {"name": "orders", "route": "orders", "service": {"image": "example/orders", "port": 8000}}
 
 
-def readme_sidecar() -> dict[str, Any]:
-    """The ``tidegate-worker`` container of the chart README's example."""
-    (sidecar,) = [c for c in readme_pod()["containers"] if c["name"] == "tidegate-worker"]
+def rendered_sidecar(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``tidegate-worker`` container of the chart's worker Deployment."""
+    (deployment,) = [
+        d
+        for d in render({**values, "workers": [WORKER]})
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
+    ]
+    (sidecar,) = [
+        c
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "tidegate-worker"
+    ]
     found: dict[str, Any] = sidecar
     return found
 
 
-def test_the_readme_sidecar_is_probed_over_http_not_by_exec() -> None:
-    """An exec of ``tidegate worker --check`` starts a Python process per
-    probe; the worker's own HTTP port answers /healthz."""
-    sidecar = readme_sidecar()
-    ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
-    args = sidecar["args"]
-    assert args[args.index("--metrics-listen") + 1].endswith(f":{ports['metrics']}")
-    for probe in ("startupProbe", "livenessProbe"):
-        assert sidecar[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-        assert "exec" not in sidecar[probe]
-
-
-def test_the_readme_workers_drain_within_their_pods_grace() -> None:
-    """Jobs in flight get ``--grace-s`` on SIGTERM; the pod's grace period
-    must be longer, or the kubelet kills the worker mid-drain."""
-    args = readme_sidecar()["args"]
-    grace_s = float(args[args.index("--grace-s") + 1])
-    assert grace_s + 3 <= readme_pod()["terminationGracePeriodSeconds"]
-
-
-def test_the_readme_sidecar_takes_only_the_url_from_the_environment() -> None:
-    sidecar = readme_sidecar()
-    assert [e["name"] for e in sidecar["env"]] == ["TIDEGATE_REDIS_URL"]
-    assert {"name": "tidegate-config", "mountPath": "/etc/tidegate", "readOnly": True} in sidecar[
-        "volumeMounts"
-    ]
+def test_the_sidecar_takes_only_the_url_from_a_secret() -> None:
+    """The URL (which may hold a password) is the one value from a Secret;
+    the rest of its environment is plain, and the same as the config's."""
+    env = rendered_sidecar({})["env"]
+    secret = [e["name"] for e in env if "valueFrom" in e]
+    assert secret == ["TIDEGATE_REDIS_URL"]
+    assert {e["name"] for e in env} == {
+        "TIDEGATE_REDIS_URL",
+        "TIDEGATE_REDIS_MODE",
+        "TIDEGATE_LOG_LEVEL",
+        "TIDEGATE_LOG_FORMAT",
+    }
 
 
 async def test_a_sidecar_on_the_charts_config_follows_a_sentinel_failover(
@@ -100,8 +88,9 @@ async def test_a_sidecar_on_the_charts_config_follows_a_sentinel_failover(
     config = tmp_path / "tidegate.yaml"
     config.write_text(rendered)
     # The Secret's URL: in sentinel mode only its password, database and TLS count.
-    env = {"TIDEGATE_REDIS_URL": "redis://127.0.0.1:1/0"}
-    sidecar = readme_sidecar()
+    secret = {"TIDEGATE_REDIS_URL": "redis://127.0.0.1:1/0"}
+    sidecar = rendered_sidecar(values)
+    env = {e["name"]: e.get("value") or secret[e["name"]] for e in sidecar["env"]}
     probe_port = free_port()
     args = [
         {

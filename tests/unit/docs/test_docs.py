@@ -15,7 +15,14 @@ from scaler.metrics import ScalerMetrics
 from worker.metrics import WorkerMetrics
 
 REPO = Path(__file__).resolve().parents[3]
-DOCS = sorted([REPO / "README.md", REPO / "ARCHITECTURE.md", *(REPO / "docs").glob("*.md")])
+DOCS = sorted(
+    [
+        REPO / "README.md",
+        REPO / "ARCHITECTURE.md",
+        REPO / "charts" / "tidegate" / "README.md",
+        *(REPO / "docs").glob("*.md"),
+    ]
+)
 
 
 def exported() -> dict[str, tuple[str, ...]]:
