@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import redis  # noqa: E402
 from admission import POST_LUA, cpu_times, missing_tool, parse_wrk, wrk_command  # noqa: E402
-from sync_path import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  # noqa: E402
+from servers import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  # noqa: E402
 
 from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
