@@ -18,9 +18,10 @@ plainly or coalesced with concurrent calls; admissions are coalesced per
 route by ``admission.AdmissionQueue``.
 
 Modules: ``store`` and ``stores`` (what the parts hold); ``client``
-(connecting, translating errors), ``link`` and ``resp`` (the ledger's own
-connections); ``calls`` (script calls), ``scripts``, ``script_registry``,
-``exchange`` and ``cluster_calls`` (loading and sending them); ``runner``
+(connecting, translating errors), ``transport`` (one class per topology),
+``link`` and ``resp`` (the ledger's own connections); ``calls`` (script
+calls), ``scripts``, ``script_registry``, ``exchange`` and ``cluster_calls``
+(loading and sending them); ``runner``
 and ``coalesce`` (batching); ``admission``, ``commands``, ``queries``,
 ``upkeep``, ``callback_queue`` (the ledger of jobs); ``backlog`` (measuring
 a route's queue); ``throttle_record``, ``view_record``, ``liveness``,

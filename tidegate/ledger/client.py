@@ -245,6 +245,7 @@ async def ready(redis: Connection) -> None:
     """Read a cluster's slot map now (once), before commands go out side by
     side: the client otherwise learns it on the first command, and many
     first commands at once race to. A no-op on one server."""
-    if isinstance(redis, RedisCluster):
-        with redis_errors("reading the cluster's slot map"):
-            await redis.initialize()
+    from tidegate.ledger.transport import transport  # it builds on this module
+
+    with redis_errors("reading the cluster's slot map"):
+        await transport(redis).ready()

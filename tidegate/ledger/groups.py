@@ -15,10 +15,11 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from tidegate.ledger.calls import StartRead, Verdict
-from tidegate.ledger.client import Connection, LinkedRedis, redis_errors, translate_reply
+from tidegate.ledger.client import Connection, redis_errors, translate_reply
 from tidegate.ledger.link import Link
 from tidegate.ledger.resp import pack
 from tidegate.ledger.scripts import load_all, packed_call
+from tidegate.ledger.transport import transport
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,9 @@ class ConsumerGroup:
         return entries
 
     def _read_link(self) -> Link | None:
-        if not isinstance(self._redis, LinkedRedis):
-            return None
         link = self._reads
         if link is None or link.closed or link.loop is not asyncio.get_running_loop():
-            link = self._reads = self._redis.own_link()
+            link = self._reads = transport(self._redis).own_link()
         return link
 
     async def read_then(

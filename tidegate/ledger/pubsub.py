@@ -29,12 +29,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.asyncio.cluster import ClusterPubSub
 
 from tidegate.errors import OutcomeUnknown, RedisUnavailable
-from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, text
+from tidegate.ledger.client import UNAVAILABLE, Connection, text
 from tidegate.ledger.link import Link
 from tidegate.ledger.resp import pack
+from tidegate.ledger.transport import transport
 from tidegate.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Subscription:
         delay_s = 0.1
         while not self._stopping:
             try:
-                link = self._redis.own_link() if isinstance(self._redis, LinkedRedis) else None
+                link = transport(self._redis).own_link()
                 if link is not None:
                     await self._on_link(link)
                 else:
@@ -188,8 +189,7 @@ class Subscription:
         loop = asyncio.get_running_loop()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
-            if isinstance(self._redis, RedisCluster):
-                await self._redis.initialize()  # the slot map, to find each channel's shard
+            await transport(self._redis).ready()  # a cluster's slot map: each channel's shard
             await pubsub.ssubscribe(*self._channels)
             await self._caught_up()
             idle_since = loop.time()

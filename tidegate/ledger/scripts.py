@@ -24,29 +24,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     NoScriptError,
     ResponseError,
 )
 
-from tidegate.errors import RedisUnavailable
 from tidegate.ledger.calls import R, ScriptCall
-from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, translate_reply
-from tidegate.ledger.cluster_calls import _cluster_pipeline
-from tidegate.ledger.exchange import _exchange, acknowledged
-from tidegate.ledger.script_registry import SCRIPTS, Script, _packed, packed_call
+from tidegate.ledger.client import Connection, translate_reply
+from tidegate.ledger.exchange import acknowledged
+from tidegate.ledger.script_registry import SCRIPTS, Script, packed_call
+from tidegate.ledger.transport import transport
 
 __all__ = ["SCRIPTS", "Script", "acknowledged", "call", "load_all", "packed_call", "run_calls"]
 
 
 async def load_all(redis: Connection) -> None:
     """Put every script into the server's cache (every primary's, on a cluster)."""
+    carrier = transport(redis)
     for script in SCRIPTS.values():
-        if isinstance(redis, RedisCluster):
-            await redis.execute_command("SCRIPT LOAD", script.source, target_nodes=redis.PRIMARIES)
-        else:
-            await redis.script_load(script.source)
+        await carrier.load(script.source)
 
 
 async def call(redis: Connection, script_call: ScriptCall[R]) -> R:
@@ -105,18 +101,4 @@ async def run_pipeline(
 async def _pipeline(
     redis: Connection, calls: Sequence[ScriptCall[Any]], wait: tuple[int, int] | None
 ) -> list[Any]:
-    if isinstance(redis, RedisCluster):
-        return await _cluster_pipeline(redis, calls, wait)
-    # A WAIT holds its connection until replicas answer: not on the shared link.
-    link = redis.link() if isinstance(redis, LinkedRedis) and wait is None else None
-    if link is not None:
-        return await link.exchange(_packed(calls, None), len(calls))
-    pool = redis.connection_pool
-    try:
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-    except UNAVAILABLE as e:
-        raise RedisUnavailable(f"Redis unreachable (nothing was sent): {e}") from e
-    try:
-        return await _exchange(connection, calls, wait)
-    finally:
-        await pool.release(connection)
+    return await transport(redis).pipeline(calls, wait)
