@@ -1,14 +1,25 @@
-"""Where a sync request's CPU goes: each process's CPU per request, and Redis's.
+"""CPU per request, every process counted, over a bare aiohttp handler's.
 
-The sync tier of ``bench/sync_path.py`` alone, laid out the same way (the
-gateway on core 0; the service, the relay worker, Redis and wrk on core 1),
-with one gateway and nothing else running. Each round runs wrk against the
-sync route and reads, from ``/proc``, the user and system CPU each process
-spent, divided by the requests wrk completed; with ``--commandstats``, also
-Redis's own time per command (``INFO commandstats``, reset before the round).
-With ``--direct``, each round also runs wrk against the service itself: what
-the same unchanged service spends per request called directly, against
-relayed by the worker. ``--redis-core 0`` runs Redis on the gateway's core.
+The measure the sync path is judged by: what a request costs in CPU time
+(user + system, read from ``/proc`` before and after each wrk window, divided
+by the requests answered) in every process it goes through, over what a bare
+aiohttp handler (``bench/baselines.py bare``: read the body, answer 202, no
+Redis) costs per request at the same connection count in the same round.
+Unlike requests per second, that ratio travels between machines.
+
+Tiers, each at every ``--connections`` count (default 1, 8 and 64):
+
+- ``bare``: the handler alone (its own process on the server's core);
+- ``sync``: a sync route, one relay worker in front of a trivial service:
+  gateway, worker, Redis and the service counted;
+- ``proxy``: a proxy route to the same service: gateway and service;
+- ``async``: 202 admission of an async route: gateway and Redis;
+- ``direct`` (with ``--direct``): the service called directly.
+
+The layout is ``bench/sync_path.py``'s: the gateway and the bare handler on
+core 0, the service, the worker, Redis and wrk on core 1 (``--redis-core 0``
+puts Redis on core 0). With ``--commandstats``, Redis's own time per command
+for the sync tier (``INFO commandstats``, reset before the window).
 
 ``--root DIR`` runs the parts from another checkout of tidegate (its
 ``PYTHONPATH`` and working directory), so two versions can be compared in
@@ -17,8 +28,9 @@ interleaved runs, each run its own processes:
     git worktree add /tmp/old <commit>
     python bench/sync_cpu.py --root /tmp/old; python bench/sync_cpu.py
 
-Usage: python bench/sync_cpu.py [--connections 8] [--duration-s 5] [--rounds 2]
-       [--root DIR] [--commandstats] [--direct] [--redis-core 0|1]
+Usage: python bench/sync_cpu.py [--connections 1 8 64] [--tiers sync proxy async]
+       [--duration-s 5] [--rounds 2] [--root DIR] [--commandstats] [--direct]
+       [--redis-core 0|1]
 Needs wrk, redis-server and taskset on PATH.
 """
 
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,10 +54,20 @@ from servers import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  #
 
 from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
+COUNTED = {
+    "bare": ("bare",),
+    "direct": ("service",),
+    "sync": ("gateway", "worker", "redis", "service"),
+    "proxy": ("gateway", "service"),
+    "async": ("gateway", "redis"),
+}
+"""The processes each tier's requests go through: their CPU is the tier's."""
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--tiers", nargs="+", default=["sync", "proxy", "async"])
     parser.add_argument("--duration-s", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--root", type=Path, default=HERE.parent)
@@ -54,21 +77,25 @@ def main() -> int:
     args = parser.parse_args()
     if missing_tool("wrk", "redis-server", "taskset"):
         return 2
+    unknown = set(args.tiers) - set(COUNTED)
+    if unknown:
+        print(f"unknown tiers {sorted(unknown)}; known: {sorted(COUNTED)}", file=sys.stderr)
+        return 2
     py, root = sys.executable, args.root.resolve()
     env = {**os.environ, "PYTHONPATH": str(root)}
     part = [py, "-m", "tidegate", "--log-level", "WARNING"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     with tempfile.TemporaryDirectory(prefix="tidegate-bench-") as name:
         folder = Path(name)
-        redis_port, upstream_port, gateway_port = free_port(), free_port(), free_port()
+        redis_port, upstream_port, gateway_port, bare_port = (free_port() for _ in range(4))
         procs["redis"] = start_redis_server(redis_port, name)
         pin(procs["redis"].pid, args.redis_core)
         wait_for_port(redis_port)
         upstream = f"http://127.0.0.1:{upstream_port}"
         path = config(folder, f"redis://127.0.0.1:{redis_port}/0", upstream, gateway_port, False)
-        procs["service"] = pinned(
-            LOAD_CORE, [py, str(HERE / "baselines.py"), "upstream", str(upstream_port)]
-        )
+        baselines = [py, str(HERE / "baselines.py")]
+        procs["service"] = pinned(LOAD_CORE, [*baselines, "upstream", str(upstream_port)])
+        procs["bare"] = pinned(SERVER_CORE, [*baselines, "bare", str(bare_port)])
         quiet = {"env": env, "cwd": root, "stdout": subprocess.DEVNULL}
         procs["gateway"] = pinned(SERVER_CORE, [*part, "gateway", "-c", str(path)], **quiet)
         procs["worker"] = pinned(
@@ -78,53 +105,112 @@ def main() -> int:
         )
         script = folder / "post.lua"
         script.write_text(POST_LUA)
-        url = f"http://127.0.0.1:{gateway_port}/sync"
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        targets = {
+            "bare": f"http://127.0.0.1:{bare_port}/x",
+            "sync": f"{gateway}/sync",
+            "proxy": f"{gateway}/proxy",
+            "async": f"{gateway}/async",
+            "direct": f"{upstream}/x",
+        }
+        tiers = ["bare", *args.tiers, *(["direct"] if args.direct else [])]
         load = ["taskset", "-c", LOAD_CORE]
         stats = redis.Redis(port=redis_port)
+        rows: dict[tuple[str, int], list[dict[str, float]]] = {}
         try:
-            wait_for_port(upstream_port, 20.0)
-            wait_for_port(gateway_port, 20.0)
+            for port in (upstream_port, gateway_port, bare_port):
+                wait_for_port(port, 20.0)
             time.sleep(1.0)
-            subprocess.run(
-                [*load, *wrk_command(url, script, 2, args.connections, 1)], capture_output=True
-            )
+            for tier in tiers:  # warm up every path once
+                warm = wrk_command(targets[tier], script, 2, 8, 1)
+                subprocess.run([*load, *warm], capture_output=True)
             print(
-                f"root {root}, {args.connections} connections, {args.duration_s} s per round; "
+                f"root {root}, {args.duration_s} s per window; "
                 + layout(args.redis_core)
+                + "; bare: its own process on core "
+                + SERVER_CORE
             )
-            tiers = {"sync": url, **({"direct": f"{upstream}/x"} if args.direct else {})}
             for round_no in range(args.rounds):
-                for tier, target in tiers.items():
-                    stats.config_resetstat()
-                    before = {n: cpu_times(p.pid) for n, p in procs.items()}
-                    out = subprocess.run(
-                        [*load, *wrk_command(target, script, args.duration_s, args.connections, 1)],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
-                    after = {n: cpu_times(p.pid) for n, p in procs.items()}
-                    result = parse_wrk(target, out)
-                    per = 1e6 / result["requests"]
-                    spent = "  ".join(
-                        f"{n} {(after[n][0] - before[n][0]) * per:.0f}+"
-                        f"{(after[n][1] - before[n][1]) * per:.0f}"
-                        for n in procs
-                    )
-                    print(
-                        f"round {round_no + 1} {tier}: {result['rps']:.0f} req/s, p50 "
-                        f"{result['p50_ms']:.2f} ms; CPU us/request (user+sys): {spent}"
-                    )
-                    if args.commandstats and tier == "sync":
-                        commandstats(stats, per)
+                for connections in args.connections:
+                    for tier in tiers:
+                        row = window(procs, tier, targets[tier], script, connections, args, load)
+                        rows.setdefault((tier, connections), []).append(row)
+                        shown = "  ".join(f"{n} {row[n]:.0f}" for n in COUNTED[tier])
+                        print(
+                            f"round {round_no + 1} c{connections:<3} {tier:6} "
+                            f"{row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                            f"CPU us/request: {shown}  all {row['all']:.0f}"
+                        )
+                        if args.commandstats and tier == "sync":
+                            commandstats(stats, row["requests"])
+                        stats.config_resetstat()
         finally:
             stats.close()
             stop(list(procs.values()))
+    report(rows, args.connections, tiers)
     return 0
 
 
-def commandstats(stats: redis.Redis, per: float) -> None:
+def window(
+    procs: dict[str, subprocess.Popen[bytes]],
+    tier: str,
+    target: str,
+    script: Path,
+    connections: int,
+    args: argparse.Namespace,
+    load: list[str],
+) -> dict[str, float]:
+    """One wrk window: req/s, p50 and each counted process's CPU per request (us)."""
+    before = {n: cpu_times(procs[n].pid) for n in COUNTED[tier]}
+    out = subprocess.run(
+        [*load, *wrk_command(target, script, args.duration_s, connections, 1)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    after = {n: cpu_times(procs[n].pid) for n in COUNTED[tier]}
+    result = parse_wrk(target, out)
+    per = 1e6 / result["requests"]
+    row = {"rps": result["rps"], "p50_ms": result["p50_ms"], "requests": result["requests"]}
+    for n in COUNTED[tier]:
+        row[n] = (after[n][0] - before[n][0] + after[n][1] - before[n][1]) * per
+    row["all"] = sum(row[n] for n in COUNTED[tier])
+    return row
+
+
+def report(
+    rows: dict[tuple[str, int], list[dict[str, float]]], connections: list[int], tiers: list[str]
+) -> None:
+    """One table: medians over rounds; *over bare* per round (the tier's CPU
+    per request over bare's at the same connections), median over rounds."""
+    print(
+        "\n| tier | connections | req/s | p50 ms | CPU us/request, by process | all | "
+        "all over bare | gateway over bare |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
+    for c in connections:
+        bare = rows[("bare", c)]
+        for tier in tiers:
+            runs = rows[(tier, c)]
+            over = [r["all"] / b["all"] for r, b in zip(runs, bare, strict=True)]
+            gateway = "-"
+            if "gateway" in COUNTED[tier]:
+                pairs = zip(runs, bare, strict=True)
+                gateway = f"{statistics.median(r['gateway'] / b['all'] for r, b in pairs):.2f}x"
+            by = ", ".join(
+                f"{n} {statistics.median(r[n] for r in runs):.0f}" for n in COUNTED[tier]
+            )
+            print(
+                f"| {tier} | {c} | {statistics.median(r['rps'] for r in runs):,.0f} | "
+                f"{statistics.median(r['p50_ms'] for r in runs):.2f} | {by} | "
+                f"{statistics.median(r['all'] for r in runs):.0f} | "
+                f"{statistics.median(over):.2f}x ({min(over):.2f}-{max(over):.2f}) | {gateway} |"
+            )
+
+
+def commandstats(stats: redis.Redis, requests: float) -> None:
     """Redis's time per command (at least 0.1 us) per request, largest first."""
+    per = 1e6 / requests
     commands: dict[str, dict[str, float]] = stats.info("commandstats")
     for command, row in sorted(commands.items(), key=lambda kv: -kv[1]["usec"]):
         if row["usec"] * per / 1e6 >= 0.1:
