@@ -17,7 +17,7 @@ by a dataclass in ``calls`` (one per script) and run by a ``runner.Runner``,
 plainly or coalesced with concurrent calls; admissions are coalesced per
 route by ``admission.AdmissionQueue``.
 
-Modules: ``store`` and ``stores`` (what the parts hold); ``client``
+Modules: ``store`` (what the parts hold); ``client``
 (connecting, translating errors), ``transport`` (one class per topology),
 ``link`` and ``resp`` (the ledger's own connections); ``calls`` (script
 calls), ``scripts``, ``script_registry``, ``exchange`` and ``cluster_calls``

@@ -60,11 +60,6 @@ class Admission(NamedTuple):
     """The URL the client asked to be called when the job ends ('' = none)."""
 
 
-def idempotency_digest(key: str, tenant: str = "") -> str:
-    """The stored name of a tenant's key (``tidegate.idempotency.digest``)."""
-    return idempotency.digest(key, tenant)
-
-
 def _admit_job(item: Admission, partitions: int) -> AdmitJob:
     job, key, tenant = item.job, item.idempotency_key, item.tenant
     quota = tenant.quota if tenant else None
@@ -85,7 +80,7 @@ def _admit_job(item: Admission, partitions: int) -> AdmitJob:
         weight=tenant.weight if tenant else 1,
         priority=PRIORITIES.index(item.priority),
         callback=item.callback,
-        idempotency_digest=idempotency_digest(key, tenant.name if tenant else "") if key else "",
+        idempotency_digest=idempotency.digest(key, tenant.name if tenant else "") if key else "",
     )
 
 

@@ -50,7 +50,6 @@ __all__ = [
     "UNAVAILABLE",
     "Connection",
     "connect",
-    "ready",
     "redis_errors",
     "text",
     "translate_reply",
@@ -239,13 +238,3 @@ class redis_errors:
             raise translate_reply(error, what) from error
         if isinstance(error, AttributeError | TypeError) and _closed_under_write(error):
             raise RedisUnavailable(f"Redis connection lost while {what}: {error}") from error
-
-
-async def ready(redis: Connection) -> None:
-    """Read a cluster's slot map now (once), before commands go out side by
-    side: the client otherwise learns it on the first command, and many
-    first commands at once race to. A no-op on one server."""
-    from tidegate.ledger.transport import transport  # it builds on this module
-
-    with redis_errors("reading the cluster's slot map"):
-        await transport(redis).ready()

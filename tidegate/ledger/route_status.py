@@ -15,8 +15,9 @@ from typing import Any
 
 from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import backlog, throttle_record, view_record
-from tidegate.ledger.client import Connection, ready, redis_errors
+from tidegate.ledger.client import Connection, redis_errors
 from tidegate.ledger.runner import Runner
+from tidegate.ledger.transport import ready
 from tidegate.redact import redact_url
 from tidegate.scaler_view import ScalerView
 from tidegate.settings import Settings

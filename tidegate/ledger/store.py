@@ -9,8 +9,9 @@ with Redis is what the store hands out, each typed:
 
 - ``jobs(routes)``: the ``Ledger`` of the routes' jobs (commands, queries,
   upkeep, callbacks);
-- ``throttle``, ``liveness``, ``history``, ``views`` (``stores``): the small
-  records beside the jobs;
+- ``throttle``, ``liveness``, ``history``, ``views``: the small records
+  beside the jobs, each a class bound to the connection in its record's
+  module (``throttle_record``, ``liveness``, ``history``, ``view_record``);
 - ``group(...)``, ``subscription(...)``, ``runner()``: a worker's consumer
   group, a notification channel, a batch of script calls;
 - ``sample(...)``, ``routes_status(...)``, ``ping()``, ``probe_write()``:
@@ -31,10 +32,13 @@ from tidegate.ledger import health
 from tidegate.ledger.backlog import Backlog, Counters, sampled
 from tidegate.ledger.client import Connection, connect
 from tidegate.ledger.groups import ConsumerGroup
+from tidegate.ledger.history import History
+from tidegate.ledger.liveness import Liveness
 from tidegate.ledger.pubsub import Subscription
 from tidegate.ledger.route_status import RouteStatus, routes_status
 from tidegate.ledger.runner import Runner
-from tidegate.ledger.stores import History, Liveness, Throttles, Views
+from tidegate.ledger.throttle_record import Throttles
+from tidegate.ledger.view_record import Views
 from tidegate.settings import RedisSettings, RouteSettings, Settings
 
 if TYPE_CHECKING:

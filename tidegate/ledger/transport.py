@@ -29,13 +29,13 @@ from redis.asyncio.cluster import RedisCluster
 
 from tidegate.errors import RedisUnavailable
 from tidegate.ledger.calls import ScriptCall
-from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis
+from tidegate.ledger.client import UNAVAILABLE, Connection, LinkedRedis, redis_errors
 from tidegate.ledger.cluster_calls import _cluster_pipeline
 from tidegate.ledger.exchange import _exchange
 from tidegate.ledger.link import Link
 from tidegate.ledger.script_registry import _packed
 
-__all__ = ["Cluster", "OneServer", "Transport", "transport"]
+__all__ = ["Cluster", "OneServer", "Transport", "ready", "transport"]
 
 
 class Transport(ABC):
@@ -109,3 +109,11 @@ def transport(redis: Connection) -> Transport:
         found = Cluster(redis) if isinstance(redis, RedisCluster) else OneServer(redis)
         redis._tidegate_transport = found  # type: ignore[union-attr]
     return found
+
+
+async def ready(redis: Connection) -> None:
+    """Read a cluster's slot map now (once), before commands go out side by
+    side: the client otherwise learns it on the first command, and many
+    first commands at once race to. A no-op on one server."""
+    with redis_errors("reading the cluster's slot map"):
+        await transport(redis).ready()

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from prometheus_client import Metric
 from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.metrics import GatewayMetrics
@@ -30,15 +29,10 @@ def exported() -> dict[str, tuple[str, ...]]:
     (counters with ``_total``), with its label names."""
     found: dict[str, tuple[str, ...]] = {}
     for metrics in (GatewayMetrics(), WorkerMetrics(), ScalerMetrics()):
-        for value in vars(metrics).values():
-            if isinstance(value, MetricWrapperBase) and value._name.startswith("tidegate_"):
-                suffix = "_total" if value._type == "counter" else ""
-                found[value._name + suffix] = tuple(value._labelnames)
-        families: list[Metric] = list(metrics.registry.collect())
-        for family in families:  # those registered without an attribute (build info)
-            for sample in family.samples:
-                if sample.name.startswith("tidegate_") and family.name not in found:
-                    found.setdefault(sample.name, tuple(sample.labels))
+        for collector in metrics.registry._collector_to_names:
+            if isinstance(collector, MetricWrapperBase) and collector._name.startswith("tidegate_"):
+                suffix = "_total" if collector._type == "counter" else ""
+                found[collector._name + suffix] = tuple(collector._labelnames)
     return found
 
 
