@@ -243,3 +243,15 @@ part unless serviceAccount.name says otherwise), or an existing one
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Dual stack, the same for the public and the admin Service: call with
+.Values.gateway.service. */}}
+{{- define "tidegate.ipFamilies" -}}
+{{- with .ipFamilyPolicy }}
+ipFamilyPolicy: {{ . }}
+{{- end }}
+{{- with .ipFamilies }}
+ipFamilies:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
