@@ -71,8 +71,13 @@ async def test_gateway_answers_503_while_redis_is_down_and_recovers(own_redis: R
 
 
 async def test_sync_waiters_survive_a_redis_restart(own_redis: RedisServer, upstream: Any) -> None:
-    """A result published while the subscription was down is still delivered."""
-    settings = make_settings(own_redis.url)
+    """A result published while the subscription was down is still delivered.
+
+    The route waits 20 s (not the usual 5): what is tested is the delivery
+    after the restart, not how fast a restarted server and a new worker
+    come up on a loaded machine (Valkey, reloading its append-only file,
+    once took longer than 5 s here)."""
+    settings = make_settings(own_redis.url, wait_s=20)
     async with running_gateway(settings) as gateway:
         request = asyncio.create_task(
             gateway.http.post(gateway.url("/orders"), data=b"x", headers={"Prefer": "wait=30"})
