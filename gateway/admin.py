@@ -9,14 +9,20 @@
   on Redis itself.
 - ``/status``: JSON per route: backlog (waiting), pending, stream length,
   and the scaler's latest view (rates, replicas; ``tidegate.ledger.route_status``).
+- ``/status/history``: the last 15 minutes of the same figures per route,
+  sampled by the gateway (``gateway.status_history``); ``?since=<unix s>``
+  for only the samples after it.
 - ``/``: a live page over ``/status`` for people (``gateway.status_page``).
 """
 
 from __future__ import annotations
 
+import math
+import time
+
 from aiohttp import web
 
-from gateway import status_page
+from gateway import problems, status_page
 from gateway.context import GATEWAY
 from tidegate.admin_server import metrics_response
 from tidegate.errors import RedisCommandError, RedisUnavailable
@@ -62,9 +68,30 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def history(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    raw = request.query.get("since")
+    since_s = None
+    if raw is not None:
+        try:
+            since_s = float(raw)
+        except ValueError:
+            since_s = math.nan
+        if not math.isfinite(since_s):
+            return problems.problem(
+                400,
+                "bad-query",
+                "Bad since",
+                "since must be a time in unix seconds (a finite number), "
+                "the t_s of the last sample the page has",
+            )
+    return web.json_response(gw.history.as_dict(time.time(), since_s))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
+    app.router.add_get("/status/history", history)
     status_page.add_routes(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,6 +19,7 @@ from gateway.http_headers import Forwarding
 from gateway.metrics import GatewayMetrics
 from gateway.rejections import Kind, Rejection, for_error
 from gateway.routing import Router
+from gateway.status_history import StatusHistory
 from gateway.tenants import Tenants
 from gateway.throttle_watch import ThrottleWatcher
 from gateway.waiter import ResultWaiter
@@ -50,6 +52,8 @@ class Gateway:
     tenants: Tenants
     throttles: ThrottleWatcher
     forwarding: Forwarding
+    history: StatusHistory
+    """The last 15 minutes of every queued route, for the status page."""
     draining: bool = False
     in_flight: int = 0
     """Requests being handled (a plain count; the gauge reads it on scrape)."""
@@ -140,6 +144,26 @@ class Gateway:
                 self.redis_ok = known = False
             await asyncio.sleep(interval_s)
 
+    def keep_history(self) -> None:
+        """Start sampling every queued route into ``history``."""
+        self._tasks.append(asyncio.create_task(self._sample(), name="status-history"))
+
+    async def _sample(self) -> None:
+        """One ``routes_status`` read per interval; a failed one leaves a gap
+        (the health loop already logs Redis being down)."""
+        interval_s = self.history.interval_s
+        loop = asyncio.get_running_loop()
+        next_s = loop.time()
+        while not self.stopping:
+            try:
+                statuses = await self.store.routes_status(self.settings)
+            except (RedisUnavailable, RedisCommandError) as e:
+                log.debug("status history: no sample this time: %s", e)
+            else:
+                self.history.record(time.time(), statuses)
+            next_s = max(next_s + interval_s, loop.time())
+            await asyncio.sleep(next_s - loop.time())
+
     async def _probe_write(self) -> None:
         try:
             await self.store.probe_write()
@@ -180,12 +204,14 @@ async def open_context(settings: Settings, metrics: GatewayMetrics | None = None
         tenants=Tenants(settings.tenants),
         throttles=ThrottleWatcher(store, queued, metrics),
         forwarding=Forwarding(settings.gateway.trusted_proxies),
+        history=StatusHistory(settings.gateway.status_history_interval_s),
     )
     gw.metrics.in_flight.set_function(lambda: gw.in_flight)
     ledger.open()
     if queued:
         gw.waiter.start()
         gw.throttles.start()
+        gw.keep_history()
     else:
         gw.waiter.subscribed.set()
     gw.watch_health()

@@ -9,6 +9,7 @@ component updates (this machine's network is closed; Chromium would try).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import os
@@ -54,6 +55,18 @@ class Page:
 
     async def goto(self, url: str) -> None:
         await self.send("Page.navigate", url=url)
+
+    async def screenshot(self, width: int, height: int) -> bytes:
+        """The page as a PNG at ``width`` x ``height`` CSS pixels."""
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = await self.send("Page.captureScreenshot", format="png")
+        return base64.b64decode(shot["data"])
 
     async def evaluate(self, expression: str) -> Any:
         """The expression's value in the page (JSON-able), or raise its exception."""
@@ -111,3 +124,19 @@ async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> 
             return int(marker.read_text().split()[0])
         await asyncio.sleep(0.1)
     raise RuntimeError("chromium did not open its DevTools port within 30 s")
+
+
+async def _shoot(url: str, width: int, height: int, settle_s: float) -> bytes:
+    async with chromium_page() as page:
+        await page.goto(url)
+        await asyncio.sleep(settle_s)  # the page's first polls; a picture, not a test
+        return await page.screenshot(width, height)
+
+
+if __name__ == "__main__":
+    # A screenshot for the docs: python -m tests.browser URL OUT.png [WIDTH HEIGHT]
+    import sys
+
+    url, out, *size = sys.argv[1:]
+    width, height = (int(n) for n in size) if size else (1400, 1000)
+    Path(out).write_bytes(asyncio.run(_shoot(url, width, height, settle_s=3.0)))

@@ -76,6 +76,9 @@ def demo_config(redis_url: str, port: int, admin_port: int, upstream: str) -> di
             "admin_listen": f"127.0.0.1:{admin_port}",
             "shutdown_grace_s": 2,
             "drain_delay_s": 0,  # no load balancer to wait for on one machine
+            # The scenario lasts seconds: the status page's charts sample
+            # every second rather than every five.
+            "status_history_interval_s": 1,
         },
         # Every listener on a free port: the scaler's admin port too, which
         # would otherwise take the default 9091 and fail when that is in use.

@@ -44,7 +44,7 @@ from tidegate.settings import RedisSettings, RouteSettings, Settings
 if TYPE_CHECKING:
     from tidegate.ledger import Ledger
 
-__all__ = ["Store"]
+__all__ = ["RouteStatus", "Store"]
 
 
 class Store:

@@ -91,6 +91,9 @@ class GatewaySettings:
     """Longest stall between two chunks of a request body (then 408)."""
     idle_timeout_s: float = Field(default=75.0, gt=0)
     """An idle keep-alive connection is closed after this."""
+    status_history_interval_s: float = Field(default=5.0, ge=0.1, le=60)
+    """How often the gateway samples every route's figures for the status
+    page's 15-minute charts (``/status/history``)."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of proxies in front of the gateway whose X-Forwarded-* are extended;
     from anyone else those headers are replaced by what the gateway saw."""

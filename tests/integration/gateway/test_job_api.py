@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from tests.conftest import RunningGateway, wait_until
 from tests.integration.gateway.problems import (
@@ -107,6 +108,42 @@ async def test_admin_port(gateway: RunningGateway, relay_worker: Callable[..., A
     assert 'tidegate_gateway_admitted_total{route="reports"} 1.0' in text
     assert "tidegate_gateway_admission_seconds_bucket" in text
     assert "tidegate_gateway_in_flight_requests" in text
+
+
+async def test_status_history_hands_out_the_gateways_samples(gateway: RunningGateway) -> None:
+    async def sampled() -> bool:
+        async with gateway.http.get(gateway.admin_url("/status/history")) as r:
+            assert r.status == 200
+            return bool((await r.json())["routes"].get("reports", {}).get("t_s"))
+
+    await wait_until(sampled, what="a first sample (taken when the gateway starts)")
+    async with gateway.http.get(gateway.admin_url("/status/history")) as r:
+        history = await r.json()
+    assert history["window_s"] == 900
+    assert history["interval_s"] == gateway.gw.settings.gateway.status_history_interval_s
+    assert "reads" not in history["routes"]  # a proxy route queues nothing
+    reports = history["routes"]["reports"]
+    assert reports["backlog"][-1] == 0
+    assert reports["desired_replicas"][-1] is None  # no scaler published
+    newest = reports["t_s"][-1]
+    async with gateway.http.get(
+        gateway.admin_url("/status/history"), params={"since": str(newest)}
+    ) as r:
+        assert (await r.json())["routes"]["reports"]["t_s"] == []
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["abc", "nan", "NaN", "inf", "-Infinity", "", "1e999", "%00", "%ff%fe", "1,5", "0x10"],
+)
+async def test_status_history_refuses_a_since_that_is_no_time(
+    gateway: RunningGateway, since: str
+) -> None:
+    url = gateway.admin_url("/status/history") + "?since=" + since
+    async with gateway.http.get(URL(url, encoded=True)) as r:
+        assert r.status == 400
+        assert r.content_type == "application/problem+json"
+        assert "unix seconds" in (await r.json())["detail"]
 
 
 async def test_openapi_document_describes_the_job_api(gateway: RunningGateway) -> None:
