@@ -149,18 +149,20 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._sample(), name="status-history"))
 
     async def _sample(self) -> None:
-        """One ``routes_status`` read per interval; a failed one leaves a gap
-        (the health loop already logs Redis being down)."""
+        """One ``routes_status`` read per interval; a failed one leaves a gap.
+        While the health loop knows Redis is down no read is tried: it has
+        logged that once, and a failing read every interval would log again."""
         interval_s = self.history.interval_s
         loop = asyncio.get_running_loop()
         next_s = loop.time()
         while not self.stopping:
-            try:
-                statuses = await self.store.routes_status(self.settings)
-            except (RedisUnavailable, RedisCommandError) as e:
-                log.debug("status history: no sample this time: %s", e)
-            else:
-                self.history.record(time.time(), statuses)
+            if self.redis_ok:
+                try:
+                    statuses = await self.store.routes_status(self.settings)
+                except (RedisUnavailable, RedisCommandError) as e:
+                    log.debug("status history: no sample this time: %s", e)
+                else:
+                    self.history.record(time.time(), statuses)
             next_s = max(next_s + interval_s, loop.time())
             await asyncio.sleep(next_s - loop.time())
 
