@@ -17,8 +17,6 @@ its result when it has ended, else a wait on that job.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import re
 import time
@@ -213,10 +211,9 @@ async def admit_and_answer(
                 return _ended(admitted.job_id, state, reply, applied, head, route.forwarding)
         if waiting is None:
             return answers.accepted(admitted.job_id, state, applied)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiting), wait_s)
+        released, carried = await gw.waiter.wait(waiting, wait_s)
         return await _after_wait(
-            gw, admitted.job_id, waiting, applied, metrics, head, route.forwarding
+            gw, admitted.job_id, released, carried, applied, metrics, head, route.forwarding
         )
     finally:
         if waiting is not None:
@@ -226,7 +223,8 @@ async def admit_and_answer(
 async def _after_wait(
     gw: Gateway,
     job_id: str,
-    waiting: asyncio.Future[Ended | None],
+    released: bool,
+    carried: Ended | None,
     applied: list[str],
     metrics: RouteMetrics,
     head: bool,
@@ -234,9 +232,9 @@ async def _after_wait(
 ) -> web.StreamResponse:
     """Step 3 once the wait is over: the outcome the notification carried,
     else the job read back; 202 when it has not ended (timed out, shutdown)."""
-    if not waiting.done():  # the wait ran out: the job's state now (running, say)
+    if not released:  # the wait ran out: the job's state now (running, say)
         ended: tuple[str, Reply | None, int | None] = await _read_outcome(gw, job_id)
-    elif (carried := waiting.result()) is not None:
+    elif carried is not None:
         ended = (carried.state, carried.reply, carried.ended_ms)
     else:
         ended = await _read_outcome(gw, job_id)

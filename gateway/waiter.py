@@ -52,6 +52,27 @@ class ResultWaiter:
         self._waiting[job_id].add(future)
         return future
 
+    async def wait(
+        self, future: asyncio.Future[Ended | None], timeout_s: float
+    ) -> tuple[bool, Ended | None]:
+        """Wait up to ``timeout_s`` for a future from ``register``: (True, what
+        it carried) once the job ended or the shutdown released it, (False,
+        None) when the time ran out.
+
+        One timer on the request's own future and nothing else: the usual
+        ``asyncio.wait_for(asyncio.shield(future), timeout_s)`` adds a shield
+        future, a waiter future and their callbacks to every sync request.
+        """
+        if not future.done():
+            timer = asyncio.get_running_loop().call_later(timeout_s, _expire, future)
+            try:
+                await future
+            except TimeoutError:
+                return False, None
+            finally:
+                timer.cancel()
+        return True, future.result()
+
     def unregister(self, job_id: str, future: asyncio.Future[Ended | None]) -> None:
         futures = self._waiting.get(job_id)
         if futures is not None:
@@ -81,3 +102,8 @@ class ResultWaiter:
         for job_id, state in zip(ids, states, strict=True):
             if state is None or state in TERMINAL_STATES:
                 self._wake(job_id)
+
+
+def _expire(future: asyncio.Future[Ended | None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import RunningGateway, running_worker
+from tests.conftest import RunningGateway, running_worker, wait_until
 from tidegate.envelope import INLINE_RESULT_BYTES, Job, Reply
 from tidegate.settings import Settings
 from tidegate.stages import STAGES
@@ -34,6 +34,10 @@ async def test_every_stage_of_a_sync_job_is_measured_and_kept_in_its_events(
             async with gateway.http.post(gateway.url("/orders"), data=b"%d" % n) as r:
                 assert r.status == 201, await r.text()
                 job_id = r.headers["Tidegate-Job"]
+        # The answer can reach the client before the worker has read the
+        # reply to its finish call (and observed the last stage): the job's
+        # end is published by that very call.
+        await wait_until(lambda: worker.consumer.processed == 3, what="the worker's three jobs")
         worker_stages = stage_counts(worker.consumer.metrics.registry, "orders")
     gateway_stages = stage_counts(gateway.gw.metrics.registry, "orders")
     assert worker_stages == {"queued": 3, "started": 3, "upstream": 3, "finished": 3}
