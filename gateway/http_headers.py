@@ -16,7 +16,9 @@ saw; a client's own values are kept and extended only when the peer is one of
 ``X-Real-IP``, ``X-Forwarded-Port``, ``X-Forwarded-Prefix``) reach the service
 only from such a proxy. Names are matched after normalising case and ``_``
 to ``-`` (``X_Forwarded_For`` is ``X-Forwarded-For``), as the servers behind
-do. ``Prefer`` (RFC 7240) is parsed here too.
+do. ``traceparent`` and ``tracestate`` go on only as ``tidegate.trace_context``
+finds them valid (a queued job keeps them among its headers), never as sent.
+``Prefer`` (RFC 7240) is parsed here too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.rejections import Kind, Rejection
+from tidegate import trace_context
 from tidegate.http import dropping, strip_headers
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
@@ -42,6 +45,7 @@ _REQUEST_DROP = frozenset(
         "tidegate-priority",
         "tidegate-callback",
     }
+    | trace_context.HEADERS  # forwarded only as checked (below)
 )
 _RESPONSE_DROP = frozenset({"content-length", "date", "server"})
 _QUEUED_ONLY = frozenset({"prefer", "idempotency-key"})
@@ -66,9 +70,12 @@ def _dropped(trusted: bool, credentials: frozenset[str], proxied: bool) -> froze
 
 def check_header_values(request: web.Request) -> None:
     """Refuse a request with a header value that is not UTF-8 (aiohttp hands
-    such bytes over as lone surrogates, which nothing downstream can encode)."""
+    such bytes over as lone surrogates, which nothing downstream can encode).
+    The trace context headers are the exception: an invalid one is dropped,
+    never refused (W3C Trace Context), and ``trace_context.parse`` takes
+    nothing but ASCII."""
     for name, value in request.headers.items():
-        if value.isascii():
+        if value.isascii() or name.lower() in trace_context.HEADERS:
             continue
         try:
             value.encode("utf-8")
@@ -134,6 +141,13 @@ class Forwarding:
         pairs.append(("X-Forwarded-Host", forwarded_host or client_host))
         if host and client_host:
             pairs.append(("Host", client_host))
+        if trace_context.TRACEPARENT in headers:
+            trace = trace_context.parse(
+                headers.getall(trace_context.TRACEPARENT),
+                headers.getall(trace_context.TRACESTATE, ()),
+            )
+            if trace is not None:
+                pairs += trace.headers()
         return pairs
 
 

@@ -50,6 +50,7 @@ class Delivery:
     message_id: str
     body: dict[str, Any]
     status: int
+    traceparent: str | None = None
 
 
 @dataclass
@@ -102,5 +103,9 @@ class Receiver:
         if self.fail_first[msg_id] > 0:
             self.fail_first[msg_id] -= 1
             status = 503
-        self.deliveries.append(Delivery(request.path, msg_id, json.loads(body), status))
+        self.deliveries.append(
+            Delivery(
+                request.path, msg_id, json.loads(body), status, request.headers.get("traceparent")
+            )
+        )
         return web.Response(status=status)

@@ -9,7 +9,8 @@ HTTP allows a name to repeat and the order can matter.
 ``Reply`` is what comes back: the upstream's status, headers and body, stored
 as the job's result and returned to a waiting client as if proxied. Python
 handlers (``tidegate worker --app module:handler``) receive a ``Job`` and return
-a ``Reply``.
+a ``Reply``. A client's ``traceparent`` and ``tracestate`` travel among the
+headers, checked at admission: ``Job.trace`` reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from tidegate import trace_context
+from tidegate.trace_context import TraceContext
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -54,6 +58,12 @@ class Job(NamedTuple):
             if key.lower() == lname:
                 return value
         return default
+
+    @property
+    def trace(self) -> TraceContext | None:
+        """The client's W3C trace context, kept among the headers as the
+        gateway checked it (``tidegate.trace_context``); None without one."""
+        return trace_context.from_headers(self.headers)
 
     def meta(self) -> str:
         """Everything but the id and the body, as one compact JSON field.

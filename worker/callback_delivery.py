@@ -9,7 +9,9 @@ letter) is POSTed to the URL once delivered, as JSON::
      "data": {<the job's view, as GET /_tidegate/jobs/{id} shows it>}}
 
 signed per Standard Webhooks (``tidegate.webhooks``) with the route's secret;
-``webhook-id`` is ``JOB_ID.STATE``, the same on every retry.
+``webhook-id`` is ``JOB_ID.STATE``, the same on every retry. A job admitted
+with a valid ``traceparent`` has its callback carry it (and its
+``tracestate``), so the receiver's spans join the client's trace.
 
 Every worker process of a route with callbacks runs one ``CallbackSender``
 beside its consumer. It claims due callbacks (``ledger.callbacks``: the
@@ -48,6 +50,7 @@ from collections import Counter
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from tidegate import trace_context
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.callback_urls import BadCallback, Target, parse_target
 from tidegate.errors import JobNotFound, TidegateError
@@ -245,6 +248,9 @@ class CallbackSender:
             "Content-Type": "application/json",
             **signed_headers(self.key, due.message_id, int(now_s), body),
         }
+        trace = trace_context.from_stored(projection.get("trace", ""))
+        if trace is not None:  # the receiver's spans join the client's trace
+            headers.update(trace.headers())
         retry_after_s: float | None = None
         assert self._session is not None, "open() first"
         try:

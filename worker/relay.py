@@ -3,7 +3,9 @@
 The upstream sees the original method, path, query, headers and body, plus
 ``Idempotency-Key: <job id>`` (the same on every attempt, so the service can
 make its effect happen once) and ``Tidegate-Attempt``. Its answer is the
-job's result, status and all. Which outcomes are retried:
+job's result, status and all. The client's ``traceparent``/``tracestate``,
+as the gateway checked them, go on with every attempt, so the service's
+spans join the client's trace. Which outcomes are retried:
 
 - no answer (refused, reset, timed out): retryable;
 - 5xx and 429: retryable, the answer kept for the record;
@@ -22,6 +24,7 @@ import base64
 import json
 import time
 
+from tidegate import trace_context
 from tidegate.backoff import parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.http import strip_headers
@@ -29,7 +32,10 @@ from tidegate.paths import UnsafePath, canonical_path, under_prefix
 from tidegate.redact import redact_url
 from tidegate.upstream import Answer, BodyTooLarge, Upstream, UpstreamUnreachable
 
-_DROP_REQUEST = frozenset({"host", "content-length", "idempotency-key", "tidegate-attempt"})
+_DROP_REQUEST = (
+    frozenset({"host", "content-length", "idempotency-key", "tidegate-attempt"})
+    | trace_context.HEADERS  # sent as checked: a job an older gateway stored has them raw
+)
 _DROP_RESPONSE = frozenset({"content-length", "date", "server"})
 _DROP_RESPONSE_TO_HEAD = frozenset({"date", "server"})
 """A HEAD's answer keeps its Content-Length: the GET's, which the gateway
@@ -94,6 +100,9 @@ class Relay:
             return Failure(f"path {job.path!r} lies outside the route's prefix; not sent", False)
         headers = strip_headers(job.headers, _DROP_REQUEST)
         headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
+        trace = job.trace
+        if trace is not None:
+            headers += trace.headers()
         host = _host_of(job)
         target = job.path + (f"?{job.query}" if job.query else "")
         try:
@@ -148,6 +157,8 @@ class Relay:
             ("Content-Type", "application/json"),
             ("Idempotency-Key", f"{job.id}:compensate"),
         ]
+        if (trace := job.trace) is not None:
+            headers += trace.headers()
         host = _host_of(job)
         try:
             answer = await self._http.request(

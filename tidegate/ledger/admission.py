@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-from tidegate import idempotency
+from tidegate import idempotency, trace_context
 from tidegate.envelope import Job
 from tidegate.errors import NotReplicated, Refused, Unencodable
 from tidegate.keys import RouteKeys, id_tag
@@ -80,6 +80,7 @@ def _admit_job(item: Admission, partitions: int) -> AdmitJob:
         weight=tenant.weight if tenant else 1,
         priority=PRIORITIES.index(item.priority),
         callback=item.callback,
+        trace=trace_context.stored(job.trace),
         idempotency_digest=idempotency.digest(key, tenant.name if tenant else "") if key else "",
     )
 

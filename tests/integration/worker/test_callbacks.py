@@ -75,9 +75,11 @@ async def sender_of(
         await client.aclose()
 
 
-async def admit(ledger: Ledger, url: str, path: str = "/hooks/x") -> str:
+async def admit(
+    ledger: Ledger, url: str, path: str = "/hooks/x", headers: tuple[tuple[str, str], ...] = ()
+) -> str:
     route = ledger.routes["hooks"]
-    job = Job(ledger.new_job_id(route), "hooks", "POST", path, body=b"{}")
+    job = Job(ledger.new_job_id(route), "hooks", "POST", path, headers=headers, body=b"{}")
     admitted = await ledger.admit(route, job, callback=url)
     return admitted.job_id
 
@@ -181,6 +183,23 @@ async def test_cancelled_and_expired_jobs_call_back_too(
     assert sorted(d.message_id for d in receiver.delivered()) == sorted(
         [f"{cancelled}.cancelled", f"{expired}.expired"]
     )
+
+
+async def test_a_callback_carries_the_clients_trace_context(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """The receiver's spans join the trace of the request that admitted the
+    job (the gateway checked the context; the projection keeps it)."""
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    settings = with_route(settings, hooks_route([receiver.url()]))
+    async with sender_of(settings) as (sender, ledger):
+        traced = await admit(ledger, receiver.url("/cb/t"), headers=(("traceparent", traceparent),))
+        plain = await admit(ledger, receiver.url("/cb/p"))
+        for job_id in (traced, plain):
+            await ledger.cancel(job_id)
+        await deliver_all(sender)
+    by_path = {d.path: d.traceparent for d in receiver.delivered()}
+    assert by_path == {"/cb/t": traceparent, "/cb/p": None}
 
 
 async def test_a_receiver_that_fails_twice_gets_it_on_the_third_attempt(

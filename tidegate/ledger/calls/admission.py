@@ -36,6 +36,7 @@ class AdmitJob:
     weight: float
     priority: int
     callback: str
+    trace: str
     idempotency_digest: str = field(default="", metadata=NOT_AN_ARG)
 
     def argv(self) -> list[Arg]:

@@ -22,7 +22,9 @@
 -- ARGV per job: job_id, has_idempotency_key (0|1), payload_digest, method,
 --       path, meta (JSON), body, tenant ('' = none), quota_rate_per_s
 --       (0 = none), quota_burst, weight, priority (0 high, 1 normal, 2 low),
---       callback (the URL the client asked to be called at the end; '' = none)
+--       callback (the URL the client asked to be called at the end; '' = none),
+--       trace (the client's checked traceparent, a newline and its tracestate
+--       when it has one; '' = none: kept in the projection for the callback)
 -- Returns a flat array, 3 per job: outcome ('new'|'duplicate'|'conflict'|
 -- 'throttled'|'quota'), job id (for duplicate/conflict: the key's job), and
 -- for throttled/quota "retry_ms,remaining,limit,window_s" (else '').
@@ -49,11 +51,12 @@ end
 local out = {}
 local refusals = 0
 local k = 8
-for a = 4, #ARGV, 13 do
+for a = 4, #ARGV, 14 do
   local job, has_idem, digest = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local method, path, meta, body = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local tenant, quota_rate, quota_burst = ARGV[a + 7], tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9])
   local weight, class, callback = tonumber(ARGV[a + 10]), tonumber(ARGV[a + 11]), ARGV[a + 12]
+  local trace = ARGV[a + 13]
   local proj = KEYS[k]
   k = k + 1
   local idem, quota, share = nil, nil, nil
@@ -122,6 +125,7 @@ for a = 4, #ARGV, 13 do
       if callback ~= '' then
         accepted[#accepted + 1] = 'callback'; accepted[#accepted + 1] = callback
       end
+      if trace ~= '' then accepted[#accepted + 1] = 'trace'; accepted[#accepted + 1] = trace end
       append(events, proj, job, 'accepted', ttl_ms, accepted)
       if idem then
         redis.call('HSET', idem, 'job', job, 'digest', digest)

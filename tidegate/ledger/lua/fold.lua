@@ -86,7 +86,7 @@ local function fold(proj, snap, ev_id, f, ttl_ms)
     put('job', f['job']); put('accepted_at_ms', t)
     put('deadline_ms', f['deadline_ms']); put('entry', f['entry'])
     put('method', f['method']); put('path', f['path']); put('attempts', '0')
-    put('tenant', f['tenant']); put('callback', f['callback'])
+    put('tenant', f['tenant']); put('callback', f['callback']); put('trace', f['trace'])
     put('events', ev_id)
   else
     put('events', (snap.events or '') .. ',' .. ev_id)
