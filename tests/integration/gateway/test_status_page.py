@@ -211,7 +211,10 @@ async def test_the_history_is_the_gateways_and_survives_a_reload(
         await page.goto(gateway.admin_url("/"))
 
         async def first_history_drawn() -> bool:
-            return bool(await page.evaluate("document.body.dataset.histories === '1'"))
+            # Right after the navigation the new document may have no body yet.
+            return bool(
+                await page.evaluate("!!document.body && document.body.dataset.histories === '1'")
+            )
 
         await wait_until(first_history_drawn, timeout_s=15, what="the reloaded page's first draw")
         # A page that kept its own history would start again at one point.

@@ -222,6 +222,10 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 async def test_demo_keep_stays_up_until_a_signal_then_leaves_nothing_behind(
     sig: signal.Signals,
@@ -241,6 +245,10 @@ async def test_demo_keep_stays_up_until_a_signal_then_leaves_nothing_behind(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
+        # Ctrl-C reaches a foreground program with SIGINT at its default: a
+        # test run started in the background (nohup, '&') ignores SIGINT,
+        # and a child would inherit that and never see the signal.
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     assert proc.stdout is not None
     seen: list[str] = []
