@@ -8,7 +8,8 @@ letter) is POSTed to the URL once delivered, as JSON::
     {"type": "job.succeeded", "timestamp": "2026-11-27T18:00:00Z",
      "data": {<the job's view, as GET /_tidegate/jobs/{id} shows it>}}
 
-signed per Standard Webhooks (``tidegate.webhooks``) with the route's secret;
+signed per Standard Webhooks (``tidegate.webhooks``) with the route's secret
+(the body and headers: ``worker.callback_message``);
 ``webhook-id`` is ``JOB_ID.STATE``, the same on every retry. A job admitted
 with a valid ``traceparent`` has its callback carry it (and its
 ``tracestate``), so the receiver's spans join the client's trace.
@@ -40,8 +41,6 @@ Redirects are never followed, proxies from the environment never used.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import json
 import logging
 import random
 import time
@@ -50,17 +49,15 @@ from collections import Counter
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from tidegate import trace_context
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.callback_urls import BadCallback, Target, parse_target
 from tidegate.errors import JobNotFound, TidegateError
-from tidegate.job_view import job_view
 from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import Ledger
 from tidegate.ledger.calls import DueCallback
 from tidegate.settings import CallbackSettings, RouteSettings
 from tidegate.tasks import wait_any
-from tidegate.webhooks import signed_headers
+from worker import callback_message
 from worker.metrics import WorkerMetrics
 from worker.screening import ScreeningResolver, literal_screened
 
@@ -85,20 +82,6 @@ BACKOFF_BASE_S = 1.0
 STOP_GRACE_S = 2.0
 """Deliveries in flight at shutdown get this long; the rest are left to their lease."""
 USER_AGENT = "tidegate-callbacks"
-
-
-def payload(due: DueCallback, projection: dict[str, str], now_s: float) -> bytes:
-    """The JSON body of one callback (see the module's docstring)."""
-    stamp = datetime.datetime.fromtimestamp(int(now_s), datetime.UTC)
-    body: dict[str, object] = {
-        "type": f"job.{due.state}",
-        "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": job_view(due.job_id, projection),
-    }
-    tenant = projection.get("tenant", "")
-    if tenant:  # signed with the rest: a receiver knows whose job it is
-        body["tenant"] = tenant
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class CallbackSender:
@@ -243,14 +226,8 @@ class CallbackSender:
     async def _post(self, due: DueCallback, projection: dict[str, str], target: Target) -> str:
         """One attempt at a receiver this process has a slot for."""
         now_s = time.time()
-        body = payload(due, projection, now_s)
-        headers = {
-            "Content-Type": "application/json",
-            **signed_headers(self.key, due.message_id, int(now_s), body),
-        }
-        trace = trace_context.from_stored(projection.get("trace", ""))
-        if trace is not None:  # the receiver's spans join the client's trace
-            headers.update(trace.headers())
+        body = callback_message.payload(due, projection, now_s)
+        headers = callback_message.headers(self.key, due, projection, now_s, body)
         retry_after_s: float | None = None
         assert self._session is not None, "open() first"
         try:
