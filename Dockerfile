@@ -19,8 +19,11 @@ COPY worker ./worker
 COPY scaler ./scaler
 COPY shell ./shell
 COPY LICENSE ./
+# The otel extra (OpenTelemetry SDK and OTLP exporter) goes in: tracing is
+# off until OTEL_* variables turn it on, and then needs no other image.
 RUN python -m build --wheel --outdir /wheels . \
- && pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels /wheels/tidegate-*.whl
+ && pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels \
+      "$(ls /wheels/tidegate-*.whl)[otel]"
 
 FROM python:3.11-slim
 # tini as PID 1: it forwards SIGTERM to tidegate and reaps the children the
@@ -32,7 +35,7 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 tidegate \
  && useradd --system --uid 10001 --gid tidegate --no-create-home --home-dir /nonexistent tidegate
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels tidegate \
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'tidegate[otel]' \
  && rm -rf /wheels
 # Nothing is written outside /tmp (mount an emptyDir there with a read-only
 # root filesystem); Python must not try to write bytecode next to the code.

@@ -14,7 +14,16 @@ Tiers, each at every ``--connections`` count (default 1, 8 and 64):
   gateway, worker, Redis and the service counted;
 - ``proxy``: a proxy route to the same service: gateway and service;
 - ``async``: 202 admission of an async route: gateway and Redis;
-- ``direct`` (with ``--direct``): the service called directly.
+- ``direct`` (with ``--direct``): the service called directly;
+- with ``--tracing``, ``sync+otel``, ``proxy+otel`` and ``async+otel``: the
+  same through a second gateway and worker with spans on (OTLP/HTTP to
+  ``bench/otlp_sink.py``, every trace sampled: each request starts one), on
+  Redis database 1. The sink's own CPU is the collector's and not counted;
+  the exporters' threads are their processes' and are. The spans the sink
+  received are checked against the requests answered (5 per sync request, 2
+  per proxied one, 2 per admission): "spans 100.1% of expected" (a little
+  over: requests still in flight when wrk stops counting) says none was
+  dropped.
 
 The layout is ``bench/sync_path.py``'s: the gateway and the bare handler on
 core 0, the service, the worker, Redis and wrk on core 1 (``--redis-core 0``
@@ -30,7 +39,7 @@ interleaved runs, each run its own processes:
 
 Usage: python bench/sync_cpu.py [--connections 1 8 64] [--tiers sync proxy async]
        [--duration-s 5] [--rounds 2] [--root DIR] [--commandstats] [--direct]
-       [--redis-core 0|1]
+       [--redis-core 0|1] [--tracing]
 Needs wrk, redis-server and taskset on PATH.
 """
 
@@ -51,6 +60,7 @@ sys.path.insert(0, str(HERE))
 import redis  # noqa: E402
 from admission import POST_LUA, cpu_times, missing_tool, parse_wrk, wrk_command  # noqa: E402
 from servers import LOAD_CORE, SERVER_CORE, config, layout, pin, pinned, stop  # noqa: E402
+from traced import SPANS_PER_REQUEST, start_traced  # noqa: E402
 
 from shell.local_redis import free_port, start_redis_server, wait_for_port  # noqa: E402
 
@@ -60,8 +70,12 @@ COUNTED = {
     "sync": ("gateway", "worker", "redis", "service"),
     "proxy": ("gateway", "service"),
     "async": ("gateway", "redis"),
+    "sync+otel": ("gateway+otel", "worker+otel", "redis", "service"),
+    "proxy+otel": ("gateway+otel", "service"),
+    "async+otel": ("gateway+otel", "redis"),
 }
-"""The processes each tier's requests go through: their CPU is the tier's."""
+"""The processes each tier's requests go through: their CPU is the tier's
+(the first is the gateway, reported on its own too)."""
 
 
 def main() -> int:
@@ -74,6 +88,7 @@ def main() -> int:
     parser.add_argument("--commandstats", action="store_true")
     parser.add_argument("--direct", action="store_true")
     parser.add_argument("--redis-core", choices=(SERVER_CORE, LOAD_CORE), default=LOAD_CORE)
+    parser.add_argument("--tracing", action="store_true")
     args = parser.parse_args()
     if missing_tool("wrk", "redis-server", "taskset"):
         return 2
@@ -103,6 +118,7 @@ def main() -> int:
             [*part, "worker", "-c", str(path), "--route", "sync", "--upstream", upstream],
             **quiet,
         )
+        traced = start_traced(procs, folder, redis_port, upstream, part, quiet, args.tracing)
         script = folder / "post.lua"
         script.write_text(POST_LUA)
         gateway = f"http://127.0.0.1:{gateway_port}"
@@ -114,6 +130,10 @@ def main() -> int:
             "direct": f"{upstream}/x",
         }
         tiers = ["bare", *args.tiers, *(["direct"] if args.direct else [])]
+        if traced is not None:
+            for tier in args.tiers:
+                targets[f"{tier}+otel"] = f"{traced.gateway}/{tier}"
+            tiers += [f"{tier}+otel" for tier in args.tiers]
         load = ["taskset", "-c", LOAD_CORE]
         stats = redis.Redis(port=redis_port)
         rows: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -133,13 +153,22 @@ def main() -> int:
             for round_no in range(args.rounds):
                 for connections in args.connections:
                     for tier in tiers:
+                        received = traced.settled() if traced and tier.endswith("+otel") else 0
                         row = window(procs, tier, targets[tier], script, connections, args, load)
+                        if traced is not None and tier in SPANS_PER_REQUEST:
+                            want = row["requests"] * SPANS_PER_REQUEST[tier]
+                            row["spans_seen"] = (traced.settled() - received) / want
                         rows.setdefault((tier, connections), []).append(row)
                         shown = "  ".join(f"{n} {row[n]:.0f}" for n in COUNTED[tier])
                         print(
                             f"round {round_no + 1} c{connections:<3} {tier:6} "
                             f"{row['rps']:7.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
                             f"CPU us/request: {shown}  all {row['all']:.0f}"
+                            + (
+                                f"  spans {row['spans_seen']:.1%} of expected"
+                                if "spans_seen" in row
+                                else ""
+                            )
                         )
                         if args.commandstats and tier == "sync":
                             commandstats(stats, row["requests"])
@@ -194,9 +223,10 @@ def report(
             runs = rows[(tier, c)]
             over = [r["all"] / b["all"] for r, b in zip(runs, bare, strict=True)]
             gateway = "-"
-            if "gateway" in COUNTED[tier]:
+            first = COUNTED[tier][0]
+            if first.startswith("gateway"):
                 pairs = zip(runs, bare, strict=True)
-                gateway = f"{statistics.median(r['gateway'] / b['all'] for r, b in pairs):.2f}x"
+                gateway = f"{statistics.median(r[first] / b['all'] for r, b in pairs):.2f}x"
             by = ", ".join(
                 f"{n} {statistics.median(r[n] for r in runs):.0f}" for n in COUNTED[tier]
             )

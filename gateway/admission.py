@@ -20,18 +20,18 @@ from __future__ import annotations
 import functools
 import re
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 
-from gateway import answers
+from gateway import answers, spans
 from gateway.body import read_body
 from gateway.context import Gateway
 from gateway.http_headers import NO_PREFERENCES, parse_prefer
 from gateway.metrics import RouteMetrics
 from gateway.rejections import Kind, Rejection
 from gateway.tenants import priority_of
-from tidegate import log_context
+from tidegate import log_context, tracing
 from tidegate.callback_urls import BadCallback, Target, allowed, parse_target
 from tidegate.envelope import Ended, Job, Reply
 from tidegate.errors import JobNotFound, RedisUnavailable, TidegateError
@@ -39,6 +39,9 @@ from tidegate.ledger import TERMINAL_STATES
 from tidegate.ledger.admission import Admitted
 from tidegate.settings import ForwardingSettings, RouteSettings, TenantSettings
 from tidegate.stages import since_ms
+
+if TYPE_CHECKING:
+    from tidegate.tracing import Span
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
@@ -63,6 +66,8 @@ class Request(NamedTuple):
     """When reading began (``time.perf_counter``), for the admission latency."""
     callback: str = ""
     """The URL to call when the job ends ('' = none), checked against the allow list."""
+    send: Span | None = None
+    """The admission's span (tracing on): the job carries its context."""
 
 
 def idempotency_key(request: web.Request, route: str) -> str | None:
@@ -155,19 +160,26 @@ async def read_request(
     body = await read_body(
         request, route.name, route.max_body_bytes, gw.settings.gateway.body_timeout_s
     )
+    job_id = gw.ledger.new_job_id(route, tenant.name if tenant else "", key)
+    send = spans.send(route.name, job_id, tenant)
     job = Job(
-        id=gw.ledger.new_job_id(route, tenant.name if tenant else "", key),
+        id=job_id,
         route=route.name,
         method=request.method,
         path=path,
         query=request.rel_url.raw_query_string,
         headers=tuple(
-            gw.forwarding.request_headers(request, credentials, host=route.forwarding.preserve_host)
+            gw.forwarding.request_headers(
+                request,
+                credentials,
+                host=route.forwarding.preserve_host,
+                continued=None if send is None else tracing.Tracing.context_of(send),
+            )
         ),
         body=body,
     )
     log_context.JOB.set(job.id)
-    return Request(job, key, priority, answer_for(gw, route, request), read_at, callback)
+    return Request(job, key, priority, answer_for(gw, route, request), read_at, callback, send)
 
 
 async def admit(
@@ -175,11 +187,17 @@ async def admit(
 ) -> Admitted:
     """Step 2: the ledger admits the job, or the reason it did not becomes a Rejection."""
     try:
-        return await gw.ledger.admit(
+        admitted = await gw.ledger.admit(
             route, job.job, job.idempotency_key, tenant, job.priority, job.callback
         )
     except TidegateError as e:
-        raise gw.rejection(e, route, job.job.id, tenant) from e
+        rejection = gw.rejection(e, route, job.job.id, tenant)
+        if job.send is not None:
+            spans.refused(job.send, rejection.title)
+        raise rejection from e
+    if job.send is not None:
+        spans.admitted(job.send, admitted.job_id, admitted.outcome)
+    return admitted
 
 
 async def admit_and_answer(

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import admin, jobs_api, problems, public
+from gateway import admin, jobs_api, problems, public, spans
 from gateway.context import GATEWAY, Gateway, open_context
 from gateway.drain import RELEASE_MARGIN_S, drain, mark_closing
 from gateway.metrics import GatewayMetrics
@@ -28,6 +28,7 @@ from gateway.rejections import Rejection, client_closed
 from gateway.screening import screen
 from gateway.slow_clients import guard_server, parser_fault
 from gateway.tenants import Tenants, owned
+from tidegate import tracing
 from tidegate.errors import RedisCommandError, RedisUnavailable
 from tidegate.process import run_until_signalled, settle_heap
 from tidegate.settings import Settings, parse_listen
@@ -94,12 +95,14 @@ def quiet_parser_errors() -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem_boundary(handler: Handler) -> Handler:
+def problem_boundary(handler: Handler, *, traced: bool = False) -> Handler:
     """Every failure leaves as problem+json; nothing leaks a stack trace.
 
     A decorator on each public handler rather than an aiohttp middleware: the
     middleware machinery costs a few percent of admission throughput, and
-    this is the whole of what it would do.
+    this is the whole of what it would do. ``traced``: the handler's requests
+    are SERVER spans (``gateway.spans``) when tracing is on at the time the
+    app is built; off, nothing is added.
     """
 
     @functools.wraps(handler)
@@ -117,7 +120,15 @@ def problem_boundary(handler: Handler) -> Handler:
             response.force_close()
         return response
 
-    return guarded
+    active = tracing.ACTIVE
+    if not traced or active is None:
+        return guarded
+
+    @functools.wraps(handler)
+    async def spanned(request: web.Request) -> web.StreamResponse:
+        return await spans.serve(active, request, guarded)
+
+    return spanned
 
 
 async def expect_continue(request: web.Request) -> web.StreamResponse | None:
@@ -215,7 +226,7 @@ def build_apps(
     public_app.router.add_route(
         "*",
         r"/{tail:[\s\S]*}",
-        problem_boundary(public.handle),
+        problem_boundary(public.handle, traced=True),
         expect_handler=expect_continue,
     )
     admin.add_routes(admin_app)
@@ -262,4 +273,4 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def run(settings: Settings) -> None:
     """Entry point of ``tidegate gateway``."""
 
-    run_until_signalled(lambda stop: serve(settings, stop))
+    run_until_signalled(lambda stop: serve(settings, stop), traced="gateway")

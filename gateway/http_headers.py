@@ -33,6 +33,7 @@ from aiohttp import web
 from gateway.rejections import Kind, Rejection
 from tidegate import trace_context
 from tidegate.http import dropping, strip_headers
+from tidegate.trace_context import TraceContext
 
 # Not hop-by-hop, but recomputed or consumed by the gateway itself.
 _REQUEST_DROP = frozenset(
@@ -112,11 +113,14 @@ class Forwarding:
         *,
         proxied: bool = False,
         host: bool = False,
+        continued: TraceContext | None = None,
     ) -> list[tuple[str, str]]:
         """The client's headers as the upstream should see them; ``credentials``
         are the lower-case names of headers that authenticated to the gateway;
         ``proxied``: for a proxy route (``Prefer`` and ``Idempotency-Key`` go on);
-        ``host``: the client's ``Host`` goes on too (a route that preserves it)."""
+        ``host``: the client's ``Host`` goes on too (a route that preserves it);
+        ``continued``: the gateway's span that continues the client's trace
+        (tracing on), passed on instead of the client's context."""
         headers = request.headers
         peer = request.remote or "unknown"
         trusted = self.is_trusted(request.remote)
@@ -141,7 +145,9 @@ class Forwarding:
         pairs.append(("X-Forwarded-Host", forwarded_host or client_host))
         if host and client_host:
             pairs.append(("Host", client_host))
-        if trace_context.TRACEPARENT in headers:
+        if continued is not None:
+            pairs += continued.headers()
+        elif trace_context.TRACEPARENT in headers:
             trace = trace_context.parse(
                 headers.getall(trace_context.TRACEPARENT),
                 headers.getall(trace_context.TRACESTATE, ()),

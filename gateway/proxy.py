@@ -46,6 +46,7 @@ from gateway.context import CONNECT_TIMEOUT_S, Gateway
 from gateway.http_headers import NO_CREDENTIALS, response_headers
 from gateway.passthrough import RelayedStream, relayed
 from gateway.rejections import Kind, Rejection
+from tidegate import tracing
 from tidegate.redact import redact_url
 from tidegate.settings import RouteSettings
 from tidegate.upstream import UpstreamUnreachable
@@ -93,7 +94,9 @@ async def forward(
         async with gw.upstreams[route.name].exchange(
             request.method,
             path + (f"?{query}" if query else ""),
-            gw.forwarding.request_headers(request, credentials, proxied=True),
+            gw.forwarding.request_headers(
+                request, credentials, proxied=True, continued=tracing.current()
+            ),
             body,
             head_timeout_s=READ_TIMEOUT_S,
             read_timeout_s=READ_TIMEOUT_S,
@@ -159,7 +162,11 @@ async def _forward_streaming(
     timeout_s = gw.settings.gateway.body_timeout_s
     body = body_chunks(request, route.name, route.max_body_bytes, timeout_s)
     headers = gw.forwarding.request_headers(
-        request, credentials, proxied=True, host=route.forwarding.preserve_host
+        request,
+        credentials,
+        proxied=True,
+        host=route.forwarding.preserve_host,
+        continued=tracing.current(),
     )
     if request.content_length is not None:  # sent with its length, not chunked
         headers.append(("Content-Length", str(request.content_length)))

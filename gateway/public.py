@@ -15,13 +15,14 @@ import re
 
 from aiohttp import web
 
+from gateway import spans
 from gateway.admission import admit_and_answer, read_request
 from gateway.body import refuse_declared
 from gateway.context import GATEWAY
 from gateway.http_headers import NO_CREDENTIALS
 from gateway.proxy import forward
 from gateway.rejections import Kind, Rejection
-from tidegate import log_context
+from tidegate import log_context, tracing
 from tidegate.errors import TidegateError
 from tidegate.settings import RouteSettings
 
@@ -48,6 +49,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     tenant, credentials = None, NO_CREDENTIALS
     if gw.tenants.enabled:
         tenant, credentials = gw.tenants.require(request, route.name)
+    traced = tracing.ACTIVE is not None
+    if traced:
+        spans.routed(request.method, path, route, tenant)
     path = route.forwarding.service_path(route.match.path_prefix, path)
     if route.mode == "proxy":
         if tenant is not None and tenant.quota is not None:
@@ -55,6 +59,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 await gw.ledger.take_quota(route, tenant)
             except TidegateError as e:
                 raise gw.rejection(e, route, None, tenant) from e
+        if traced:
+            return await spans.proxied(
+                request, route, path, lambda: forward(gw, route, request, path, credentials)
+            )
         return await forward(gw, route, request, path, credentials)
     job = await read_request(gw, route, request, path, tenant, credentials)
     return await admit_and_answer(gw, route, job, tenant)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ class GatewayProcess:
     """One gateway on free ports with the given config (its ``gateway.listen``
     and ``admin_listen`` are set here); its output is kept for the test."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, folder: Path, config: dict[str, Any], env: Mapping[str, str] | None = None
+    ) -> None:
+        self.env = dict(env or {})
+        """Set in the process's environment beside the test's own."""
         self.port, self.admin_port = free_port(), free_port()
         gateway = {
             **config.get("gateway", {}),
@@ -52,7 +57,7 @@ class GatewayProcess:
                 str(self.config),
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
             )
         await wait_until(lambda: self.ready(http), 30, what=f"the gateway on {self.port} ready")
 

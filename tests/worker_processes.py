@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,7 +18,11 @@ class Workers:
     module:function``; a module of the tests is importable: the repository
     is on the processes' path)."""
 
-    def __init__(self, config: Path, route: str, *executor: str) -> None:
+    def __init__(
+        self, config: Path, route: str, *executor: str, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.env = dict(env or {})
+        """Set in the processes' environment beside the test's own."""
         self.config = config
         self.route = route
         self.executor = executor
@@ -38,7 +43,7 @@ class Workers:
             *self.executor,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
         )
         self.procs.append(proc)
         return proc

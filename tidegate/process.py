@@ -27,6 +27,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from tidegate import tracing
 from tidegate.errors import ConfigError
 
 EVENT_LOOP_ENV = "TIDEGATE_EVENT_LOOP"
@@ -62,11 +63,17 @@ def run_on_loop(main: Coroutine[Any, Any, None], name: str) -> None:
         asyncio.run(main)
 
 
-def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[Any]]) -> None:
+def run_until_signalled(
+    serve: Callable[[asyncio.Event], Awaitable[Any]], *, traced: str | None = None
+) -> None:
     """Run ``serve(stop)`` in a new event loop (``event_loop_name``); SIGTERM
-    and SIGINT set ``stop``."""
+    and SIGINT set ``stop``. ``traced``: the part's name, for a part that
+    makes spans when the environment turns tracing on (``tidegate.tracing``;
+    the spans still buffered are sent once ``serve`` returns)."""
 
     name = event_loop_name()  # before anything starts: a wrong name is one line and exit 2
+    if traced is not None:
+        tracing.start(traced)  # a ConfigError here is one line and exit 2 as well
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -75,7 +82,10 @@ def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[Any]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await serve(stop)
 
-    run_on_loop(main(), name)
+    try:
+        run_on_loop(main(), name)
+    finally:
+        tracing.stop()
 
 
 def settle_heap() -> None:

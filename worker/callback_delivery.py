@@ -12,7 +12,8 @@ signed per Standard Webhooks (``tidegate.webhooks``) with the route's secret
 (the body and headers: ``worker.callback_message``);
 ``webhook-id`` is ``JOB_ID.STATE``, the same on every retry. A job admitted
 with a valid ``traceparent`` has its callback carry it (and its
-``tracestate``), so the receiver's spans join the client's trace.
+``tracestate``), so the receiver's spans join the client's trace; with
+tracing on, each attempt is a span of that trace (``worker.spans``).
 
 Every worker process of a route with callbacks runs one ``CallbackSender``
 beside its consumer. It claims due callbacks (``ledger.callbacks``: the
@@ -49,6 +50,7 @@ from collections import Counter
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from tidegate import trace_context, tracing
 from tidegate.backoff import backoff_s, parse_retry_after
 from tidegate.callback_urls import BadCallback, Target, parse_target
 from tidegate.errors import JobNotFound, TidegateError
@@ -57,7 +59,7 @@ from tidegate.ledger import Ledger
 from tidegate.ledger.calls import DueCallback
 from tidegate.settings import CallbackSettings, RouteSettings
 from tidegate.tasks import wait_any
-from worker import callback_message
+from worker import callback_message, spans
 from worker.metrics import WorkerMetrics
 from worker.screening import ScreeningResolver, literal_screened
 
@@ -227,7 +229,12 @@ class CallbackSender:
         """One attempt at a receiver this process has a slot for."""
         now_s = time.time()
         body = callback_message.payload(due, projection, now_s)
-        headers = callback_message.headers(self.key, due, projection, now_s, body)
+        trace = trace_context.from_stored(projection.get("trace", ""))
+        span = None
+        if (active := tracing.ACTIVE) is not None:
+            span = spans.callback(active, self.route.name, due, target.url, trace)
+            trace = active.context_of(span)
+        headers = callback_message.headers(self.key, due, now_s, body, trace)
         retry_after_s: float | None = None
         assert self._session is not None, "open() first"
         try:
@@ -236,6 +243,8 @@ class CallbackSender:
             ) as response:
                 status = response.status
                 await response.content.read(4096)  # a little, so the connection can be reused
+                if span is not None:
+                    spans.called_back(span, status)
                 if 200 <= status < 300:
                     await self.ledger.end_callback(due, delivered=True, detail=str(status))
                     log.info("callback %s delivered (%d)", due.message_id, status)
@@ -245,6 +254,8 @@ class CallbackSender:
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             # ScreenedOut too: aiohttp wraps a resolver's error (ClientConnectorDNSError)
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if span is not None:
+                spans.called_back(span, None, type(e).__name__)
         return await self._failed(due, error, now_s, retry_after_s)
 
     async def _failed(

@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime
 import json
 
-from tidegate import trace_context
 from tidegate.job_view import job_view
 from tidegate.ledger.calls import DueCallback
+from tidegate.trace_context import TraceContext
 from tidegate.webhooks import signed_headers
 
 
@@ -35,14 +35,14 @@ def payload(due: DueCallback, projection: dict[str, str], now_s: float) -> bytes
 
 
 def headers(
-    key: bytes, due: DueCallback, projection: dict[str, str], now_s: float, body: bytes
+    key: bytes, due: DueCallback, now_s: float, body: bytes, trace: TraceContext | None
 ) -> dict[str, str]:
-    """The headers of one attempt: content type, signature, trace context."""
+    """The headers of one attempt: content type, signature, trace context
+    (the job's, from the projection's ``trace``, or the attempt's span)."""
     out = {
         "Content-Type": "application/json",
         **signed_headers(key, due.message_id, int(now_s), body),
     }
-    trace = trace_context.from_stored(projection.get("trace", ""))
     if trace is not None:
         out.update(trace.headers())
     return out

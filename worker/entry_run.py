@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from tidegate import log_context
+from tidegate import log_context, tracing
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import RouteKeys
@@ -29,9 +29,13 @@ from tidegate.ledger.calls import Taken
 from tidegate.settings import RouteSettings
 from tidegate.stages import since_ms
 from tidegate.tasks import stop_if_cancelled
+from worker import spans
 from worker.group_reader import MAX_BACKOFF_S, GroupReader
 from worker.metrics import WorkerMetrics
 from worker.retry_policy import settle
+
+if TYPE_CHECKING:
+    from tidegate.tracing import Span
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,17 @@ class EntryRunner:
         self.processed += 1
 
     async def _execute(self, job: Job, entry_id: str, partition: int) -> None:
+        active = tracing.ACTIVE
+        if active is None:
+            await self._attempt(job, entry_id, partition, None)
+            return
+        span = spans.process(active, job)
+        with active.current(span):  # the relay's call and a handler's spans are its children
+            await self._attempt(job, entry_id, partition, span)
+
+    async def _attempt(self, job: Job, entry_id: str, partition: int, span: Span | None) -> None:
+        """One attempt: the executor's call, then its outcome recorded;
+        ``span``: the attempt's (tracing on)."""
         in_flight = self._in_flight
         in_flight.inc()
         started = time.perf_counter()
@@ -133,6 +148,7 @@ class EntryRunner:
             self._stage["upstream"].observe(upstream_s)
         settled = replace(settle(job, outcome, self.route.worker), upstream_s=upstream_s)
         finishing = time.perf_counter()
+        finish = None if span is None else spans.finish(self.route.name)
         # Shielded: a job cancelled now (the drain's grace ran out) still gets
         # its outcome recorded while Redis answers; ``_drain`` gives up on
         # records that cannot get through, and their entries are redelivered.
@@ -143,6 +159,9 @@ class EntryRunner:
         recording.add_done_callback(self._recording.discard)
         state = await asyncio.shield(recording)
         self._stage["finished"].observe(time.perf_counter() - finishing)
+        if span is not None and finish is not None:
+            finish.end()
+            spans.processed(span, outcome, state)
         if state == "queued" and settled.retry_due_ms is not None:
             self._parked(partition, settled.retry_due_ms)
         self._attempt_ended(state)

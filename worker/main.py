@@ -145,7 +145,8 @@ def run(
             concurrency=concurrency,
             grace_s=grace_s,
             metrics_listen=metrics_listen,
-        )
+        ),
+        traced="worker",
     )
 
 

@@ -5,7 +5,8 @@ The upstream sees the original method, path, query, headers and body, plus
 make its effect happen once) and ``Tidegate-Attempt``. Its answer is the
 job's result, status and all. The client's ``traceparent``/``tracestate``,
 as the gateway checked them, go on with every attempt, so the service's
-spans join the client's trace. Which outcomes are retried:
+spans join the client's trace (with tracing on, the context of the call's own
+span, ``worker.spans``). Which outcomes are retried:
 
 - no answer (refused, reset, timed out): retryable;
 - 5xx and 429: retryable, the answer kept for the record;
@@ -24,13 +25,15 @@ import base64
 import json
 import time
 
-from tidegate import trace_context
+from tidegate import trace_context, tracing
 from tidegate.backoff import parse_retry_after
 from tidegate.envelope import Failure, Job, Reply
 from tidegate.http import strip_headers
 from tidegate.paths import UnsafePath, canonical_path, under_prefix
 from tidegate.redact import redact_url
+from tidegate.trace_context import TraceContext
 from tidegate.upstream import Answer, BodyTooLarge, Upstream, UpstreamUnreachable
+from worker import spans
 
 _DROP_REQUEST = (
     frozenset({"host", "content-length", "idempotency-key", "tidegate-attempt"})
@@ -98,9 +101,20 @@ class Relay:
         assert self._http is not None, "Relay.open() first"
         if not path_within(self.prefix, job.path):
             return Failure(f"path {job.path!r} lies outside the route's prefix; not sent", False)
+        active = tracing.ACTIVE
+        if active is None:
+            return await self._call(job, job.trace)
+        span = spans.call(active, job.method, self.upstream, job.path)
+        outcome = await self._call(job, active.context_of(span))
+        spans.called(span, outcome)
+        return outcome
+
+    async def _call(self, job: Job, trace: TraceContext | None) -> Reply | Failure:
+        """One call to the service, passing ``trace`` on: the job's own
+        context, or the call's span (tracing on)."""
+        assert self._http is not None, "Relay.open() first"
         headers = strip_headers(job.headers, _DROP_REQUEST)
         headers += [("Idempotency-Key", job.id), ("Tidegate-Attempt", str(job.attempt))]
-        trace = job.trace
         if trace is not None:
             headers += trace.headers()
         host = _host_of(job)

