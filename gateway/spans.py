@@ -66,8 +66,9 @@ async def serve(
     attributes: dict[str, AttributeValue] = {
         "http.request.method": method,
         "url.scheme": request.scheme,
-        "client.address": request.remote or "",
     }
+    if request.remote:  # the peer, never a forwarded-for header a client can write
+        attributes["client.address"] = request.remote
     if method != request.method:
         attributes["http.request.method_original"] = request.method
     span = active.span(

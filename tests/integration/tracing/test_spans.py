@@ -175,7 +175,11 @@ async def test_a_sync_request_is_one_trace_from_the_client_to_the_service(stack:
     async with stack.http.post(
         stack.gateway.url("/sync/orders?token=secret"),
         data=b"{}",
-        headers={"traceparent": traceparent(), "tracestate": "vendor=abc"},
+        headers={
+            "traceparent": traceparent(),
+            "tracestate": "vendor=abc",
+            "X-Forwarded-For": "203.0.113.9",  # the client's word: not its address
+        },
     ) as r:
         assert r.status == 200, await r.text()
         job_id = r.headers["Tidegate-Job"]
@@ -196,6 +200,7 @@ async def test_a_sync_request_is_one_trace_from_the_client_to_the_service(stack:
     assert server.attr("http.route") == "/sync"
     assert server.attr("http.response.status_code") == 200
     assert server.attr("url.path") == "/sync/orders"  # no query: it may carry secrets
+    assert server.attr("client.address") == "127.0.0.1"
     assert (send.kind, send.parent_id) == ("producer", server.span_id)
     assert send.attr("messaging.destination.name") == "sync"
     assert send.attr("messaging.message.id") == job_id
