@@ -22,12 +22,14 @@ import asyncio
 import logging
 from typing import Any
 
+from tidegate import tracing
 from tidegate.envelope import Failure, Job
 from tidegate.errors import RedisUnavailable
 from tidegate.keys import COMPENSATORS, parts_of
 from tidegate.ledger import Ledger
 from tidegate.settings import RouteSettings
 from tidegate.tasks import run_together
+from worker import spans
 from worker.consumer import BLOCK_MS, Executor
 from worker.group_reader import GroupReader
 from worker.metrics import WorkerMetrics
@@ -84,7 +86,14 @@ class Compensator:
             return
         job = Job.from_fields(self.route.name, fields)
         error = fields.get(b"error", b"").decode("utf-8", "replace")
-        outcome: Any = await self.executor.compensate(job, error)
+        active = tracing.ACTIVE
+        if active is None:
+            outcome: Any = await self.executor.compensate(job, error)
+        else:
+            span = spans.compensation(active, job)
+            with active.current(span):  # the relay's call is its child
+                outcome = await self.executor.compensate(job, error)
+                spans.compensated(span, outcome)
         counter = self.metrics.compensations
         if outcome is None:
             await reader.group.ack(entry_id)

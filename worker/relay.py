@@ -171,7 +171,8 @@ class Relay:
             ("Content-Type", "application/json"),
             ("Idempotency-Key", f"{job.id}:compensate"),
         ]
-        if (trace := job.trace) is not None:
+        # tracing on: the compensation's span (worker.compensator), else the job's own
+        if (trace := tracing.current() or job.trace) is not None:
             headers += trace.headers()
         host = _host_of(job)
         try:

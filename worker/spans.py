@@ -13,6 +13,10 @@ same trace, with its attempt number. Under it:
   spans it makes itself nest under it;
 - ``finish {route}`` (INTERNAL): recording the outcome in the ledger.
 
+A dead-lettered job's compensation is ``compensate {route}`` (CONSUMER, read
+from the dead-letter stream), also a child of the admission context and
+linked to it; the relay's call to ``compensate_path`` carries its context.
+
 A completion callback is ``callback {state}`` (CLIENT), a child of the job's
 admission context, whichever worker delivers it; the receiver gets its context.
 
@@ -61,6 +65,41 @@ def processed(span: Span, outcome: Reply | Failure, state: str) -> None:
     span.set_attribute("tidegate.job.state", "retried" if state == "queued" else state)
     if isinstance(outcome, Failure):
         span.set_attribute("error.type", "retryable" if outcome.retryable else "definitive")
+        tracing.Tracing.failed(span, outcome.error)
+
+
+def compensation(active: tracing.Tracing, job: Job) -> Span:
+    """The CONSUMER span of compensating a dead-lettered job (read from the
+    dead-letter stream): a child of the job's admission context, linked to it."""
+    trace = job.trace
+    return active.span(
+        f"compensate {job.route}",
+        "consumer",
+        {
+            "messaging.system": tracing.MESSAGING_SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "compensate",
+            "messaging.destination.name": job.route,
+            "messaging.message.id": job.id,
+        },
+        parent=trace,
+        linked=() if trace is None else (trace,),
+    )
+
+
+def compensated(span: Span, outcome: Reply | Failure | None) -> None:
+    """What a compensation's span records: none configured, or how it went
+    (ended by its ``Tracing.current``)."""
+    if outcome is None:
+        span.set_attribute("tidegate.compensation", "none_configured")
+        return
+    reply = outcome.reply if isinstance(outcome, Failure) else outcome
+    if reply is not None:
+        span.set_attribute("http.response.status_code", reply.status)
+    span.set_attribute(
+        "tidegate.compensation", "failed" if isinstance(outcome, Failure) else "done"
+    )
+    if isinstance(outcome, Failure):
         tracing.Tracing.failed(span, outcome.error)
 
 

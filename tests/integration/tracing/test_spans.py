@@ -61,6 +61,8 @@ class Service:
         if request.path == "/jobs/hold" and first:
             self.held.set()
             await self.killed.wait()
+        if request.path == "/jobs/poison":
+            return web.Response(status=500)
         return web.json_response({"ok": request.path})
 
     def traceparents(self, path: str) -> list[str | None]:
@@ -120,6 +122,7 @@ def config(redis_url: str, service: str, callbacks: str) -> dict[str, Any]:
                     "backoff_max_s": 0.1,
                     "visibility_timeout_s": 1.0,
                     "timeout_s": 30,
+                    "compensate_path": "/compensate",
                 },
                 "callback": {"allow": [callbacks], "secret": SECRET, "timeout_s": 5},
             },
@@ -291,6 +294,21 @@ async def test_a_job_taken_over_from_a_killed_worker_continues_the_trace(stack: 
     assert len(parents) == 2
     assert all(p is not None and p.split("-")[1] == TRACE for p in parents)
     assert parents[1] == f"00-{TRACE}-{one(spans, 'POST').span_id}-01"
+
+
+async def test_a_dead_lettered_job_is_compensated_in_its_trace(stack: Stack) -> None:
+    async with stack.http.post(
+        stack.gateway.url("/jobs/poison"), data=b"{}", headers={"traceparent": traceparent()}
+    ) as r:
+        assert r.status == 202
+    spans = await stack.spans(TRACE, {"process jobs": 3, "compensate jobs": 1})
+    send, compensation = one(spans, "send jobs"), one(spans, "compensate jobs")
+    states = sorted(s.attr("tidegate.job.state") for s in spans if s.name == "process jobs")
+    assert states == ["dead_lettered", "retried", "retried"]
+    assert (compensation.kind, compensation.parent_id) == ("consumer", send.span_id)
+    assert compensation.links == ((TRACE, send.span_id),)
+    assert compensation.attr("tidegate.compensation") == "done"
+    assert stack.service.traceparents("/compensate") == [f"00-{TRACE}-{compensation.span_id}-01"]
 
 
 async def test_a_proxied_request_is_a_server_and_a_client_span(stack: Stack) -> None:
