@@ -41,18 +41,30 @@ if TYPE_CHECKING:
 
 def process(active: tracing.Tracing, job: Job) -> Span:
     """The CONSUMER span of one attempt at ``job``."""
+    return _consumed(
+        active,
+        job,
+        "process",
+        {"messaging.consumer.group.name": GROUP, "tidegate.job.attempt": job.attempt},
+    )
+
+
+def _consumed(
+    active: tracing.Tracing, job: Job, operation: str, more: dict[str, str | int]
+) -> Span:
+    """A CONSUMER span ``{operation} {route}`` of work on ``job``: a child of
+    the context it was admitted with, and linked to it (the wait before it)."""
     trace = job.trace
     return active.span(
-        f"process {job.route}",
+        f"{operation} {job.route}",
         "consumer",
         {
             "messaging.system": tracing.MESSAGING_SYSTEM,
             "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
+            "messaging.operation.name": operation,
             "messaging.destination.name": job.route,
-            "messaging.consumer.group.name": GROUP,
             "messaging.message.id": job.id,
-            "tidegate.job.attempt": job.attempt,
+            **more,
         },
         parent=trace,
         linked=() if trace is None else (trace,),
@@ -71,20 +83,7 @@ def processed(span: Span, outcome: Reply | Failure, state: str) -> None:
 def compensation(active: tracing.Tracing, job: Job) -> Span:
     """The CONSUMER span of compensating a dead-lettered job (read from the
     dead-letter stream): a child of the job's admission context, linked to it."""
-    trace = job.trace
-    return active.span(
-        f"compensate {job.route}",
-        "consumer",
-        {
-            "messaging.system": tracing.MESSAGING_SYSTEM,
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "compensate",
-            "messaging.destination.name": job.route,
-            "messaging.message.id": job.id,
-        },
-        parent=trace,
-        linked=() if trace is None else (trace,),
-    )
+    return _consumed(active, job, "compensate", {})
 
 
 def compensated(span: Span, outcome: Reply | Failure | None) -> None:
