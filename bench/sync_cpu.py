@@ -15,6 +15,10 @@ Tiers, each at every ``--connections`` count (default 1, 8 and 64):
 - ``proxy``: a proxy route to the same service: gateway and service;
 - ``async``: 202 admission of an async route: gateway and Redis;
 - ``direct`` (with ``--direct``): the service called directly;
+- ``floor`` and ``floor-async`` (``bench/floor.py``): the least a sync
+  request and an admission through a Redis Stream cost in Python (one XADD,
+  a read, the service call, an acknowledgement and a publish; no event
+  log): gateway, worker, Redis and service, and gateway and Redis;
 - with ``--tracing``, ``sync+otel``, ``proxy+otel`` and ``async+otel``: the
   same through a second gateway and worker with spans on (OTLP/HTTP to
   ``bench/otlp_sink.py``, every trace sampled: each request starts one), on
@@ -37,7 +41,8 @@ interleaved runs, each run its own processes:
     git worktree add /tmp/old <commit>
     python bench/sync_cpu.py --root /tmp/old; python bench/sync_cpu.py
 
-Usage: python bench/sync_cpu.py [--connections 1 8 64] [--tiers sync proxy async]
+Usage: python bench/sync_cpu.py [--connections 1 8 64]
+       [--tiers sync proxy async floor floor-async]
        [--duration-s 5] [--rounds 2] [--root DIR] [--commandstats] [--direct]
        [--redis-core 0|1] [--tracing]
 Needs wrk, redis-server and taskset on PATH.
@@ -70,6 +75,8 @@ COUNTED = {
     "sync": ("gateway", "worker", "redis", "service"),
     "proxy": ("gateway", "service"),
     "async": ("gateway", "redis"),
+    "floor": ("floor-gateway", "floor-worker", "redis", "service"),
+    "floor-async": ("floor-gateway", "redis"),
     "sync+otel": ("gateway+otel", "worker+otel", "redis", "service"),
     "proxy+otel": ("gateway+otel", "service"),
     "async+otel": ("gateway+otel", "redis"),
@@ -118,6 +125,15 @@ def main() -> int:
             [*part, "worker", "-c", str(path), "--route", "sync", "--upstream", upstream],
             **quiet,
         )
+        floors = {"floor", "floor-async"} & set(args.tiers)
+        if floors:
+            floor_port = free_port()
+            floor = [py, str(HERE / "floor.py")]
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            procs["floor-gateway"] = pinned(
+                SERVER_CORE, [*floor, "gateway", str(floor_port), redis_url]
+            )
+            procs["floor-worker"] = pinned(LOAD_CORE, [*floor, "worker", redis_url, upstream])
         traced = start_traced(procs, folder, redis_port, upstream, part, quiet, args.tracing)
         script = folder / "post.lua"
         script.write_text(POST_LUA)
@@ -129,11 +145,15 @@ def main() -> int:
             "async": f"{gateway}/async",
             "direct": f"{upstream}/x",
         }
+        if floors:
+            targets["floor"] = f"http://127.0.0.1:{floor_port}/x"
+            targets["floor-async"] = f"http://127.0.0.1:{floor_port}/async"
         tiers = ["bare", *args.tiers, *(["direct"] if args.direct else [])]
         if traced is not None:
-            for tier in args.tiers:
+            otel = [tier for tier in args.tiers if not tier.startswith("floor")]
+            for tier in otel:
                 targets[f"{tier}+otel"] = f"{traced.gateway}/{tier}"
-            tiers += [f"{tier}+otel" for tier in args.tiers]
+            tiers += [f"{tier}+otel" for tier in otel]
         load = ["taskset", "-c", LOAD_CORE]
         stats = redis.Redis(port=redis_port)
         rows: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -224,7 +244,7 @@ def report(
             over = [r["all"] / b["all"] for r, b in zip(runs, bare, strict=True)]
             gateway = "-"
             first = COUNTED[tier][0]
-            if first.startswith("gateway"):
+            if "gateway" in first:
                 pairs = zip(runs, bare, strict=True)
                 gateway = f"{statistics.median(r[first] / b['all'] for r, b in pairs):.2f}x"
             by = ", ".join(
