@@ -197,6 +197,7 @@ def main() -> int:
             stats.close()
             stop(list(procs.values()))
     report(rows, args.connections, tiers)
+    over_floor(rows, args.connections, tiers)
     return 0
 
 
@@ -255,6 +256,28 @@ def report(
                 f"{statistics.median(r['p50_ms'] for r in runs):.2f} | {by} | "
                 f"{statistics.median(r['all'] for r in runs):.0f} | "
                 f"{statistics.median(over):.2f}x ({min(over):.2f}-{max(over):.2f}) | {gateway} |"
+            )
+
+
+FLOORS = {"sync": ("floor", "all"), "async": ("floor-async", "gateway")}
+"""A tier, the floor it is held against, and what is compared: every
+process's CPU, or the gateway's alone (against the floor's gateway)."""
+
+
+def over_floor(
+    rows: dict[tuple[str, int], list[dict[str, float]]], connections: list[int], tiers: list[str]
+) -> None:
+    """Each tier over its floor, per round (min-max), median over rounds."""
+    for tier, (floor, what) in FLOORS.items():
+        if tier not in tiers or floor not in tiers:
+            continue
+        for c in connections:
+            pairs = zip(rows[(tier, c)], rows[(floor, c)], strict=True)
+            mine, theirs = what, "all" if what == "all" else "floor-gateway"
+            over = [r[mine] / f[theirs] for r, f in pairs]
+            print(
+                f"{tier} over {floor} at {c} connections ({what}): "
+                f"{statistics.median(over):.2f}x ({min(over):.2f}-{max(over):.2f})"
             )
 
 
