@@ -49,6 +49,7 @@ from tidegate.ledger import Ledger
 from tidegate.ledger.calls import Taken
 from tidegate.settings import RouteSettings
 from tidegate.tasks import run_together, stop_if_cancelled, stop_tasks
+from worker.due_retries import DueRetries
 from worker.entry_run import EntryRunner, Executor
 from worker.group_reader import GroupReader
 from worker.metrics import WorkerMetrics
@@ -118,6 +119,8 @@ class Consumer(EntryRunner, Upkeep):
         """Set when the jobs in flight go from none to some or back."""
         self._promote_at = [0.0] * len(self.parts)
         """Per partition: when to look for due retries next (unix s)."""
+        self._due_retries = DueRetries(len(self.parts), self._promote)
+        """Timers at the retries this process parks (promoted while a read blocks)."""
         self._starts = [
             ledger.start_read(route.name, self.name, 0, "0-0", partition=p)
             for p in range(len(self.parts))
@@ -144,6 +147,7 @@ class Consumer(EntryRunner, Upkeep):
             await run_together([self._read_loop(p, stop) for p in range(len(self.parts))])
         finally:
             await self._drain(grace_s)
+            await self._due_retries.close()
             await stop_tasks(background)
             with contextlib.suppress(RedisUnavailable):
                 await self.ledger.store.liveness.clear(self.route.name, self.name)
@@ -231,19 +235,29 @@ class Consumer(EntryRunner, Upkeep):
         now = time.time()
         if now >= self._promote_at[partition]:
             try:
-                promoted = await self.ledger.promote(self.route.name, partition=partition)
+                await self._promote(partition)
             except RedisUnavailable:  # the fetch after this meets the outage and backs off
                 self._promote_at[partition] = now + PROMOTE_EVERY_S
                 return BLOCK_MS
-            soon = now if promoted.moved >= PROMOTE_MOST else now + PROMOTE_EVERY_S
-            due = promoted.next_due_s
-            self._promote_at[partition] = soon if due is None else min(soon, due)
         wait_ms = int((self._promote_at[partition] - time.time()) * 1000)
         return max(10, min(BLOCK_MS, wait_ms))
 
+    async def _promote(self, partition: int) -> float | None:
+        """Promote the partition's due retries now (the read loop, or the
+        timer of a retry this process parked); when the next one waiting is
+        due (unix s), or None."""
+        now = time.time()
+        promoted = await self.ledger.promote(self.route.name, partition=partition)
+        soon = now if promoted.moved >= PROMOTE_MOST else now + PROMOTE_EVERY_S
+        due = promoted.next_due_s
+        self._promote_at[partition] = soon if due is None else min(soon, due)
+        return due
+
     def _parked(self, partition: int, due_ms: int) -> None:
-        """A retry this process parked: promote it when it is due."""
+        """A retry this process parked: promote it when it is due, even while
+        the partition's read is blocked (``due_retries``)."""
         self._promote_at[partition] = min(self._promote_at[partition], due_ms / 1000)
+        self._due_retries.parked(partition, due_ms / 1000)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.pop(task, None)
