@@ -6,21 +6,23 @@ read, blocking no longer than until the next one it knows of. A retry parked
 while that read is already blocked would otherwise wait for the read to end
 (up to ``BLOCK_MS``, a second) on top of its backoff.
 
-So a retry this process parks also gets a timer at its due time, one per
-partition (the earliest wins). When it fires, a task promotes that
-partition's due retries: the promotion's XADD into the stream is what wakes
-the blocked read, on this worker or any other of the group, and the read
-loop's own bookkeeping (when to look next) is updated as after any
-promotion. When the retry the timer was for is still waiting (a timer may
-fire a little before the wall clock reaches its time), it is set again.
-Failures are left to the read loop, which promotes at least once a second
-anyway. Retries parked by other processes are theirs to time: each worker
-makes one promotion per retry it parked, not one per retry of the route.
+So every retry this process parks is kept with its due time, per
+partition, and a timer runs at the earliest of them. When it fires, a task
+promotes that partition's due retries: the promotion's XADD into the stream
+is what wakes the blocked read, on this worker or any other of the group,
+and the read loop's own bookkeeping (when to look next) is updated as after
+any promotion. The retries due by then are dropped and the timer is set at
+the next one (the same one again when the timer fired a little before the
+wall clock reached its time). A failed promotion is left to the read loop,
+which promotes at least once a second anyway. Retries parked by other
+processes are theirs to time: each worker makes at most one promotion per
+retry it parked, not one per retry of the route.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,31 +37,29 @@ MIN_DELAY_S = 0.001
 
 
 class DueRetries:
-    """One timer per partition at the earliest retry this process parked there."""
+    """Per partition: the due times of the retries this process parked, and
+    one timer at the earliest."""
 
-    def __init__(self, partitions: int, promote: Callable[[int], Awaitable[float | None]]) -> None:
-        """``promote(partition)`` promotes the partition's due retries and
-        returns when the next still waiting is due (unix s), or None."""
+    def __init__(self, partitions: int, promote: Callable[[int], Awaitable[object]]) -> None:
+        """``promote(partition)`` promotes the partition's due retries."""
         self._promote = promote
+        self._dues: list[list[float]] = [[] for _ in range(partitions)]
+        """Per partition: a heap of due times (unix s)."""
         self._timers: list[tuple[float, asyncio.TimerHandle] | None] = [None] * partitions
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def parked(self, partition: int, due_s: float) -> None:
         """A retry was parked on ``partition``, due at ``due_s`` (unix s)."""
-        current = self._timers[partition]
-        if self._closed or (current is not None and current[0] <= due_s):
+        if self._closed:
             return
-        if current is not None:
-            current[1].cancel()
-        delay_s = max(MIN_DELAY_S, due_s - time.time())
-        handle = asyncio.get_running_loop().call_later(delay_s, self._fire, partition, due_s)
-        self._timers[partition] = (due_s, handle)
+        heapq.heappush(self._dues[partition], due_s)
+        self._arm(partition)
 
     @property
     def pending(self) -> int:
-        """Timers set (tests)."""
-        return sum(timer is not None for timer in self._timers)
+        """Retries waiting for their timer (tests)."""
+        return sum(len(dues) for dues in self._dues)
 
     async def close(self) -> None:
         self._closed = True
@@ -67,19 +67,32 @@ class DueRetries:
             if timer is not None:
                 timer[1].cancel()
         self._timers = [None] * len(self._timers)
+        self._dues = [[] for _ in self._dues]
         await stop_tasks(self._tasks)
 
-    def _fire(self, partition: int, due_s: float) -> None:
+    def _arm(self, partition: int) -> None:
+        """The partition's timer at its earliest due time (if not set there)."""
+        dues, current = self._dues[partition], self._timers[partition]
+        if self._closed or not dues or (current is not None and current[0] <= dues[0]):
+            return
+        if current is not None:
+            current[1].cancel()
+        delay_s = max(MIN_DELAY_S, dues[0] - time.time())
+        handle = asyncio.get_running_loop().call_later(delay_s, self._fire, partition)
+        self._timers[partition] = (dues[0], handle)
+
+    def _fire(self, partition: int) -> None:
         self._timers[partition] = None
-        task = asyncio.get_running_loop().create_task(self._run(partition, due_s))
+        task = asyncio.get_running_loop().create_task(self._run(partition))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, partition: int, due_s: float) -> None:
+    async def _run(self, partition: int) -> None:
         try:
-            next_due_s = await self._promote(partition)
+            await self._promote(partition)
         except TidegateError as e:  # the read loop promotes within a second anyway
             log.debug("promoting a parked retry failed (%s); the read loop will", e)
-            return
-        if next_due_s is not None and next_due_s <= due_s:  # ours, not moved yet
-            self.parked(partition, next_due_s)
+        dues, now = self._dues[partition], time.time()
+        while dues and dues[0] <= now:  # moved by this promotion (or left to the read loop)
+            heapq.heappop(dues)
+        self._arm(partition)

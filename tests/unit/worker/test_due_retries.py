@@ -1,11 +1,15 @@
-"""Timers at parked retries: the earliest per partition, set again while the
-retry is still waiting, cancelled at close, failures left to the read loop."""
+"""Timers at parked retries: one per partition at the earliest, the next one
+set after each promotion, again when it fired early, cancelled at close;
+failures left to the read loop."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
+
+import worker.due_retries as due_retries
 from tidegate.errors import RedisUnavailable
 from worker.due_retries import DueRetries
 
@@ -13,25 +17,25 @@ FAR_S = 3600.0
 
 
 class FakePromote:
-    """Records each promotion; answers what is still waiting (unix s or None)."""
+    """Records each promotion; raises what it is given, in turn."""
 
-    def __init__(self, *answers: float | Exception | None) -> None:
-        self.answers = list(answers)
+    def __init__(self, *failures: Exception | None) -> None:
+        self.failures = list(failures)
         self.calls: list[int] = []
         self.called = asyncio.Event()
 
-    async def __call__(self, partition: int) -> float | None:
+    async def __call__(self, partition: int) -> None:
         self.calls.append(partition)
         self.called.set()
-        answer = self.answers.pop(0) if self.answers else None
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
 
     async def next_call(self) -> None:
         self.called.clear()
         await asyncio.wait_for(self.called.wait(), 5)
-        await asyncio.sleep(0)  # let the task finish with the answer
+        for _ in range(3):  # let the task finish: drop what was due, set the next timer
+            await asyncio.sleep(0)
 
 
 async def test_a_due_retry_is_promoted_on_its_partition() -> None:
@@ -44,36 +48,31 @@ async def test_a_due_retry_is_promoted_on_its_partition() -> None:
     await due.close()
 
 
-async def test_the_earliest_retry_of_a_partition_sets_its_timer() -> None:
+async def test_the_earliest_retry_fires_first_and_the_later_ones_wait() -> None:
     promote = FakePromote()
     due = DueRetries(1, promote)
     due.parked(0, time.time() + FAR_S)
-    due.parked(0, time.time())  # earlier: replaces the far timer
-    due.parked(0, time.time() + FAR_S)  # later: the near timer stays
+    due.parked(0, time.time())  # earlier: its timer replaces the far one
+    due.parked(0, time.time() + FAR_S)
     await promote.next_call()
     assert promote.calls == [0]
-    assert due.pending == 0  # the far timer was replaced, not kept beside it
+    assert due.pending == 2  # the two far retries keep their (next) timer
+    assert due._timers[0] is not None
     await due.close()
 
 
-async def test_its_own_retry_still_waiting_sets_the_timer_again() -> None:
-    now = time.time()
-    promote = FakePromote(now, None)  # first: not moved yet (fired a hair early)
+async def test_a_timer_that_fires_early_is_set_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [time.time()]
+    monkeypatch.setattr(due_retries, "time", type("Clock", (), {"time": lambda: clock[0]}))
+    promote = FakePromote()
     due = DueRetries(1, promote)
-    due.parked(0, now)
+    due.parked(0, clock[0] + 0.001)  # the clock stays short of it: fires, still not due
     await promote.next_call()
+    assert due.pending == 1
+    clock[0] += 1.0
     await promote.next_call()
-    assert promote.calls == [0, 0]
+    assert len(promote.calls) >= 2  # (a third when the second ran before the clock moved)
     assert due.pending == 0
-
-
-async def test_a_later_retry_of_another_process_gets_no_timer() -> None:
-    now = time.time()
-    promote = FakePromote(now + FAR_S)
-    due = DueRetries(1, promote)
-    due.parked(0, now)
-    await promote.next_call()
-    assert due.pending == 0  # the read loop's own look covers it
     await due.close()
 
 
@@ -82,8 +81,8 @@ async def test_a_failed_promotion_is_left_to_the_read_loop() -> None:
     due = DueRetries(1, promote)
     due.parked(0, time.time())
     await promote.next_call()
-    assert due.pending == 0
-    due.parked(0, time.time())  # and the next parked retry is timed again
+    assert due.pending == 0  # dropped: no retrying against a Redis that is down
+    due.parked(0, time.time())  # the next parked retry is timed again
     await promote.next_call()
     assert promote.calls == [0, 0]
     await due.close()
@@ -97,6 +96,7 @@ async def test_close_cancels_the_timers_and_takes_no_more() -> None:
     assert due.pending == 2
     await due.close()
     assert due.pending == 0
+    assert due._timers == [None, None]
     due.parked(0, time.time())
     assert due.pending == 0
     assert promote.calls == []
