@@ -16,7 +16,8 @@ the next one (the same one again when the timer fired a little before the
 wall clock reached its time). A failed promotion is left to the read loop,
 which promotes at least once a second anyway. Retries parked by other
 processes are theirs to time: each worker makes at most one promotion per
-retry it parked, not one per retry of the route.
+retry it parked, not one per retry of the route, and at most one per
+``SPACING_S`` on a partition.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 MIN_DELAY_S = 0.001
 """A timer never fires sooner (a clock that runs a hair early must not spin)."""
 
+SPACING_S = 0.01
+"""Promotions by timer on one partition are at least this far apart: many
+retries parked at once (an upstream outage) cost one script call per 10 ms,
+not one each, and none runs more than 10 ms late."""
+
 
 class DueRetries:
     """Per partition: the due times of the retries this process parked, and
@@ -46,6 +52,8 @@ class DueRetries:
         self._dues: list[list[float]] = [[] for _ in range(partitions)]
         """Per partition: a heap of due times (unix s)."""
         self._timers: list[tuple[float, asyncio.TimerHandle] | None] = [None] * partitions
+        self._fired_s = [0.0] * partitions
+        """Per partition: when its timer last fired (unix s)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -77,12 +85,14 @@ class DueRetries:
             return
         if current is not None:
             current[1].cancel()
-        delay_s = max(MIN_DELAY_S, dues[0] - time.time())
+        at_s = max(dues[0], self._fired_s[partition] + SPACING_S)
+        delay_s = max(MIN_DELAY_S, at_s - time.time())
         handle = asyncio.get_running_loop().call_later(delay_s, self._fire, partition)
         self._timers[partition] = (dues[0], handle)
 
     def _fire(self, partition: int) -> None:
         self._timers[partition] = None
+        self._fired_s[partition] = time.time()
         task = asyncio.get_running_loop().create_task(self._run(partition))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

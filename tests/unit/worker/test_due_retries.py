@@ -100,3 +100,18 @@ async def test_close_cancels_the_timers_and_takes_no_more() -> None:
     due.parked(0, time.time())
     assert due.pending == 0
     assert promote.calls == []
+
+
+async def test_promotions_by_timer_are_spaced() -> None:
+    promote = FakePromote()
+    due = DueRetries(1, promote)
+    due.parked(0, time.time())
+    await promote.next_call()
+    due.parked(0, time.time())  # due at once, but the last promotion was just now
+    timer = due._timers[0]
+    assert timer is not None
+    loop = asyncio.get_running_loop()
+    assert timer[1].when() - loop.time() > due_retries.SPACING_S / 2
+    await promote.next_call()
+    assert promote.calls == [0, 0]
+    await due.close()
