@@ -11,8 +11,9 @@ a caller should do (``translate_reply``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -50,10 +51,13 @@ __all__ = [
     "UNAVAILABLE",
     "Connection",
     "connect",
+    "read_again_if_closed",
     "redis_errors",
     "text",
     "translate_reply",
 ]
+
+T = TypeVar("T")
 
 UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, OSError, RedisClusterException)
 """Failures that mean Redis is away or not ready (a cluster whose slot map
@@ -238,3 +242,22 @@ class redis_errors:
             raise translate_reply(error, what) from error
         if isinstance(error, AttributeError | TypeError) and _closed_under_write(error):
             raise RedisUnavailable(f"Redis connection lost while {what}: {error}") from error
+
+
+async def read_again_if_closed(what: str, read: Callable[[], Awaitable[T]]) -> T:
+    """A read, its failures translated as ``redis_errors`` does, sent once
+    more when the connection it went out on turned out closed (redis-py's
+    ConnectionError; never after a timeout). A pooled connection left idle
+    across a Redis restart or failover fails its first command, and the pool
+    reconnects it for the next: without this, the first read on each such
+    connection answers "Redis unreachable" although Redis is back. Only for
+    reads, which may run twice; a write whose connection closed may have
+    been applied (``OutcomeUnknown``)."""
+    try:
+        with redis_errors(what):
+            return await read()
+    except RedisUnavailable as e:
+        if not isinstance(e.__cause__, ConnectionError):
+            raise
+    with redis_errors(what):
+        return await read()

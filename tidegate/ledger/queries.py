@@ -1,22 +1,29 @@
-"""Queries: a job as the job API shows it (projection, result, events, states)."""
+"""Queries: a job as the job API shows it (projection, result, events, states).
+
+Every query is a read, sent once more when its pooled connection turns out
+to have been closed under it (``read_again_if_closed``): after a Redis
+restart or failover the job API and a waiting sync request get the answer,
+not a 503 or a 202 for a connection that sat idle through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tidegate.envelope import Reply
 from tidegate.errors import JobNotFound
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.client import redis_errors, text
+from tidegate.ledger.client import read_again_if_closed, text
 
 
 class Queries(LedgerBase):
     async def projection(self, job_id: str) -> dict[str, str]:
         """The job's current state; JobNotFound when unknown or expired."""
         _, keys = self._route(job_id)
-        with redis_errors("reading a job"):
-            raw = await self._redis.hgetall(keys.job(job_id))
+        raw = await read_again_if_closed(
+            "reading a job", lambda: self._redis.hgetall(keys.job(job_id))
+        )
         if not raw:
             raise JobNotFound(f"no job {job_id}")
         return {text(k): text(v) for k, v in raw.items()}
@@ -25,11 +32,12 @@ class Queries(LedgerBase):
         """The job's projection and its stored response (None: none yet), in
         one round trip: what a sync request answers with once its job ends."""
         _, keys = self._route(job_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(keys.job(job_id))
-        pipe.hgetall(keys.result(job_id))
-        with redis_errors("reading a job's outcome"):
-            raw, stored = await pipe.execute()
+
+        def commands(pipe: Any) -> None:
+            pipe.hgetall(keys.job(job_id))
+            pipe.hgetall(keys.result(job_id))
+
+        raw, stored = await self._pipelined("reading a job's outcome", commands)
         if not raw:
             raise JobNotFound(f"no job {job_id}")
         projection = {text(k): text(v) for k, v in raw.items()}
@@ -39,18 +47,20 @@ class Queries(LedgerBase):
         """The states of many jobs in one round trip (None: unknown)."""
         if not job_ids:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(self._route(job_id)[1].job(job_id), "state")
-        with redis_errors("reading job states"):
-            values = await pipe.execute()
+
+        def commands(pipe: Any) -> None:
+            for job_id in job_ids:
+                pipe.hget(self._route(job_id)[1].job(job_id), "state")
+
+        values = await self._pipelined("reading job states", commands)
         return [text(v) if v is not None else None for v in values]
 
     async def result(self, job_id: str) -> Reply | None:
         """The stored response once the job has one, else None."""
         _, keys = self._route(job_id)
-        with redis_errors("reading a result"):
-            raw: Any = await self._redis.hgetall(keys.result(job_id))
+        raw: Any = await read_again_if_closed(
+            "reading a result", lambda: self._redis.hgetall(keys.result(job_id))
+        )
         return Reply.from_hash(raw) if raw else None
 
     async def events(self, job_id: str) -> list[dict[str, str]]:
@@ -58,11 +68,12 @@ class Queries(LedgerBase):
         projection = await self.projection(job_id)
         _, keys = self._route(job_id)
         ids = [i for i in projection.get("events", "").split(",") if i]
-        pipe = self._redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.xrange(keys.events, event_id, event_id)
-        with redis_errors("reading job events"):
-            found = await pipe.execute()
+
+        def commands(pipe: Any) -> None:
+            for event_id in ids:
+                pipe.xrange(keys.events, event_id, event_id)
+
+        found = await self._pipelined("reading job events", commands)
         out = []
         for entries in found:
             for raw_id, fields in entries:
@@ -70,3 +81,14 @@ class Queries(LedgerBase):
                 event_id = text(raw_id)
                 out.append({"id": event_id, "at_ms": event_id.split("-")[0], **event})
         return out
+
+    async def _pipelined(self, what: str, commands: Callable[[Any], None]) -> list[Any]:
+        """One round trip of the reads ``commands`` queues on a pipeline
+        (queued again if it is sent again: a pipeline empties when it runs)."""
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            commands(pipe)
+            return list(await pipe.execute())
+
+        return await read_again_if_closed(what, run)
