@@ -98,11 +98,14 @@ class DueRetries:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, partition: int) -> None:
+        # The clock before the call: a retry due after it was not moved by it,
+        # even when the call took long enough for the clock to pass its time.
+        promoted_at_s = time.time()
         try:
             await self._promote(partition)
         except TidegateError as e:  # the read loop promotes within a second anyway
             log.debug("promoting a parked retry failed (%s); the read loop will", e)
-        dues, now = self._dues[partition], time.time()
-        while dues and dues[0] <= now:  # moved by this promotion (or left to the read loop)
+        dues = self._dues[partition]
+        while dues and dues[0] <= promoted_at_s:  # moved (or left to the read loop)
             heapq.heappop(dues)
         self._arm(partition)

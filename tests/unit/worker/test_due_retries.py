@@ -76,6 +76,30 @@ async def test_a_timer_that_fires_early_is_set_again(monkeypatch: pytest.MonkeyP
     await due.close()
 
 
+async def test_a_retry_that_fell_due_during_the_promotion_keeps_its_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A timer may fire a millisecond early and the promotion take longer
+    than that: the retry was not moved, though its time has passed when the
+    call returns."""
+    clock = [time.time()]
+    monkeypatch.setattr(due_retries, "time", type("Clock", (), {"time": lambda: clock[0]}))
+    promote = FakePromote()
+    due = DueRetries(1, promote)
+    due.parked(0, clock[0] + 0.001)
+
+    async def slow(partition: int) -> None:
+        await promote(partition)
+        clock[0] += 1.0  # the call took a second, by this clock
+
+    due._promote = slow
+    await promote.next_call()
+    await promote.next_call()  # set again, at once: its time has passed
+    assert promote.calls == [0, 0]
+    assert due.pending == 0
+    await due.close()
+
+
 async def test_a_failed_promotion_is_left_to_the_read_loop() -> None:
     promote = FakePromote(RedisUnavailable("down"))
     due = DueRetries(1, promote)
