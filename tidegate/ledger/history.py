@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tidegate.keys import RouteKeys
-from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.client import Connection, read_again_if_closed, redis_errors, text
 
 
 class History:
@@ -27,8 +27,10 @@ class History:
         """The rates of the last ``keep`` buckets up to ``now_s`` (unix s), oldest
         first, one per bucket: a bucket nobody stored (no leader then, Redis
         away) takes the rate before it, so the phase of the pattern stays true."""
-        with redis_errors("reading the arrival history"):
-            raw: Any = await self._redis.lrange(RouteKeys(route).arrivals, -keep, -1)
+        raw: Any = await read_again_if_closed(
+            "reading the arrival history",
+            lambda: self._redis.lrange(RouteKeys(route).arrivals, -keep, -1),
+        )
         stored: list[tuple[float, float]] = []
         for item in raw:
             head, _, tail = text(item).partition(":")

@@ -15,7 +15,7 @@ from typing import Any
 
 from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import backlog, throttle_record, view_record
-from tidegate.ledger.client import Connection, redis_errors
+from tidegate.ledger.client import Connection, read_again_if_closed
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.transport import ready
 from tidegate.redact import redact_url
@@ -59,13 +59,18 @@ async def routes_status(redis: Connection, settings: Settings) -> dict[str, Rout
     finally:
         await runner.close()
     measured = [found for found, _ in sampled]
-    pipe = redis.pipeline(transaction=False)
-    for route in queued:
-        pipe.hgetall(RouteKeys(route.name).scaler)
-        for keys in parts_of(route):
-            pipe.hgetall(keys.throttle)
-    with redis_errors("reading the scaler views and throttles"):
-        hashes = iter(await pipe.execute())
+
+    async def views_and_throttles() -> list[Any]:
+        pipe = redis.pipeline(transaction=False)
+        for route in queued:
+            pipe.hgetall(RouteKeys(route.name).scaler)
+            for keys in parts_of(route):
+                pipe.hgetall(keys.throttle)
+        return list(await pipe.execute())
+
+    hashes = iter(
+        await read_again_if_closed("reading the scaler views and throttles", views_and_throttles)
+    )
     views, throttles = [], []
     for route in queued:
         views.append(view_record.parsed(next(hashes)))

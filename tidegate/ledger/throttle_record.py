@@ -26,7 +26,7 @@ from typing import Any
 
 from tidegate.keys import Partitioned, RouteKeys, parts_of
 from tidegate.ledger.calls import Quota
-from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.client import Connection, read_again_if_closed, redis_errors, text
 from tidegate.settings import QuotaSettings
 from tidegate.throttle import Throttle, share_of
 
@@ -49,8 +49,9 @@ def combined(found: list[Throttle | None]) -> Throttle | None:
 
 
 async def _read(redis: Connection, keys: RouteKeys) -> Throttle | None:
-    with redis_errors("reading the throttle"):
-        raw: Any = await redis.hgetall(keys.throttle)
+    raw: Any = await read_again_if_closed(
+        "reading the throttle", lambda: redis.hgetall(keys.throttle)
+    )
     return parsed(raw)
 
 

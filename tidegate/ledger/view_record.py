@@ -14,7 +14,7 @@ from typing import Any
 
 from tidegate.keys import RouteKeys
 from tidegate.ledger.calls import PublishView
-from tidegate.ledger.client import Connection, redis_errors, text
+from tidegate.ledger.client import Connection, read_again_if_closed, redis_errors, text
 from tidegate.ledger.runner import Runner
 from tidegate.scaler_view import ScalerView
 
@@ -68,6 +68,7 @@ class Views:
 
     async def read(self, route: str) -> ScalerView | None:
         """The latest view, or None when no scaler has published one lately."""
-        with redis_errors("reading the scaler's view"):
-            raw: Any = await self._redis.hgetall(RouteKeys(route).scaler)
+        raw: Any = await read_again_if_closed(
+            "reading the scaler's view", lambda: self._redis.hgetall(RouteKeys(route).scaler)
+        )
         return parsed(raw)

@@ -1,10 +1,10 @@
-"""The job's reads right after a Redis restart: answered, not "unreachable".
+"""Reads right after a Redis restart: answered, not "unreachable".
 
 A pooled connection that sat idle while Redis restarted (or failed over)
-fails its first command; every query sends a read once more when its
+fails its first command; every read sends itself once more when its
 connection turns out closed, so the job API and a waiting sync request get
-the job, not a 503 or a 202. While Redis stays down, each still fails at once
-with RedisUnavailable.
+the job, not a 503 or a 202, and the health check sees Redis back at once.
+While Redis stays down, each still fails at once with RedisUnavailable.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ QUERIES: dict[str, tuple[Query, Callable[[Any], bool]]] = {
     "result": (lambda ledger, job: ledger.result(job), lambda v: v == ANSWER),
     "events": (lambda ledger, job: ledger.events(job),
                lambda v: [e["type"] for e in v] == ["accepted", "started", "succeeded"]),
+    # what the gateway's health loop and the scaler read
+    "ping": (lambda ledger, _: ledger.store.ping(load_scripts=True), lambda v: v is None),
+    "throttle": (lambda ledger, _: ledger.store.throttle.read("orders"), lambda v: v is None),
+    "scaler view": (lambda ledger, _: ledger.store.views.read("orders"), lambda v: v is None),
+    "arrival history": (lambda ledger, _: ledger.store.history.load("orders", 3, 1.0, 0.0),
+                        lambda v: v == []),
 }  # fmt: skip
 
 
