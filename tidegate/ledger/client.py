@@ -3,6 +3,9 @@
 redis-py's own retry loop is switched off: each part decides itself what to do
 when Redis is away (the gateway answers 503 at once, workers back off and
 resume), and a hidden retry with backoff would turn "fast 503" into a hang.
+The one exception, without backoff: a read whose pooled connection turns out
+to have been closed under it (Redis restarted meanwhile) is sent once more
+(``read_again_if_closed``).
 Connection errors, timeouts and a server still loading its data all become
 ``RedisUnavailable``; error replies become the tidegate error that says what
 a caller should do (``translate_reply``).
