@@ -55,6 +55,7 @@ __all__ = [
     "Connection",
     "connect",
     "read_again_if_closed",
+    "read_pipeline_again_if_closed",
     "redis_errors",
     "text",
     "translate_reply",
@@ -264,3 +265,18 @@ async def read_again_if_closed(what: str, read: Callable[[], Awaitable[T]]) -> T
             raise
     with redis_errors(what):
         return await read()
+
+
+async def read_pipeline_again_if_closed(
+    redis: Connection, what: str, commands: Callable[[Any], None]
+) -> list[Any]:
+    """One round trip of the reads ``commands`` queues on a pipeline, as
+    ``read_again_if_closed`` (queued again if sent again: a pipeline empties
+    when it runs)."""
+
+    async def run() -> list[Any]:
+        pipe = redis.pipeline(transaction=False)
+        commands(pipe)
+        return list(await pipe.execute())
+
+    return await read_again_if_closed(what, run)

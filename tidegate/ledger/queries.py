@@ -8,13 +8,13 @@ not a 503 or a 202 for a connection that sat idle through it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tidegate.envelope import Reply
 from tidegate.errors import JobNotFound
 from tidegate.ledger.base import LedgerBase
-from tidegate.ledger.client import read_again_if_closed, text
+from tidegate.ledger.client import read_again_if_closed, read_pipeline_again_if_closed, text
 
 
 class Queries(LedgerBase):
@@ -37,7 +37,9 @@ class Queries(LedgerBase):
             pipe.hgetall(keys.job(job_id))
             pipe.hgetall(keys.result(job_id))
 
-        raw, stored = await self._pipelined("reading a job's outcome", commands)
+        raw, stored = await read_pipeline_again_if_closed(
+            self._redis, "reading a job's outcome", commands
+        )
         if not raw:
             raise JobNotFound(f"no job {job_id}")
         projection = {text(k): text(v) for k, v in raw.items()}
@@ -52,7 +54,7 @@ class Queries(LedgerBase):
             for job_id in job_ids:
                 pipe.hget(self._route(job_id)[1].job(job_id), "state")
 
-        values = await self._pipelined("reading job states", commands)
+        values = await read_pipeline_again_if_closed(self._redis, "reading job states", commands)
         return [text(v) if v is not None else None for v in values]
 
     async def result(self, job_id: str) -> Reply | None:
@@ -73,7 +75,7 @@ class Queries(LedgerBase):
             for event_id in ids:
                 pipe.xrange(keys.events, event_id, event_id)
 
-        found = await self._pipelined("reading job events", commands)
+        found = await read_pipeline_again_if_closed(self._redis, "reading job events", commands)
         out = []
         for entries in found:
             for raw_id, fields in entries:
@@ -81,14 +83,3 @@ class Queries(LedgerBase):
                 event_id = text(raw_id)
                 out.append({"id": event_id, "at_ms": event_id.split("-")[0], **event})
         return out
-
-    async def _pipelined(self, what: str, commands: Callable[[Any], None]) -> list[Any]:
-        """One round trip of the reads ``commands`` queues on a pipeline
-        (queued again if it is sent again: a pipeline empties when it runs)."""
-
-        async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            commands(pipe)
-            return list(await pipe.execute())
-
-        return await read_again_if_closed(what, run)

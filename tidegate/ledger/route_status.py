@@ -15,7 +15,7 @@ from typing import Any
 
 from tidegate.keys import RouteKeys, parts_of
 from tidegate.ledger import backlog, throttle_record, view_record
-from tidegate.ledger.client import Connection, read_again_if_closed
+from tidegate.ledger.client import Connection, read_pipeline_again_if_closed
 from tidegate.ledger.runner import Runner
 from tidegate.ledger.transport import ready
 from tidegate.redact import redact_url
@@ -60,16 +60,16 @@ async def routes_status(redis: Connection, settings: Settings) -> dict[str, Rout
         await runner.close()
     measured = [found for found, _ in sampled]
 
-    async def views_and_throttles() -> list[Any]:
-        pipe = redis.pipeline(transaction=False)
+    def views_and_throttles(pipe: Any) -> None:
         for route in queued:
             pipe.hgetall(RouteKeys(route.name).scaler)
             for keys in parts_of(route):
                 pipe.hgetall(keys.throttle)
-        return list(await pipe.execute())
 
     hashes = iter(
-        await read_again_if_closed("reading the scaler views and throttles", views_and_throttles)
+        await read_pipeline_again_if_closed(
+            redis, "reading the scaler views and throttles", views_and_throttles
+        )
     )
     views, throttles = [], []
     for route in queued:
